@@ -1,0 +1,734 @@
+package policy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// MaxFileSize is the largest policy file accepted. A policy is a few
+// kilobytes; anything near this is a mistake, and the cap bounds the time
+// the libvirt hook can spend parsing.
+const MaxFileSize = 1 << 20
+
+// maxItems bounds the mapping entries and list items the parser visits in
+// one file. Aliases can make a small document expand to a huge walk
+// ("billion laughs"); the hook must not hang on it.
+const maxItems = 1 << 20
+
+// Known keys, in the order the docs list them; used in "unknown key" messages.
+var (
+	topKeys      = []string{"version", "mode", "on_error", "defaults", "rules"}
+	settingsKeys = []string{"queues", "min", "max", "min_vcpus", "budget", "allow_above_vcpus", "guest_step", "combined"}
+	ruleKeys     = []string{"name", "match", "exclude", "set"}
+	matchKeys    = []string{"domain", "vcpus", "os", "labels", "nic_type", "network", "bridge", "mac_prefix"}
+	// nicTypes are libvirt's <interface type> values (virDomainNetType);
+	// a nic_type outside them is a typo that would silently match nothing.
+	nicTypes = []string{"bridge", "client", "direct", "ethernet", "hostdev", "internal", "mcast", "network", "null", "server", "udp", "user", "vdpa", "vds", "vhostuser"}
+)
+
+// ruleName keeps rule names usable as a log value and a metric label.
+var ruleName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// loc is where a value was set; the zero loc means "built in".
+type loc struct {
+	file      string
+	line, col int
+	path      string
+}
+
+func (l loc) String() string { return fmt.Sprintf("%s:%d:%d", l.file, l.line, l.col) }
+
+// opt is a value a file may or may not set, with where it was set.
+type opt[T any] struct {
+	v   T
+	set bool
+	at  loc
+}
+
+// partial is a settings block as written: only some keys set. Defaults of
+// several files and a rule's set are merged field by field.
+type partial struct {
+	queues                opt[QueuesSetting]
+	min, max              opt[int]
+	minVCPUs, budget      opt[int]
+	allowAbove, guestStep opt[bool]
+	combined              opt[CombinedSetting]
+}
+
+// fileDoc is what one file says, before merging.
+type fileDoc struct {
+	name     string
+	mode     opt[Mode]
+	onError  opt[OnError]
+	defaults partial
+	rules    []rawRule
+}
+
+// rawRule is one rule as written.
+type rawRule struct {
+	name    string
+	at      loc // the rule's mapping
+	nameAt  loc
+	match   Match
+	exclude bool
+	set     partial
+}
+
+// parser walks one file's YAML nodes, collecting every problem.
+type parser struct {
+	file  string
+	errs  ErrorList
+	items int // entries visited, see maxItems
+}
+
+// parseFile parses one policy file. It returns what it could read and
+// every problem found; values with problems are left unset.
+func parseFile(name string, data []byte, dropIn bool) (*fileDoc, ErrorList) {
+	p := &parser{file: name}
+	doc := &fileDoc{name: name}
+	if len(data) > MaxFileSize {
+		p.errs = append(p.errs, &Error{File: name, Msg: fmt.Sprintf("file is larger than %d bytes", MaxFileSize)})
+		return doc, p.errs
+	}
+	root, ok := p.decode(data)
+	if !ok {
+		return doc, p.errs
+	}
+	version := false
+	p.fields(root, "", func(key string, k, v *yaml.Node, kpath string) {
+		switch key {
+		case "version":
+			version = true
+			if n, ok := p.integer(v, kpath); ok && n != 1 {
+				p.errorf(v, kpath, "version %d is not supported (must be 1)", n)
+			}
+		case "mode":
+			if s, ok := p.enum(v, kpath, "off", "audit", "enforce"); ok {
+				doc.mode = opt[Mode]{Mode(s), true, p.loc(v, kpath)}
+			}
+		case "on_error":
+			if s, ok := p.enum(v, kpath, "allow", "deny"); ok {
+				doc.onError = opt[OnError]{OnError(s), true, p.loc(v, kpath)}
+			}
+		case "defaults":
+			doc.defaults = p.settings(v, kpath)
+		case "rules":
+			doc.rules = p.rules(v, kpath)
+		default:
+			p.unknown(k, kpath, topKeys)
+		}
+	})
+	// Drop-ins may leave version out: they only make sense beside a main
+	// file, which has one.
+	if !version && !dropIn {
+		p.errorf(root, "version", "missing (add version: 1)")
+	}
+	return doc, p.errs
+}
+
+// decode parses the YAML text into the root node of its single document.
+func (p *parser) decode(data []byte) (*yaml.Node, bool) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	err := decodeNode(dec, &doc)
+	if errors.Is(err, io.EOF) {
+		p.errs = append(p.errs, &Error{File: p.file, Msg: "empty file (a policy needs at least version: 1)"})
+		return nil, false
+	}
+	if err != nil {
+		p.syntaxError(err)
+		return nil, false
+	}
+	var next yaml.Node
+	switch err := decodeNode(dec, &next); {
+	case err == nil:
+		p.errorf(&next, "", "a second YAML document; a policy file holds one")
+	case !errors.Is(err, io.EOF):
+		p.syntaxError(err)
+	}
+	root := &doc
+	if len(doc.Content) > 0 {
+		root = resolve(doc.Content[0])
+	}
+	if len(doc.Content) == 0 || isNull(root) {
+		p.errorf(root, "", "empty document (a policy needs at least version: 1)")
+		return nil, false
+	}
+	if root.Kind != yaml.MappingNode {
+		p.errorf(root, "", "must be a mapping, not %s", describe(root))
+		return nil, false
+	}
+	return root, true
+}
+
+// decodeNode decodes the next document. yaml.v3 reports errors by panicking
+// internally and recovering; a panic that escapes it is a parser bug, and
+// the hook must not crash on a bad policy, so it becomes an error too.
+func decodeNode(dec *yaml.Decoder, n *yaml.Node) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("yaml: parser failed: %v", r)
+		}
+	}()
+	return dec.Decode(n)
+}
+
+// syntaxError turns a yaml.v3 error ("yaml: line 3: did not find ...") into
+// an Error with the line, when the parser gave one.
+func (p *parser) syntaxError(err error) {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	e := &Error{File: p.file}
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if num, after, ok := strings.Cut(rest, ": "); ok {
+			if n, err := strconv.Atoi(num); err == nil {
+				e.Line, msg = n, after
+			}
+		}
+	}
+	e.Msg = "invalid YAML: " + msg
+	p.errs = append(p.errs, e)
+}
+
+func (p *parser) errorf(n *yaml.Node, path, format string, args ...any) {
+	p.errs = append(p.errs, &Error{File: p.file, Line: n.Line, Column: n.Column, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (p *parser) loc(n *yaml.Node, path string) loc {
+	return loc{file: p.file, line: n.Line, col: n.Column, path: path}
+}
+
+// step counts one visited item and reports false once the file is too
+// big to walk.
+func (p *parser) step(n *yaml.Node, path string) bool {
+	p.items++
+	if p.items == maxItems+1 {
+		p.errorf(n, path, "document too large (more than %d entries after expanding aliases)", maxItems)
+	}
+	return p.items <= maxItems
+}
+
+// resolve follows an alias to the node it names.
+func resolve(n *yaml.Node) *yaml.Node {
+	// An anchor names a real node, never another alias; the bound only
+	// guards against a malformed tree.
+	for i := 0; i < 8 && n.Kind == yaml.AliasNode && n.Alias != nil; i++ {
+		n = n.Alias
+	}
+	return n
+}
+
+func isNull(n *yaml.Node) bool {
+	return n.Kind == 0 || (n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null")
+}
+
+// describe names a node's kind for "must be X, not Y" messages.
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		switch t := n.ShortTag(); t {
+		case "!!null":
+			return "empty"
+		case "!!bool":
+			return "a boolean"
+		case "!!int":
+			return "an integer"
+		case "!!float":
+			return "a number"
+		case "!!str":
+			return "a string"
+		default:
+			return "a value tagged " + t
+		}
+	}
+	return "an alias"
+}
+
+// fields calls fn for each entry of the mapping n. A null n (a key with no
+// value) is an empty mapping, so that commenting out every entry of a
+// section is fine. Keys must be plain strings, unique, and not YAML merge
+// keys (which would hide where a value came from).
+func (p *parser) fields(n *yaml.Node, path string, fn func(key string, k, v *yaml.Node, kpath string)) {
+	n = resolve(n)
+	if isNull(n) {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		p.errorf(n, path, "must be a mapping, not %s", describe(n))
+		return
+	}
+	seen := make(map[string]int, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if !p.step(n, path) {
+			return
+		}
+		k, v := resolve(n.Content[i]), n.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			p.errorf(k, path, "keys must be strings, not %s", describe(k))
+			continue
+		}
+		if k.ShortTag() == "!!merge" {
+			p.errorf(k, path, "merge keys (<<) are not supported")
+			continue
+		}
+		kpath := keyPath(path, k.Value)
+		if line, dup := seen[k.Value]; dup {
+			p.errorf(k, kpath, "duplicate key (first at line %d)", line)
+			continue
+		}
+		seen[k.Value] = k.Line
+		fn(k.Value, k, v, kpath)
+	}
+}
+
+// keyPath appends a key to a path, quoting keys that are not plain words
+// (label names may hold anything).
+func keyPath(path, key string) string {
+	if !isPlainKey(key) {
+		return path + "[" + strconv.Quote(key) + "]"
+	}
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func isPlainKey(s string) bool {
+	for _, r := range s {
+		if !(r == '_' || r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func (p *parser) unknown(k *yaml.Node, kpath string, known []string) {
+	p.errorf(k, kpath, "unknown key (known keys: %s)", strings.Join(known, ", "))
+}
+
+// list calls fn for n, or for each item when n is a list. An empty list is
+// an error: as "any of nothing" it would never match.
+func (p *parser) list(n *yaml.Node, path string, fn func(v *yaml.Node, path string)) {
+	n = resolve(n)
+	if n.Kind != yaml.SequenceNode {
+		fn(n, path)
+		return
+	}
+	if len(n.Content) == 0 {
+		p.errorf(n, path, "empty list (it would match nothing)")
+		return
+	}
+	for i, item := range n.Content {
+		if !p.step(n, path) {
+			return
+		}
+		fn(resolve(item), fmt.Sprintf("%s[%d]", path, i))
+	}
+}
+
+// scalar returns the text of a scalar that is not null or a boolean:
+// strings, and numbers taken as written (a domain may be named 2024).
+func (p *parser) scalar(n *yaml.Node, path string) (string, bool) {
+	n = resolve(n)
+	if n.Kind != yaml.ScalarNode || isNull(n) || n.ShortTag() == "!!bool" {
+		p.errorf(n, path, "must be a string, not %s", describe(n))
+		return "", false
+	}
+	return n.Value, true
+}
+
+func (p *parser) integer(n *yaml.Node, path string) (int, bool) {
+	n = resolve(n)
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
+		p.errorf(n, path, "must be an integer, not %s", describe(n))
+		return 0, false
+	}
+	var v int
+	if err := n.Decode(&v); err != nil {
+		p.errorf(n, path, "%s is out of range", n.Value)
+		return 0, false
+	}
+	return v, true
+}
+
+func (p *parser) boolean(n *yaml.Node, path string) (bool, bool) {
+	n = resolve(n)
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" {
+		p.errorf(n, path, "must be true or false, not %s", describe(n))
+		return false, false
+	}
+	var v bool
+	if err := n.Decode(&v); err != nil {
+		p.errorf(n, path, "must be true or false")
+		return false, false
+	}
+	return v, true
+}
+
+func (p *parser) enum(n *yaml.Node, path string, values ...string) (string, bool) {
+	s, ok := p.scalar(n, path)
+	if !ok {
+		return "", false
+	}
+	for _, v := range values {
+		if s == v {
+			return s, true
+		}
+	}
+	p.errorf(resolve(n), path, "%q is not one of %s", s, strings.Join(values, ", "))
+	return "", false
+}
+
+// count parses a decimal count of at most 9 digits (no sign, no overflow).
+func count(s string) (int, bool) {
+	if s == "" || len(s) > 9 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range []byte(s) {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
+}
+
+// queueLimit checks a fixed queue count against the tap limit.
+func (p *parser) queueLimit(n *yaml.Node, path, what string, v int) bool {
+	switch {
+	case v < 1:
+		p.errorf(n, path, "%s %d is less than 1", what, v)
+	case v > MaxTapQueues:
+		p.errorf(n, path, "%s %d is more than %d, the kernel's limit of queues per tap", what, v, MaxTapQueues)
+	default:
+		return true
+	}
+	return false
+}
+
+func (p *parser) settings(n *yaml.Node, path string) partial {
+	var s partial
+	p.fields(n, path, func(key string, k, v *yaml.Node, kpath string) {
+		at := p.loc(resolve(v), kpath)
+		switch key {
+		case "queues":
+			if q, ok := p.queues(v, kpath); ok {
+				s.queues = opt[QueuesSetting]{q, true, at}
+			}
+		case "combined":
+			if c, ok := p.combined(v, kpath); ok {
+				s.combined = opt[CombinedSetting]{c, true, at}
+			}
+		case "min", "max":
+			if i, ok := p.integer(v, kpath); ok && p.queueLimit(resolve(v), kpath, key, i) {
+				if key == "min" {
+					s.min = opt[int]{i, true, at}
+				} else {
+					s.max = opt[int]{i, true, at}
+				}
+			}
+		case "min_vcpus", "budget":
+			i, ok := p.integer(v, kpath)
+			if ok && i < 0 {
+				p.errorf(resolve(v), kpath, "%s %d is negative", key, i)
+				ok = false
+			}
+			if ok && key == "min_vcpus" {
+				s.minVCPUs = opt[int]{i, true, at}
+			} else if ok {
+				s.budget = opt[int]{i, true, at}
+			}
+		case "allow_above_vcpus", "guest_step":
+			if b, ok := p.boolean(v, kpath); ok {
+				if key == "guest_step" {
+					s.guestStep = opt[bool]{b, true, at}
+				} else {
+					s.allowAbove = opt[bool]{b, true, at}
+				}
+			}
+		default:
+			p.unknown(k, kpath, settingsKeys)
+		}
+	})
+	return s
+}
+
+// queues parses integer | vcpus | vcpus/K | P%.
+func (p *parser) queues(n *yaml.Node, path string) (QueuesSetting, bool) {
+	n = resolve(n)
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!int" {
+		if v, ok := p.integer(n, path); ok && p.queueLimit(n, path, "queues", v) {
+			return QueuesSetting{Kind: QueuesFixed, N: v}, true
+		}
+		return QueuesSetting{}, false
+	}
+	s, ok := p.scalar(n, path)
+	if !ok {
+		return QueuesSetting{}, false
+	}
+	switch {
+	case s == "vcpus":
+		return QueuesSetting{Kind: QueuesVCPUs}, true
+	case strings.HasPrefix(s, "vcpus/"):
+		k, ok := count(s[len("vcpus/"):])
+		if ok && k >= 1 {
+			return QueuesSetting{Kind: QueuesDivided, N: k}, true
+		}
+		p.errorf(n, path, "%q: the divisor must be an integer of at least 1", s)
+		return QueuesSetting{}, false
+	case strings.HasSuffix(s, "%"):
+		pc, ok := count(s[:len(s)-1])
+		if ok && pc >= 1 && pc <= 100 {
+			return QueuesSetting{Kind: QueuesPercent, N: pc}, true
+		}
+		p.errorf(n, path, "%q: the percentage must be an integer from 1 to 100", s)
+		return QueuesSetting{}, false
+	}
+	if v, ok := count(s); ok {
+		if p.queueLimit(n, path, "queues", v) {
+			return QueuesSetting{Kind: QueuesFixed, N: v}, true
+		}
+		return QueuesSetting{}, false
+	}
+	p.errorf(n, path, "%q is not a queue count (an integer, vcpus, vcpus/K or P%%)", s)
+	return QueuesSetting{}, false
+}
+
+// combined parses integer | queues | vcpus.
+func (p *parser) combined(n *yaml.Node, path string) (CombinedSetting, bool) {
+	n = resolve(n)
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!int" {
+		if v, ok := p.integer(n, path); ok && p.queueLimit(n, path, "combined", v) {
+			return CombinedSetting{Kind: CombinedFixed, N: v}, true
+		}
+		return CombinedSetting{}, false
+	}
+	s, ok := p.scalar(n, path)
+	if !ok {
+		return CombinedSetting{}, false
+	}
+	switch s {
+	case "queues":
+		return CombinedSetting{Kind: CombinedQueues}, true
+	case "vcpus":
+		return CombinedSetting{Kind: CombinedVCPUs}, true
+	}
+	if v, ok := count(s); ok {
+		if p.queueLimit(n, path, "combined", v) {
+			return CombinedSetting{Kind: CombinedFixed, N: v}, true
+		}
+		return CombinedSetting{}, false
+	}
+	p.errorf(n, path, "%q is not a channel count (an integer, queues or vcpus)", s)
+	return CombinedSetting{}, false
+}
+
+func (p *parser) rules(n *yaml.Node, path string) []rawRule {
+	n = resolve(n)
+	if isNull(n) {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		p.errorf(n, path, "must be a list, not %s", describe(n))
+		return nil
+	}
+	var rules []rawRule
+	for i, item := range n.Content {
+		if !p.step(n, path) {
+			break
+		}
+		item = resolve(item)
+		ipath := fmt.Sprintf("%s[%d]", path, i)
+		if item.Kind != yaml.MappingNode {
+			p.errorf(item, ipath, "must be a mapping, not %s", describe(item))
+			continue
+		}
+		r := rawRule{at: p.loc(item, ipath)}
+		var named bool
+		var setKey *yaml.Node
+		p.fields(item, ipath, func(key string, k, v *yaml.Node, kpath string) {
+			switch key {
+			case "name":
+				named = true
+				s, ok := p.scalar(v, kpath)
+				switch {
+				case !ok:
+				case s == "defaults":
+					p.errorf(resolve(v), kpath, `"defaults" is reserved for NICs no rule matches`)
+				case !ruleName.MatchString(s):
+					p.errorf(resolve(v), kpath, "%q is not a valid rule name (letters, digits, '.', '_', '-'; at most 63 characters)", s)
+				default:
+					r.name, r.nameAt = s, p.loc(resolve(v), kpath)
+				}
+			case "match":
+				r.match = p.match(v, kpath)
+			case "exclude":
+				r.exclude, _ = p.boolean(v, kpath)
+			case "set":
+				setKey = k
+				r.set = p.settings(v, kpath)
+			default:
+				p.unknown(k, kpath, ruleKeys)
+			}
+		})
+		if !named {
+			p.errorf(item, ipath, "missing name")
+		}
+		if r.exclude && setKey != nil {
+			p.errorf(setKey, ipath+".set", "has no effect with exclude: true")
+		}
+		rules = append(rules, r)
+	}
+	return rules
+}
+
+func (p *parser) match(n *yaml.Node, path string) Match {
+	var m Match
+	globs := func(v *yaml.Node, kpath string) []string {
+		var out []string
+		p.list(v, kpath, func(v *yaml.Node, ipath string) {
+			if g, ok := p.glob(v, ipath); ok {
+				out = append(out, g)
+			}
+		})
+		return out
+	}
+	p.fields(n, path, func(key string, k, v *yaml.Node, kpath string) {
+		switch key {
+		case "domain":
+			m.Domain = globs(v, kpath)
+		case "os":
+			m.OS = globs(v, kpath)
+		case "network":
+			m.Network = globs(v, kpath)
+		case "bridge":
+			m.Bridge = globs(v, kpath)
+		case "vcpus":
+			p.list(v, kpath, func(v *yaml.Node, ipath string) {
+				if r, ok := p.vcpuRange(v, ipath); ok {
+					m.VCPUs = append(m.VCPUs, r)
+				}
+			})
+		case "labels":
+			p.fields(v, kpath, func(label string, k, v *yaml.Node, lpath string) {
+				if label == "" {
+					p.errorf(k, lpath, "empty label name")
+					return
+				}
+				if m.Labels == nil {
+					m.Labels = map[string][]string{}
+				}
+				m.Labels[label] = globs(v, lpath)
+			})
+		case "nic_type":
+			p.list(v, kpath, func(v *yaml.Node, ipath string) {
+				if s, ok := p.scalar(v, ipath); ok {
+					if !contains(nicTypes, s) {
+						p.errorf(v, ipath, "unknown interface type %q (known: %s)", s, strings.Join(nicTypes, ", "))
+						return
+					}
+					m.NICType = append(m.NICType, s)
+				}
+			})
+		case "mac_prefix":
+			p.list(v, kpath, func(v *yaml.Node, ipath string) {
+				if s, ok := p.scalar(v, ipath); ok {
+					if !isMACPrefix(s) {
+						p.errorf(v, ipath, "%q is not a MAC prefix (hex digits and colons, e.g. 52:54:00)", s)
+						return
+					}
+					m.MACPrefix = append(m.MACPrefix, strings.ToLower(s))
+				}
+			})
+		default:
+			p.unknown(k, kpath, matchKeys)
+		}
+	})
+	return m
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// glob checks a path.Match pattern. path.Match checks the whole pattern's
+// syntax even when the name does not match, so matching "" validates it.
+func (p *parser) glob(n *yaml.Node, where string) (string, bool) {
+	s, ok := p.scalar(n, where)
+	if !ok {
+		return "", false
+	}
+	if s == "" {
+		p.errorf(n, where, "empty pattern")
+		return "", false
+	}
+	if _, err := path.Match(s, ""); err != nil {
+		p.errorf(n, where, "%q is not a valid glob: %v", s, err)
+		return "", false
+	}
+	return s, true
+}
+
+func isMACPrefix(s string) bool {
+	if s == "" || len(s) > len("00:00:00:00:00:00") {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c == ':' || c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// vcpuRange parses "N", "N-M", "N-" or "-M" (an unquoted -4 is the same as "-4").
+func (p *parser) vcpuRange(n *yaml.Node, path string) (Range, bool) {
+	s, ok := p.scalar(n, path)
+	if !ok {
+		return Range{}, false
+	}
+	lo, hi, dash := strings.Cut(s, "-")
+	r := Range{Max: math.MaxInt}
+	var okLo, okHi = true, true
+	switch {
+	case !dash:
+		r.Min, okLo = count(lo)
+		r.Max = r.Min
+	case lo == "" && hi == "":
+		okLo = false
+	default:
+		if lo != "" {
+			r.Min, okLo = count(lo)
+		}
+		if hi != "" {
+			r.Max, okHi = count(hi)
+		}
+	}
+	if !okLo || !okHi {
+		p.errorf(n, path, "%q is not a range", s)
+		return Range{}, false
+	}
+	if r.Min > r.Max {
+		p.errorf(n, path, "%q is an empty range", s)
+		return Range{}, false
+	}
+	return r, true
+}

@@ -1,0 +1,93 @@
+// Package policy decides, from a fleet-wide YAML policy and the facts of one
+// domain, how many virtio-net queue pairs each NIC gets (N), how many the
+// guest turns on (M), and why. It is pure: facts in, decision out; no I/O
+// beyond Load reading the policy files.
+package policy
+
+// Mode says what the libvirt hook does at prepare with a non-compliant domain.
+type Mode string
+
+// Hook modes.
+const (
+	ModeOff     Mode = "off"     // do nothing
+	ModeAudit   Mode = "audit"   // log each non-compliant NIC, let it start
+	ModeEnforce Mode = "enforce" // refuse the start
+)
+
+// OnError says what the hook does in enforce mode when virtmq itself fails
+// (bad policy, unreadable XML).
+type OnError string
+
+// Error behaviours.
+const (
+	OnErrorAllow OnError = "allow"
+	OnErrorDeny  OnError = "deny"
+)
+
+// Hard limits applied whatever the policy says.
+const (
+	// MaxTapQueues is the kernel's limit of queues per tap device
+	// (drivers/net/tun.c MAX_TAP_QUEUES); beyond it the start fails with E2BIG.
+	MaxTapQueues = 256
+)
+
+// Plan is the decision for one domain.
+type Plan struct {
+	Domain  string
+	Mode    Mode
+	OnError OnError
+	NICs    []NICPlan
+}
+
+// NICPlan is the decision for one <interface>.
+type NICPlan struct {
+	// Index, MAC, Type and Model identify the NIC (copied from the facts).
+	Index int
+	MAC   string
+	Type  string
+	Model string
+	// Current is the queue count the definition has now (1 when absent).
+	Current int
+	// Wanted is N, the queue count the policy wants; equal to Current when
+	// the NIC is skipped or excluded.
+	Wanted int
+	// Managed reports whether virtmq manages this NIC at all (false when
+	// excluded or skipped because the NIC cannot do multiqueue).
+	Managed bool
+	// GuestStep reports whether the agent sets the guest's combined count.
+	GuestStep bool
+	// Combined is M, the in-guest combined channel count (0 when GuestStep is false).
+	Combined int
+	// Rule is the name of the rule that decided ("defaults" when none
+	// matched); empty when the NIC was skipped before rules apply (it cannot
+	// do multiqueue).
+	Rule string
+	// Reason explains the number: the source of N and each cap that applied,
+	// or why the NIC is skipped.
+	Reason string
+}
+
+// Change reports whether the definition must be rewritten for this NIC.
+func (n NICPlan) Change() bool { return n.Managed && n.Wanted != n.Current }
+
+// Compliant reports whether no NIC of the plan needs a change.
+func (p Plan) Compliant() bool {
+	for _, n := range p.NICs {
+		if n.Change() {
+			return false
+		}
+	}
+	return true
+}
+
+// Queues returns the rewrite input for domxml.Rewrite: the wanted count of
+// each NIC that must change, by interface index.
+func (p Plan) Queues() map[int]int {
+	q := map[int]int{}
+	for _, n := range p.NICs {
+		if n.Change() {
+			q[n.Index] = n.Wanted
+		}
+	}
+	return q
+}
