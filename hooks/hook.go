@@ -1,0 +1,171 @@
+// Package hooks is the libvirt qemu hook: libvirt runs it synchronously on
+// every domain operation, as /etc/libvirt/hooks/qemu or
+// /etc/libvirt/hooks/qemu.d/50-virtmq, with `DOMAIN OP SUBOP EXTRA` as
+// arguments and the domain XML on stdin.
+//
+// libvirt ignores hook output at prepare, so the hook cannot rewrite the
+// XML there: at prepare it only decides and, by policy, audits (logs) or
+// enforces (refuses the start). At migrate and restore, where libvirt would
+// take a replacement XML, changing queues would break the incoming state, so
+// it prints nothing. It never calls libvirt (that deadlocks: libvirt holds
+// the domain while the hook runs) nor the network, and it never blocks a
+// start because of its own failure unless the policy says enforce with
+// on_error: deny.
+package hooks
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/virtmq/virtmq/internal/domxml"
+	"github.com/virtmq/virtmq/policy"
+)
+
+// Exit codes. libvirt aborts the operation on any non-zero exit.
+const (
+	ExitAllow = 0
+	ExitDeny  = 1
+)
+
+// Config is what one hook run needs; every path is a parameter so tests can
+// point it at fixtures.
+type Config struct {
+	// PolicyPath is the explicit policy (--policy); empty means VIRTMQ_POLICY,
+	// then DefaultPolicyPath, then the embedded default.
+	PolicyPath        string
+	DefaultPolicyPath string
+	Getenv            func(string) string
+	Stdin             io.Reader
+	// Stderr receives the enforce-mode refusal, which libvirt shows to the
+	// API caller ("Hook script execution failed: ...").
+	Stderr io.Writer
+	Logger *slog.Logger
+}
+
+// Run handles one hook invocation; args are DOMAIN OP SUBOP EXTRA. It
+// returns the exit code. It writes nothing to stdout for any operation:
+// for migrate and restore, empty output tells libvirt to keep the XML.
+func Run(cfg Config, args []string) int {
+	log := cfg.Logger
+	if len(args) < 3 {
+		log.Warn("unexpected hook arguments; ignoring", "args", strings.Join(args, " "))
+		return ExitAllow
+	}
+	domain, op, subop := args[0], args[1], args[2]
+	log = log.With("domain", domain, "op", op)
+	if op != "prepare" || subop != "begin" {
+		// migrate/restore: queues must not change there (QEMU refuses the
+		// incoming state); reconnect: a failure kills the running QEMU;
+		// everything else: nothing to decide.
+		return ExitAllow
+	}
+	return prepare(cfg, log, domain)
+}
+
+func prepare(cfg Config, log *slog.Logger, domain string) int {
+	pol, _, err := policy.Resolve(cfg.PolicyPath, cfg.Getenv, cfg.DefaultPolicyPath)
+	if err != nil {
+		// Without a valid policy the mode is unknown: fall back to what the
+		// file says about mode and on_error, if that much can be read.
+		mode, onErr := peekMode(cfg)
+		return internalError(cfg, log, domain, mode, onErr, err)
+	}
+	doc, err := readBounded(cfg.Stdin, domxml.MaxSize)
+	if err != nil {
+		return internalError(cfg, log, domain, pol.Mode(), pol.OnError(), fmt.Errorf("read domain XML from stdin: %w", err))
+	}
+	if pol.Mode() == policy.ModeOff {
+		return ExitAllow
+	}
+	dom, err := domxml.Parse(doc)
+	if err != nil {
+		return internalError(cfg, log, domain, pol.Mode(), pol.OnError(), fmt.Errorf("parse domain XML: %w", err))
+	}
+	plan := pol.Decide(dom)
+	if plan.Compliant() {
+		return ExitAllow
+	}
+	var lines []string
+	for _, n := range plan.NICs {
+		if !n.Change() {
+			continue
+		}
+		log.Warn("NIC queues differ from policy",
+			"mac", n.MAC, "current", n.Current, "wanted", n.Wanted, "rule", n.Rule, "reason", n.Reason, "mode", string(plan.Mode))
+		lines = append(lines, refusal(domain, n))
+	}
+	if plan.Mode != policy.ModeEnforce {
+		return ExitAllow
+	}
+	fmt.Fprintf(cfg.Stderr, "%s\n", strings.Join(lines, "\n"))
+	return ExitDeny
+}
+
+// refusal is the one line per NIC that libvirt shows to whoever started the domain.
+func refusal(domain string, n policy.NICPlan) string {
+	mac := n.MAC
+	if mac == "" {
+		mac = fmt.Sprintf("interface #%d", n.Index)
+	}
+	return fmt.Sprintf("virtmq: domain %q NIC %s has queues=%d, policy wants %d (rule %q: %s); "+
+		"run `virtmq apply %s` and start it again (virtmq-agent does this by itself for persistent domains), "+
+		"or for a transient domain add <driver queues='%d'/> to the interface",
+		domain, mac, n.Current, n.Wanted, n.Rule, n.Reason, domain, n.Wanted)
+}
+
+func internalError(cfg Config, log *slog.Logger, domain string, mode policy.Mode, onErr policy.OnError, err error) int {
+	if mode == policy.ModeEnforce && onErr == policy.OnErrorDeny {
+		log.Error("virtmq hook failed; refusing the start (on_error: deny)", "err", err)
+		fmt.Fprintf(cfg.Stderr, "virtmq: domain %q: %v (policy on_error: deny refuses the start)\n", domain, err)
+		return ExitDeny
+	}
+	log.Error("virtmq hook failed; allowing the start", "err", err)
+	return ExitAllow
+}
+
+// errTooLarge means stdin held more than the bounded read accepts.
+var errTooLarge = errors.New("input larger than the limit")
+
+// readBounded reads all of r, failing when it holds more than limit bytes.
+func readBounded(r io.Reader, limit int64) ([]byte, error) {
+	if r == nil {
+		return nil, errors.New("no input")
+	}
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w of %d bytes", errTooLarge, limit)
+	}
+	return b, nil
+}
+
+// peekMode reads mode and on_error from the policy file that failed to
+// load, so an enforce/deny fleet stays strict when a policy is broken.
+func peekMode(cfg Config) (policy.Mode, policy.OnError) {
+	path := cfg.PolicyPath
+	if path == "" && cfg.Getenv != nil {
+		path = cfg.Getenv(policy.EnvVar)
+	}
+	if path == "" {
+		path = cfg.DefaultPolicyPath
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", ""
+	}
+	// Lenient on purpose: the strict decode already failed.
+	var top struct {
+		Mode    policy.Mode    `yaml:"mode"`
+		OnError policy.OnError `yaml:"on_error"`
+	}
+	_ = yaml.Unmarshal(b, &top)
+	return top.Mode, top.OnError
+}

@@ -1,0 +1,131 @@
+// Package logging builds the *slog.Logger every virtmq program uses: the
+// systemd journal when there is one, else plain text on stderr.
+package logging
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/coreos/go-systemd/v22/journal"
+)
+
+// Target says where log records go.
+type Target int
+
+// Targets.
+const (
+	// Stderr writes text records with timestamps.
+	Stderr Target = iota
+	// StderrJournal writes text records without timestamps: stderr is
+	// already the journal stream, which stamps each line itself.
+	StderrJournal
+	// Journal sends each record to journald natively, with its attributes as
+	// fields. The libvirt hook uses it: libvirt does not forward hook stderr.
+	Journal
+)
+
+// Detect returns Journal when preferNative is set and journald listens,
+// StderrJournal when stderr is connected to the journal, else Stderr.
+func Detect(preferNative bool) Target {
+	if preferNative && journal.Enabled() {
+		return Journal
+	}
+	if ok, _ := journal.StderrIsJournalStream(); ok {
+		return StderrJournal
+	}
+	return Stderr
+}
+
+// New returns a logger for target writing to w (ignored for Journal).
+func New(target Target, w io.Writer, level slog.Level, program string) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
+	switch target {
+	case Journal:
+		h = &journalHandler{level: level, identifier: program}
+	case StderrJournal:
+		opts.ReplaceAttr = dropTime
+		h = slog.NewTextHandler(w, opts)
+	default:
+		h = slog.NewTextHandler(w, opts)
+	}
+	return slog.New(h)
+}
+
+func dropTime(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) == 0 && a.Key == slog.TimeKey {
+		return slog.Attr{}
+	}
+	return a
+}
+
+// journalHandler sends records to journald: MESSAGE holds the message and
+// its attributes as key=value text (what journalctl shows), and each
+// attribute is also a VIRTMQ_<KEY> field for `journalctl VIRTMQ_DOMAIN=web1`.
+type journalHandler struct {
+	level      slog.Level
+	identifier string
+	attrs      []slog.Attr
+}
+
+func (h *journalHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level }
+
+func (h *journalHandler) Handle(_ context.Context, r slog.Record) error {
+	var msg bytes.Buffer
+	fields := map[string]string{"SYSLOG_IDENTIFIER": h.identifier}
+	text := slog.NewTextHandler(&msg, &slog.HandlerOptions{ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+		if len(groups) == 0 && (a.Key == slog.TimeKey || a.Key == slog.LevelKey) {
+			return slog.Attr{}
+		}
+		return a
+	}}).WithAttrs(h.attrs)
+	add := func(a slog.Attr) bool {
+		fields["VIRTMQ_"+journalKey(a.Key)] = a.Value.String()
+		return true
+	}
+	for _, a := range h.attrs {
+		add(a)
+	}
+	r.Attrs(add)
+	if err := text.Handle(context.Background(), r); err != nil {
+		return err
+	}
+	return journal.Send(strings.TrimSpace(msg.String()), priority(r.Level), fields)
+}
+
+func (h *journalHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	n := *h
+	n.attrs = append(append([]slog.Attr(nil), h.attrs...), as...)
+	return &n
+}
+
+// WithGroup is not used by virtmq; groups are flattened.
+func (h *journalHandler) WithGroup(string) slog.Handler { return h }
+
+func priority(l slog.Level) journal.Priority {
+	switch {
+	case l >= slog.LevelError:
+		return journal.PriErr
+	case l >= slog.LevelWarn:
+		return journal.PriWarning
+	case l >= slog.LevelInfo:
+		return journal.PriInfo
+	default:
+		return journal.PriDebug
+	}
+}
+
+// journalKey maps an attribute key to a valid journal field name suffix:
+// upper case letters, digits and underscores.
+func journalKey(k string) string {
+	b := []byte(strings.ToUpper(k))
+	for i, c := range b {
+		if (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}

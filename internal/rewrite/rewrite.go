@@ -1,0 +1,28 @@
+// Package rewrite is the one code path that turns a domain XML into the
+// definition virtmq wants: parse the facts, decide with the policy, splice
+// the queue counts in. `virtmq rewrite`, `virtmq apply` and virtmq-agent all
+// call Domain, so what the CLI prints is exactly what the agent defines.
+package rewrite
+
+import (
+	"github.com/virtmq/virtmq/internal/domxml"
+	"github.com/virtmq/virtmq/policy"
+)
+
+// Domain returns doc rewritten to the policy's plan, and the plan. When the
+// domain already complies, out has the same bytes as doc.
+func Domain(p *policy.Policy, doc []byte) (out []byte, plan policy.Plan, err error) {
+	dom, err := domxml.Parse(doc)
+	if err != nil {
+		return nil, policy.Plan{}, err
+	}
+	plan = p.Decide(dom)
+	if plan.Compliant() {
+		return doc, plan, nil
+	}
+	out, err = domxml.Rewrite(doc, plan.Queues())
+	if err != nil {
+		return nil, plan, err
+	}
+	return out, plan, nil
+}
