@@ -1,0 +1,44 @@
+// Command virtmq is the virtmq command line; see package cli.
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/virtmq/virtmq/agent/virt"
+	"github.com/virtmq/virtmq/internal/cli"
+	"github.com/virtmq/virtmq/internal/logging"
+	"github.com/virtmq/virtmq/policy"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	env := &cli.Env{
+		Stdin:             os.Stdin,
+		Stdout:            os.Stdout,
+		Stderr:            os.Stderr,
+		Getenv:            os.Getenv,
+		Logger:            logging.New(logging.Stderr, os.Stderr, slog.LevelInfo, "virtmq"),
+		DefaultPolicyPath: policy.DefaultPath,
+		ReadFile:          os.ReadFile,
+		Dial:              dial,
+	}
+	code := cli.Main(ctx, env, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+// dial connects to libvirt through socket (from --connect-socket or
+// $VIRTMQ_LIBVIRT_SOCKET), else through the first of virt.DefaultSockets
+// that answers.
+func dial(ctx context.Context, socket string) (virt.Conn, error) {
+	sockets := virt.DefaultSockets
+	if socket != "" {
+		sockets = []string{socket}
+	}
+	c, _, err := virt.Dial(ctx, sockets)
+	return c, err
+}

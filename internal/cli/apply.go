@@ -1,0 +1,264 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/virtmq/virtmq/agent/virt"
+	"github.com/virtmq/virtmq/internal/domxml"
+	"github.com/virtmq/virtmq/internal/rewrite"
+	"github.com/virtmq/virtmq/policy"
+)
+
+// coldBootNote says when a new queue count reaches a running domain.
+const coldBootNote = "applies at the next cold boot (shutdown + start; a reboot keeps the old count)"
+
+// applyOutcome is what apply did with one domain.
+type applyOutcome int
+
+const (
+	applyCompliant applyOutcome = iota // definition already as the policy wants
+	applyRedefined                     // redefined (or would be, with --dry-run)
+	applyTransient                     // transient: cannot be redefined
+	applyFailed                        // could not read, rewrite or redefine
+)
+
+// runApply is `virtmq apply`: see its usage text.
+func runApply(ctx context.Context, env *Env, args []string) int {
+	fs := newFlags(env, "apply", "[--dry-run] [--policy FILE] [--connect-socket PATH] (--all | DOMAIN...)", `
+Rewrite the persistent definitions of existing libvirt domains to the
+policy now, talking to libvirt directly (the same rewrite "virtmq rewrite"
+prints and virtmq-agent applies when a domain is defined).
+
+For each domain it reads the inactive (persistent) XML, prints the plan for
+each NIC (MAC, current -> wanted queues, the deciding rule and why) and the
+changed lines as -/+ with their line numbers, then redefines the domain
+only when the rewritten XML differs. With --dry-run nothing is redefined.
+
+A running domain keeps the queue count it booted with: the new definition
+`+coldBootNote+`.
+Transient domains (virsh create) have no definition to rewrite: they are
+reported, and the libvirt hook audits them at start (or refuses the start
+with mode: enforce).
+
+Exits 1 when any domain could not be read, rewritten or redefined, or when
+a domain named on the command line is transient and does not comply;
+0 otherwise.`)
+	path := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
+	dryRun := fs.Bool("dry-run", false, "print the plan and the diff but redefine nothing")
+	all := fs.Bool("all", false, "apply to every domain libvirt knows")
+	socket := addConnectFlag(fs)
+	pos, code, done := parseFlags(env, fs, args)
+	if done {
+		return code
+	}
+	if *all == (len(pos) > 0) {
+		fmt.Fprintln(env.Stderr, "virtmq apply: give either --all or domain names")
+		fs.Usage()
+		return ExitUsage
+	}
+	p, err := loadPolicy(env, *path)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "virtmq apply: %v\n", err)
+		return ExitFailure
+	}
+	conn, err := dialLibvirt(ctx, env, *socket)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "virtmq apply: %v\n", err)
+		return ExitFailure
+	}
+	defer conn.Close()
+
+	a := applier{env: env, conn: conn, policy: p, dryRun: *dryRun}
+	status := ExitOK
+	var doms []virt.Domain
+	if *all {
+		doms, err = conn.ListDomains(ctx)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "virtmq apply: list domains: %v\n", err)
+			return ExitFailure
+		}
+		slices.SortFunc(doms, func(a, b virt.Domain) int { return strings.Compare(a.Name, b.Name) })
+	} else {
+		seen := map[string]bool{}
+		for _, name := range pos {
+			if seen[name] {
+				continue
+			}
+			seen[name] = true
+			d, err := conn.LookupDomain(ctx, name)
+			if err != nil {
+				if errors.Is(err, virt.ErrNotFound) {
+					fmt.Fprintf(env.Stderr, "virtmq apply: %s: no such domain\n", name)
+				} else {
+					fmt.Fprintf(env.Stderr, "virtmq apply: %s: look up: %v\n", name, err)
+				}
+				a.count[applyFailed]++
+				status = ExitFailure
+				continue
+			}
+			doms = append(doms, d)
+		}
+	}
+	for i, d := range doms {
+		if i > 0 {
+			fmt.Fprintln(env.Stdout)
+		}
+		out, compliant := a.domain(ctx, d)
+		a.count[out]++
+		if out == applyFailed || (out == applyTransient && !*all && !compliant) {
+			status = ExitFailure
+		}
+	}
+	if len(doms) > 0 {
+		fmt.Fprintln(env.Stdout)
+	} else if *all {
+		fmt.Fprintln(env.Stdout, "libvirt has no domains")
+	}
+	verb := "redefined"
+	if *dryRun {
+		verb = "to redefine (dry run)"
+	}
+	fmt.Fprintf(env.Stdout, "apply: %d %s, %d already compliant, %d transient, %d failed\n",
+		a.count[applyRedefined], verb, a.count[applyCompliant], a.count[applyTransient], a.count[applyFailed])
+	return status
+}
+
+// applier applies the policy to one domain at a time.
+type applier struct {
+	env    *Env
+	conn   virt.Conn
+	policy *policy.Policy
+	dryRun bool
+	count  [applyFailed + 1]int
+}
+
+// domain rewrites and redefines one domain, printing what it does. It
+// returns the outcome and, for transient domains, whether the running
+// configuration already complies.
+func (a *applier) domain(ctx context.Context, d virt.Domain) (applyOutcome, bool) {
+	w := a.env.Stdout
+	fail := func(format string, args ...any) (applyOutcome, bool) {
+		fmt.Fprintf(a.env.Stderr, "virtmq apply: %s: %s\n", d.Name, fmt.Sprintf(format, args...))
+		return applyFailed, false
+	}
+	state := "shut off"
+	if d.Active {
+		state = "running"
+	}
+	if !d.Persistent {
+		// A transient domain's "inactive" XML is its live definition: show
+		// the plan so the user sees what the hook reports.
+		doc, err := a.conn.DomainXML(ctx, d, false)
+		if err != nil {
+			return fail("read live XML: %v", err)
+		}
+		_, plan, err := rewrite.Domain(a.policy, doc)
+		if err != nil {
+			return fail("rewrite: %v", err)
+		}
+		fmt.Fprintf(w, "%s (transient, %s):\n", d.Name, state)
+		printApplyPlan(w, plan)
+		if plan.Compliant() {
+			fmt.Fprintf(w, "  complies; a transient domain has no definition to rewrite anyway.\n")
+			return applyTransient, true
+		}
+		fmt.Fprintf(w, "  cannot be redefined: a transient domain (virsh create) has no persistent definition.\n"+
+			"  Change the XML it is created from; the libvirt hook audits such starts, and refuses them with mode: enforce.\n")
+		return applyTransient, false
+	}
+
+	doc, err := a.conn.DomainXML(ctx, d, true)
+	if err != nil {
+		return fail("read definition: %v", err)
+	}
+	out, plan, err := rewrite.Domain(a.policy, doc)
+	if err != nil {
+		return fail("rewrite: %v", err)
+	}
+	changed := !bytes.Equal(out, doc)
+	fmt.Fprintf(w, "%s (%s):\n", d.Name, state)
+	printApplyPlan(w, plan)
+	if changed {
+		fmt.Fprintf(w, "  --- %s defined\n  +++ %s rewritten\n", d.Name, d.Name)
+		printDiff(w, "  ", lineDiff(doc, out))
+	}
+
+	outcome := applyCompliant
+	switch {
+	case !changed:
+		fmt.Fprintln(w, "  the definition complies: nothing to redefine.")
+	case a.dryRun:
+		fmt.Fprintln(w, "  dry run: would redefine.")
+		outcome = applyRedefined
+	default:
+		if err := a.conn.DefineXML(ctx, out); err != nil {
+			return fail("redefine: %v", err)
+		}
+		fmt.Fprintln(w, "  redefined.")
+		outcome = applyRedefined
+	}
+	if d.Active {
+		a.runningNote(ctx, w, d, plan, changed)
+	}
+	return outcome, true
+}
+
+// runningNote tells, for a running domain, whether its running queue
+// counts differ from what the definition now (or after --dry-run would) has.
+func (a *applier) runningNote(ctx context.Context, w io.Writer, d virt.Domain, plan policy.Plan, changed bool) {
+	var differ []string
+	live, err := a.conn.DomainXML(ctx, d, false)
+	if err == nil {
+		var dom *domxml.Domain
+		dom, err = domxml.Parse(live)
+		if err == nil {
+			running := map[string]int{}
+			for _, ifc := range dom.Interfaces {
+				running[ifc.MAC] = max(ifc.Queues, 1)
+			}
+			for _, n := range plan.NICs {
+				if r, ok := running[n.MAC]; ok && n.Managed && r != n.Wanted {
+					differ = append(differ, fmt.Sprintf("%s runs %d, definition %d", n.MAC, r, n.Wanted))
+				}
+			}
+		}
+	}
+	switch {
+	case err != nil && changed:
+		fmt.Fprintf(w, "  %s is running: the new definition %s.\n", d.Name, coldBootNote)
+	case err != nil:
+		fmt.Fprintf(w, "  %s is running; could not read its live XML to compare: %v\n", d.Name, err)
+	case len(differ) > 0:
+		fmt.Fprintf(w, "  %s is running (%s): the definition %s.\n", d.Name, strings.Join(differ, "; "), coldBootNote)
+	}
+}
+
+// printApplyPlan prints one line per NIC of the plan.
+func printApplyPlan(w io.Writer, plan policy.Plan) {
+	if len(plan.NICs) == 0 {
+		fmt.Fprintln(w, "  no <interface>")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, n := range plan.NICs {
+		var q string
+		switch {
+		case n.Change():
+			q = fmt.Sprintf("queues %d -> %d", n.Current, n.Wanted)
+		case n.Managed:
+			q = fmt.Sprintf("queues %d (complies)", n.Current)
+		default:
+			q = fmt.Sprintf("queues %d (left alone)", n.Current)
+		}
+		fmt.Fprintf(tw, "  %s\t%s/%s\t%s\trule %s\t%s\n",
+			orDash(n.MAC), n.Type, orDash(n.Model), q, orDash(n.Rule), printable(n.Reason))
+	}
+	tw.Flush()
+}

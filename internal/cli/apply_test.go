@@ -1,0 +1,230 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/virtmq/virtmq/agent/virt"
+	"github.com/virtmq/virtmq/agent/virt/virttest"
+)
+
+func TestApplyDryRunAndReal(t *testing.T) {
+	fake := virttest.New()
+	define(t, fake, "web.xml")
+	before, _ := fake.InactiveXML("web")
+
+	// Dry run: the plan and the diff, nothing defined.
+	r := newTestRun(t, fake, nil)
+	if code := Main(context.Background(), r.env, []string{"apply", "--dry-run", "--policy", testPolicy, "web"}); code != ExitOK {
+		t.Fatalf("dry run: exit %d, stderr:\n%s", code, r.stderr)
+	}
+	out := r.stdout.String()
+	wantLines(t, "dry-run output", out,
+		"web (shut off):",
+		"52:54:00:12:34:56", "queues 1 -> 4", "rule defaults", "queues=vcpus → 4",
+		"52:54:00:12:34:57", "queues 2 -> 4",
+		"52:54:00:12:34:58", "queues 1 (left alone)", "rule mgmt",
+		"52:54:00:12:34:59", "model e1000 is not virtio",
+		"--- web defined", "+++ web rewritten",
+		"  + 15        <driver queues='4'/>\n  - 20        <driver name='vhost' queues='2'/>\n  + 21        <driver name='vhost' queues='4'/>\n",
+		"dry run: would redefine.",
+		"apply: 1 to redefine (dry run), 0 already compliant, 0 transient, 0 failed",
+	)
+	wantNot(t, "dry-run output", out, "redefined.", "cold boot")
+	if n := fake.Calls(virttest.MethodDefineXML); n != 0 {
+		t.Errorf("dry run called DefineXML %d times", n)
+	}
+	if got, _ := fake.InactiveXML("web"); !bytes.Equal(got, before) {
+		t.Error("dry run changed the definition")
+	}
+
+	// Real run: redefined once, with the bytes the dry run showed.
+	r = newTestRun(t, fake, nil)
+	if code := Main(context.Background(), r.env, []string{"apply", "--policy", testPolicy, "web"}); code != ExitOK {
+		t.Fatalf("apply: exit %d, stderr:\n%s", code, r.stderr)
+	}
+	wantLines(t, "apply output", r.stdout.String(), "  redefined.", "apply: 1 redefined, 0 already compliant")
+	if n := fake.Calls(virttest.MethodDefineXML); n != 1 {
+		t.Errorf("DefineXML called %d times, want 1", n)
+	}
+	after, _ := fake.InactiveXML("web")
+	wantLines(t, "new definition", string(after), "<driver name='vhost' queues='4'/>", "<driver queues='4'/>")
+	if strings.Count(string(after), "queues='4'") != 2 {
+		t.Errorf("want exactly the two managed NICs at 4 queues:\n%s", after)
+	}
+
+	// Again: idempotent, no redefine.
+	r = newTestRun(t, fake, nil)
+	if code := Main(context.Background(), r.env, []string{"apply", "--policy", testPolicy, "web"}); code != ExitOK {
+		t.Fatalf("second apply: exit %d, stderr:\n%s", code, r.stderr)
+	}
+	wantLines(t, "second apply", r.stdout.String(), "the definition complies: nothing to redefine.", "apply: 0 redefined, 1 already compliant")
+	wantNot(t, "second apply", r.stdout.String(), "--- web defined")
+	if n := fake.Calls(virttest.MethodDefineXML); n != 1 {
+		t.Errorf("DefineXML called %d times after a compliant apply, want 1", n)
+	}
+}
+
+func TestApplyRunningDomain(t *testing.T) {
+	fake := virttest.New()
+	define(t, fake, "web.xml")
+	if err := fake.Start("web"); err != nil {
+		t.Fatal(err)
+	}
+	live, _ := fake.LiveXML("web")
+
+	r := newTestRun(t, fake, nil)
+	if code := Main(context.Background(), r.env, []string{"apply", "--policy", testPolicy, "web"}); code != ExitOK {
+		t.Fatalf("exit %d, stderr:\n%s", code, r.stderr)
+	}
+	wantLines(t, "output", r.stdout.String(),
+		"web (running):", "redefined.",
+		"web is running (52:54:00:12:34:56 runs 1, definition 4; 52:54:00:12:34:57 runs 2, definition 4)",
+		"applies at the next cold boot (shutdown + start; a reboot keeps the old count)")
+	if got, _ := fake.LiveXML("web"); !bytes.Equal(got, live) {
+		t.Error("apply changed the running domain's live XML")
+	}
+
+	// The definition complies now, but the running domain still differs:
+	// say so again, without redefining.
+	r = newTestRun(t, fake, nil)
+	if code := Main(context.Background(), r.env, []string{"apply", "--policy", testPolicy, "--all"}); code != ExitOK {
+		t.Fatalf("exit %d, stderr:\n%s", code, r.stderr)
+	}
+	wantLines(t, "second output", r.stdout.String(), "nothing to redefine", "web is running (", "next cold boot")
+	if n := fake.Calls(virttest.MethodDefineXML); n != 1 {
+		t.Errorf("DefineXML called %d times, want 1", n)
+	}
+}
+
+func TestApplyTransient(t *testing.T) {
+	fake := virttest.New()
+	if _, err := fake.Create(readFixture(t, "web.xml")); err != nil {
+		t.Fatal(err)
+	}
+	define(t, fake, "db.xml") // already compliant
+
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		want     []string
+	}{
+		{"named", []string{"web"}, ExitFailure, []string{
+			"web (transient, running):", "queues 1 -> 4",
+			"cannot be redefined: a transient domain (virsh create) has no persistent definition",
+			"mode: enforce", "0 redefined, 0 already compliant, 1 transient, 0 failed"}},
+		{"all", []string{"--all"}, ExitOK, []string{
+			"db (shut off):", "web (transient, running):", "cannot be redefined",
+			"0 redefined, 1 already compliant, 1 transient, 0 failed"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newTestRun(t, fake, nil)
+			args := append([]string{"apply", "--policy", testPolicy}, tt.args...)
+			if code := Main(context.Background(), r.env, args); code != tt.wantCode {
+				t.Errorf("exit %d, want %d; stderr:\n%s", code, tt.wantCode, r.stderr)
+			}
+			wantLines(t, "output", r.stdout.String(), tt.want...)
+			if n := fake.Calls(virttest.MethodDefineXML); n != 0 {
+				t.Errorf("DefineXML called %d times", n)
+			}
+		})
+	}
+}
+
+func TestApplyDefineFailure(t *testing.T) {
+	fake := virttest.New()
+	define(t, fake, "web.xml")
+	define(t, fake, "db.xml")
+	fake.SetValidate(func(doc []byte) error {
+		if bytes.Contains(doc, []byte("<name>web</name>")) {
+			return errors.New("Relax-NG validity error: Element interface failed to validate")
+		}
+		return nil
+	})
+
+	r := newTestRun(t, fake, nil)
+	if code := Main(context.Background(), r.env, []string{"apply", "--policy", testPolicy, "--all"}); code != ExitFailure {
+		t.Errorf("exit %d, want %d", code, ExitFailure)
+	}
+	wantLines(t, "stderr", r.stderr.String(), "virtmq apply: web: redefine: ", "failed to validate")
+	wantLines(t, "stdout", r.stdout.String(), "db (shut off):", "0 redefined, 1 already compliant, 0 transient, 1 failed")
+}
+
+func TestApplyErrors(t *testing.T) {
+	fake := virttest.New()
+	define(t, fake, "db.xml")
+	tests := []struct {
+		name     string
+		fake     *virttest.Conn
+		args     []string
+		vars     map[string]string
+		fault    string
+		wantCode int
+		stderr   []string
+		sockets  []string
+	}{
+		{name: "no domain", fake: fake, args: []string{"nosuch", "db"}, wantCode: ExitFailure,
+			stderr: []string{"virtmq apply: nosuch: no such domain"}},
+		{name: "neither all nor names", fake: fake, args: nil, wantCode: ExitUsage,
+			stderr: []string{"give either --all or domain names", "Usage: virtmq apply"}},
+		{name: "all and names", fake: fake, args: []string{"--all", "db"}, wantCode: ExitUsage},
+		{name: "dial fails", fake: nil, args: []string{"--all", "--connect-socket", "/nonexistent/sock"}, wantCode: ExitFailure,
+			stderr: []string{"virtmq apply: connect to libvirt at /nonexistent/sock:"}, sockets: []string{"/nonexistent/sock"}},
+		{name: "socket from environment", fake: fake, args: []string{"db"}, vars: map[string]string{SocketEnvVar: "/env/sock"},
+			wantCode: ExitOK, sockets: []string{"/env/sock"}},
+		{name: "flag beats environment", fake: fake, args: []string{"db", "--connect-socket", "/flag/sock"},
+			vars: map[string]string{SocketEnvVar: "/env/sock"}, wantCode: ExitOK, sockets: []string{"/flag/sock"}},
+		{name: "default sockets", fake: fake, args: []string{"db"}, wantCode: ExitOK, sockets: []string{""}},
+		{name: "list fails", fake: fake, args: []string{"--all"}, fault: virttest.MethodListDomains, wantCode: ExitFailure,
+			stderr: []string{"virtmq apply: list domains:"}},
+		{name: "read fails", fake: fake, args: []string{"db"}, fault: virttest.MethodDomainXML, wantCode: ExitFailure,
+			stderr: []string{"virtmq apply: db: read definition:"}},
+		{name: "bad policy", fake: fake, args: []string{"db", "--policy", "testdata/nosuch.yaml"}, wantCode: ExitFailure,
+			stderr: []string{"virtmq apply: load policy:"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.fault != "" {
+				fake.FailNext(tt.fault, 1, errors.New("injected"))
+			}
+			r := newTestRun(t, tt.fake, tt.vars)
+			args := append([]string{"apply", "--policy", testPolicy}, tt.args...)
+			if code := Main(context.Background(), r.env, args); code != tt.wantCode {
+				t.Errorf("exit %d, want %d; stderr:\n%s", code, tt.wantCode, r.stderr)
+			}
+			wantLines(t, "stderr", r.stderr.String(), tt.stderr...)
+			if tt.sockets != nil && strings.Join(r.sockets, ",") != strings.Join(tt.sockets, ",") {
+				t.Errorf("dialed %q, want %q", r.sockets, tt.sockets)
+			}
+		})
+	}
+}
+
+func TestApplyHelp(t *testing.T) {
+	r := newTestRun(t, nil, nil)
+	if code := Main(context.Background(), r.env, []string{"apply", "--help"}); code != ExitOK {
+		t.Fatalf("exit %d", code)
+	}
+	wantLines(t, "help", r.stdout.String(), "Usage: virtmq apply", "--dry-run", "--all", "--connect-socket",
+		"next cold boot", "Transient domains", "Exits 1")
+	if len(r.sockets) != 0 {
+		t.Error("--help dialed libvirt")
+	}
+}
+
+// TestApplyClosesConnection checks that apply does not leak its libvirt connection.
+func TestApplyClosesConnection(t *testing.T) {
+	fake := virttest.New()
+	define(t, fake, "db.xml")
+	r := newTestRun(t, fake, nil)
+	Main(context.Background(), r.env, []string{"apply", "--policy", testPolicy, "--all"})
+	if n := fake.Connections(); n != 1 {
+		t.Errorf("%d connections open after apply, want 1 (the test's)", n)
+	}
+	var _ virt.Conn = fake
+}

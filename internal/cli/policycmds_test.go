@@ -1,0 +1,142 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// testEnv returns an Env with no policy on disk (so the built-in default
+// applies unless --policy is given) and captured output.
+func testEnv(t *testing.T, stdin string) (*Env, *bytes.Buffer, *bytes.Buffer) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	return &Env{
+		Stdin:             strings.NewReader(stdin),
+		Stdout:            &out,
+		Stderr:            &errOut,
+		Getenv:            func(string) string { return "" },
+		DefaultPolicyPath: filepath.Join(t.TempDir(), "absent.yaml"),
+		ReadFile:          os.ReadFile,
+	}, &out, &errOut
+}
+
+const web1 = "../../hooks/testdata/web1.xml"
+
+func TestLint(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(good, []byte("version: 1\nmode: enforce\n"), 0o644)
+	os.WriteFile(bad, []byte("version: 1\nmode: strict\ndefaults:\n  maxx: 4\n"), 0o644)
+	tests := []struct {
+		args     []string
+		wantCode int
+		wantOut  []string
+	}{
+		{[]string{"--policy", good}, ExitOK, []string{"good.yaml: ok (mode enforce"}},
+		{[]string{"--policy", bad}, ExitFailure, []string{"bad.yaml:2:7: mode:", "bad.yaml:4:3: defaults.maxx:"}},
+		{[]string{"--policy", filepath.Join(dir, "missing.yaml")}, ExitFailure, []string{"missing.yaml"}},
+		{nil, ExitOK, []string{"(embedded default)"}},
+	}
+	for _, tt := range tests {
+		env, out, _ := testEnv(t, "")
+		if code := Main(context.Background(), env, append([]string{"lint"}, tt.args...)); code != tt.wantCode {
+			t.Errorf("lint %v: exit %d, want %d; out %q", tt.args, code, tt.wantCode, out)
+		}
+		for _, w := range tt.wantOut {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("lint %v: output %q lacks %q", tt.args, out, w)
+			}
+		}
+	}
+	// One line per problem, so editors and CI can jump to each.
+	env, out, _ := testEnv(t, "")
+	Main(context.Background(), env, []string{"lint", "--policy", bad})
+	if n := strings.Count(strings.TrimSpace(out.String()), "\n") + 1; n != 2 {
+		t.Errorf("lint printed %d lines, want 2: %q", n, out)
+	}
+}
+
+func TestPlan(t *testing.T) {
+	env, out, errOut := testEnv(t, "")
+	if code := Main(context.Background(), env, []string{"plan", web1, "--json"}); code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(errOut.String(), "built-in default policy") {
+		t.Errorf("stderr %q does not say the built-in default is used", errOut)
+	}
+	var got []planOutput
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatalf("plan --json output is not JSON: %v\n%s", err, out)
+	}
+	if len(got) != 1 || len(got[0].NICs) != 1 {
+		t.Fatalf("got %+v, want one domain with one NIC", got)
+	}
+	n := got[0].NICs[0]
+	if got[0].Domain != "web1" || n.MAC != "52:54:00:12:34:56" || n.Current != 1 || n.Wanted != 4 || !n.Change || n.Combined != 4 || n.Rule != "defaults" {
+		t.Errorf("plan = %+v", n)
+	}
+
+	env, out, _ = testEnv(t, "")
+	Main(context.Background(), env, []string{"plan", web1})
+	for _, w := range []string{"DOMAIN", "web1", "52:54:00:12:34:56", "4 *", "queues=vcpus"} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("plan table %q lacks %q", out, w)
+		}
+	}
+
+	env, _, errOut = testEnv(t, "<domain><name>x</name")
+	if code := Main(context.Background(), env, []string{"plan", "-"}); code != ExitFailure || !strings.Contains(errOut.String(), "-:") {
+		t.Errorf("plan of malformed stdin: exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestRewrite(t *testing.T) {
+	orig, err := os.ReadFile(web1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, out, errOut := testEnv(t, string(orig))
+	if code := Main(context.Background(), env, []string{"rewrite"}); code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	want := strings.Replace(string(orig), "<model type='virtio'/>\n", "<model type='virtio'/>\n      <driver queues='4'/>\n", 1)
+	if out.String() != want {
+		t.Errorf("rewrite:\n got %q\nwant %q", out, want)
+	}
+	// Rewriting the output again changes nothing.
+	env, out2, _ := testEnv(t, out.String())
+	Main(context.Background(), env, []string{"rewrite", "-"})
+	if out2.String() != out.String() {
+		t.Errorf("second rewrite changed the document")
+	}
+	env, out, errOut = testEnv(t, "")
+	if code := Main(context.Background(), env, []string{"rewrite", "nope.xml"}); code != ExitFailure || out.Len() != 0 || !strings.Contains(errOut.String(), "nope.xml") {
+		t.Errorf("missing file: exit %d, out %q, err %q", code, out, errOut)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	for _, c := range Commands() {
+		env, out, _ := testEnv(t, "")
+		if code := Main(context.Background(), env, []string{c.Name, "--help"}); code != ExitOK {
+			t.Errorf("%s --help: exit %d", c.Name, code)
+		}
+		if !strings.Contains(out.String(), "Usage: virtmq "+c.Name) {
+			t.Errorf("%s --help printed %q", c.Name, out)
+		}
+	}
+	env, out, _ := testEnv(t, "")
+	if Main(context.Background(), env, []string{"--version"}) != ExitOK || !strings.HasPrefix(out.String(), "virtmq ") {
+		t.Errorf("--version printed %q", out)
+	}
+	env, _, errOut := testEnv(t, "")
+	if Main(context.Background(), env, []string{"frobnicate"}) != ExitUsage || !strings.Contains(errOut.String(), "unknown command") {
+		t.Errorf("unknown command: %q", errOut)
+	}
+}

@@ -1,0 +1,195 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/virtmq/virtmq/agent/status"
+)
+
+// statusTimeout bounds one status socket exchange.
+const statusTimeout = 10 * time.Second
+
+// runStatus is `virtmq status`: see its usage text.
+func runStatus(ctx context.Context, env *Env, args []string) int {
+	fs := newFlags(env, "status", "[--json] [--status-socket PATH]", `
+Show what virtmq-agent knows: its libvirt connection, the policy in force,
+and for each domain and NIC the queue count the policy wants (N), the
+count defined and running, the virtqueues QEMU reports over QMP (2N+1),
+the guest's interface name and its current/max combined channels, the
+agent's last action and when, and the domain's state or problem.
+
+It reads the agent's status socket; it does not talk to libvirt (use
+"virtmq verify DOMAIN" for a live end-to-end check). "-" means unknown.
+With --json it prints the agent's snapshot as JSON.
+
+Exits 1 when the agent cannot be reached (not running, or no permission
+to its socket), 0 otherwise.`)
+	asJSON := fs.Bool("json", false, "print the agent's JSON snapshot instead of a table")
+	sock := fs.String("status-socket", status.DefaultSocket, "virtmq-agent status `socket`")
+	pos, code, done := parseFlags(env, fs, args)
+	if done {
+		return code
+	}
+	if len(pos) > 0 {
+		fs.Usage()
+		return ExitUsage
+	}
+	fctx, cancel := context.WithTimeout(ctx, statusTimeout)
+	defer cancel()
+	snap, err := status.Fetch(fctx, *sock)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "virtmq status: %s\n", fetchProblem(*sock, err))
+		return ExitFailure
+	}
+	if *asJSON {
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(snap); err != nil {
+			fmt.Fprintf(env.Stderr, "virtmq status: %v\n", err)
+			return ExitFailure
+		}
+		return ExitOK
+	}
+	if err := printStatus(env.Stdout, snap); err != nil {
+		fmt.Fprintf(env.Stderr, "virtmq status: %v\n", err)
+		return ExitFailure
+	}
+	return ExitOK
+}
+
+// fetchProblem explains a failed status fetch, naming the socket.
+func fetchProblem(sock string, err error) string {
+	var errno syscall.Errno
+	cause := err.Error()
+	if errors.As(err, &errno) {
+		cause = errno.Error()
+	}
+	switch {
+	case errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Sprintf("virtmq-agent is not running: cannot connect to its status socket %s (%s); start it with systemctl start virtmq-agent, or give --status-socket", sock, cause)
+	case errors.Is(err, os.ErrPermission):
+		return fmt.Sprintf("cannot connect to virtmq-agent's status socket %s (%s): it is readable by root only", sock, cause)
+	default:
+		return fmt.Sprintf("cannot read virtmq-agent's status from %s: %v", sock, err)
+	}
+}
+
+// printStatus writes the snapshot as a header and one row per NIC.
+func printStatus(w io.Writer, s status.Snapshot) error {
+	lv := "connected"
+	if s.Libvirt.Connected {
+		if s.Libvirt.Socket != "" {
+			lv += " via " + s.Libvirt.Socket
+		}
+		if !s.Libvirt.Since.IsZero() {
+			lv += " since " + fmtTime(s.Libvirt.Since)
+		}
+	} else {
+		lv = "NOT connected"
+		if s.Libvirt.LastError != "" {
+			lv += ": " + printable(s.Libvirt.LastError)
+		}
+	}
+	if s.Libvirt.Reconnects > 0 {
+		lv += fmt.Sprintf(" (%d reconnects)", s.Libvirt.Reconnects)
+	}
+	fmt.Fprintf(w, "agent:   %s, snapshot %s\n", orDash(s.Version), fmtTime(s.Generated))
+	fmt.Fprintf(w, "libvirt: %s\n", lv)
+	fmt.Fprintf(w, "policy:  %s (mode %s, loaded %s)\n", orDash(strings.Join(s.Policy.Sources, ", ")), orDash(s.Policy.Mode), fmtTime(s.Policy.LoadedAt))
+	if s.Policy.LastReloadError != "" {
+		fmt.Fprintf(w, "         last reload FAILED, previous policy kept: %s\n", printable(s.Policy.LastReloadError))
+	}
+	fmt.Fprintln(w)
+	if len(s.Domains) == 0 {
+		fmt.Fprintln(w, "no domains")
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DOMAIN\tMAC\tWANTED\tDEFINED\tRUNNING\tQMP VQS\tGUEST IF\tGUEST CUR/MAX\tLAST ACTION\tAT\tSTATE / PROBLEM")
+	for _, d := range s.Domains {
+		action := orDash(printable(d.LastAction))
+		at := "-"
+		if !d.LastAt.IsZero() {
+			at = fmtTime(d.LastAt)
+		}
+		domState := printable(d.State)
+		if !d.Persistent && d.State != status.StateTransient {
+			domState += " (transient)"
+		}
+		if d.Problem != "" {
+			domState += ": " + printable(d.Problem)
+		}
+		if len(d.NICs) == 0 {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t%s\t%s\t%s\n", printable(d.Name), action, at, orDash(domState))
+			continue
+		}
+		for i, n := range d.NICs {
+			st := domState
+			if i > 0 {
+				st = ""
+			}
+			if !n.Managed {
+				st = join(st, "not managed")
+			}
+			if n.GuestStep != "" {
+				st = join(st, "guest: "+printable(n.GuestStep))
+			}
+			if n.Problem != "" {
+				st = join(st, printable(n.Problem))
+			}
+			running := count(n.Running)
+			if !d.Active {
+				running = "off"
+			}
+			vqs := count(n.QMPVirtqueues)
+			if n.QMPVirtqueues > 0 && n.MQ {
+				vqs += " mq"
+			}
+			guest := "-"
+			if n.GuestCurrent > 0 || n.GuestMax > 0 {
+				guest = count(n.GuestCurrent) + "/" + count(n.GuestMax)
+				if n.GuestWanted > 0 && n.GuestWanted != n.GuestCurrent {
+					guest += fmt.Sprintf(" (want %d)", n.GuestWanted)
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+				printable(d.Name), orDash(printable(n.MAC)), count(n.Wanted), count(n.Defined), running, vqs,
+				orDash(printable(n.GuestIfName)), guest, action, at, orDash(st))
+			action, at = "", ""
+		}
+	}
+	return tw.Flush()
+}
+
+// count prints a count, "-" for zero (unknown).
+func count(n int) string {
+	if n == 0 {
+		return "-"
+	}
+	return fmt.Sprint(n)
+}
+
+// join joins two status fragments with "; ".
+func join(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}
+
+// fmtTime prints a time in the local zone, "-" for the zero time.
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}
