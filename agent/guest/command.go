@@ -1,0 +1,147 @@
+package guest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// session carries one Configure or Inspect run: the agent, the options and
+// what was learned about the guest's programs, so that a missing ethtool
+// path is tried once, not once per ethtool run.
+type session struct {
+	a Agent
+	o Options
+
+	ethtool  string   // resolved ethtool path
+	readlink []string // resolved readlink argv prefix
+	cat      []string // resolved cat argv prefix
+}
+
+type request struct {
+	Execute   string `json:"execute"`
+	Arguments any    `json:"arguments,omitempty"`
+}
+
+type qgaError struct {
+	Class string `json:"class"`
+	Desc  string `json:"desc"`
+}
+
+type reply[T any] struct {
+	Return *T        `json:"return"`
+	Error  *qgaError `json:"error"`
+}
+
+// call sends one agent command and decodes the "return" member into a T.
+// The command is bounded by CommandTimeout and by ctx's deadline, whichever
+// comes first; the same bound is passed to the Agent as its timeout.
+func call[T any](ctx context.Context, s *session, execute string, args any) (T, error) {
+	var zero T
+	cmd, err := json.Marshal(request{Execute: execute, Arguments: args})
+	if err != nil {
+		return zero, fmt.Errorf("encoding %s: %w", execute, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return zero, err
+	}
+	timeout := s.o.CommandTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		if rem := time.Until(dl); rem < timeout {
+			timeout = rem
+		}
+	}
+	if timeout <= 0 {
+		return zero, context.DeadlineExceeded
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	raw, err := s.a.Command(cctx, cmd, timeout)
+	if err != nil {
+		switch {
+		case ctx.Err() != nil:
+			// The caller's context ended: report that, not whatever the
+			// transport made of it.
+			return zero, fmt.Errorf("%w (%w)", ctx.Err(), err)
+		case cctx.Err() != nil:
+			return zero, fmt.Errorf("%w: no reply within %v: %w", ErrTimeout, timeout, err)
+		}
+		return zero, err
+	}
+	var r reply[T]
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return zero, fmt.Errorf("malformed reply (%d bytes): %w", len(raw), err)
+	}
+	if r.Error != nil {
+		return zero, &CommandError{Command: execute, Class: r.Error.Class, Desc: r.Error.Desc}
+	}
+	if r.Return == nil {
+		return zero, fmt.Errorf("malformed reply (%d bytes): no \"return\" member", len(raw))
+	}
+	return *r.Return, nil
+}
+
+// isDisabled reports whether err says the command is disabled or unknown to
+// the agent: CommandNotFound class (qemu-ga uses it for both), or, when the
+// class is lost (libvirt), qemu-ga's English wording. qemu-ga does not
+// translate these two messages.
+func isDisabled(err error) bool {
+	var ce *CommandError
+	if errors.As(err, &ce) && ce.Class == "CommandNotFound" {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "has been disabled") || strings.Contains(msg, "has not been found")
+}
+
+// isAbort reports whether err means the agent (or the caller) is gone, so
+// trying another program path is pointless.
+func isAbort(err error) bool {
+	return errors.Is(err, ErrNoAgent) || errors.Is(err, ErrTimeout) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// Messages of glib's spawn failure and of a child's perror, matched only
+// where no typed error exists. They are English: on a guest with another
+// locale they do not match and the error is reported as it is.
+var (
+	notFoundWords = []string{"No such file or directory", "ENOENT", "Not a directory"}
+	deniedWords   = []string{"Permission denied", "Operation not permitted", "EACCES", "EPERM"}
+)
+
+func containsAny(s string, words []string) bool {
+	for _, w := range words {
+		if strings.Contains(s, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// snippet makes guest-supplied text safe and short for an error message:
+// at most 200 bytes, valid UTF-8, control characters escaped by %q later
+// or replaced here.
+func snippet(s string) string {
+	const max = 200
+	cut := false
+	if len(s) > max {
+		s = s[:max]
+		cut = true
+	}
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return ' '
+		}
+		return r
+	}, s)
+	s = strings.TrimRightFunc(s, func(r rune) bool { return r == ' ' || r == utf8.RuneError })
+	if cut {
+		s += "…"
+	}
+	return s
+}
