@@ -1,0 +1,447 @@
+package domxml
+
+import (
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// ctx is what the scanner knows about the element it is inside. Only the
+// few places virtmq reads from get their own value; everything else is
+// ctxOther, so the scanner never needs to remember element names.
+type ctx uint8
+
+const (
+	ctxOther ctx = iota
+	ctxDomain
+	ctxName
+	ctxUUID
+	ctxVCPU
+	ctxMetadata
+	ctxLibosinfo
+	ctxLabels
+	ctxLabel
+	ctxDevices
+	ctxInterface
+)
+
+// ifaceSpan records where one <interface> and its <driver> sit in the
+// document, as byte offsets, so that Rewrite can splice without a second
+// tokenizer.
+type ifaceSpan struct {
+	tagStart, tagEnd int  // the <interface ...> start tag: doc[tagStart:tagEnd]
+	selfClosing      bool // <interface .../>: there is no end tag
+	endTag           int  // offset of the </interface> end tag
+	lastChild        int  // offset of the last child node that is not blank text; -1 if none
+
+	driverStart, driverEnd int  // the first <driver ...> start tag; driverStart is -1 if none
+	hasQueues              bool // the driver has a queues attribute (its value may be 0)
+}
+
+// scanned is the result of one pass over a document.
+type scanned struct {
+	dom   Domain
+	spans []ifaceSpan // parallel to dom.Interfaces
+}
+
+// scanner holds the state of one pass. It is a struct rather than locals so
+// the per-element handling can live in small methods.
+type scanner struct {
+	doc   []byte
+	res   scanned
+	stack []ctx
+	text  []byte // character data of the current <name>, <uuid>, <vcpu> or <label>
+
+	seenName, seenUUID, seenVCPU bool
+	vcpuLine                     int
+	labelName                    string
+	rootDone                     bool
+	// The first occurrence of each <interface> child is the one libvirt
+	// reads (its XPath lookups take the first match).
+	seenModel, seenMAC, seenSource, seenTarget, seenAlias bool
+}
+
+// scan reads doc once with encoding/xml's tokenizer (strict mode: only the
+// predefined entities, matching end tags, quoted attributes) and collects
+// the facts and offsets. It never returns document content in errors
+// except element names and the offending value of the attribute at fault.
+func scan(doc []byte) (*scanned, error) {
+	if len(doc) > MaxSize {
+		return nil, fmt.Errorf("document is %d bytes, more than the %d-byte limit", len(doc), MaxSize)
+	}
+	s := &scanner{doc: doc, stack: make([]ctx, 0, 16)}
+	s.res.dom.MaxVCPUs = 1
+	d := xml.NewDecoder(bytes.NewReader(doc))
+	for {
+		start := int(d.InputOffset())
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, s.syntaxError(err, start)
+		}
+		end := int(d.InputOffset())
+		if err := s.token(tok, start, end); err != nil {
+			return nil, err
+		}
+	}
+	if !s.rootDone {
+		// Token reports a truncated document as a syntax error, so the only
+		// way here is a document with no element at all.
+		return nil, fmt.Errorf("line %d: no root element", s.line(len(doc)))
+	}
+	if s.res.dom.CurrentVCPUs == 0 {
+		s.res.dom.CurrentVCPUs = s.res.dom.MaxVCPUs
+	} else if s.res.dom.CurrentVCPUs > s.res.dom.MaxVCPUs {
+		return nil, fmt.Errorf("line %d: <vcpu current=\"%d\">: more than the maximum of %d", s.vcpuLine, s.res.dom.CurrentVCPUs, s.res.dom.MaxVCPUs)
+	}
+	return &s.res, nil
+}
+
+func (s *scanner) token(tok xml.Token, start, end int) error {
+	switch t := tok.(type) {
+	case xml.StartElement:
+		if err := s.checkAttrs(t, start); err != nil {
+			return err
+		}
+		if len(s.stack) == 0 {
+			if s.rootDone {
+				return fmt.Errorf("line %d: element <%s> after the root element", s.line(start), t.Name.Local)
+			}
+			if t.Name.Local != "domain" || t.Name.Space != "" {
+				if t.Name.Space != "" {
+					return fmt.Errorf("line %d: %w: found <%s> in namespace %q", s.line(start), ErrNotDomain, t.Name.Local, t.Name.Space)
+				}
+				return fmt.Errorf("line %d: %w: found <%s>", s.line(start), ErrNotDomain, t.Name.Local)
+			}
+			s.res.dom.Type = attr(t, "type")
+			s.stack = append(s.stack, ctxDomain)
+			return nil
+		}
+		c, err := s.startElement(t, start, end)
+		if err != nil {
+			return err
+		}
+		s.stack = append(s.stack, c)
+	case xml.EndElement:
+		c := s.stack[len(s.stack)-1]
+		s.stack = s.stack[:len(s.stack)-1]
+		if len(s.stack) == 0 {
+			s.rootDone = true
+		}
+		return s.endElement(c, start, end)
+	case xml.CharData:
+		if len(s.stack) == 0 {
+			if !isBlank(t) && !(start == 0 && isBlank(bytes.TrimPrefix(t, []byte("\uFEFF")))) {
+				if s.rootDone {
+					return fmt.Errorf("line %d: text after the root element", s.line(start))
+				}
+				return fmt.Errorf("line %d: text before the root element", s.line(start))
+			}
+			return nil
+		}
+		switch s.stack[len(s.stack)-1] {
+		case ctxName, ctxUUID, ctxVCPU, ctxLabel:
+			s.text = append(s.text, t...)
+		case ctxInterface:
+			if !isBlank(t) {
+				s.res.spans[len(s.res.spans)-1].lastChild = start
+			}
+		}
+	case xml.Comment, xml.ProcInst:
+		if len(s.stack) > 0 && s.stack[len(s.stack)-1] == ctxInterface {
+			s.res.spans[len(s.res.spans)-1].lastChild = start
+		}
+	case xml.Directive:
+		// A DTD could declare entities or attribute defaults that libvirt's
+		// parser (libxml2) would apply and encoding/xml ignores: the facts
+		// read here would then differ from libvirt's. Domain XML never
+		// carries one.
+		return fmt.Errorf("line %d: <!DOCTYPE> and other <!...> declarations are not allowed in domain XML", s.line(start))
+	}
+	return nil
+}
+
+// startElement handles a start tag below the root and returns the context
+// of the new element.
+func (s *scanner) startElement(t xml.StartElement, start, end int) (ctx, error) {
+	parent := s.stack[len(s.stack)-1]
+	core := t.Name.Space == "" // libvirt's own elements have no namespace
+	dom := &s.res.dom
+	switch parent {
+	case ctxDomain:
+		if !core {
+			return ctxOther, nil
+		}
+		switch t.Name.Local {
+		case "name":
+			if !s.seenName {
+				s.seenName = true
+				s.text = s.text[:0]
+				return ctxName, nil
+			}
+		case "uuid":
+			if !s.seenUUID {
+				s.seenUUID = true
+				s.text = s.text[:0]
+				return ctxUUID, nil
+			}
+		case "vcpu":
+			if !s.seenVCPU {
+				s.seenVCPU = true
+				s.vcpuLine = s.line(start)
+				s.text = s.text[:0]
+				if v, ok := attrOK(t, "current"); ok {
+					n, err := positive(v)
+					if err != nil {
+						return 0, fmt.Errorf("line %d: <vcpu current=%s>: %v", s.line(start), quoteValue(v), err)
+					}
+					dom.CurrentVCPUs = n
+				}
+				return ctxVCPU, nil
+			}
+		case "metadata":
+			return ctxMetadata, nil
+		case "devices":
+			return ctxDevices, nil
+		}
+	case ctxMetadata:
+		switch {
+		case t.Name.Space == LibosinfoNamespace && t.Name.Local == "libosinfo":
+			return ctxLibosinfo, nil
+		case t.Name.Space == LabelsNamespace && t.Name.Local == "labels":
+			return ctxLabels, nil
+		}
+	case ctxLibosinfo:
+		if t.Name.Space == LibosinfoNamespace && t.Name.Local == "os" {
+			dom.OSID = attr(t, "id")
+		}
+	case ctxLabels:
+		if t.Name.Space == LabelsNamespace && t.Name.Local == "label" {
+			name := attr(t, "name")
+			if name == "" {
+				// A label the policy cannot see would silently change
+				// which rule matches: say so instead.
+				return 0, fmt.Errorf("line %d: <label> without a name attribute", s.line(start))
+			}
+			s.labelName = name
+			s.text = s.text[:0]
+			return ctxLabel, nil
+		}
+	case ctxDevices:
+		if core && t.Name.Local == "interface" {
+			idx := len(dom.Interfaces)
+			dom.Interfaces = append(dom.Interfaces, Interface{Index: idx, Type: attr(t, "type")})
+			s.res.spans = append(s.res.spans, ifaceSpan{tagStart: start, tagEnd: end, lastChild: -1, driverStart: -1})
+			s.seenModel, s.seenMAC, s.seenSource, s.seenTarget, s.seenAlias = false, false, false, false, false
+			return ctxInterface, nil
+		}
+	case ctxInterface:
+		sp := &s.res.spans[len(s.res.spans)-1]
+		sp.lastChild = start
+		if core {
+			return ctxOther, s.interfaceChild(t, start, end)
+		}
+	}
+	return ctxOther, nil
+}
+
+// interfaceChild reads the facts of one direct child of an <interface>.
+func (s *scanner) interfaceChild(t xml.StartElement, start, end int) error {
+	ifc := &s.res.dom.Interfaces[len(s.res.dom.Interfaces)-1]
+	sp := &s.res.spans[len(s.res.spans)-1]
+	switch t.Name.Local {
+	case "model":
+		if !s.seenModel {
+			s.seenModel = true
+			ifc.Model = attr(t, "type")
+		}
+	case "mac":
+		if !s.seenMAC {
+			s.seenMAC = true
+			ifc.MAC = strings.ToLower(attr(t, "address"))
+		}
+	case "source":
+		if !s.seenSource {
+			s.seenSource = true
+			ifc.Network = attr(t, "network")
+			ifc.Bridge = attr(t, "bridge")
+			ifc.SourceDev = attr(t, "dev")
+		}
+	case "driver":
+		if !ifc.HasDriver {
+			ifc.HasDriver = true
+			ifc.DriverName = attr(t, "name")
+			sp.driverStart, sp.driverEnd = start, end
+			if v, ok := attrOK(t, "queues"); ok {
+				n, err := count(v)
+				if err != nil {
+					return fmt.Errorf("line %d: <interface> #%d <driver queues=%s>: %v", s.line(start), ifc.Index, quoteValue(v), err)
+				}
+				ifc.Queues = n
+				sp.hasQueues = true
+			}
+		}
+	case "target":
+		if !s.seenTarget {
+			s.seenTarget = true
+			ifc.TargetDev = attr(t, "dev")
+			ifc.TargetManaged = attr(t, "managed")
+		}
+	case "alias":
+		if !s.seenAlias {
+			s.seenAlias = true
+			ifc.Alias = attr(t, "name")
+		}
+	}
+	return nil
+}
+
+func (s *scanner) endElement(c ctx, start, end int) error {
+	dom := &s.res.dom
+	switch c {
+	case ctxName:
+		dom.Name = string(s.text)
+	case ctxUUID:
+		dom.UUID = string(bytes.TrimSpace(s.text))
+	case ctxVCPU:
+		v := string(s.text)
+		n, err := positive(v)
+		if err != nil {
+			return fmt.Errorf("line %d: <vcpu> %s: %v", s.line(start), quoteValue(v), err)
+		}
+		dom.MaxVCPUs = n
+	case ctxLabel:
+		if dom.Labels == nil {
+			dom.Labels = make(map[string]string)
+		}
+		dom.Labels[s.labelName] = string(bytes.TrimSpace(s.text))
+	case ctxInterface:
+		sp := &s.res.spans[len(s.res.spans)-1]
+		sp.endTag = start
+		// Token synthesizes the end of <x/> without reading input.
+		sp.selfClosing = start == end
+	}
+	return nil
+}
+
+// checkAttrs rejects what encoding/xml accepts but libxml2 (libvirt's
+// parser) does not, where accepting it would let Parse and libvirt see
+// different values: a repeated attribute (which one counts?) and a prefix
+// bound to the empty namespace (it would make p:queues read as queues).
+func (s *scanner) checkAttrs(t xml.StartElement, start int) error {
+	for i, a := range t.Attr {
+		if a.Name.Space == "xmlns" && a.Value == "" {
+			return fmt.Errorf("line %d: <%s>: namespace prefix %s bound to an empty name", s.line(start), t.Name.Local, a.Name.Local)
+		}
+		if len(t.Attr) <= 16 {
+			for _, b := range t.Attr[:i] {
+				if a.Name == b.Name {
+					return s.duplicate(t, a, start)
+				}
+			}
+		}
+	}
+	if len(t.Attr) > 16 {
+		seen := make(map[xml.Name]bool, len(t.Attr))
+		for _, a := range t.Attr {
+			if seen[a.Name] {
+				return s.duplicate(t, a, start)
+			}
+			seen[a.Name] = true
+		}
+	}
+	return nil
+}
+
+func (s *scanner) duplicate(t xml.StartElement, a xml.Attr, start int) error {
+	return fmt.Errorf("line %d: <%s>: attribute %s appears twice", s.line(start), t.Name.Local, a.Name.Local)
+}
+
+// syntaxError turns a tokenizer error into one that names the line and
+// nothing of the document but markup: encoding/xml quotes an unknown entity
+// reference, and that can sit inside a password attribute.
+func (s *scanner) syntaxError(err error, offset int) error {
+	var se *xml.SyntaxError
+	if errors.As(err, &se) {
+		msg := se.Msg
+		if strings.HasPrefix(msg, "invalid character entity") {
+			msg = "invalid character entity (only &amp; &lt; &gt; &quot; &apos; and character references are allowed)"
+		}
+		if len(msg) > 200 {
+			msg = msg[:200] + "..."
+		}
+		return fmt.Errorf("line %d: malformed XML: %s", se.Line, msg)
+	}
+	// The other errors encoding/xml returns are about the <?xml?>
+	// declaration (version, encoding) and quote only its values.
+	return fmt.Errorf("line %d: %v", s.line(offset), err)
+}
+
+// line returns the 1-based line of a byte offset, counted the way
+// encoding/xml counts them.
+func (s *scanner) line(offset int) int {
+	return 1 + bytes.Count(s.doc[:offset], []byte{'\n'})
+}
+
+// attr returns the value of the unprefixed attribute name, or "".
+func attr(t xml.StartElement, name string) string {
+	v, _ := attrOK(t, name)
+	return v
+}
+
+func attrOK(t xml.StartElement, name string) (string, bool) {
+	for _, a := range t.Attr {
+		if a.Name.Space == "" && a.Name.Local == name {
+			return a.Value, true
+		}
+	}
+	return "", false
+}
+
+// count parses a non-negative count as libvirt does (an unsigned int).
+func count(v string) (int, error) {
+	n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
+	if err != nil {
+		if errors.Is(err, strconv.ErrRange) {
+			return 0, errors.New("out of range")
+		}
+		return 0, errors.New("not a number")
+	}
+	return int(n), nil
+}
+
+// positive parses a vCPU count, which libvirt requires to be at least 1.
+func positive(v string) (int, error) {
+	n, err := count(v)
+	if err == nil && n == 0 {
+		err = errors.New("must be at least 1")
+	}
+	return n, err
+}
+
+// quoteValue quotes a bad value for an error message, shortened so that a
+// stray megabyte of text does not end up in a log line.
+func quoteValue(v string) string {
+	const max = 32
+	if len(v) > max {
+		return strconv.Quote(v[:max]) + "..."
+	}
+	return strconv.Quote(v)
+}
+
+func isBlank(b []byte) bool {
+	for _, c := range b {
+		switch c {
+		case ' ', '\t', '\r', '\n':
+		default:
+			return false
+		}
+	}
+	return true
+}
