@@ -43,7 +43,7 @@ Options:
 const hangLimit = 10 * time.Second
 
 func main() {
-	logger := logging.New(logging.Detect(true), os.Stderr, slog.LevelInfo, "virtmq-hook")
+	logger := logging.NewLazy(true, os.Stderr, slog.LevelInfo, "virtmq-hook")
 	args := os.Args[1:]
 	cfg := hooks.Config{
 		DefaultPolicyPath: policy.DefaultPath,

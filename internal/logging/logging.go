@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 
 	"github.com/coreos/go-systemd/v22/journal"
 )
@@ -129,3 +130,33 @@ func journalKey(k string) string {
 	}
 	return string(b)
 }
+
+// NewLazy is New with the target detected at the first record rather than
+// now. The hook uses it: most runs log nothing, and probing journald costs
+// a socket dial on a path every VM start waits for.
+func NewLazy(preferNative bool, w io.Writer, level slog.Level, program string) *slog.Logger {
+	return slog.New(&lazyHandler{level: level, init: sync.OnceValue(func() slog.Handler {
+		return New(Detect(preferNative), w, level, program).Handler()
+	})})
+}
+
+type lazyHandler struct {
+	level slog.Level
+	init  func() slog.Handler
+	attrs []slog.Attr
+}
+
+func (h *lazyHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level }
+
+func (h *lazyHandler) Handle(ctx context.Context, r slog.Record) error {
+	return h.init().WithAttrs(h.attrs).Handle(ctx, r)
+}
+
+func (h *lazyHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	n := *h
+	n.attrs = append(append([]slog.Attr(nil), h.attrs...), as...)
+	return &n
+}
+
+// WithGroup is not used by virtmq; groups are flattened.
+func (h *lazyHandler) WithGroup(string) slog.Handler { return h }
