@@ -52,7 +52,7 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-packages: build
+packages:
 	VERSION=$(VERSION) COMMIT=$(COMMIT) packaging/build.sh
 
 package-test: packages
