@@ -39,9 +39,12 @@ e2e: build
 	@if [ "$$(id -u)" != 0 ]; then \
 	  echo "*** SKIPPING the real-stack suite (e2e): it needs root to run libvirtd, QEMU and a bridge."; \
 	  echo "*** Run it with: sudo make e2e"; \
-	else e2e/run.sh; fi
+	else e2e/setup.sh && e2e/run.sh; fi
 
+# The main job for a newcomer: sets up the sandbox (packages, guest) and
+# narrates the manual procedure before and after virtmq on a real VM.
 demo: build
+	e2e/setup.sh
 	e2e/demo.sh
 
 bench: build
