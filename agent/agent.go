@@ -1,0 +1,259 @@
+// Package agent is virtmq-agent: the host daemon that makes multi-queue
+// virtio-net zero-touch on a libvirt host.
+//
+// It keeps one connection to libvirt's QEMU driver (reconnecting with
+// backoff when the daemon restarts or idles out) and after every
+// (re)connect reconciles every domain, so nothing that happened while it
+// was away is lost. Then:
+//
+//   - On each DEFINED event it reads the domain's inactive XML, applies the
+//     policy with rewrite.Domain (exactly what `virtmq rewrite` prints) and
+//     redefines the domain, with validation, only when the bytes differ:
+//     its own redefine fires another DEFINED, which then finds nothing to
+//     do. Transient domains are never redefined, only reported. A domain
+//     that runs with other queue counts than its definition is reported
+//     pending a cold boot (a reboot keeps the running count).
+//   - When a guest's qemu-guest-agent connects (after every boot and
+//     reboot) and at resync, it sets the guest's combined channel count
+//     (ethtool -L through guest-exec) where the policy asks for it: one
+//     worker per domain at a time, a global concurrency limit, bounded
+//     timeouts, retries with backoff for transient failures; reasons the
+//     guest gives (guest-exec disabled, no ethtool, ...) are reported, not
+//     retried.
+//   - After a start and after the guest step it verifies each NIC over QMP
+//     (x-query-virtio-status: num-vqs and VIRTIO_NET_F_MQ). QMP through
+//     libvirt taints the domain "custom-monitor", guest agent commands
+//     "custom-ga-command"; virtmq uses QMP for verification only.
+//
+// The per-domain, per-NIC state is served as JSON on a unix socket
+// (package status), metrics optionally over HTTP for Prometheus. Under
+// systemd it reports READY=1 once the policy is valid and the status socket
+// listens (without waiting for libvirt), describes what it does in STATUS=,
+// and pings the watchdog from its event loop. A reload (SIGHUP) reads the
+// policy again, keeping the previous one when the new one is invalid.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/virtmq/virtmq/agent/status"
+	"github.com/virtmq/virtmq/agent/virt"
+	"github.com/virtmq/virtmq/internal/build"
+	"github.com/virtmq/virtmq/policy"
+)
+
+// Agent is one virtmq-agent. Create it with New and start it with Run.
+type Agent struct {
+	cfg     Config
+	log     *slog.Logger
+	store   *store
+	metrics *metrics
+	reg     *prometheus.Registry
+	sd      *notifier
+
+	pol   atomic.Pointer[policy.Policy]
+	conn  atomic.Pointer[connRef]
+	sched *scheduler
+	// everConnected is set at the first connection (loop goroutine only).
+	everConnected bool
+}
+
+// connRef holds the current libvirt connection for the guest workers.
+type connRef struct{ c virt.Conn }
+
+// New checks cfg and builds an agent. It does no I/O.
+func New(cfg Config) (*Agent, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{
+		cfg:   cfg,
+		log:   cfg.Logger.With("component", "agent"),
+		store: newStore(build.Version, cfg.Now),
+		reg:   cfg.Registry,
+	}
+	if a.reg == nil {
+		a.reg = prometheus.NewPedanticRegistry()
+		a.reg.MustRegister(
+			collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		)
+	}
+	a.metrics, err = newMetrics(a.reg, a.store.counts, build.Version, build.Commit, runtime.Version())
+	if err != nil {
+		return nil, fmt.Errorf("agent: failed to register metrics: %w", err)
+	}
+	a.sd = &notifier{notify: cfg.Notify, log: cfg.Logger.With("component", "systemd")}
+	return a, nil
+}
+
+// Run runs the agent with cfg until ctx ends; see Agent.Run.
+func Run(ctx context.Context, cfg Config) error {
+	a, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+// Snapshot returns the state the status socket serves.
+func (a *Agent) Snapshot() status.Snapshot { return a.store.snapshot() }
+
+// Run loads the policy, listens on the status socket (and the metrics
+// address), tells systemd it is ready, then connects to libvirt and
+// reconciles until ctx ends. It returns an error when it cannot start (an
+// invalid policy, a socket it cannot listen on) or when a listener fails;
+// after ctx ends it stops the workers, closes the listeners, removes the
+// status socket and returns nil. libvirt being unavailable is not an
+// error: the agent keeps retrying.
+func (a *Agent) Run(ctx context.Context) error {
+	a.sd.status("loading the policy")
+	p, err := a.loadPolicy()
+	if err != nil {
+		return fmt.Errorf("invalid policy: %w", err)
+	}
+	a.usePolicy(p)
+
+	ln, err := status.Listen(a.cfg.StatusSocket)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		_ = ln.Close()
+		// The listener unlinks the socket on close; make sure anyway.
+		if err := os.Remove(a.cfg.StatusSocket); err != nil && !errors.Is(err, os.ErrNotExist) {
+			a.log.Warn("failed to remove the status socket", "path", a.cfg.StatusSocket, "err", err)
+		}
+	}()
+	var mln net.Listener
+	if a.cfg.MetricsListen != "" {
+		mln, err = net.Listen("tcp", a.cfg.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("failed to listen for metrics: %w", err)
+		}
+		defer mln.Close()
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Go(func() {
+		if err := status.Serve(ctx, ln, a.store.snapshot); err != nil {
+			errc <- err
+			cancel()
+		}
+	})
+	if mln != nil {
+		srv := a.metricsServer()
+		wg.Go(func() {
+			if err := srv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("metrics endpoint: %w", err)
+				cancel()
+			}
+		})
+		stop := context.AfterFunc(ctx, func() {
+			sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
+			defer c()
+			_ = srv.Shutdown(sctx)
+		})
+		defer stop()
+		a.log.Info("serving metrics", "address", mln.Addr().String())
+	}
+	a.log.Info("status socket listening", "path", a.cfg.StatusSocket)
+
+	a.sched = newScheduler(ctx, a.cfg.Concurrency, a.cfg.GuestAttempts, a.cfg.GuestRetryDelay, a.runJob)
+	a.sd.ready("connecting to libvirt")
+	a.loop(ctx)
+
+	a.sd.send("STOPPING=1")
+	a.log.Info("stopping")
+	cancel()
+	a.sched.wait()
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+func (a *Agent) metricsServer() *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{
+		Registry:          a.reg,
+		EnableOpenMetrics: true,
+	}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
+		fmt.Fprintln(w, "virtmq-agent: metrics at /metrics")
+	})
+	return &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(a.cfg.Logger.With("component", "metrics").Handler(), slog.LevelWarn),
+	}
+}
+
+// loadPolicy resolves and loads the policy like every virtmq program.
+func (a *Agent) loadPolicy() (*policy.Policy, error) {
+	p, embedded, err := policy.Resolve(a.cfg.PolicyPath, a.cfg.Getenv, a.cfg.DefaultPolicyPath)
+	if err != nil {
+		return nil, err
+	}
+	if embedded {
+		a.log.Info("no policy file: using the built-in default policy", "default_path", a.cfg.DefaultPolicyPath)
+	}
+	return p, nil
+}
+
+// usePolicy puts p in force.
+func (a *Agent) usePolicy(p *policy.Policy) {
+	a.pol.Store(p)
+	a.store.setPolicy(func(sp *status.Policy) {
+		sp.Sources = p.Sources()
+		sp.Mode = string(p.Mode())
+		sp.LoadedAt = a.cfg.Now()
+		sp.LastReloadError = ""
+	})
+	a.store.resetRedefines()
+}
+
+// reload reads the policy again; an invalid one leaves the previous one in
+// force, and says so in the log, the status and systemd's STATUS=.
+func (a *Agent) reload() {
+	p, err := a.loadPolicy()
+	if err != nil {
+		a.log.Error("policy reload failed: keeping the previous policy", "err", err)
+		a.store.setPolicy(func(sp *status.Policy) { sp.LastReloadError = err.Error() })
+		return
+	}
+	a.usePolicy(p)
+	a.log.Info("policy reloaded", "sources", p.Sources(), "mode", string(p.Mode()))
+}
+
+func (a *Agent) currentConn() virt.Conn {
+	if r := a.conn.Load(); r != nil {
+		return r.c
+	}
+	return nil
+}

@@ -1,0 +1,206 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/digitalocean/go-qemu/qmp"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/virtmq/virtmq/agent/guest"
+	"github.com/virtmq/virtmq/agent/qmpcheck"
+	"github.com/virtmq/virtmq/agent/status"
+	"github.com/virtmq/virtmq/agent/virt"
+	"github.com/virtmq/virtmq/internal/rewrite"
+	"github.com/virtmq/virtmq/policy"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultConcurrency     = 4
+	DefaultGuestTimeout    = 3 * time.Minute
+	DefaultGuestAttempts   = 4
+	DefaultGuestRetryDelay = 2 * time.Second
+	DefaultCallTimeout     = 10 * time.Second
+	DefaultDialTimeout     = 10 * time.Second
+	DefaultQMPTimeout      = 10 * time.Second
+	DefaultReconnectMin    = 500 * time.Millisecond
+	DefaultReconnectMax    = 30 * time.Second
+	// DefaultMaxRedefines is how many times in a row the agent redefines a
+	// domain whose definition still differs from the rewrite afterwards.
+	DefaultMaxRedefines = 3
+)
+
+// DialFunc connects to libvirt; virt.Dial is the real one.
+type DialFunc func(ctx context.Context, sockets []string) (virt.Conn, string, error)
+
+// RewriteFunc is the define-time rewrite; rewrite.Domain is the real one.
+type RewriteFunc func(p *policy.Policy, doc []byte) ([]byte, policy.Plan, error)
+
+// GuestFunc runs the guest step for one NIC; guest.Configure is the real one.
+type GuestFunc func(ctx context.Context, a guest.Agent, mac string, combined int, opt guest.Options) (guest.Result, error)
+
+// QMPFunc queries one NIC's virtio status; qmpcheck.Query is the real one.
+type QMPFunc func(m qmp.Monitor, alias string) (qmpcheck.NICStatus, error)
+
+// Config is everything virtmq-agent needs. Zero fields take the defaults;
+// the function fields are the boundaries tests replace.
+type Config struct {
+	// PolicyPath is an explicit policy file (--policy). Empty means
+	// $VIRTMQ_POLICY, else DefaultPolicyPath when it exists, else the
+	// policy built into the binary (see policy.Resolve).
+	PolicyPath string
+	// DefaultPolicyPath is policy.DefaultPath outside tests.
+	DefaultPolicyPath string
+	// Getenv reads the environment (os.Getenv outside tests).
+	Getenv func(string) string
+
+	// LibvirtSockets are probed in order (default virt.DefaultSockets).
+	LibvirtSockets []string
+	// StatusSocket is where the status is served (default status.DefaultSocket).
+	StatusSocket string
+	// MetricsListen is the address of the Prometheus endpoint (/metrics);
+	// empty disables it.
+	MetricsListen string
+
+	// Concurrency is how many domains get guest steps or QMP checks at once.
+	Concurrency int
+	// GuestTimeout bounds one guest step attempt for one domain (all its NICs).
+	GuestTimeout time.Duration
+	// GuestAttempts is how many times a guest step that failed for a
+	// transient reason (timeout, unknown error) is tried; reasons the guest
+	// gives (guest-exec disabled, no ethtool, ...) are never retried.
+	GuestAttempts int
+	// GuestRetryDelay is the first delay between attempts; it doubles.
+	GuestRetryDelay time.Duration
+	// Guest bounds the single guest agent commands.
+	Guest guest.Options
+
+	// DialTimeout bounds connecting to libvirt.
+	DialTimeout time.Duration
+	// CallTimeout bounds one libvirt call. Keep it well below systemd's
+	// WatchdogSec: the event loop pings the watchdog between calls.
+	CallTimeout time.Duration
+	// QMPTimeout bounds one QMP verification of one NIC.
+	QMPTimeout time.Duration
+	// ReconnectMin and ReconnectMax bound the reconnect backoff.
+	ReconnectMin, ReconnectMax time.Duration
+	// MaxRedefines stops a redefine loop: after this many redefines of a
+	// domain whose definition still needs a change, the agent reports an
+	// error for it instead (reset by a policy reload or a reconnect).
+	MaxRedefines int
+
+	// Reload delivers reload requests (SIGHUP): the policy is read again
+	// and every domain reconciled. May be nil.
+	Reload <-chan os.Signal
+
+	// Logger receives the agent's logs (default: discard).
+	Logger *slog.Logger
+	// Notify sends a systemd notification (default: daemon.SdNotify; a
+	// no-op outside systemd).
+	Notify func(state string) error
+	// Watchdog returns systemd's watchdog interval, 0 when disabled
+	// (default: daemon.SdWatchdogEnabled).
+	Watchdog func() (time.Duration, error)
+	// Registry receives the metrics (default: a new pedantic registry with
+	// the Go and process collectors). It is served only with MetricsListen.
+	Registry *prometheus.Registry
+
+	// Dial connects to libvirt (default virt.Dial).
+	Dial DialFunc
+	// Rewrite is the define-time rewrite (default rewrite.Domain).
+	Rewrite RewriteFunc
+	// GuestStep runs the in-guest step for one NIC (default guest.Configure).
+	GuestStep GuestFunc
+	// QMPQuery verifies one NIC over QMP (default qmpcheck.Query).
+	QMPQuery QMPFunc
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// withDefaults returns c with every zero field set, or an error for values
+// that make no sense.
+func (c Config) withDefaults() (Config, error) {
+	if c.Concurrency < 0 || c.GuestTimeout < 0 || c.CallTimeout < 0 || c.DialTimeout < 0 ||
+		c.QMPTimeout < 0 || c.GuestAttempts < 0 || c.GuestRetryDelay < 0 || c.ReconnectMin < 0 || c.ReconnectMax < 0 {
+		return c, errors.New("agent: negative concurrency, count or timeout")
+	}
+	if c.DefaultPolicyPath == "" {
+		c.DefaultPolicyPath = policy.DefaultPath
+	}
+	if c.Getenv == nil {
+		c.Getenv = os.Getenv
+	}
+	if len(c.LibvirtSockets) == 0 {
+		c.LibvirtSockets = virt.DefaultSockets
+	}
+	if c.StatusSocket == "" {
+		c.StatusSocket = status.DefaultSocket
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.GuestTimeout == 0 {
+		c.GuestTimeout = DefaultGuestTimeout
+	}
+	if c.GuestAttempts == 0 {
+		c.GuestAttempts = DefaultGuestAttempts
+	}
+	if c.GuestRetryDelay == 0 {
+		c.GuestRetryDelay = DefaultGuestRetryDelay
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.CallTimeout == 0 {
+		c.CallTimeout = DefaultCallTimeout
+	}
+	if c.QMPTimeout == 0 {
+		c.QMPTimeout = DefaultQMPTimeout
+	}
+	if c.ReconnectMin == 0 {
+		c.ReconnectMin = DefaultReconnectMin
+	}
+	if c.ReconnectMax == 0 {
+		c.ReconnectMax = DefaultReconnectMax
+	}
+	if c.ReconnectMax < c.ReconnectMin {
+		return c, fmt.Errorf("agent: reconnect backoff maximum %v is below the minimum %v", c.ReconnectMax, c.ReconnectMin)
+	}
+	if c.MaxRedefines == 0 {
+		c.MaxRedefines = DefaultMaxRedefines
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Notify == nil {
+		c.Notify = func(state string) error {
+			_, err := daemon.SdNotify(false, state)
+			return err
+		}
+	}
+	if c.Watchdog == nil {
+		c.Watchdog = func() (time.Duration, error) { return daemon.SdWatchdogEnabled(false) }
+	}
+	if c.Dial == nil {
+		c.Dial = virt.Dial
+	}
+	if c.Rewrite == nil {
+		c.Rewrite = rewrite.Domain
+	}
+	if c.GuestStep == nil {
+		c.GuestStep = guest.Configure
+	}
+	if c.QMPQuery == nil {
+		c.QMPQuery = qmpcheck.Query
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c, nil
+}

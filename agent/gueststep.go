@@ -1,0 +1,260 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/virtmq/virtmq/agent/guest"
+	"github.com/virtmq/virtmq/agent/status"
+	"github.com/virtmq/virtmq/agent/virt"
+	"github.com/virtmq/virtmq/internal/domxml"
+	"github.com/virtmq/virtmq/policy"
+)
+
+// Guest step outcomes in status.NIC.GuestStep besides the failure reasons.
+const (
+	guestDone    = "done"
+	guestSkipped = "skipped"
+)
+
+// runJob is the scheduler's runFunc: one attempt of a domain's guest step
+// (bounded by GuestTimeout) and/or QMP check (QMPTimeout per NIC).
+func (a *Agent) runJob(ctx context.Context, ref virt.Domain, j job, attempt int) (retry bool) {
+	conn := a.currentConn()
+	if conn == nil {
+		return false // the resync after the reconnect schedules it again
+	}
+	log := a.cfg.Logger.With("component", "guest", "domain", ref.Name)
+
+	d, err := call(ctx, a.cfg.CallTimeout, func(ctx context.Context) (virt.Domain, error) {
+		return conn.LookupDomain(ctx, domainKey(ref))
+	})
+	if err != nil || !d.Active {
+		if err != nil && !errors.Is(err, virt.ErrNotFound) && !a.isLost(conn, err) {
+			log.Warn("cannot look up the domain for the guest step", "err", err)
+		}
+		return false
+	}
+	doc, err := call(ctx, a.cfg.CallTimeout, func(ctx context.Context) ([]byte, error) {
+		return conn.DomainXML(ctx, d, false)
+	})
+	if err != nil {
+		if !errors.Is(err, virt.ErrNotFound) && !a.isLost(conn, err) {
+			log.Warn("cannot read the live XML for the guest step", "err", err)
+		}
+		return false
+	}
+	live, err := domxml.Parse(doc)
+	if err != nil {
+		log.Warn("cannot parse the live XML", "err", err)
+		return false
+	}
+	if d.Persistent && !isLive(live) {
+		return false // it stopped meanwhile
+	}
+	var plan policy.Plan
+	if !a.store.view(d.UUID, func(r *record) {
+		if r.hasPlan {
+			plan = r.plan
+		}
+	}) || plan.NICs == nil {
+		// Not reconciled yet (or it failed): decide from what runs.
+		if _, plan, err = a.cfg.Rewrite(a.pol.Load(), doc); err != nil {
+			log.Warn("cannot apply the policy to the live XML", "err", err)
+			return false
+		}
+	}
+	if j.guest {
+		gctx, cancel := context.WithTimeout(ctx, a.cfg.GuestTimeout)
+		retry = a.guestStep(gctx, log, conn, d, plan, live, attempt)
+		cancel()
+	}
+	if ctx.Err() == nil {
+		a.verify(ctx, log, conn, d, plan, live)
+	}
+	return retry
+}
+
+// guestStep sets the guest's combined channel count on each NIC the plan
+// asks for and records the outcome. It reports whether a transient failure
+// is worth another attempt.
+func (a *Agent) guestStep(ctx context.Context, log *slog.Logger, conn virt.Conn, d virt.Domain, plan policy.Plan, live *domxml.Domain, attempt int) (retry bool) {
+	running := map[string]int{}
+	for _, ifc := range live.Interfaces {
+		if ifc.MAC != "" {
+			running[ifc.MAC] = max(ifc.Queues, 1)
+		}
+	}
+	ag := guestAgent{conn: conn, dom: d}
+	var actions []string
+	for _, n := range plan.NICs {
+		if !n.Managed || !n.GuestStep || n.Combined < 1 {
+			continue
+		}
+		q, ok := running[n.MAC]
+		if !ok {
+			continue // not in the running domain (hot-unplugged)
+		}
+		// The guest cannot have more channels than the NIC runs with; a
+		// domain pending a cold boot gets what it can now.
+		m := min(n.Combined, q)
+		if q <= 1 {
+			a.recordGuest(d, n.MAC, func(ns *status.NIC) {
+				ns.GuestWanted, ns.GuestStep = m, guestSkipped
+				ns.Problem = "the NIC runs with one queue: nothing to set in the guest until a cold boot"
+			})
+			continue
+		}
+		a.metrics.guestSteps.Inc()
+		res, err := a.cfg.GuestStep(ctx, ag, n.MAC, m, a.cfg.Guest)
+		if err != nil && errors.Is(ctx.Err(), context.Canceled) {
+			return false // shutting down
+		}
+		reason, transient := classify(err)
+		now := a.cfg.Now()
+		a.recordGuest(d, n.MAC, func(ns *status.NIC) {
+			ns.GuestWanted = m
+			ns.GuestAt = now
+			if res.IfName != "" {
+				ns.GuestIfName = res.IfName
+			}
+			if res.After.Max > 0 {
+				ns.GuestCurrent, ns.GuestMax = res.After.Current, res.After.Max
+			}
+			if err == nil {
+				ns.GuestStep, ns.Problem = guestDone, ""
+				return
+			}
+			ns.GuestStep = reason
+			ns.Problem = "guest step: " + err.Error()
+			if transient && attempt < a.cfg.GuestAttempts {
+				ns.Problem += fmt.Sprintf(" (attempt %d of %d; retrying)", attempt, a.cfg.GuestAttempts)
+			}
+		})
+		if err != nil {
+			a.metrics.guestFailures.WithLabelValues(reason).Inc()
+			log.Warn("guest step failed", "mac", n.MAC, "combined", m, "reason", reason, "attempt", attempt, "err", err)
+			actions = append(actions, fmt.Sprintf("%s: %s", n.MAC, reason))
+			if transient {
+				retry = true
+			}
+			if reason == reasonNoAgent || reason == reasonLibvirt || reason == reasonExecDisabled || reason == reasonNotLinux {
+				break // the same for every NIC
+			}
+			continue
+		}
+		if res.Changed {
+			log.Info("set the guest's combined channels", "mac", n.MAC, "ifname", res.IfName,
+				"before", res.Before.Current, "after", res.After.Current, "max", res.After.Max)
+			actions = append(actions, fmt.Sprintf("%s combined %d→%d", res.IfName, res.Before.Current, res.After.Current))
+		} else {
+			log.Debug("guest already has the wanted combined channels", "mac", n.MAC, "ifname", res.IfName, "combined", res.After.Current)
+			actions = append(actions, fmt.Sprintf("%s combined %d already", res.IfName, res.After.Current))
+		}
+	}
+	if len(actions) > 0 {
+		now := a.cfg.Now()
+		a.store.view(d.UUID, func(r *record) {
+			r.st.LastAction = "guest step: " + strings.Join(actions, ", ")
+			r.st.LastAt = now
+		})
+	}
+	return retry
+}
+
+// verify asks QEMU, over QMP through libvirt, how many virtqueues each
+// managed NIC has and whether the guest negotiated multiqueue.
+func (a *Agent) verify(ctx context.Context, log *slog.Logger, conn virt.Conn, d virt.Domain, plan policy.Plan, live *domxml.Domain) {
+	byMAC := map[string]domxml.Interface{}
+	for _, ifc := range live.Interfaces {
+		byMAC[ifc.MAC] = ifc
+	}
+	for _, n := range plan.NICs {
+		ifc, ok := byMAC[n.MAC]
+		if !n.Managed || !ok || ifc.Alias == "" {
+			continue
+		}
+		qctx, cancel := context.WithTimeout(ctx, a.cfg.QMPTimeout)
+		st, err := a.cfg.QMPQuery(qmpMonitor{ctx: qctx, conn: conn, dom: d}, ifc.Alias)
+		cancel()
+		running := max(ifc.Queues, 1)
+		a.recordGuest(d, n.MAC, func(ns *status.NIC) {
+			if err != nil {
+				if ns.Problem == "" || strings.HasPrefix(ns.Problem, "QMP") {
+					ns.Problem = "QMP verification: " + err.Error()
+				}
+				return
+			}
+			ns.QMPVirtqueues, ns.MQ = st.NumVQs, st.MQ
+			if strings.HasPrefix(ns.Problem, "QMP") {
+				ns.Problem = ""
+			}
+			// Until the guest driver negotiates VIRTIO_NET_F_MQ, QEMU
+			// reports one queue pair (num-vqs 3) whatever the definition.
+			if st.MQ && st.Queues > 0 && st.Queues != running && ns.Problem == "" {
+				ns.Problem = fmt.Sprintf("QMP reports %d virtqueues (%d queue pairs), libvirt %d queues", st.NumVQs, st.Queues, running)
+			}
+		})
+		if err != nil {
+			if a.isLost(conn, err) {
+				return
+			}
+			log.Warn("QMP verification failed", "mac", n.MAC, "alias", ifc.Alias, "err", err)
+			continue
+		}
+		log.Debug("QMP verification", "mac", n.MAC, "alias", ifc.Alias, "num_vqs", st.NumVQs, "mq", st.MQ)
+	}
+}
+
+// recordGuest updates one NIC of a running domain's status, if both are
+// known (a domain that stopped meanwhile keeps no guest state).
+func (a *Agent) recordGuest(d virt.Domain, mac string, f func(ns *status.NIC)) {
+	a.store.view(d.UUID, func(r *record) {
+		if !r.st.Active {
+			return
+		}
+		for i := range r.st.NICs {
+			if r.st.NICs[i].MAC == mac {
+				f(&r.st.NICs[i])
+				return
+			}
+		}
+	})
+}
+
+// classify maps a guest step error to its reason label and whether it is
+// worth another attempt. The reasons the guest gives are final: retrying
+// them would only taint the domain and fill the logs.
+func classify(err error) (reason string, transient bool) {
+	switch {
+	case err == nil:
+		return "", false
+	case errors.Is(err, guest.ErrExecDisabled):
+		return reasonExecDisabled, false
+	case errors.Is(err, guest.ErrCommandDisabled):
+		return reasonCmdDisabled, false
+	case errors.Is(err, guest.ErrNotLinux):
+		return reasonNotLinux, false
+	case errors.Is(err, guest.ErrNoEthtool):
+		return reasonNoEthtool, false
+	case errors.Is(err, guest.ErrDenied):
+		return reasonDenied, false
+	case errors.Is(err, guest.ErrAboveMax):
+		return reasonAboveMax, false
+	case errors.Is(err, guest.ErrNoAgent):
+		// The agent-connected event schedules the step again.
+		return reasonNoAgent, false
+	case errors.Is(err, virt.ErrDisconnected), errors.Is(err, virt.ErrNotFound):
+		// The resync after the reconnect schedules it again.
+		return reasonLibvirt, false
+	case errors.Is(err, guest.ErrNoInterface):
+		// Early in boot the NIC may not be up yet.
+		return reasonNoInterface, true
+	case errors.Is(err, guest.ErrTimeout), errors.Is(err, virt.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		return reasonTimeout, true
+	}
+	return reasonError, true
+}

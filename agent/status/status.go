@@ -1,0 +1,79 @@
+// Package status defines the agent's per-domain, per-NIC state as JSON and
+// serves it on a unix socket: a client connects, reads one JSON document,
+// and the server closes the connection. `virtmq status` is such a client.
+package status
+
+import "time"
+
+// Domain compliance states.
+const (
+	StateCompliant       = "compliant"         // definition and running config match the policy
+	StateRewritten       = "rewritten"         // the agent redefined it; applies at next start
+	StatePendingColdBoot = "pending-cold-boot" // running with fewer/more queues than its (rewritten) definition
+	StateTransient       = "transient"         // transient and non-compliant: only the hook can act (audit/enforce)
+	StateUnmanaged       = "unmanaged"         // no NIC the policy manages
+	StateError           = "error"             // the agent could not read or redefine it
+)
+
+// Snapshot is the whole state the agent serves.
+type Snapshot struct {
+	Generated time.Time `json:"generated"`
+	Version   string    `json:"version"`
+	Libvirt   Libvirt   `json:"libvirt"`
+	Policy    Policy    `json:"policy"`
+	Domains   []Domain  `json:"domains"`
+}
+
+// Libvirt is the agent's connection state.
+type Libvirt struct {
+	Connected  bool      `json:"connected"`
+	Socket     string    `json:"socket,omitempty"`
+	Since      time.Time `json:"since,omitempty"`
+	Reconnects int       `json:"reconnects"`
+	LastError  string    `json:"last_error,omitempty"`
+}
+
+// Policy says which policy is in force.
+type Policy struct {
+	Sources  []string  `json:"sources"`
+	Mode     string    `json:"mode"`
+	LoadedAt time.Time `json:"loaded_at"`
+	// LastReloadError is set when the last SIGHUP reload failed and the
+	// previous policy stayed in force.
+	LastReloadError string `json:"last_reload_error,omitempty"`
+}
+
+// Domain is one domain's state.
+type Domain struct {
+	Name       string    `json:"name"`
+	UUID       string    `json:"uuid"`
+	Persistent bool      `json:"persistent"`
+	Active     bool      `json:"active"`
+	State      string    `json:"state"`
+	LastAction string    `json:"last_action,omitempty"`
+	LastAt     time.Time `json:"last_action_at,omitempty"`
+	Problem    string    `json:"problem,omitempty"`
+	NICs       []NIC     `json:"nics"`
+}
+
+// NIC is one interface's state. Zero counts mean unknown.
+type NIC struct {
+	MAC     string `json:"mac"`
+	Managed bool   `json:"managed"`
+	Wanted  int    `json:"wanted_queues"`
+	Defined int    `json:"defined_queues"`
+	Running int    `json:"running_queues,omitempty"`
+	// QMPVirtqueues is num-vqs from x-query-virtio-status (2N+1).
+	QMPVirtqueues int `json:"qmp_virtqueues,omitempty"`
+	// MQ reports whether the guest negotiated VIRTIO_NET_F_MQ.
+	MQ           bool   `json:"mq_negotiated,omitempty"`
+	Rule         string `json:"rule,omitempty"`
+	GuestIfName  string `json:"guest_ifname,omitempty"`
+	GuestWanted  int    `json:"guest_wanted,omitempty"`
+	GuestCurrent int    `json:"guest_current,omitempty"`
+	GuestMax     int    `json:"guest_max,omitempty"`
+	// GuestStep is the last guest step outcome: done, skipped, or the reason it could not run.
+	GuestStep string    `json:"guest_step,omitempty"`
+	GuestAt   time.Time `json:"guest_at,omitempty"`
+	Problem   string    `json:"problem,omitempty"`
+}

@@ -1,0 +1,155 @@
+package agent
+
+import (
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/virtmq/virtmq/agent/status"
+	"github.com/virtmq/virtmq/policy"
+)
+
+// states lists every domain state, for metrics and counts.
+var states = []string{
+	status.StateCompliant,
+	status.StateRewritten,
+	status.StatePendingColdBoot,
+	status.StateTransient,
+	status.StateUnmanaged,
+	status.StateError,
+}
+
+// record is what the agent knows about one domain.
+type record struct {
+	st status.Domain
+	// plan is the last decision: from the definition for a persistent
+	// domain, from the live XML for a transient one.
+	plan    policy.Plan
+	hasPlan bool
+	// rewritten is set when the agent redefined the domain and cleared
+	// once it runs with the definition.
+	rewritten bool
+	// redefines counts redefines in a row that did not make the
+	// definition compliant (a loop guard).
+	redefines int
+	// aliases maps a NIC's MAC to its device alias in the live XML.
+	aliases map[string]string
+}
+
+// store holds the agent's state behind one mutex; every method is safe
+// for concurrent use.
+type store struct {
+	mu      sync.Mutex
+	domains map[string]*record // by UUID
+	libvirt status.Libvirt
+	policy  status.Policy
+	version string
+	now     func() time.Time
+}
+
+func newStore(version string, now func() time.Time) *store {
+	return &store{domains: map[string]*record{}, version: version, now: now}
+}
+
+// update runs f on the domain's record, creating it when missing.
+func (s *store) update(uuid string, f func(r *record)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.domains[uuid]
+	if r == nil {
+		r = &record{st: status.Domain{UUID: uuid}}
+		s.domains[uuid] = r
+	}
+	f(r)
+}
+
+// view runs f on the domain's record if it exists; f must not keep r.
+func (s *store) view(uuid string, f func(r *record)) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.domains[uuid]
+	if r == nil {
+		return false
+	}
+	f(r)
+	return true
+}
+
+func (s *store) remove(uuid string) {
+	s.mu.Lock()
+	delete(s.domains, uuid)
+	s.mu.Unlock()
+}
+
+// retain drops every domain whose UUID is not in keep.
+func (s *store) retain(keep map[string]bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for u := range s.domains {
+		if !keep[u] {
+			delete(s.domains, u)
+		}
+	}
+}
+
+// resetRedefines clears every domain's redefine loop guard.
+func (s *store) resetRedefines() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.domains {
+		r.redefines = 0
+	}
+}
+
+func (s *store) setLibvirt(f func(l *status.Libvirt)) {
+	s.mu.Lock()
+	f(&s.libvirt)
+	s.mu.Unlock()
+}
+
+func (s *store) setPolicy(f func(p *status.Policy)) {
+	s.mu.Lock()
+	f(&s.policy)
+	s.mu.Unlock()
+}
+
+// counts returns how many domains are in each state.
+func (s *store) counts() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := make(map[string]int, len(states))
+	for _, r := range s.domains {
+		c[r.st.State]++
+	}
+	return c
+}
+
+// snapshot returns a deep copy of the state, domains sorted by name.
+func (s *store) snapshot() status.Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	snap := status.Snapshot{
+		Generated: s.now(),
+		Version:   s.version,
+		Libvirt:   s.libvirt,
+		Policy:    s.policy,
+		Domains:   make([]status.Domain, 0, len(s.domains)),
+	}
+	snap.Policy.Sources = slices.Clone(s.policy.Sources)
+	for _, r := range s.domains {
+		d := r.st
+		d.NICs = slices.Clone(r.st.NICs)
+		if d.NICs == nil {
+			d.NICs = []status.NIC{}
+		}
+		snap.Domains = append(snap.Domains, d)
+	}
+	slices.SortFunc(snap.Domains, func(a, b status.Domain) int {
+		if c := strings.Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return strings.Compare(a.UUID, b.UUID)
+	})
+	return snap
+}

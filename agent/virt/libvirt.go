@@ -1,0 +1,452 @@
+package virt
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/digitalocean/go-libvirt"
+	"github.com/digitalocean/go-libvirt/socket/dialers"
+)
+
+// DefaultSockets are the libvirt sockets Dial probes, in order: the modular
+// QEMU driver daemon (virtqemud) first, then the monolithic libvirtd. Both
+// may be socket-activated: the daemon starts on connect and exits when idle.
+var DefaultSockets = []string{"/run/libvirt/virtqemud-sock", "/run/libvirt/libvirt-sock"}
+
+// DefaultDialTimeout bounds connecting to one socket (including libvirt's
+// handshake) when the context has no deadline.
+const DefaultDialTimeout = 10 * time.Second
+
+// Dial connects to the first of sockets that accepts a qemu:///system
+// connection and returns the connection and the socket it used. A socket
+// path that does not exist is skipped. When none works, the error joins
+// every socket's error. The context bounds each attempt (DefaultDialTimeout
+// when it has no deadline); cancelling it abandons the attempt.
+func Dial(ctx context.Context, sockets []string) (Conn, string, error) {
+	if len(sockets) == 0 {
+		return nil, "", errors.New("no libvirt socket to connect to")
+	}
+	var errs []error
+	for _, p := range sockets {
+		if err := ctx.Err(); err != nil {
+			return nil, "", err
+		}
+		if _, err := os.Stat(p); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p, err))
+			continue
+		}
+		c, err := dialOne(ctx, p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p, err))
+			continue
+		}
+		return c, p, nil
+	}
+	return nil, "", fmt.Errorf("failed to connect to libvirt: %w", errors.Join(errs...))
+}
+
+func dialOne(ctx context.Context, path string) (*libvirtConn, error) {
+	timeout := DefaultDialTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = max(time.Until(dl), time.Millisecond)
+	}
+	l := libvirt.NewWithDialer(dialers.NewLocal(dialers.WithSocket(path), dialers.WithLocalTimeout(timeout)))
+	done := make(chan error, 1)
+	go func() { done <- l.ConnectToURI(libvirt.QEMUSystem) }()
+	tctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			return nil, err
+		}
+	case <-tctx.Done():
+		// The handshake hangs (a stuck daemon). Close it once it returns.
+		go func() {
+			if <-done == nil {
+				_ = l.Disconnect()
+			}
+		}()
+		return nil, fmt.Errorf("connect: %w", tctx.Err())
+	}
+	return &libvirtConn{l: l, disconnected: l.Disconnected()}, nil
+}
+
+// libvirtConn implements Conn with go-libvirt.
+type libvirtConn struct {
+	l *libvirt.Libvirt
+	// disconnected is captured right after connecting: go-libvirt replaces
+	// its channel on each ConnectToURI.
+	disconnected <-chan struct{}
+}
+
+var _ Conn = (*libvirtConn)(nil)
+
+// call runs f, which cannot be cancelled (go-libvirt calls take no
+// context), and returns early with ctx's error when ctx ends first; f then
+// finishes in the background and its result is dropped.
+func call[T any](ctx context.Context, c *libvirtConn, f func() (T, error)) (T, error) {
+	var zero T
+	if err := ctx.Err(); err != nil {
+		return zero, err
+	}
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		v, err := f()
+		ch <- result{v, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.v, c.mapErr(r.err)
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
+}
+
+// mapErr turns go-libvirt errors into this package's sentinels, keeping
+// the original in the chain.
+func (c *libvirtConn) mapErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var le libvirt.Error
+	if errors.As(err, &le) {
+		switch libvirt.ErrorNumber(le.Code) {
+		case libvirt.ErrNoDomain:
+			return fmt.Errorf("%w: %w", ErrNotFound, err)
+		case libvirt.ErrAgentUnresponsive:
+			return fmt.Errorf("%w: %w", ErrAgentUnavailable, err)
+		case libvirt.ErrAgentCommandTimeout, libvirt.ErrOperationTimeout:
+			return fmt.Errorf("%w: %w", ErrTimeout, err)
+		}
+		if ae := agentError(le, err); ae != nil {
+			return ae
+		}
+		return err
+	}
+	if errors.Is(err, libvirt.ErrInterrupted) || errors.Is(err, syscall.EINVAL) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, syscall.ECONNRESET) || c.isDisconnected() {
+		return fmt.Errorf("%w: %w", ErrDisconnected, err)
+	}
+	return err
+}
+
+// agentMsg is how libvirt (qemuAgentCheckError) words a guest agent's
+// error reply: VIR_ERR_INTERNAL_ERROR up to libvirt 9.x, then
+// VIR_ERR_AGENT_COMMAND_FAILED.
+const agentMsg = "unable to execute QEMU agent command '"
+
+func agentError(le libvirt.Error, err error) *AgentError {
+	code := libvirt.ErrorNumber(le.Code)
+	if code != libvirt.ErrInternalError && code != libvirt.ErrAgentCommandFailed {
+		return nil
+	}
+	_, rest, ok := strings.Cut(le.Message, agentMsg)
+	if !ok {
+		return nil
+	}
+	name, desc, ok := strings.Cut(rest, "': ")
+	if !ok {
+		name, _, _ = strings.Cut(rest, "'")
+	}
+	return &AgentError{Command: name, Desc: desc, Err: err}
+}
+
+func (c *libvirtConn) isDisconnected() bool {
+	select {
+	case <-c.disconnected:
+		return true
+	default:
+		return false
+	}
+}
+
+// ListDomains implements Conn. It makes three calls (all, active,
+// transient) rather than two per domain.
+func (c *libvirtConn) ListDomains(ctx context.Context) ([]Domain, error) {
+	list := func(flags libvirt.ConnectListAllDomainsFlags) ([]libvirt.Domain, error) {
+		return call(ctx, c, func() ([]libvirt.Domain, error) {
+			ds, _, err := c.l.ConnectListAllDomains(1, flags)
+			return ds, err
+		})
+	}
+	all, err := list(libvirt.ConnectListDomainsActive | libvirt.ConnectListDomainsInactive)
+	if err != nil {
+		return nil, fmt.Errorf("failed to list domains: %w", err)
+	}
+	active, err := list(libvirt.ConnectListDomainsActive)
+	if err != nil {
+		return nil, fmt.Errorf("failed to list active domains: %w", err)
+	}
+	transient, err := list(libvirt.ConnectListDomainsTransient)
+	if err != nil {
+		return nil, fmt.Errorf("failed to list transient domains: %w", err)
+	}
+	isActive := map[libvirt.UUID]bool{}
+	for _, d := range active {
+		isActive[d.UUID] = true
+	}
+	isTransient := map[libvirt.UUID]bool{}
+	for _, d := range transient {
+		isTransient[d.UUID] = true
+	}
+	out := make([]Domain, 0, len(all))
+	for _, d := range all {
+		out = append(out, Domain{
+			Name:       d.Name,
+			UUID:       formatUUID(d.UUID),
+			Persistent: !isTransient[d.UUID],
+			// A domain that started between the calls is reported inactive:
+			// its STARTED event follows.
+			Active: isActive[d.UUID],
+		})
+	}
+	return out, nil
+}
+
+// LookupDomain implements Conn.
+func (c *libvirtConn) LookupDomain(ctx context.Context, nameOrUUID string) (Domain, error) {
+	ld, err := c.lookup(ctx, nameOrUUID)
+	if err != nil {
+		return Domain{}, fmt.Errorf("failed to look up domain %q: %w", nameOrUUID, err)
+	}
+	d := Domain{Name: ld.Name, UUID: formatUUID(ld.UUID)}
+	active, err := call(ctx, c, func() (int32, error) { return c.l.DomainIsActive(ld) })
+	if err != nil {
+		return Domain{}, fmt.Errorf("failed to get state of domain %q: %w", d.Name, err)
+	}
+	persistent, err := call(ctx, c, func() (int32, error) { return c.l.DomainIsPersistent(ld) })
+	if err != nil {
+		return Domain{}, fmt.Errorf("failed to get persistence of domain %q: %w", d.Name, err)
+	}
+	d.Active, d.Persistent = active == 1, persistent == 1
+	return d, nil
+}
+
+func (c *libvirtConn) lookup(ctx context.Context, nameOrUUID string) (libvirt.Domain, error) {
+	if u, ok := parseUUID(nameOrUUID); ok {
+		d, err := call(ctx, c, func() (libvirt.Domain, error) { return c.l.DomainLookupByUUID(u) })
+		if err == nil || !errors.Is(err, ErrNotFound) {
+			return d, err
+		}
+		// A domain may be named like a UUID: fall through to the name.
+	}
+	return call(ctx, c, func() (libvirt.Domain, error) { return c.l.DomainLookupByName(nameOrUUID) })
+}
+
+// ref returns the RPC reference of d: libvirt resolves a remote domain by
+// its UUID, so no lookup is needed when the UUID is known.
+func (c *libvirtConn) ref(ctx context.Context, d Domain) (libvirt.Domain, error) {
+	if u, ok := parseUUID(d.UUID); ok {
+		return libvirt.Domain{Name: d.Name, UUID: u, ID: -1}, nil
+	}
+	return c.lookup(ctx, d.Name)
+}
+
+// DomainXML implements Conn.
+func (c *libvirtConn) DomainXML(ctx context.Context, d Domain, inactive bool) ([]byte, error) {
+	ld, err := c.ref(ctx, d)
+	if err != nil {
+		return nil, fmt.Errorf("failed to look up domain %q: %w", d.Name, err)
+	}
+	var flags libvirt.DomainXMLFlags // never DomainXMLSecure
+	if inactive {
+		flags |= libvirt.DomainXMLInactive
+	}
+	s, err := call(ctx, c, func() (string, error) { return c.l.DomainGetXMLDesc(ld, flags) })
+	if err != nil {
+		return nil, fmt.Errorf("failed to get XML of domain %q: %w", d.Name, err)
+	}
+	return []byte(s), nil
+}
+
+// DefineXML implements Conn.
+func (c *libvirtConn) DefineXML(ctx context.Context, xml []byte) error {
+	_, err := call(ctx, c, func() (libvirt.Domain, error) {
+		return c.l.DomainDefineXMLFlags(string(xml), libvirt.DomainDefineValidate)
+	})
+	if err != nil {
+		return fmt.Errorf("failed to define domain: %w", err)
+	}
+	return nil
+}
+
+// AgentCommand implements Conn. libvirt counts the timeout in whole
+// seconds: it is rounded up, and at least one second.
+func (c *libvirtConn) AgentCommand(ctx context.Context, d Domain, cmd []byte, timeout time.Duration) ([]byte, error) {
+	ld, err := c.ref(ctx, d)
+	if err != nil {
+		return nil, fmt.Errorf("failed to look up domain %q: %w", d.Name, err)
+	}
+	secs := int32(max((timeout+time.Second-1)/time.Second, 1))
+	r, err := call(ctx, c, func() (libvirt.OptString, error) {
+		return c.l.QEMUDomainAgentCommand(ld, string(cmd), secs, 0)
+	})
+	var le libvirt.Error
+	if errors.As(err, &le) && libvirt.ErrorNumber(le.Code) == libvirt.ErrOperationInvalid {
+		// "domain is not running": no agent to talk to.
+		err = fmt.Errorf("%w: %w", ErrAgentUnavailable, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("guest agent command on %q: %w", d.Name, err)
+	}
+	if len(r) == 0 {
+		return nil, nil
+	}
+	return []byte(r[0]), nil
+}
+
+// MonitorCommand implements Conn. The reply is QEMU's whole QMP reply
+// ({"return": ...} or {"error": ...}): libvirt passes it through.
+func (c *libvirtConn) MonitorCommand(ctx context.Context, d Domain, cmd []byte) ([]byte, error) {
+	ld, err := c.ref(ctx, d)
+	if err != nil {
+		return nil, fmt.Errorf("failed to look up domain %q: %w", d.Name, err)
+	}
+	r, err := call(ctx, c, func() (string, error) { return c.l.QEMUDomainMonitorCommand(ld, string(cmd), 0) })
+	if err != nil {
+		return nil, fmt.Errorf("QMP command on %q: %w", d.Name, err)
+	}
+	return []byte(r), nil
+}
+
+// Events implements Conn: lifecycle events merged with guest-agent
+// lifecycle events. The channel is closed when ctx ends or the connection
+// drops; the caller must keep reading it until then.
+func (c *libvirtConn) Events(ctx context.Context) (<-chan Event, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	lc, err := c.l.LifecycleEvents(ctx)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("failed to subscribe to lifecycle events: %w", c.mapErr(err))
+	}
+	ag, err := c.l.SubscribeEvents(ctx, libvirt.DomainEventIDAgentLifecycle, libvirt.OptDomain{})
+	if err != nil {
+		cancel()
+		drain(lc)
+		return nil, fmt.Errorf("failed to subscribe to guest agent events: %w", c.mapErr(err))
+	}
+	out := make(chan Event, 64)
+	go func() {
+		defer close(out)
+		defer func() {
+			// go-libvirt's stream goroutines block sending to their channel
+			// until they see the cancellation: keep draining until closed.
+			cancel()
+			go drain(lc)
+			go drain(ag)
+		}()
+		for {
+			var ev Event
+			select {
+			case m, ok := <-lc:
+				if !ok {
+					return
+				}
+				ev = lifecycleEvent(m)
+			case m, ok := <-ag:
+				if !ok {
+					return
+				}
+				a, isAgent := m.(*libvirt.DomainEventCallbackAgentLifecycleMsg)
+				if !isAgent {
+					continue
+				}
+				ev = agentEvent(a)
+			case <-c.disconnected:
+				return
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case out <- ev:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+func drain[T any](ch <-chan T) {
+	for range ch {
+	}
+}
+
+func lifecycleEvent(m libvirt.DomainEventLifecycleMsg) Event {
+	ev := Event{Domain: Domain{Name: m.Dom.Name, UUID: formatUUID(m.Dom.UUID)}, Detail: int(m.Detail)}
+	switch libvirt.DomainEventType(m.Event) {
+	case libvirt.DomainEventDefined:
+		ev.Kind = EventDefined
+	case libvirt.DomainEventUndefined:
+		ev.Kind = EventUndefined
+	case libvirt.DomainEventStarted:
+		ev.Kind = EventStarted
+	case libvirt.DomainEventStopped:
+		ev.Kind = EventStopped
+	default:
+		ev.Kind = EventOther
+	}
+	return ev
+}
+
+func agentEvent(m *libvirt.DomainEventCallbackAgentLifecycleMsg) Event {
+	ev := Event{Domain: Domain{Name: m.Dom.Name, UUID: formatUUID(m.Dom.UUID)}, Detail: int(m.Reason)}
+	switch libvirt.ConnectDomainEventAgentLifecycleState(m.State) {
+	case libvirt.ConnectDomainEventAgentLifecycleStateConnected:
+		ev.Kind = EventAgentConnected
+	case libvirt.ConnectDomainEventAgentLifecycleStateDisconnected:
+		ev.Kind = EventAgentDisconnected
+	default:
+		ev.Kind = EventOther
+	}
+	return ev
+}
+
+// Disconnected implements Conn.
+func (c *libvirtConn) Disconnected() <-chan struct{} { return c.disconnected }
+
+// Close implements Conn.
+func (c *libvirtConn) Close() error {
+	if c.isDisconnected() {
+		return nil
+	}
+	if err := c.l.Disconnect(); err != nil && !errors.Is(err, syscall.EINVAL) {
+		return fmt.Errorf("failed to close libvirt connection: %w", err)
+	}
+	return nil
+}
+
+// formatUUID returns the canonical 8-4-4-4-12 text form of u.
+func formatUUID(u libvirt.UUID) string {
+	h := hex.EncodeToString(u[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// parseUUID parses the 8-4-4-4-12 form (or 32 hex digits).
+func parseUUID(s string) (libvirt.UUID, bool) {
+	var u libvirt.UUID
+	h := strings.ReplaceAll(s, "-", "")
+	if len(h) != 32 || (len(s) != 32 && len(s) != 36) {
+		return u, false
+	}
+	if len(s) == 36 && (s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-') {
+		return u, false
+	}
+	if _, err := hex.Decode(u[:], []byte(h)); err != nil {
+		return u, false
+	}
+	return u, true
+}

@@ -1,0 +1,164 @@
+package virt
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+)
+
+// TestRealLibvirt exercises the go-libvirt implementation against a real
+// libvirtd or virtqemud. It runs only when VIRTMQ_TEST_LIBVIRT_SOCKET names
+// the daemon's socket (e.g. /run/libvirt/libvirt-sock, as root). It defines
+// and undefines one scratch domain, never starts it, and sends no guest
+// agent or QMP command to any other domain.
+func TestRealLibvirt(t *testing.T) {
+	sock := os.Getenv("VIRTMQ_TEST_LIBVIRT_SOCKET")
+	if sock == "" {
+		t.Skip("set VIRTMQ_TEST_LIBVIRT_SOCKET to a libvirt socket to run")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	conn, used, err := Dial(ctx, []string{"/nonexistent/virtqemud-sock", sock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if used != sock {
+		t.Errorf("socket used = %q, want %q", used, sock)
+	}
+	lc := conn.(*libvirtConn)
+	defer conn.Close()
+
+	if _, err := conn.ListDomains(ctx); err != nil {
+		t.Fatalf("ListDomains: %v", err)
+	}
+	events, err := conn.Events(ctx)
+	if err != nil {
+		t.Fatalf("Events: %v", err)
+	}
+
+	name := fmt.Sprintf("virtmq-virt-test-%d", os.Getpid())
+	doc := fmt.Appendf(nil, `<domain type='qemu'>
+  <name>%s</name>
+  <memory unit='KiB'>65536</memory>
+  <vcpu>2</vcpu>
+  <os><type arch='x86_64'>hvm</type></os>
+  <devices>
+    <interface type='bridge'>
+      <mac address='52:54:00:fe:00:01'/>
+      <source bridge='virtmqbr0'/>
+      <model type='virtio'/>
+      <driver queues='2'/>
+    </interface>
+  </devices>
+</domain>
+`, name)
+	if err := conn.DefineXML(ctx, doc); err != nil {
+		t.Fatalf("DefineXML: %v", err)
+	}
+	defer func() {
+		if ld, err := lc.l.DomainLookupByName(name); err == nil {
+			_ = lc.l.DomainUndefineFlags(ld, 0)
+		}
+	}()
+	d, err := conn.LookupDomain(ctx, name)
+	if err != nil {
+		t.Fatalf("LookupDomain: %v", err)
+	}
+	if d.Name != name || !d.Persistent || d.Active || len(d.UUID) != 36 {
+		t.Errorf("LookupDomain = %+v", d)
+	}
+	if byUUID, err := conn.LookupDomain(ctx, d.UUID); err != nil || byUUID != d {
+		t.Errorf("LookupDomain(uuid) = %+v, %v", byUUID, err)
+	}
+	waitEvent(t, events, name, EventDefined)
+
+	x, err := conn.DomainXML(ctx, d, true)
+	if err != nil || !bytes.Contains(x, []byte("queues='2'")) {
+		t.Errorf("DomainXML = %s, %v", x, err)
+	}
+	doms, err := conn.ListDomains(ctx)
+	found := false
+	for _, ld := range doms {
+		found = found || ld == d
+	}
+	if err != nil || !found {
+		t.Errorf("ListDomains lacks %+v: %+v, %v", d, doms, err)
+	}
+
+	// Redefining with the same XML is an update; an invalid one fails validation.
+	if err := conn.DefineXML(ctx, x); err != nil {
+		t.Errorf("redefine: %v", err)
+	}
+	waitEvent(t, events, name, EventDefined)
+	bad := bytes.Replace(x, []byte("queues='2'"), []byte("queues='two'"), 1)
+	if err := conn.DefineXML(ctx, bad); err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrDisconnected) {
+		t.Errorf("DefineXML(invalid) = %v", err)
+	} else {
+		t.Logf("invalid definition refused: %v", err)
+	}
+
+	if _, err := conn.AgentCommand(ctx, d, []byte(`{"execute":"guest-ping"}`), time.Second); !errors.Is(err, ErrAgentUnavailable) {
+		t.Errorf("AgentCommand on an inactive domain = %v, want ErrAgentUnavailable", err)
+	}
+	if _, err := conn.MonitorCommand(ctx, d, []byte(`{"execute":"query-status"}`)); err == nil {
+		t.Error("MonitorCommand on an inactive domain succeeded")
+	}
+	if _, err := conn.LookupDomain(ctx, name+"-missing"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("LookupDomain(missing) = %v, want ErrNotFound", err)
+	}
+	if _, err := conn.DomainXML(ctx, Domain{Name: "x", UUID: "00000000-0000-0000-0000-0000000000ff"}, true); !errors.Is(err, ErrNotFound) {
+		t.Errorf("DomainXML(missing) = %v, want ErrNotFound", err)
+	}
+
+	ld, err := lc.l.DomainLookupByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lc.l.DomainUndefineFlags(ld, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, events, name, EventUndefined)
+
+	if err := conn.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	select {
+	case <-conn.Disconnected():
+	case <-time.After(10 * time.Second):
+		t.Error("Disconnected not closed after Close")
+	}
+	if _, err := conn.ListDomains(ctx); !errors.Is(err, ErrDisconnected) {
+		t.Errorf("call after Close = %v, want ErrDisconnected", err)
+	}
+	select {
+	case _, ok := <-events:
+		for ok {
+			_, ok = <-events
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("event channel not closed after Close")
+	}
+}
+
+func waitEvent(t *testing.T, events <-chan Event, name string, kind EventKind) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatalf("event stream closed waiting for %v of %s", kind, name)
+			}
+			if ev.Domain.Name == name && ev.Kind == kind {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no %v event for %s", kind, name)
+		}
+	}
+}

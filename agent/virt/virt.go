@@ -1,0 +1,122 @@
+// Package virt is virtmq's boundary to libvirt: the few calls the agent and
+// the CLI make, as a small interface, with a go-libvirt implementation
+// (pure Go RPC over the libvirt unix socket) and a fake in virttest.
+package virt
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned when a domain does not exist (any more).
+var ErrNotFound = errors.New("domain not found")
+
+// ErrDisconnected is returned by calls on a connection libvirt has closed.
+var ErrDisconnected = errors.New("libvirt connection lost")
+
+// ErrAgentUnavailable is returned by AgentCommand when the domain's
+// qemu-guest-agent is not connected (not installed, not started yet, or
+// the domain has no agent channel).
+var ErrAgentUnavailable = errors.New("guest agent is not connected")
+
+// ErrTimeout is returned by AgentCommand when the guest agent did not answer
+// in time.
+var ErrTimeout = errors.New("guest agent command timed out")
+
+// AgentError is the guest agent's error reply to a command, as libvirt
+// reports it ("unable to execute QEMU agent command 'NAME': DESC"): the
+// agent is there but refused or failed the command.
+type AgentError struct {
+	// Command is the agent command, e.g. "guest-exec".
+	Command string
+	// Desc is the agent's message: guest text, untrusted.
+	Desc string
+	// Err is the error as libvirt returned it.
+	Err error
+}
+
+// Error returns libvirt's message.
+func (e *AgentError) Error() string { return e.Err.Error() }
+
+// Unwrap returns libvirt's error.
+func (e *AgentError) Unwrap() error { return e.Err }
+
+// Domain identifies a libvirt domain and its state.
+type Domain struct {
+	Name string
+	UUID string // canonical 8-4-4-4-12 text form
+	// Persistent is false for transient domains (virsh create): their
+	// definition cannot be rewritten.
+	Persistent bool
+	// Active reports whether the domain is running (or paused).
+	Active bool
+}
+
+// EventKind is the kind of a domain event the agent reacts to.
+type EventKind int
+
+// Event kinds.
+const (
+	EventOther             EventKind = iota
+	EventDefined                     // defined or updated (lifecycle DEFINED)
+	EventUndefined                   // undefined
+	EventStarted                     // started, resumed from save/restore/migration
+	EventStopped                     // shut off, destroyed, crashed
+	EventAgentConnected              // qemu-guest-agent channel connected (after every boot and reboot)
+	EventAgentDisconnected           // qemu-guest-agent channel disconnected
+)
+
+// String returns the kind's name, for logs.
+func (k EventKind) String() string {
+	switch k {
+	case EventDefined:
+		return "defined"
+	case EventUndefined:
+		return "undefined"
+	case EventStarted:
+		return "started"
+	case EventStopped:
+		return "stopped"
+	case EventAgentConnected:
+		return "agent-connected"
+	case EventAgentDisconnected:
+		return "agent-disconnected"
+	}
+	return "other"
+}
+
+// Event is one domain event.
+type Event struct {
+	Kind   EventKind
+	Domain Domain // Name and UUID are set; Persistent/Active are not reliable: look the domain up
+	// Detail is libvirt's event detail number, for logging.
+	Detail int
+}
+
+// Conn is one connection to libvirt's QEMU driver.
+// All calls honour ctx; none retries: reconnecting is the caller's job.
+type Conn interface {
+	// ListDomains returns every domain, active and inactive, persistent and transient.
+	ListDomains(ctx context.Context) ([]Domain, error)
+	// LookupDomain finds a domain by name or UUID.
+	LookupDomain(ctx context.Context, nameOrUUID string) (Domain, error)
+	// DomainXML returns the live XML (inactive=false) or the persistent
+	// definition (inactive=true). Secure fields (passwords) are never requested.
+	DomainXML(ctx context.Context, d Domain, inactive bool) ([]byte, error)
+	// DefineXML defines (or redefines) a persistent domain, asking libvirt to
+	// validate the XML against its schema.
+	DefineXML(ctx context.Context, xml []byte) error
+	// AgentCommand sends a raw qemu-guest-agent command (virDomainQemuAgentCommand).
+	AgentCommand(ctx context.Context, d Domain, cmd []byte, timeout time.Duration) ([]byte, error)
+	// MonitorCommand sends a raw QMP command (virDomainQemuMonitorCommand);
+	// it taints the domain "custom-monitor", so virtmq uses it to verify only.
+	MonitorCommand(ctx context.Context, d Domain, cmd []byte) ([]byte, error)
+	// Events streams lifecycle and guest-agent events until ctx ends or
+	// the connection drops (then the channel is closed).
+	Events(ctx context.Context) (<-chan Event, error)
+	// Disconnected is closed when the connection is lost.
+	Disconnected() <-chan struct{}
+	// Close ends the connection.
+	Close() error
+}

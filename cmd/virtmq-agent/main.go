@@ -1,0 +1,134 @@
+// Command virtmq-agent is the virtmq host daemon; see package agent.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/virtmq/virtmq/agent"
+	"github.com/virtmq/virtmq/agent/status"
+	"github.com/virtmq/virtmq/agent/virt"
+	"github.com/virtmq/virtmq/internal/build"
+	"github.com/virtmq/virtmq/internal/logging"
+	"github.com/virtmq/virtmq/policy"
+)
+
+const description = `virtmq-agent keeps the libvirt domains of this host at the virtio-net queue
+counts the virtmq policy wants.
+
+It connects to libvirt's QEMU driver (the first of --socket that answers) and
+reconnects with backoff when the daemon restarts or exits when idle; after
+every (re)connect it reconciles every domain. Then:
+  - On every domain definition (virsh define, virt-install, ...) it applies the
+    policy to the persistent XML, exactly as "virtmq rewrite" prints it, and
+    redefines the domain (with schema validation) when that changes it. The
+    new queue count applies at the domain's next cold boot: a running domain
+    is reported "pending-cold-boot" (a reboot keeps the running count).
+    Transient domains (virsh create) are never redefined, only reported.
+  - When a guest's qemu-guest-agent connects (every boot and reboot), and
+    for running domains at resync, it sets the guest's combined channel count
+    with "ethtool -L IF combined M" through guest-exec, where the policy asks
+    for it; --concurrency domains at a time, each bounded by --guest-timeout,
+    transient failures retried with backoff. When the guest cannot do it
+    (guest-exec disabled, no ethtool, not Linux, ...) it says why in the
+    status and does not retry.
+  - After a start and after the guest step it verifies each NIC over QMP
+    (x-query-virtio-status). Guest agent and QMP commands through libvirt
+    taint the domain (custom-ga-command, custom-monitor) in libvirt's log.
+
+"virtmq status" reads the state from --status-socket (mode 0600). Under
+systemd (Type=notify) it reports READY=1 once the policy is valid and the
+status socket listens, STATUS= with what it does, and pings the watchdog
+(WatchdogSec=). SIGHUP reloads the policy (an invalid one is reported and
+the previous one stays in force) and reconciles every domain; SIGTERM and
+SIGINT stop it.`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("virtmq-agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		policyPath    = fs.String("policy", "", "policy `file` (default $"+policy.EnvVar+", else "+policy.DefaultPath+" with drop-ins in policy.d/, else the default policy built in)")
+		sockets       = fs.String("socket", strings.Join(virt.DefaultSockets, ","), "libvirt unix `sockets` to try in order, comma-separated")
+		statusSocket  = fs.String("status-socket", status.DefaultSocket, "unix `socket` serving the agent's state as JSON (virtmq status)")
+		metricsListen = fs.String("metrics-listen", "", "serve Prometheus metrics on `address` (e.g. 127.0.0.1:9465) at /metrics; off when empty")
+		concurrency   = fs.Int("concurrency", agent.DefaultConcurrency, "how many domains get guest steps or QMP checks at once")
+		guestTimeout  = fs.Duration("guest-timeout", agent.DefaultGuestTimeout, "bound for one guest step attempt of one domain (all its NICs)")
+		logLevel      = fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+		version       = fs.Bool("version", false, "print the version and exit")
+	)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: virtmq-agent [options]\n\n%s\n\nOptions (-name and --name are the same):\n", description)
+		fs.PrintDefaults()
+	}
+	for _, a := range args {
+		if a == "-h" || a == "-help" || a == "--help" {
+			fs.SetOutput(stdout)
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "virtmq-agent: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if *version {
+		fmt.Fprintln(stdout, build.String("virtmq-agent"))
+		return 0
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "virtmq-agent: --log-level: %v\n", err)
+		return 2
+	}
+	var socks []string
+	for _, s := range strings.Split(*sockets, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			socks = append(socks, s)
+		}
+	}
+	logger := logging.New(logging.Detect(false), stderr, level, "virtmq-agent")
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	cfg := agent.Config{
+		PolicyPath:        *policyPath,
+		DefaultPolicyPath: policy.DefaultPath,
+		Getenv:            os.Getenv,
+		LibvirtSockets:    socks,
+		StatusSocket:      *statusSocket,
+		MetricsListen:     *metricsListen,
+		Concurrency:       *concurrency,
+		GuestTimeout:      *guestTimeout,
+		Reload:            hup,
+		Logger:            logger,
+	}
+	logger.Info("starting", "version", build.Version, "commit", build.Commit)
+	start := time.Now()
+	if err := agent.Run(ctx, cfg); err != nil {
+		logger.Error("virtmq-agent failed", "err", err)
+		return 1
+	}
+	logger.Info("stopped", "uptime", time.Since(start).Round(time.Second))
+	return 0
+}
