@@ -88,7 +88,7 @@ func (a *Agent) guestStep(ctx context.Context, log *slog.Logger, conn virt.Conn,
 			running[ifc.MAC] = max(ifc.Queues, 1)
 		}
 	}
-	ag := guestAgent{conn: conn, dom: d}
+	ag := virt.GuestAgent{Conn: conn, Domain: d}
 	var actions []string
 	for _, n := range plan.NICs {
 		if !n.Managed || !n.GuestStep || n.Combined < 1 {
@@ -178,7 +178,7 @@ func (a *Agent) verify(ctx context.Context, log *slog.Logger, conn virt.Conn, d 
 			continue
 		}
 		qctx, cancel := context.WithTimeout(ctx, a.cfg.QMPTimeout)
-		st, err := a.cfg.QMPQuery(qmpMonitor{ctx: qctx, conn: conn, dom: d}, ifc.Alias)
+		st, err := a.cfg.QMPQuery(virt.Monitor{Ctx: qctx, Conn: conn, Domain: d}, ifc.Alias)
 		cancel()
 		running := max(ifc.Queues, 1)
 		a.recordGuest(d, n.MAC, func(ns *status.NIC) {

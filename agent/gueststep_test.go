@@ -375,7 +375,7 @@ func TestGuestAgentAdapter(t *testing.T) {
 		{virt.ErrDisconnected, func(err error) bool { return errors.Is(err, virt.ErrDisconnected) }},
 	} {
 		fake.SetAgent(func(context.Context, virt.Domain, []byte, time.Duration) ([]byte, error) { return nil, tc.err })
-		_, err := guestAgent{conn: fake, dom: d}.Command(context.Background(), []byte(`{"execute":"guest-ping"}`), time.Second)
+		_, err := virt.GuestAgent{Conn: fake, Domain: d}.Command(context.Background(), []byte(`{"execute":"guest-ping"}`), time.Second)
 		if !tc.want(err) {
 			t.Errorf("%v → %v (%T)", tc.err, err, err)
 		}
@@ -383,13 +383,13 @@ func TestGuestAgentAdapter(t *testing.T) {
 	fake.SetAgent(func(_ context.Context, _ virt.Domain, cmd []byte, _ time.Duration) ([]byte, error) {
 		return []byte(`{"return":{}}`), nil
 	})
-	out, err := guestAgent{conn: fake, dom: d}.Command(context.Background(), []byte(`{"execute":"guest-ping"}`), time.Second)
+	out, err := virt.GuestAgent{Conn: fake, Domain: d}.Command(context.Background(), []byte(`{"execute":"guest-ping"}`), time.Second)
 	if err != nil || string(out) != `{"return":{}}` {
 		t.Errorf("Command = %s, %v", out, err)
 	}
 	// QMP: Run goes to libvirt's monitor passthrough; no events.
 	fake.SetMonitor(func(_ context.Context, _ virt.Domain, cmd []byte) ([]byte, error) { return cmd, nil })
-	m := qmpMonitor{ctx: context.Background(), conn: fake, dom: d}
+	m := virt.Monitor{Ctx: context.Background(), Conn: fake, Domain: d}
 	must(t, m.Connect())
 	if out, err := m.Run([]byte(`{"execute":"query-status"}`)); err != nil || string(out) != `{"execute":"query-status"}` {
 		t.Errorf("Run = %s, %v", out, err)

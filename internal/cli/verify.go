@@ -242,7 +242,7 @@ func (v *verifier) qmp(ctx context.Context, n policy.NICPlan, ifc domxml.Interfa
 		v.add(checkSkip, "qmp-virtqueues", n.MAC, nil, nil, "%s QMP: no <alias> in the live XML", n.MAC)
 		return
 	}
-	st, err := qmpcheck.Query(qmpMonitor{ctx: ctx, conn: v.conn, dom: v.dom}, ifc.Alias)
+	st, err := qmpcheck.Query(virt.Monitor{Ctx: ctx, Conn: v.conn, Domain: v.dom}, ifc.Alias)
 	switch {
 	case errors.Is(err, qmpcheck.ErrUnsupported):
 		v.add(checkSkip, "qmp-virtqueues", n.MAC, nil, nil, "%s QMP: %v", n.MAC, err)
@@ -323,7 +323,7 @@ func (v *verifier) guest(ctx context.Context, n policy.NICPlan) {
 		v.add(checkSkip, "guest", n.MAC, nil, nil, "%s guest: %s", n.MAC, printable(v.guestReason.Error()))
 		return
 	}
-	res, err := guest.Inspect(ctx, guestAgent{conn: v.conn, dom: v.dom}, n.MAC, guest.Options{})
+	res, err := guest.Inspect(ctx, virt.GuestAgent{Conn: v.conn, Domain: v.dom}, n.MAC, guest.Options{})
 	ifname := printable(res.IfName)
 	switch {
 	case err == nil:
