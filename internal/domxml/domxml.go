@@ -79,9 +79,9 @@ type Interface struct {
 }
 
 // Parse reads the facts of a domain XML document. Errors name the line
-// (encoding/xml syntax errors carry it) and never include document content
-// beyond element names, since domain XML can hold passwords; the one
-// exception is a bad number, which is quoted with the attribute it sits in.
+// and never include document content beyond element names, since domain
+// XML can hold passwords; the one exception is a bad number, which is
+// quoted with the attribute it sits in.
 //
 // Only what libvirt itself would accept is read: the root must be <domain>
 // in no namespace (else the error wraps ErrNotDomain), the document must be
