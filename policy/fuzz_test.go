@@ -5,10 +5,17 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/virtmq/virtmq/internal/domxml"
 	"github.com/virtmq/virtmq/packaging"
 )
+
+// slowParse is how long one Parse may take in FuzzParse: the hook parses the
+// policy on every VM start, so an input that makes the parser slow is a bug
+// the fuzzer must report (as a failing input), not a stalled worker. The
+// worst inputs known, 1 MiB (MaxFileSize) of YAML, take about 0.5 s.
+const slowParse = 2 * time.Second
 
 // FuzzParse checks that no input makes Parse panic, that failures are
 // always a non-empty ErrorList naming the file, and that any policy it
@@ -34,7 +41,17 @@ func FuzzParse(f *testing.F) {
 	}
 	d := benchDomain()
 	f.Fuzz(func(t *testing.T, data []byte) {
+		start := time.Now()
 		p, err := Parse("f.yaml", data)
+		if took := time.Since(start); took > slowParse {
+			// Wall time: a loaded machine can stall one run; a slow
+			// input is slow again.
+			start = time.Now()
+			_, _ = Parse("f.yaml", data)
+			if d2 := time.Since(start); d2 > slowParse {
+				t.Fatalf("Parse took %v, then %v, on a %d-byte input (limit %v)", took, d2, len(data), slowParse)
+			}
+		}
 		if err != nil {
 			var list ErrorList
 			if p != nil || !errors.As(err, &list) || len(list) == 0 {

@@ -56,7 +56,18 @@ func call[T any](ctx context.Context, s *session, execute string, args any) (T, 
 		}
 	}
 	if timeout <= 0 {
-		return zero, context.DeadlineExceeded
+		// The deadline has passed but ctx has not ended yet: its timer is
+		// about to fire. Wait for it, so that the caller finds ctx ended
+		// (run tells its own ExecTimeout from the caller's deadline by
+		// which context ended).
+		t := time.NewTimer(time.Second)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return zero, ctx.Err()
+		case <-t.C:
+			return zero, context.DeadlineExceeded
+		}
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

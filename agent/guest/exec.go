@@ -58,9 +58,10 @@ func (e *spawnError) Error() string {
 
 func (e *spawnError) Unwrap() error { return e.err }
 
-// run starts argv[0] with guest-exec and polls guest-exec-status every
-// PollInterval until it exits, all within ExecTimeout. A guest-exec error
-// comes back as a *spawnError. The caller checks the exit status.
+// run starts argv[0] with guest-exec and polls guest-exec-status until it
+// exits, all within ExecTimeout: first right away, then after waits that
+// grow from a tenth of PollInterval to PollInterval (nextPoll). A guest-exec
+// error comes back as a *spawnError. The caller checks the exit status.
 //
 // qemu-ga deletes a process's entry with its first exited:true reply, so a
 // status is asked once per poll and never again after it said exited; a
@@ -88,6 +89,7 @@ func (s *session) run(ctx context.Context, argv []string) (execResult, error) {
 
 	t := time.NewTimer(s.o.PollInterval)
 	defer t.Stop()
+	var wait time.Duration
 	for {
 		st, err := call[execStatus](ectx, s, "guest-exec-status", map[string]int64{"pid": pid})
 		if err != nil {
@@ -96,13 +98,29 @@ func (s *session) run(ctx context.Context, argv []string) (execResult, error) {
 		if st.Exited {
 			return s.finish(st)
 		}
-		t.Reset(s.o.PollInterval)
+		wait = nextPoll(wait, s.o.PollInterval)
+		t.Reset(wait)
 		select {
 		case <-ectx.Done():
 			return execResult{}, fmt.Errorf("guest pid %d: %w", pid, timedOut(ectx.Err()))
 		case <-t.C:
 		}
 	}
+}
+
+// nextPoll returns the wait before the next guest-exec-status poll after a
+// wait of prev (0 before the first): a tenth of limit, then doubling up to
+// limit. The programs run here (ethtool, readlink, cat) exit within
+// milliseconds, but the first poll, right after guest-exec, usually finds
+// them still running: with a fixed limit-long wait every run took at least
+// limit (100 ms by default, three runs per guest step), while a concurrency
+// slot of the agent was held. A long-running program is polled only about
+// three times more than with the fixed interval.
+func nextPoll(prev, limit time.Duration) time.Duration {
+	if prev <= 0 {
+		return max(limit/10, 1)
+	}
+	return min(2*prev, limit)
 }
 
 func (s *session) finish(st execStatus) (execResult, error) {

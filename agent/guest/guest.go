@@ -79,7 +79,10 @@ type Options struct {
 	CommandTimeout time.Duration
 	// ExecTimeout bounds one guest-exec from start to exit (default 30s).
 	ExecTimeout time.Duration
-	// PollInterval is the guest-exec-status polling interval (default 100ms).
+	// PollInterval is the longest wait between two guest-exec-status polls
+	// (default 100ms). The first poll follows guest-exec at once; the waits
+	// then start at a tenth of PollInterval and double up to it, so that a
+	// program that exits within milliseconds costs milliseconds.
 	PollInterval time.Duration
 	// MaxOutput caps the decoded output kept from one command (default 64 KiB).
 	// /proc/interrupts is not kept: it is scanned line by line.

@@ -327,6 +327,25 @@ func TestConfigureOSInfo(t *testing.T) {
 	})
 }
 
+// TestConfigurePollsQuickly: a program that has not exited at the first
+// guest-exec-status poll is polled again well before PollInterval, the
+// longest wait; that wait only applies to programs that keep running.
+func TestConfigurePollsQuickly(t *testing.T) {
+	g, _ := debian(1)
+	g.Polls = 2 // exited:false twice: waits of 1/10 and 2/10 of PollInterval
+	opt := fast
+	opt.PollInterval = 400 * time.Millisecond
+	start := time.Now()
+	if _, err := guest.Configure(context.Background(), g.Agent(), mac, 4, opt); err != nil {
+		t.Fatal(err)
+	}
+	// Three ethtool runs (-l, -L, -l): 3 × 120ms with the growing waits,
+	// 3 × 800ms with waits of PollInterval.
+	if d := time.Since(start); d >= 3*opt.PollInterval {
+		t.Errorf("Configure() took %v: a program that exits at the third poll waited PollInterval (%v) between polls", d, opt.PollInterval)
+	}
+}
+
 func TestConfigureTimeout(t *testing.T) {
 	g, _ := debian(4)
 	g.Programs["/usr/sbin/ethtool"] = guesttest.Output(guesttest.Exit{Hang: true})

@@ -141,6 +141,11 @@ func (h verifyHost) tapQueues(ctx context.Context, tap string) (tapQueueCounts, 
 	return parseTapQueues(out)
 }
 
+// maxTapCount bounds the counts parseTapQueues accepts: far above the
+// kernel's limit of queues per tap (256), low enough that their sum cannot
+// overflow.
+const maxTapCount = 1 << 16
+
 // parseTapQueues reads "numqueues K numdisabled D" from `ip -d link show`
 // output for a tun/tap device (see tapQueueCounts). A missing numdisabled
 // counts as 0; a missing numqueues is errNoTapQueues.
@@ -151,7 +156,7 @@ func parseTapQueues(out []byte) (tapQueueCounts, error) {
 		switch f[i] {
 		case "numqueues", "numdisabled":
 			n, err := strconv.Atoi(f[i+1])
-			if err != nil || n < 0 {
+			if err != nil || n < 0 || n > maxTapCount {
 				return tapQueueCounts{}, fmt.Errorf("ip -d link: bad %s value %q", f[i], printable(f[i+1]))
 			}
 			if f[i] == "numqueues" {

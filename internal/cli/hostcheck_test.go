@@ -31,6 +31,8 @@ func TestParseTapQueues(t *testing.T) {
 		{name: "bad number", out: "numqueues four numdisabled 0", wantErr: true},
 		{name: "negative", out: "numqueues 4 numdisabled -1", wantErr: true},
 		{name: "hostile", out: "numqueues \x1b[2J", wantErr: true},
+		// Found by FuzzParseTapQueues: the total overflowed to a negative count.
+		{name: "huge", out: "numqueues 9223372036854775807 numdisabled 1", wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,262 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/virtmq/virtmq/agent"
+	"github.com/virtmq/virtmq/agent/guest"
+	"github.com/virtmq/virtmq/agent/status"
+	"github.com/virtmq/virtmq/agent/virt"
+	"github.com/virtmq/virtmq/agent/virt/virttest"
+)
+
+// queues is what the shipped default policy gives the 4-vCPU domains.
+const queues = 4
+
+// pollEvery is how often the status snapshot is read during a storm.
+const pollEvery = 10 * time.Millisecond
+
+type profiles struct{ cpu, mem string }
+
+// runStorm starts an agent against a fresh fake host, defines and starts n
+// domains at once and waits until the agent's snapshot shows every one
+// reconciled; then, when idleFor > 0, measures the idle agent's CPU.
+func runStorm(n int, o options, idleFor time.Duration, prof profiles) (storm, error) {
+	res := storm{Domains: n}
+	dir, err := os.MkdirTemp("", "vmqscale")
+	if err != nil {
+		return res, err
+	}
+	defer os.RemoveAll(dir)
+
+	h := newHost(o.LibvirtLatency, o.GuestLatency)
+	a, err := agent.New(agent.Config{
+		DefaultPolicyPath: filepath.Join(dir, "none.yaml"), // the built-in default policy
+		Getenv:            func(string) string { return "" },
+		StatusSocket:      filepath.Join(dir, "status.sock"),
+		Concurrency:       o.Concurrency,
+		Guest:             guest.Options{PollInterval: o.PollInterval},
+		Logger:            slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Notify:            func(string) error { return nil },
+		Watchdog:          func() (time.Duration, error) { return 0, nil },
+		Dial:              h.dial,
+	})
+	if err != nil {
+		return res, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-runErr
+	}()
+	deadline := time.Now().Add(o.Timeout)
+	for !a.Snapshot().Libvirt.Connected {
+		if time.Now().After(deadline) {
+			return res, errors.New("the agent did not connect to the fake libvirt")
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	// The domains, their guests, and a signal per domain when the
+	// agent's redefine returned.
+	type dom struct {
+		name      string
+		doc       []byte
+		rewritten chan struct{}
+		once      sync.Once
+		defined   time.Time
+		done      time.Time
+	}
+	doms := make([]*dom, n)
+	byName := make(map[string]*dom, n)
+	for i := range doms {
+		name := fmt.Sprintf("scale%04d", i)
+		mac := fmt.Sprintf("52:54:00:%02x:%02x:%02x", i>>16&0xff, i>>8&0xff, i&0xff)
+		uuid := fmt.Sprintf("5ca1e000-0000-4000-8000-%012x", i)
+		doms[i] = &dom{name: name, doc: domainXML(name, uuid, mac), rewritten: make(chan struct{})}
+		byName[name] = doms[i]
+		h.addGuest(name, mac, queues, o.Polls)
+	}
+	var rmu sync.Mutex
+	var lastRewrite time.Time
+	h.fake.OnCall(func(method string, d virt.Domain, err error) {
+		if method != virttest.MethodDefineXML || err != nil {
+			return
+		}
+		if x := byName[d.Name]; x != nil {
+			x.once.Do(func() {
+				rmu.Lock()
+				lastRewrite = time.Now()
+				rmu.Unlock()
+				close(x.rewritten)
+			})
+		}
+	})
+
+	if prof.cpu != "" {
+		f, err := os.Create(fmt.Sprintf("%s-%d.pprof", prof.cpu, n))
+		if err != nil {
+			return res, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return res, err
+		}
+	}
+	calls0 := h.libvirtCalls.Load()
+	cpu0 := cpuTime()
+	start := time.Now()
+	sctx, scancel := context.WithDeadline(ctx, deadline)
+	defer scancel()
+	errc := make(chan error, n)
+	var wg sync.WaitGroup
+	for _, d := range doms {
+		wg.Go(func() {
+			d.defined = time.Now()
+			if _, err := h.fake.Define(d.doc); err != nil {
+				errc <- err
+				return
+			}
+			select {
+			case <-d.rewritten:
+			case <-sctx.Done():
+				return
+			}
+			if err := h.fake.Start(d.name); err != nil {
+				errc <- err
+				return
+			}
+			if o.Boot > 0 {
+				select {
+				case <-time.After(o.Boot):
+				case <-sctx.Done():
+					return
+				}
+			}
+			h.guest(d.name).booted.Store(true)
+			if err := h.fake.AgentConnect(d.name); err != nil {
+				errc <- err
+			}
+		})
+	}
+
+	left := n
+	var last status.Snapshot
+	var polling time.Duration // this loop's own time, about its CPU time
+	for left > 0 {
+		select {
+		case err := <-errc:
+			scancel()
+			wg.Wait()
+			return res, err
+		case <-sctx.Done():
+			wg.Wait()
+			return res, fmt.Errorf("%d of %d domains not reconciled after %v; e.g. %s", left, n, o.Timeout, pending(last, byName))
+		case <-time.After(pollEvery):
+		}
+		t0 := time.Now()
+		res.PeakGoroutines = max(res.PeakGoroutines, runtime.NumGoroutine())
+		last = a.Snapshot()
+		for _, d := range last.Domains {
+			x := byName[d.Name]
+			if x != nil && x.done.IsZero() && reconciled(d) {
+				x.done = t0
+				left--
+			}
+		}
+		polling += time.Since(t0)
+	}
+	elapsed := time.Since(start)
+	res.CPUS = (cpuTime() - cpu0).Seconds()
+	res.PollCPUS = polling.Seconds()
+	if prof.cpu != "" {
+		pprof.StopCPUProfile()
+	}
+	wg.Wait()
+	res.AllReconciledS = elapsed.Seconds()
+	rmu.Lock()
+	res.AllRewrittenS = lastRewrite.Sub(start).Seconds()
+	rmu.Unlock()
+	per := make([]time.Duration, 0, n)
+	for _, d := range doms {
+		per = append(per, d.done.Sub(d.defined))
+	}
+	slices.Sort(per)
+	res.DomainP50S = per[len(per)/2].Seconds()
+	res.DomainP95S = per[len(per)*95/100].Seconds()
+	res.LibvirtCalls = h.libvirtCalls.Load() - calls0
+	res.GuestCommands = h.guestCmds.Load()
+	res.PeakRSSMiB = procStatusMiB("VmHWM")
+	if prof.mem != "" {
+		f, err := os.Create(fmt.Sprintf("%s-%d.pprof", prof.mem, n))
+		if err != nil {
+			return res, err
+		}
+		runtime.GC()
+		err = pprof.WriteHeapProfile(f)
+		f.Close()
+		if err != nil {
+			return res, err
+		}
+	}
+
+	if idleFor > 0 {
+		// Let the last workers return: no libvirt call for 100 ms.
+		for calls, end := h.libvirtCalls.Load(), time.Now().Add(5*time.Second); time.Now().Before(end); {
+			time.Sleep(100 * time.Millisecond)
+			c := h.libvirtCalls.Load()
+			if c == calls {
+				break
+			}
+			calls = c
+		}
+		calls := h.libvirtCalls.Load()
+		c0, t0 := cpuTime(), time.Now()
+		time.Sleep(idleFor)
+		cpu, took := cpuTime()-c0, time.Since(t0)
+		res.Idle = &idle{
+			Domains:      n,
+			Seconds:      took.Seconds(),
+			CPUS:         cpu.Seconds(),
+			CPUPercent:   100 * cpu.Seconds() / took.Seconds(),
+			LibvirtCalls: h.libvirtCalls.Load() - calls,
+			RSSMiB:       procStatusMiB("VmRSS"),
+		}
+	}
+	return res, nil
+}
+
+// reconciled reports whether the agent's status shows a domain fully
+// handled: the definition has the wanted queues, the domain runs with
+// them, the guest step set the guest's channels and QMP saw 2N+1
+// virtqueues with multiqueue negotiated.
+func reconciled(d status.Domain) bool {
+	if d.State != status.StateCompliant || !d.Active || len(d.NICs) != 1 {
+		return false
+	}
+	n := d.NICs[0]
+	return n.Managed && n.Wanted == queues && n.Defined == queues && n.Running == queues &&
+		n.GuestStep == "done" && n.GuestCurrent == queues && n.QMPVirtqueues == 2*queues+1 && n.MQ
+}
+
+// pending describes one domain that is not reconciled, for errors.
+func pending[T any](s status.Snapshot, names map[string]T) string {
+	for _, d := range s.Domains {
+		if _, ok := names[d.Name]; ok && !reconciled(d) {
+			return fmt.Sprintf("%+v", d)
+		}
+	}
+	return fmt.Sprintf("%d domains in the status", len(s.Domains))
+}
