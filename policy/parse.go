@@ -102,12 +102,19 @@ type parser struct {
 	file  string
 	errs  ErrorList
 	items int // entries visited, see maxItems
+	// keepComments skips blankComments; tests use it to prove blanking
+	// changes nothing.
+	keepComments bool
 }
 
 // parseFile parses one policy file. It returns what it could read and
 // every problem found; values with problems are left unset.
 func parseFile(name string, data []byte, dropIn bool) (*fileDoc, ErrorList) {
-	p := &parser{file: name}
+	return (&parser{file: name}).parseFile(data, dropIn)
+}
+
+func (p *parser) parseFile(data []byte, dropIn bool) (*fileDoc, ErrorList) {
+	name := p.file
 	doc := &fileDoc{name: name}
 	if len(data) > MaxFileSize {
 		p.errs = append(p.errs, &Error{File: name, Msg: fmt.Sprintf("file is larger than %d bytes", MaxFileSize)})
@@ -151,9 +158,16 @@ func parseFile(name string, data []byte, dropIn bool) (*fileDoc, ErrorList) {
 
 // decode parses the YAML text into the root node of its single document.
 func (p *parser) decode(data []byte) (*yaml.Node, bool) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	err := decodeNode(dec, &doc)
+	text, blanked := data, false
+	if !p.keepComments {
+		text, blanked = blankComments(data) // see there
+	}
+	doc, next, err, nextErr := decodeDocs(text)
+	if blanked && ((err != nil && !errors.Is(err, io.EOF)) || (nextErr != nil && !errors.Is(nextErr, io.EOF))) {
+		// A syntax error is reported from the file as written, where its
+		// position is exact.
+		doc, next, err, nextErr = decodeDocs(data)
+	}
 	if errors.Is(err, io.EOF) {
 		p.errs = append(p.errs, &Error{File: p.file, Msg: "empty file (a policy needs at least version: 1)"})
 		return nil, false
@@ -162,14 +176,13 @@ func (p *parser) decode(data []byte) (*yaml.Node, bool) {
 		p.syntaxError(err)
 		return nil, false
 	}
-	var next yaml.Node
-	switch err := decodeNode(dec, &next); {
-	case err == nil:
-		p.errorf(&next, "", "a second YAML document; a policy file holds one")
-	case !errors.Is(err, io.EOF):
-		p.syntaxError(err)
+	switch {
+	case nextErr == nil:
+		p.errorf(next, "", "a second YAML document; a policy file holds one")
+	case !errors.Is(nextErr, io.EOF):
+		p.syntaxError(nextErr)
 	}
-	root := &doc
+	root := doc
 	if len(doc.Content) > 0 {
 		root = resolve(doc.Content[0])
 	}
@@ -182,6 +195,17 @@ func (p *parser) decode(data []byte) (*yaml.Node, bool) {
 		return nil, false
 	}
 	return root, true
+}
+
+// decodeDocs decodes the first document of data and tries a second one,
+// which a policy file must not have.
+func decodeDocs(data []byte) (doc, next *yaml.Node, err, nextErr error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	doc, next = new(yaml.Node), new(yaml.Node)
+	if err = decodeNode(dec, doc); err != nil {
+		return doc, next, err, nil
+	}
+	return doc, next, nil, decodeNode(dec, next)
 }
 
 // decodeNode decodes the next document. yaml.v3 reports errors by panicking
