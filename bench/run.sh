@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # make bench: the hook's cost on the VM start path against a trivial static
-# Go binary (same run, interleaved), then the Go benchmarks (parser, policy,
-# agent reaction and boot storm against the fake libvirt). Prints a table;
-# writes JSON under bench/results/.
+# Go binary (same run, interleaved), the agent at scale (boot storms and
+# idle CPU against the fake libvirt and guests, bench/scale), then the Go
+# benchmarks (parser, policy, agent reaction and boot storm against the fake
+# libvirt), and as root the real stack (bench/realstack.sh: virsh start with
+# and without the hook, the agent on libvirtd, the network at queues=1 and N).
+# Prints tables; writes JSON under bench/results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
@@ -21,6 +24,20 @@ bin/hookbench -hook bin/virtmq-hook -floor bin/bench-floor -policy "$policy" -ru
   -json "$results/hook.json" hooks/testdata/web1.xml internal/domxml/testdata/bench-4nic.xml
 
 echo
+echo "== agent at scale: storms of ${BENCH_SCALE_DOMAINS:-100,500} domains, then ${BENCH_IDLE:-60s} idle (fake libvirt and guests, in process)"
+go build -o bin/scalebench ./bench/scale
+bin/scalebench -domains "${BENCH_SCALE_DOMAINS:-100,500}" -idle "${BENCH_IDLE:-60s}" -json "$results/scale.json"
+
+echo
 echo "== Go benchmarks (go test -bench)"
 go test -run '^$' -bench . -benchmem -count 1 ./internal/domxml ./policy ./agent/... | tee "$results/go-bench.txt" \
   | grep -E '^(Benchmark|ok|FAIL)' || true
+
+echo
+if [[ $(id -u) == 0 ]]; then
+  echo "== real stack: virsh start with/without the hook, agent reaction on libvirtd, network at queues=1 and N (bench/realstack.sh, ~8 min)"
+  bench/realstack.sh
+else
+  echo "*** SKIPPING the real-stack bench (bench/realstack.sh): it needs root to run libvirtd, QEMU and a bridge."
+  echo "*** Run it with: sudo make bench (or sudo bench/realstack.sh)"
+fi

@@ -271,7 +271,130 @@ save_restore() {
 	eventually 10 "tap $tap after restore" "2 2" tap_queues "$tap"
 }
 
-ALL=(zero_touch reboot save_restore restarts enforce_audit race degraded_guests)
+# 8. kill -9 the agent in the middle of redefining a batch of domains, several
+# times, and restart it: every definition, libvirt's and the file libvirtd
+# loads at its next start, passes virt-xml-validate and is byte for byte the
+# old or the new one; the restarted agent converges, and a libvirtd restart
+# loads every rewritten definition. The batch: the agent is frozen while K
+# domains are (re)defined without queues, thawed, and killed as soon as its
+# log shows a random 1..K/2 of them redefined.
+kill9_redefine() {
+	local k=${VIRTMQ_E2E_KILL9_DOMAINS:-12} tries=${VIRTMQ_E2E_KILL9_TRIES:-3} dir=$RUN/kill9
+	local t i d pid n0 target got logged rewritten q mid=0 names=()
+	rm -rf "$dir" && mkdir -p "$dir"
+	for ((i = 1; i <= k; i++)); do names+=("${P}k9-$(printf %02d "$i")"); done
+	# on failure: leave a running agent for the next scenario
+	trap 'kill -CONT "$(agent_pid)" 2>/dev/null || true; pid_alive "$(agent_pid)" || agent_start' EXIT
+	validate() { virt-xml-validate "$1" domain >"$dir/validate.out" 2>&1 || { cat "$dir/validate.out" >&2; return 1; }; }
+	queues_in() { grep -o "queues='[0-9]*'" "$1" | tr -dc 0-9 || true; }
+	redefined_count() { tail -n +"$((n0 + 1))" "$AGENT_LOG" | grep -c "msg=\"redefined the domain.* domain=${P}k9-" || true; }
+	# shellcheck disable=SC2317 # called through eventually
+	status_count() { # k9 domains the agent reports compliant/rewritten with 4 defined queues
+		"$BIN/virtmq" status --json --status-socket "$STATUS_SOCK" | jq --arg p "${P}k9-" '[.domains[] |
+			select((.name | startswith($p)) and (.state == "rewritten" or .state == "compliant") and .nics[0].defined_queues == 4)] | length'
+	}
+	for ((t = 1; t <= tries; t++)); do
+		pid=$(agent_pid)
+		kill -STOP "$pid"
+		for d in "${names[@]}"; do
+			define_domain "$d" --vcpus 4 # the old definition: no <driver queues>
+			e2e_virsh dumpxml --inactive "$d" >"$dir/$d.old"
+			[[ -z $(queues_in "$dir/$d.old") ]] || fail "$d: defined with queues while the agent is frozen"
+		done
+		n0=$(wc -l <"$AGENT_LOG")
+		target=$((1 + RANDOM % (k / 2)))
+		kill -CONT "$pid"
+		# follow the log (inotify, no polling: the agent redefines tens per second)
+		got=$(grep -c -m "$target" "msg=\"redefined the domain.* domain=${P}k9-" \
+			< <(timeout 30 tail -n +"$((n0 + 1))" --pid="$pid" -f "$AGENT_LOG")) || true
+		kill -KILL "$pid"
+		[[ $got == "$target" ]] || fail "try $t: the agent redefined $got domains in 30 s, want $target"
+		e2e_wait 10 pid_gone "$pid" || fail "kill -9 did not end the agent"
+		logged=$(redefined_count)
+		rewritten=0
+		for d in "${names[@]}"; do
+			e2e_virsh dumpxml --inactive "$d" >"$dir/$d.kill" || fail "$d: dumpxml --inactive failed after kill -9"
+			validate "$dir/$d.kill" || fail "$d: the definition after kill -9 does not parse or validate"
+			validate "/etc/libvirt/qemu/$d.xml" || fail "$d: /etc/libvirt/qemu/$d.xml (what libvirtd loads) does not validate"
+			q=$(queues_in "$dir/$d.kill")
+			case $q in
+			'') ;;
+			4) rewritten=$((rewritten + 1)) ;;
+			*) fail "$d: queues '$q' after kill -9, want none (old) or 4 (new)" ;;
+			esac
+		done
+		if compgen -G "/etc/libvirt/qemu/${P}k9-*.new" >/dev/null; then
+			fail "libvirt left temporary definition files: $(echo /etc/libvirt/qemu/"${P}"k9-*.new)"
+		fi
+		((rewritten > 0 && rewritten < k)) && mid=$((mid + 1))
+		e2e_log "ok: try $t: agent killed after $logged redefines logged (target $target): $rewritten of $k definitions new, the others old; all validate"
+		agent_start
+		eventually 30 "try $t: domains the restarted agent reports with 4 queues" "$k" status_count
+		for d in "${names[@]}"; do
+			e2e_virsh dumpxml --inactive "$d" >"$dir/$d.new"
+			[[ $(queues_in "$dir/$d.new") == 4 ]] || fail "$d: the agent reports 4 queues, libvirt has '$(queues_in "$dir/$d.new")'"
+			cmp -s "$dir/$d.kill" "$dir/$d.old" || cmp -s "$dir/$d.kill" "$dir/$d.new" ||
+				fail "$d: the definition after kill -9 is neither the old nor the new one: diff $dir/$d.kill $dir/$d.{old,new}"
+		done
+		e2e_log "ok: try $t: every definition after kill -9 was byte for byte the old or the new one"
+	done
+	((mid > 0)) || fail "no try killed the agent with part of the batch redefined (all $tries tries: none or all)"
+	e2e_log "ok: $mid of $tries tries killed the agent in the middle of the batch"
+	libvirtd_restart
+	check "definitions with queues 4 after libvirtd reloaded them from disk" \
+		"$(for d in "${names[@]}"; do defined_queues "$d" || true; echo; done | grep -c '^4$')" "$k"
+	for d in "${names[@]}"; do e2e_virsh undefine "$d" >/dev/null; done
+}
+
+# 9. libvirtd stops for VIRTMQ_E2E_OUTAGE seconds (default 60) while domains
+# are defined: the agent is frozen (SIGSTOP) while two domains are defined,
+# libvirtd stops, the agent is thawed and sees the disconnect. A running
+# domain's QEMU keeps running without libvirtd (libvirtd_stop is a SIGTERM:
+# libvirtd leaves domains running and reconnects to them at its next start).
+# When libvirtd returns, the agent reconnects, its resync rewrites the two
+# domains and does the running domain's guest step, and new defines work.
+libvirtd_outage() {
+	local outage=${VIRTMQ_E2E_OUTAGE:-60} dr=${P}out-run da=${P}out-a db=${P}out-b dc=${P}out-c
+	local hooks qpid pid rc0
+	hooks=$(cat "$VIRTMQ_E2E_STATE/libvirtd.hooks")
+	trap 'kill -CONT "$(agent_pid)" 2>/dev/null || true; libvirt_ok || libvirtd_start "'"$hooks"'"' EXIT
+	define_domain "$dr" --vcpus 2
+	eventually 30 "agent rewrote $dr before the outage" 2 defined_queues "$dr"
+	e2e_virsh start "$dr" >/dev/null
+	qpid=$(cat "/run/libvirt/qemu/$dr.pid")
+	rc0=$("$BIN/virtmq" status --json --status-socket "$STATUS_SOCK" | jq .libvirt.reconnects)
+	pid=$(agent_pid)
+	kill -STOP "$pid"
+	define_domain "$da"
+	define_domain "$db" --vcpus 2
+	check "$da while the agent is frozen: queues" "$(defined_queues "$da")" ""
+	libvirtd_stop
+	libvirt_ok && fail "libvirtd still answers after libvirtd_stop"
+	kill -CONT "$pid"
+	eventually 30 "agent status: libvirt connected" false \
+		bash -c "'$BIN/virtmq' status --json --status-socket '$STATUS_SOCK' | jq .libvirt.connected"
+	e2e_log "libvirtd down; waiting ${outage}s"
+	sleep "$outage"
+	pid_alive "$qpid" || fail "the QEMU of $dr (pid $qpid) did not survive libvirtd's stop"
+	e2e_log "ok: the QEMU of $dr kept running without libvirtd"
+	libvirtd_start "$hooks"
+	eventually 60 "agent reconnected (connected, reconnects > $rc0)" true \
+		bash -c "'$BIN/virtmq' status --json --status-socket '$STATUS_SOCK' | jq '.libvirt.connected and .libvirt.reconnects > $rc0'"
+	eventually 30 "resync rewrote $da, defined before the outage" 4 defined_queues "$da"
+	eventually 30 "resync rewrote $db, defined before the outage" 2 defined_queues "$db"
+	check "$dr after the outage: state" "$(e2e_virsh domstate "$dr")" running
+	check "$dr after the outage: same QEMU" "$(cat "/run/libvirt/qemu/$dr.pid")" "$qpid"
+	define_domain "$dc"
+	eventually 30 "agent rewrote $dc, defined after the outage" 4 defined_queues "$dc"
+	eventually 120 "guest step of $dr after the outage (step, guest current)" "done 2" \
+		status_of "$dr" '.nics[0] | "\(.guest_step) \(.guest_current)"'
+	check "agent status: reconnects >= 1" \
+		"$("$BIN/virtmq" status --json --status-socket "$STATUS_SOCK" | jq '.libvirt.reconnects >= 1')" true
+	e2e_virsh destroy "$dr" >/dev/null
+	for d in "$dr" "$da" "$db" "$dc"; do e2e_virsh undefine "$d" >/dev/null; done
+}
+
+ALL=(zero_touch reboot save_restore restarts enforce_audit race degraded_guests kill9_redefine libvirtd_outage)
 
 main() {
 	local s rc

@@ -1,0 +1,581 @@
+#!/usr/bin/env bash
+# The real-stack part of make bench (root; bench/run.sh calls it). On the e2e
+# harness (libvirtd 9.0 + QEMU TCG + the tiny guest, e2e/lib.sh) it measures:
+#   A. `virsh start` of the e2e guest without and with virtmq-hook in qemu.d/
+#   B. the agent on the real libvirtd: DEFINED -> redefined, and qemu-ga
+#      connected -> guest queues set and verified
+#   C. host->guest TCP throughput and 64-byte UDP packet rate with the same
+#      domain at queues=1 and queues=N (N = vCPUs)
+# Prints each part and a summary table (markdown); writes
+# bench/results/realstack.json. Nothing here asserts on a time: the checks
+# only make sure each figure measures what it says (the hook did or did not
+# run, the guest has the queues, ...). Cleans up whatever it made.
+#
+# Environment (defaults): BENCH_STARTS=20 (per arm), BENCH_DEFINES=20,
+# BENCH_BOOTS=5, BENCH_NET_RUNS=3 (per test and queue count), BENCH_NET_SECONDS=5,
+# BENCH_VCPUS=4, BENCH_VCPUS_LARGE=8 (0: skip; one run per test),
+# BENCH_UDP_RATE=25M (per UDP stream), BENCH_PARTS="a b c" (a subset runs
+# only those parts; the JSON then has null for the others), plus the
+# e2e harness's VIRTMQ_E2E_* (e2e/README.md).
+set -euo pipefail
+shopt -s inherit_errexit
+umask 022
+cd "$(dirname "$0")/.."
+REPO=$PWD
+# shellcheck source=e2e/lib.sh
+source e2e/lib.sh
+[[ $(id -u) == 0 ]] || e2e_die "run as root (libvirtd, QEMU and a bridge)"
+for b in virtmq virtmq-hook virtmq-agent; do
+	[[ -x bin/$b ]] || e2e_die "no bin/$b: run make build"
+done
+
+STARTS=${BENCH_STARTS:-20}
+DEFINES=${BENCH_DEFINES:-20}
+BOOTS=${BENCH_BOOTS:-5}
+NET_RUNS=${BENCH_NET_RUNS:-3}
+NET_SECONDS=${BENCH_NET_SECONDS:-5}
+VCPUS=${BENCH_VCPUS:-4}
+VCPUS_LARGE=${BENCH_VCPUS_LARGE:-8}
+PARTS=" ${BENCH_PARTS:-a b c} "
+
+RESULTS=$REPO/bench/results
+BW=$VIRTMQ_E2E_STATE/bench  # the bench's own hooks dir, policy, sockets
+HOOKS=$BW/hooks
+HOOK_BIN=$REPO/bin/virtmq-hook
+POLICY=$BW/policy.yaml
+STATUS_SOCK=$BW/status.sock
+AGENT_LOG=$VIRTMQ_E2E_LOGDIR/bench-agent.log
+EVENTS=$VIRTMQ_E2E_LOGDIR/bench-events.log # `virsh event --timestamp`: the independent observer
+P=${VIRTMQ_E2E_PREFIX}bench-
+AGENT_PID='' OBS_PID=''
+T0=$SECONDS
+
+log() { e2e_log "bench: $*"; }
+now_us() { echo "${EPOCHREALTIME/./}"; }
+ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) / 1000 }'; } # µs interval → ms
+ts_us() { date -d "$1" +%s%6N; }
+
+# stats V...: {"n","median","p95","min","max"} of the values (p95: nearest rank,
+# ceil(0.95 n), so with fewer than 20 values it is the maximum).
+stats() {
+	(($#)) || {
+		echo null
+		return
+	}
+	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
+		n = NR; med = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+		r = int(0.95 * n); if (r < 0.95 * n) r++
+		printf "{\"n\":%d,\"median\":%.3f,\"p95\":%.3f,\"min\":%.3f,\"max\":%.3f}\n", n, med, v[r], v[1], v[n] }'
+}
+arr() { if (($#)) then printf '%s\n' "$@" | jq -s -c 'map(tonumber)'; else echo '[]'; fi; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "null" }'; }
+
+# --- the agent and the event observer -------------------------------------------------
+
+write_policy() {
+	# e2e/run.sh's test policy: combined 2 makes the guest step do real work
+	# (the guest kernel alone enables min(vCPUs, N) = 4 pairs).
+	cat >"$POLICY" <<-YAML
+		version: 1
+		mode: audit
+		on_error: allow
+		defaults:
+		  queues: vcpus
+		  max: 8
+		  combined: 2
+	YAML
+}
+
+agent_start() {
+	bin/virtmq-agent --policy "$POLICY" --socket "$LIBVIRT_SOCK" --status-socket "$STATUS_SOCK" \
+		--log-level debug >>"$AGENT_LOG" 2>&1 &
+	AGENT_PID=$!
+	e2e_wait 10 bin/virtmq status --status-socket "$STATUS_SOCK" || e2e_die "virtmq-agent did not answer (log: $AGENT_LOG)"
+}
+
+agent_stop() {
+	[[ -n $AGENT_PID ]] || return 0
+	kill -TERM "$AGENT_PID" 2>/dev/null || true
+	e2e_wait 10 eval "! pid_alive $AGENT_PID" || kill -KILL "$AGENT_PID" 2>/dev/null || true
+	AGENT_PID=''
+}
+
+status_json() { bin/virtmq status --json --status-socket "$STATUS_SOCK"; }
+
+observer_start() {
+	: >"$EVENTS"
+	virsh -q -c "$VIRTMQ_E2E_URI" event --all --loop --timestamp >>"$EVENTS" 2>&1 &
+	OBS_PID=$!
+	sleep 0.5 # registered before anything happens
+}
+
+observer_stop() {
+	[[ -n $OBS_PID ]] || return 0
+	kill "$OBS_PID" 2>/dev/null || true
+	wait "$OBS_PID" 2>/dev/null || true
+	OBS_PID=''
+}
+
+# obs_times NAME REGEX: µs timestamps of the observer's events for domain NAME
+# whose text matches REGEX, in order. Lines look like
+#   2026-11-25 22:59:45.394+0000: event 'lifecycle' for domain 'NAME': Defined Added
+obs_times() {
+	local l
+	grep -F "for domain '$1': " "$EVENTS" | grep -E -- "$2" | while IFS= read -r l; do ts_us "${l%%: event *}"; done
+}
+# log_times NAME REGEX: µs timestamps of the agent's log lines for NAME matching REGEX.
+log_times() {
+	local t
+	grep -F " domain=$1 " "$AGENT_LOG" | grep -E -- "$2" | sed -E 's/^time=([^ ]+) .*/\1/' |
+		while read -r t; do ts_us "$t"; done
+}
+first_after() { awk -v t="$1" '$1 > t { print; exit }'; }
+last_before() { awk -v t="$1" '$1 < t { v = $1 } END { if (v != "") print v }'; }
+
+on_exit() {
+	local rc=$?
+	observer_stop
+	agent_stop
+	rm -f "$HOOKS/qemu.d/50-virtmq"
+	[[ -z $LOG_OUTPUTS ]] || hook_log_off 2>/dev/null || true
+	daemons_stop started # also destroys and undefines every $VIRTMQ_E2E_PREFIX* domain
+	log "done in $((SECONDS - T0))s"
+	exit "$rc"
+}
+
+# --- A. virsh start with and without the hook -------------------------------------------
+
+# hook_set on|off: add or remove qemu.d/50-virtmq (a symlink to the hook binary,
+# as the packages install it), then SIGHUP libvirtd.
+#
+# Why the SIGHUP: libvirt 9.0 decides once whether a driver has any hook
+# (virHookInitialize, at daemon start and on SIGHUP) and caches it; only when
+# it has one does every hook call list qemu.d/ again. So a hook added to an
+# empty qemu.d/ is not run until SIGHUP (measured: a start right after adding
+# it ran nothing), while a removed one stops running at once but libvirt keeps
+# formatting the domain XML and listing qemu.d/ on every start until the next
+# SIGHUP. With the SIGHUP, "without" is exactly a host without any qemu hook.
+# The reload runs in a libvirtd thread: give it a second before the next start.
+hook_set() {
+	if [[ $1 == on ]]; then
+		ln -sfn "$HOOK_BIN" "$HOOKS/qemu.d/50-virtmq"
+	else
+		rm -f "$HOOKS/qemu.d/50-virtmq"
+	fi
+	kill -HUP "$(daemon_pid libvirtd)"
+	sleep 1
+}
+
+# start_once ARM: one timed `virsh start` (process start to return), then destroy.
+# Whether the hook ran is read from its binary's atime (set to 2000-01-01 before
+# the start; exec reads the file, and relatime updates an atime older than
+# mtime), which costs nothing on the timed path.
+START_MS='' HOOK_MS=''
+start_once() {
+	local arm=$1 d=${P}start t0 t1 ran=no n0 calls
+	touch -a -d @946684800 "$HOOK_BIN"
+	n0=$(wc -l <"$HOOK_LOG")
+	t0=$(now_us)
+	e2e_virsh start "$d" >/dev/null
+	t1=$(now_us)
+	(($(stat -c %X "$HOOK_BIN") > 946684800)) && ran=yes
+	# libvirtd's own account of the hook calls of this start (prepare, start,
+	# started): "Calling hook" -> that thread's next virCommandRun result.
+	read -r calls HOOK_MS < <(tail -n +"$((n0 + 1))" "$HOOK_LOG" | awk '
+		function t(s) { split(s, a, ":"); return a[1] * 3600 + a[2] * 60 + a[3] }
+		/ virRunScript:.* Calling hook .*50-virtmq / { tid = $3; t0 = t($2); next }
+		tid != "" && $3 == tid && / virCommandRun:.* Result / {
+			d = t($2) - t0; if (d < 0) d += 86400; sum += d; n++; tid = "" }
+		END { printf "%d %.1f\n", n, sum * 1000 }')
+	e2e_virsh destroy "$d" >/dev/null
+	case $arm/$ran/$calls in
+	on/yes/3 | off/no/0) ;;
+	*) e2e_die "virsh start with the hook $arm: the hook ran: $ran, libvirtd logged $calls hook calls (want 3 or 0)" ;;
+	esac
+	START_MS=$(ms "$t0" "$t1")
+}
+
+# libvirtd's debug log of hook and command runs (util.hook, util.command) goes
+# to HOOK_LOG during part A, in both arms; warnings keep going where they went.
+HOOK_LOG=$BW/libvirtd-hooks.log
+ADMIN=(virt-admin -q -c libvirtd:///system)
+LOG_FILTERS='' LOG_OUTPUTS=''
+hook_log_on() {
+	LOG_FILTERS=$("${ADMIN[@]}" daemon-log-filters | xargs)
+	LOG_OUTPUTS=$("${ADMIN[@]}" daemon-log-outputs | xargs)
+	: >"$HOOK_LOG"
+	"${ADMIN[@]}" daemon-log-filters "1:util.hook 1:util.command"
+	"${ADMIN[@]}" daemon-log-outputs "1:file:$HOOK_LOG $LOG_OUTPUTS"
+}
+hook_log_off() {
+	"${ADMIN[@]}" daemon-log-filters "$LOG_FILTERS"
+	"${ADMIN[@]}" daemon-log-outputs "$LOG_OUTPUTS"
+}
+
+part_a() {
+	local i arm order with=() without=() inhook=()
+	log "A. virsh start of the e2e guest (${VCPUS} vCPUs, queues=${VCPUS}) without/with virtmq-hook, $STARTS each, interleaved"
+	define_domain "${P}start" --vcpus "$VCPUS" --queues "$VCPUS"
+	hook_log_on
+	for arm in off on; do # warm-up, untimed
+		hook_set "$arm"
+		start_once "$arm"
+	done
+	for ((i = 1; i <= STARTS; i++)); do
+		if ((i % 2)); then order="on off"; else order="off on"; fi
+		for arm in $order; do
+			hook_set "$arm"
+			start_once "$arm"
+			if [[ $arm == on ]]; then
+				with+=("$START_MS") inhook+=("$HOOK_MS")
+			else
+				without+=("$START_MS")
+			fi
+		done
+		log "  start $i: with hook ${with[-1]} ms (libvirtd in the hook: ${inhook[-1]} ms), without ${without[-1]} ms"
+	done
+	hook_log_off
+	hook_set off
+	e2e_virsh undefine "${P}start" >/dev/null
+	jq -n --argjson w "$(stats "${with[@]}")" --argjson wo "$(stats "${without[@]}")" \
+		--argjson sw "$(arr "${with[@]}")" --argjson swo "$(arr "${without[@]}")" \
+		--argjson h "$(stats "${inhook[@]}")" --argjson sh "$(arr "${inhook[@]}")" \
+		--arg policy "$(if [[ -f /etc/virtmq/policy.yaml ]]; then echo /etc/virtmq/policy.yaml; else echo "built-in default (= packaging/policy.yaml, audit)"; fi)" \
+		'{what: "wall time of `virsh start` (process start to return; QEMU started and resumed, not the guest boot) of the e2e guest, domain destroyed between starts; with = qemu.d/50-virtmq -> bin/virtmq-hook (the packaged symlink), without = no qemu hook at all; SIGHUP to libvirtd at every switch",
+		  hook_policy: $policy, runs_each: ($sw | length),
+		  without_hook_ms: $wo, with_hook_ms: $w,
+		  ratio_median: (if $wo.median > 0 then ($w.median / $wo.median) else null end),
+		  delta_median_ms: ($w.median - $wo.median),
+		  libvirtd_in_hook_ms: $h,
+		  libvirtd_in_hook_how: "per start with the hook: sum over its 3 calls (prepare, start, started) of libvirtd'"'"'s debug log: Calling hook -> virCommandRun result (fork, exec, the hook reading the XML and deciding, exit; 1 ms resolution)",
+		  samples_ms: {without: $swo, with: $sw, libvirtd_in_hook: $sh}}' >"$BW/a.json"
+}
+
+# --- B. agent reaction on the real libvirtd ---------------------------------------------
+
+# B1: DEFINED -> redefine complete. Each domain is fresh (new name, UUID, MAC),
+# defined with `virsh define` while the agent runs; the next one only after
+# the rewrite landed. Measured from the observer's timestamps: libvirt's
+# "Defined Added" event (the user's define) to its "Defined Updated" event
+# (the agent's redefine, emitted once libvirt has stored the new definition).
+# Both reach the same independent client the same way, so the delivery delay
+# cancels out. The agent's own log gives the split: event received ->
+# DefineXML returned.
+part_b1() {
+	local i d added upd ev red e2e=() agent=()
+	log "B1. DEFINED -> redefined on the real libvirtd, $DEFINES fresh domains"
+	for ((i = 1; i <= DEFINES; i++)); do
+		d=${P}def-$(printf %02d "$i")
+		define_domain "$d" --vcpus 4
+		e2e_wait 30 eval "[[ \$(e2e_virsh dumpxml --inactive $d | grep -c \"queues='4'\") == 1 ]]" ||
+			e2e_die "the agent did not rewrite $d (log: $AGENT_LOG)"
+		sleep 0.3 # the agent's reconcile of its own redefine event; then the next one
+	done
+	sleep 0.5
+	for ((i = 1; i <= DEFINES; i++)); do
+		d=${P}def-$(printf %02d "$i")
+		added=$(obs_times "$d" 'Defined Added' | head -n1)
+		upd=$(obs_times "$d" 'Defined Updated' | first_after "$added")
+		ev=$(log_times "$d" 'msg=event .*kind=defined detail=0' | head -n1)
+		red=$(log_times "$d" 'msg="redefined the domain' | head -n1)
+		[[ -n $added && -n $upd && -n $ev && -n $red ]] || e2e_die "B1: missing events for $d ($EVENTS, $AGENT_LOG)"
+		e2e+=("$(ms "$added" "$upd")")
+		agent+=("$(ms "$ev" "$red")")
+		e2e_virsh undefine "$d" >/dev/null
+	done
+	log "  events: ${e2e[*]} ms; agent log: ${agent[*]} ms"
+	jq -n --argjson e "$(stats "${e2e[@]}")" --argjson a "$(stats "${agent[@]}")" \
+		--argjson se "$(arr "${e2e[@]}")" --argjson sa "$(arr "${agent[@]}")" \
+		'{what: "fresh 4-vCPU domains defined one at a time with virsh define while the agent runs",
+		  defined_to_redefined_ms: $e,
+		  defined_to_redefined_how: "libvirt lifecycle events seen by an independent `virsh event --timestamp` client: Defined Added (virsh define) -> Defined Updated (the agent'"'"'s redefine stored)",
+		  agent_event_to_define_returned_ms: $a,
+		  agent_event_to_define_returned_how: "agent debug log: event kind=defined received -> redefined (DefineXML returned), 1 ms resolution",
+		  samples_ms: {defined_to_redefined: $se, agent_event_to_define_returned: $sa}}' >"$BW/b1.json"
+}
+
+# B2: qemu-ga connected -> guest queues set and verified, over BOOTS cold boots
+# of one 4-vCPU domain (queues 4 after the agent's rewrite, policy combined 2:
+# the guest step runs ethtool -L 4 -> 2). Start: the observer's agent-lifecycle
+# "connected" event (libvirt saw qemu-ga open its channel), the last one before
+# the step. End: the NIC's guest_at in `virtmq status --json` (stamped when the
+# agent recorded guest_step done with guest_current 2: ethtool -L and its read-
+# back are done), and the agent log's next "QMP verification ... mq=true".
+part_b2() {
+	local d=${P}ga i t0 at conn qmp st done_ms=() qmp_ms=() end
+	log "B2. qemu-ga connected -> guest queues set and verified, $BOOTS boots"
+	define_domain "$d" --vcpus 4
+	e2e_wait 30 eval "[[ \$(e2e_virsh dumpxml --inactive $d | grep -c \"queues='4'\") == 1 ]]" ||
+		e2e_die "the agent did not rewrite $d"
+	for ((i = 1; i <= BOOTS; i++)); do
+		t0=$(now_us)
+		e2e_virsh start "$d" >/dev/null
+		end=$((SECONDS + 240)) at=''
+		while ((SECONDS < end)); do
+			st=$(status_json | jq -r --arg d "$d" '.domains[] | select(.name == $d) | .nics[0] |
+				select(.guest_step == "done" and .guest_current == 2) | .guest_at' 2>/dev/null) || true
+			if [[ -n $st ]] && (($(ts_us "$st") > t0)); then
+				at=$(ts_us "$st")
+				break
+			fi
+			sleep 0.5
+		done
+		[[ -n $at ]] || e2e_die "B2: no guest step done for $d after 240 s (log: $AGENT_LOG)"
+		qmp='' end=$((SECONDS + 30))
+		while [[ -z $qmp ]] && ((SECONDS < end)); do
+			sleep 0.2
+			qmp=$(log_times "$d" 'msg="QMP verification".*mq=true' | first_after "$((at - 1000))")
+		done
+		conn=$(obs_times "$d" "agent-lifecycle.*state: 'connected'" | awk -v a="$t0" '$1 > a' | last_before "$at")
+		[[ -n $conn && -n $qmp ]] || e2e_die "B2: boot $i: missing events (connected '$conn', QMP '$qmp')"
+		[[ $(ethtool_combined "$d") == "4 2" ]] || e2e_die "B2: the guest does not show Combined 4/2"
+		done_ms+=("$(ms "$conn" "$at")")
+		qmp_ms+=("$(ms "$conn" "$qmp")")
+		log "  boot $i: connected -> guest step done ${done_ms[-1]} ms, -> QMP verified ${qmp_ms[-1]} ms"
+		e2e_virsh destroy "$d" >/dev/null
+		sleep 1
+	done
+	e2e_virsh undefine "$d" >/dev/null
+	jq -n --argjson g "$(stats "${done_ms[@]}")" --argjson q "$(stats "${qmp_ms[@]}")" \
+		--argjson sg "$(arr "${done_ms[@]}")" --argjson sq "$(arr "${qmp_ms[@]}")" \
+		'{what: "cold boots of a 4-vCPU TCG guest with queues 4; the agent sets Combined 4 -> 2 (policy combined 2) through qemu-ga guest-exec, then checks QMP",
+		  connected_to_guest_step_done_ms: $g,
+		  connected_to_qmp_verified_ms: $q,
+		  how: "start: libvirt agent-lifecycle connected event seen by `virsh event --timestamp`; end: status guest_at (guest_step done, guest_current 2), and the agent log line QMP verification mq=true",
+		  samples_ms: {guest_step_done: $sg, qmp_verified: $sq}}' >"$BW/b2.json"
+}
+
+# --- C. the network: queues=1 against queues=N ---------------------------------------------
+
+# Two shapes of the same load, each with V = vCPUs streams, host -> guest:
+#   single: iperf3 -c -P V to the guest's one iperf3 server (the spec's test;
+#           iperf3 3.12 is single-threaded, so one guest thread receives all)
+#   spread: V iperf3 clients at once to V servers, server i pinned to vCPU i
+#           (-A i): parallel receivers, the case multiqueue is made for
+# TCP: receiver bits/s. UDP: 64-byte datagrams, the packets the receivers got
+# (packets - lost) per second. UDP is paced at UDP_RATE per stream instead of
+# -b 0: V unpaced senders would spin on the host's cores and starve QEMU, and
+# the offered load (printed beside, in the JSON) stays several times above
+# what any configuration here receives.
+UDP_RATE=${BENCH_UDP_RATE:-25M} # per stream: 25 Mbit/s of 64-B payloads = 48.8 kpps
+
+# net_boot VCPUS QUEUES: (re)define the bench domain with that many queues
+# (same name, UUID, MAC and address each time), cold boot it, check the guest
+# runs Combined = QUEUES (the guest kernel enables min(vCPUs, queues) itself),
+# start the pinned servers.
+net_boot() {
+	local d=${P}net v=$1 q=$2 got i
+	e2e_virsh destroy "$d" >/dev/null 2>&1 || true
+	define_domain "$d" --vcpus "$v" --queues "$q"
+	e2e_virsh start "$d" >/dev/null
+	wait_for_agent "$d" 300 || e2e_die "C: the guest did not come up"
+	got=$(ethtool_combined "$d")
+	if [[ $got != "$q $q" ]]; then
+		guest_exec "$d" /usr/sbin/ethtool -L eth0 combined "$q" >/dev/null
+		got=$(ethtool_combined "$d")
+	fi
+	[[ $got == "$q $q" ]] || e2e_die "C: guest Combined max/current is '$got', want '$q $q'"
+	((q == 1)) || [[ $(e2e_virsh dumpxml "$d" | grep -c "queues='$q'") == 1 ]] || e2e_die "C: running XML has no queues=$q"
+	for ((i = 0; i < v; i++)); do
+		guest_exec "$d" /bin/iperf3 -s -D -p $((5202 + i)) -A "$i" >/dev/null || e2e_die "C: cannot start iperf3 server $i in the guest"
+	done
+}
+
+# iperf PORT ARGS...: one iperf3 client from the host to the bench guest, JSON out.
+iperf() {
+	local port=$1
+	shift
+	timeout $((NET_SECONDS + 60)) iperf3 -c "$NET_IP" -p "$port" --connect-timeout 5000 -t "$NET_SECONDS" -J "$@"
+}
+
+# rx_snapshot: the guest's rx packets per queue (ethtool -S), space-separated.
+rx_snapshot() {
+	guest_exec "${P}net" /usr/sbin/ethtool -S eth0 | sed -nE 's/^ *rx_queue_([0-9]+)_packets: ([0-9]+)$/\1 \2/p' |
+		sort -n | awk '{ printf "%s ", $2 }'
+}
+
+# iperf_run DIR V TEST: the clients of one run of TEST, JSON in DIR/*.json;
+# fails when any client failed or reported an error.
+iperf_run() {
+	local dir=$1 v=$2 test=$3 i rc=0 pids=() u=()
+	rm -f "$dir"/*.json
+	case $test in
+	tcp_single) iperf 5201 -P "$v" >"$dir/0.json" || rc=1 ;;
+	udp_single) iperf 5201 -P "$v" -u -l 64 -b "$UDP_RATE" >"$dir/0.json" || rc=1 ;;
+	tcp_spread | udp_spread)
+		[[ $test == udp_spread ]] && u=(-u -l 64 -b "$UDP_RATE")
+		for ((i = 0; i < v; i++)); do
+			iperf $((5202 + i)) "${u[@]}" >"$dir/$i.json" &
+			pids+=($!)
+		done
+		for i in "${pids[@]}"; do wait "$i" || rc=1; done
+		;;
+	esac
+	jq -se 'all(.[]; .error == null and .end.sum_received != null)' "$dir"/*.json >/dev/null || rc=1
+	return "$rc"
+}
+
+# net_test V TEST RUN: one run of TEST (tcp|udp × single|spread), tried up
+# to 3 times (with 8 senders on 2 cores a client's control connection can
+# time out); appends a JSON line {test, run, value, offered_kpps, rx_delta,
+# attempts} to $NET_SAMPLES.
+RX_PREV=''
+net_test() {
+	local v=$1 test=$2 run=$3 attempt dir value offered rx delta
+	dir=$(mktemp -d "$BW/iperf.XXXXXX")
+	for attempt in 1 2 3; do
+		iperf_run "$dir" "$v" "$test" && break
+		log "  $test run $run: attempt $attempt failed: $(jq -rs 'map(.error // empty) | unique | join("; ")' "$dir"/*.json 2>/dev/null)"
+		((attempt < 3)) || e2e_die "C: iperf3 $test failed 3 times (JSON in $dir)"
+		sleep 2
+	done
+	if [[ $test == tcp_* ]]; then
+		value=$(jq -s '[.[].end.sum_received.bits_per_second] | add / 1e9' "$dir"/*.json)
+		offered=null
+	else
+		value=$(jq -s '[.[].end.sum_received | (.packets - .lost_packets) / .seconds] | add / 1e3' "$dir"/*.json)
+		offered=$(jq -s '[.[].end.sum_sent | .packets / .seconds] | add / 1e3' "$dir"/*.json)
+	fi
+	rm -rf "$dir"
+	rx=$(rx_snapshot)
+	delta=$(jq -nc --arg a "$RX_PREV" --arg b "$rx" '[$a, $b] | map(split(" ") | map(select(. != "") | tonumber)) |
+		[range(.[1] | length) as $i | .[1][$i] - (.[0][$i] // 0)]')
+	RX_PREV=$rx
+	jq -nc --arg t "$test" --argjson r "$run" --argjson v "$value" --argjson o "$offered" --argjson d "$delta" \
+		--argjson a "$attempt" '{test: $t, run: $r, value: $v, offered_kpps: $o, rx_delta: $d, attempts: $a}' >>"$NET_SAMPLES"
+	log "  $test run $run: $(printf %.3f "$value") $([[ $test == tcp_* ]] && echo Gbit/s || echo "kpps received, $(printf %.1f "$offered") kpps offered"), rx packets per queue +[$(jq -r 'join(" ")' <<<"$delta")]"
+	sleep 0.5
+}
+
+# net_case VCPUS QUEUES RUNS: RUNS rounds of the four tests, alternating.
+net_case() {
+	local v=$1 q=$2 runs=$3 r t
+	log "C. ${v} vCPUs, queues=${q}: booting"
+	net_boot "$v" "$q"
+	NET_IP=$(guest_ip "${P}net") NET_IP=${NET_IP%/*}
+	NET_SAMPLES=$BW/net-$v-$q.jsonl
+	: >"$NET_SAMPLES"
+	timeout 30 iperf3 -c "$NET_IP" -t 1 -P "$v" >/dev/null || true # warm-up
+	RX_PREV=$(rx_snapshot)
+	for ((r = 1; r <= runs; r++)); do
+		for t in tcp_single udp_single tcp_spread udp_spread; do net_test "$v" "$t" "$r"; done
+	done
+	e2e_virsh destroy "${P}net" >/dev/null
+	# Per test: stats of the values, the offered rate, and the share of the
+	# guest's rx packets each queue carried (summed over the runs).
+	jq -s -c --argjson v "$v" --argjson q "$q" 'def st:
+		sort as $s | ($s | length) as $n | {n: $n,
+			median: (if $n % 2 == 1 then $s[($n - 1) / 2] else ($s[$n / 2 - 1] + $s[$n / 2]) / 2 end),
+			p95: $s[((0.95 * $n) | ceil) - 1], min: $s[0], max: $s[-1]};
+		{vcpus: $v, queues: $q, tests: (group_by(.test) | map({key: .[0].test, value: {
+			value: (map(.value) | st), samples: map(.value),
+			offered_kpps: (if .[0].offered_kpps == null then null else (map(.offered_kpps) | st) end),
+			retried_runs: map(select(.attempts > 1)) | length,
+			rx_share_per_queue: ([.[].rx_delta] | transpose | map(add) | (add) as $t |
+				map(if $t > 0 then (. / $t * 1000 | round / 1000) else 0 end))}}) | from_entries)}' "$NET_SAMPLES"
+}
+
+part_c() {
+	local cases=() v runs c1 cn
+	for v in "$VCPUS" "$VCPUS_LARGE"; do
+		[[ $v != 0 ]] || continue
+		runs=$NET_RUNS
+		[[ $v == "$VCPUS" ]] || runs=1
+		c1=$(net_case "$v" 1 "$runs") # one per assignment: set -e sees each
+		cn=$(net_case "$v" "$v" "$runs")
+		cases+=("$c1" "$cn")
+		[[ $VCPUS_LARGE != "$VCPUS" ]] || break
+	done
+	e2e_virsh undefine "${P}net" >/dev/null
+	printf '%s\n' "${cases[@]}" | jq -s --argjson s "$NET_SECONDS" --arg rate "$UDP_RATE" '{
+		what: "iperf3 3.12, host (bridge 169.254.77.1) -> guest; same domain redefined with queues=1 or queues=N (= vCPUs) and cold booted, guest Combined = queues. tcp/udp_single: iperf3 -c -P vCPUs to the guest'"'"'s one server; tcp/udp_spread: vCPUs clients at once to vCPUs servers, server i pinned to vCPU i. TCP: receiver Gbit/s; UDP: -l 64 -b RATE per stream, kpps the receiver got (packets - lost)",
+		seconds_per_run: $s, udp_rate_per_stream: $rate, cases: .,
+		ratios: [group_by(.vcpus)[] | select(length == 2) | sort_by(.queues) | . as $c |
+			{vcpus: $c[0].vcpus, queues: $c[1].queues} +
+			($c[1].tests | keys | map({key: ., value: ($c[1].tests[.].value.median / $c[0].tests[.].value.median)}) | from_entries)]}' >"$BW/c.json"
+}
+
+# --- report -------------------------------------------------------------------------------
+
+host_json() {
+	jq -n --arg nproc "$(nproc)" --arg model "$(grep -m1 '^model name' /proc/cpuinfo | sed 's/.*: //')" \
+		--arg kernel "$(uname -r)" --arg libvirt "$(libvirtd --version | awk '{ print $NF }')" \
+		--arg qemu "$(qemu-system-x86_64 --version | head -n1 | awk '{ print $4 }')" \
+		--arg load "$1" --arg mem "$(awk '/MemTotal/ { printf "%d", $2 / 1024 }' /proc/meminfo)" \
+		--arg vhost "$([[ -e /dev/vhost-net ]] && echo true || echo false)" \
+		'{nproc: ($nproc | tonumber), cpu_model: $model, mem_mib: ($mem | tonumber), kernel: $kernel,
+		  libvirt: $libvirt, qemu: $qemu, accel: "tcg (domain type qemu)", vhost_net: ($vhost == "true"),
+		  loadavg_at_start: $load}'
+}
+
+report() {
+	jq -r '
+		def f(x): if x == null then "-" elif (x | type) == "number" then (x * 100 | round / 100 | tostring) else x end;
+		def row(name; s; unit): if s == null then empty else "| \(name) (\(unit)) | \(f(s.median)) | \(f(s.p95)) | \(s.n) |" end;
+		. as $r | .host as $h |
+		"host: \($h.nproc) cores (\($h.cpu_model)), \($h.mem_mib) MiB, kernel \($h.kernel); libvirt \($h.libvirt), QEMU \($h.qemu), \($h.accel), vhost-net: \($h.vhost_net); load average at start \($h.loadavg_at_start), at end \($h.loadavg_at_end); took \($r.took_seconds) s",
+		"",
+		"| figure | median | p95 | n |",
+		"| --- | ---: | ---: | ---: |",
+		row("virsh start, no qemu hook"; .virsh_start.without_hook_ms; "ms"),
+		row("virsh start, virtmq-hook in qemu.d"; .virsh_start.with_hook_ms; "ms"),
+		(.virsh_start // empty |
+			"| virsh start ratio with/without hook (medians) | \(f(.ratio_median)) | | |",
+			"| hook cost per start (difference of medians, ms) | \(f(.delta_median_ms)) | | |",
+		row("libvirtd time in virtmq-hook per start, 3 calls (libvirtd debug log)"; .libvirtd_in_hook_ms; "ms")),
+		row("agent: DEFINED → redefined (libvirt events)"; .agent_define.defined_to_redefined_ms; "ms"),
+		row("agent: DEFINED received → DefineXML returned (agent log)"; .agent_define.agent_event_to_define_returned_ms; "ms"),
+		row("agent: qemu-ga connected → guest Combined set (status)"; .agent_guest.connected_to_guest_step_done_ms; "ms"),
+		row("agent: qemu-ga connected → QMP verified (agent log)"; .agent_guest.connected_to_qmp_verified_ms; "ms"),
+		(.network // empty | "",
+		"| host → guest, medians of \($r.network.cases[0].tests.tcp_single.value.n) runs (larger vCPU count: 1 run) of \($r.network.seconds_per_run) s | vCPUs | queues=1 | queues=N | N/1 | rx packets per queue at queues=N (%) |",
+		"| --- | ---: | ---: | ---: | ---: | --- |",
+		($r.network.cases | group_by(.vcpus)[] | select(length == 2) | sort_by(.queues) | . as $c |
+			[["tcp_single", "TCP Gbit/s, iperf3 -P vCPUs, one server"],
+			 ["udp_single", "UDP 64 B kpps received, -P vCPUs, one server"],
+			 ["tcp_spread", "TCP Gbit/s, vCPUs clients → vCPUs servers pinned one per vCPU"],
+			 ["udp_spread", "UDP 64 B kpps received, vCPUs clients → vCPUs pinned servers"]][] as [$t, $name] |
+			"| \($name)\(if $c[1].tests[$t].offered_kpps then " (offered \(f($c[1].tests[$t].offered_kpps.median)))" else "" end) | \($c[0].vcpus) | \(f($c[0].tests[$t].value.median)) | \(f($c[1].tests[$t].value.median)) | \(f($c[1].tests[$t].value.median / $c[0].tests[$t].value.median)) | \($c[1].tests[$t].rx_share_per_queue | map(. * 100 | round | tostring) | join(" ")) |"))
+	' "$RESULTS/realstack.json"
+}
+
+main() {
+	local load f
+	load=$(cut -d' ' -f1-3 /proc/loadavg)
+	e2e/setup.sh # packages and the guest, once (cached)
+	mkdir -p "$RESULTS" "$HOOKS/qemu.d" "$VIRTMQ_E2E_LOGDIR"
+	rm -f "$HOOKS/qemu.d/"* "$BW"/*.json
+	: >"$AGENT_LOG"
+	write_policy
+	trap on_exit EXIT
+	VIRTMQ_E2E_HOOKS_DIR=$HOOKS daemons_start
+	cleanup_domains
+	log "host: $(nproc) cores, load average $load"
+
+	[[ $PARTS != *" a "* ]] || part_a
+	if [[ $PARTS == *" b "* ]]; then
+		hook_set on # B runs as installed: hook in qemu.d, agent running
+		observer_start
+		agent_start
+		part_b1
+		part_b2
+		agent_stop # C: the agent would rewrite queues=1
+		observer_stop
+		hook_set off
+	fi
+	[[ $PARTS != *" c "* ]] || part_c
+
+	for f in a b1 b2 c; do [[ -f $BW/$f.json ]] || echo null >"$BW/$f.json"; done
+	jq -n --argjson host "$(host_json "$load")" --slurpfile a "$BW/a.json" --slurpfile b1 "$BW/b1.json" \
+		--slurpfile b2 "$BW/b2.json" --slurpfile c "$BW/c.json" --arg at "$(date -u +%FT%TZ)" \
+		--arg load_end "$(cut -d' ' -f1-3 /proc/loadavg)" --argjson took $((SECONDS - T0)) \
+		'{generated: $at, took_seconds: $took, host: ($host + {loadavg_at_end: $load_end}),
+		  virsh_start: $a[0], agent_define: $b1[0], agent_guest: $b2[0], network: $c[0]}' \
+		>"$RESULTS/realstack.json.tmp"
+	mv "$RESULTS/realstack.json.tmp" "$RESULTS/realstack.json"
+	echo
+	echo "== real stack ($RESULTS/realstack.json)"
+	report
+}
+
+main "$@"
