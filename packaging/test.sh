@@ -517,5 +517,5 @@ while read -r d; do
 done <"$work/dirs-absent"
 
 echo
-echo "package test: $passed passed, $failed failed"
+echo "package-test: $passed passed, $failed failed"
 [ "$failed" = 0 ]
