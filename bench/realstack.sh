@@ -14,7 +14,7 @@
 # Environment (defaults): BENCH_STARTS=20 (per arm), BENCH_DEFINES=20,
 # BENCH_BOOTS=5, BENCH_NET_RUNS=3 (per test and queue count), BENCH_NET_SECONDS=5,
 # BENCH_VCPUS=4, BENCH_VCPUS_LARGE=8 (0: skip; one run per test),
-# BENCH_UDP_RATE=25M (per UDP stream), BENCH_PARTS="a b c" (a subset runs
+# BENCH_UDP_KPPS=200 (UDP offered, all streams together), BENCH_PARTS="a b c" (a subset runs
 # only those parts; the JSON then has null for the others), plus the
 # e2e harness's VIRTMQ_E2E_* (e2e/README.md).
 set -euo pipefail
@@ -69,6 +69,56 @@ stats() {
 }
 arr() { if (($#)) then printf '%s\n' "$@" | jq -s -c 'map(tonumber)'; else echo '[]'; fi; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "null" }'; }
+
+# The rest of the machine: this is a shared machine, so every measured window
+# (one start, one define, one boot, one network run) records how many cores
+# the rest of the machine used meanwhile: the user+nice+system time of all
+# CPUs (/proc/stat) minus the bench's (its process group, libvirtd, virtlogd
+# and QEMU, with what they reaped) and the kernel threads'; and the steal time
+# (the hypervisor running something else). No QEMU exits inside a window (its
+# CPU would land in PID 1's, the reaper of daemonized QEMUs).
+CLK_TCK=$(getconf CLK_TCK)
+MY_PGID=$(ps -o pgid= $$ | tr -d ' ')
+# cpu_snapshot: "TOTAL MINE KTHREADS STEAL" in clock ticks.
+cpu_snapshot() {
+	{
+		head -n1 /proc/stat
+		cat /proc/[0-9]*/stat 2>/dev/null
+	} | awk -v me="$MY_PGID" '
+		NR == 1 { total = $2 + $3 + $4; steal = $9; next }
+		{
+			pid = $1; c = $0; sub(/^[^(]*\(/, "", c); sub(/\) [^)]*$/, "", c)
+			r = $0; sub(/^.*\) /, "", r); split(r, a, " ")
+			if (a[2] == 2 || pid == 2) { kt += a[12] + a[13]; next }
+			if (a[3] == me || c == "qemu-system-x86" || c == "libvirtd" || c == "virtlogd") mine += a[12] + a[13] + a[14] + a[15]
+		}
+		END { print total, mine, kt, steal }'
+}
+# other_cores BEFORE AFTER SECONDS: "OTHERS STEAL" in cores between two snapshots.
+other_cores() {
+	awk -v b="$1" -v a="$2" -v s="$3" -v hz="$CLK_TCK" 'BEGIN { split(b, x, " "); split(a, y, " ")
+		o = (y[1] - x[1]) - (y[2] - x[2]) - (y[3] - x[3]); if (o < 0) o = 0
+		if (s <= 0) s = 1
+		printf "%.3f %.3f\n", o / hz / s, (y[4] - x[4]) / hz / s }'
+}
+# win_begin / win_end PART: one measured window; appends "OTHERS STEAL" to
+# $BW/other-PART.list and prints it.
+WIN_SNAP='' WIN_T0=''
+win_begin() { WIN_SNAP=$(cpu_snapshot) WIN_T0=$(now_us); }
+win_end() {
+	other_cores "$WIN_SNAP" "$(cpu_snapshot)" "$(ms "$WIN_T0" "$(now_us)" | awk '{ print $1 / 1000 }')" >>"$BW/other-$1.list"
+	tail -n1 "$BW/other-$1.list"
+}
+# other_json PART: {"others": stats, "steal": stats} over a part's windows.
+other_json() {
+	[[ -s $BW/other-$1.list ]] || {
+		echo null
+		return
+	}
+	# shellcheck disable=SC2046 # one value per word
+	jq -n --argjson o "$(stats $(awk '{ print $1 }' "$BW/other-$1.list"))" \
+		--argjson s "$(stats $(awk '{ print $2 }' "$BW/other-$1.list"))" '{others: $o, steal: $s}'
+}
 
 # --- the agent and the event observer -------------------------------------------------
 
@@ -175,9 +225,11 @@ start_once() {
 	local arm=$1 d=${P}start t0 t1 ran=no n0 calls
 	touch -a -d @946684800 "$HOOK_BIN"
 	n0=$(wc -l <"$HOOK_LOG")
+	win_begin
 	t0=$(now_us)
 	e2e_virsh start "$d" >/dev/null
 	t1=$(now_us)
+	win_end a >/dev/null
 	(($(stat -c %X "$HOOK_BIN") > 946684800)) && ran=yes
 	# libvirtd's own account of the hook calls of this start (prepare, start,
 	# started): "Calling hook" -> that thread's next virCommandRun result.
@@ -221,6 +273,7 @@ part_a() {
 		hook_set "$arm"
 		start_once "$arm"
 	done
+	: >"$BW/other-a.list"
 	for ((i = 1; i <= STARTS; i++)); do
 		if ((i % 2)); then order="on off"; else order="off on"; fi
 		for arm in $order; do
@@ -266,9 +319,11 @@ part_b1() {
 	log "B1. DEFINED -> redefined on the real libvirtd, $DEFINES fresh domains"
 	for ((i = 1; i <= DEFINES; i++)); do
 		d=${P}def-$(printf %02d "$i")
+		win_begin
 		define_domain "$d" --vcpus 4
 		e2e_wait 30 eval "[[ \$(e2e_virsh dumpxml --inactive $d | grep -c \"queues='4'\") == 1 ]]" ||
 			e2e_die "the agent did not rewrite $d (log: $AGENT_LOG)"
+		win_end b >/dev/null
 		sleep 0.3 # the agent's reconcile of its own redefine event; then the next one
 	done
 	sleep 0.5
@@ -308,6 +363,7 @@ part_b2() {
 	e2e_wait 30 eval "[[ \$(e2e_virsh dumpxml --inactive $d | grep -c \"queues='4'\") == 1 ]]" ||
 		e2e_die "the agent did not rewrite $d"
 	for ((i = 1; i <= BOOTS; i++)); do
+		win_begin
 		t0=$(now_us)
 		e2e_virsh start "$d" >/dev/null
 		end=$((SECONDS + 240)) at=''
@@ -321,6 +377,7 @@ part_b2() {
 			sleep 0.5
 		done
 		[[ -n $at ]] || e2e_die "B2: no guest step done for $d after 240 s (log: $AGENT_LOG)"
+		win_end b >/dev/null
 		qmp='' end=$((SECONDS + 30))
 		while [[ -z $qmp ]] && ((SECONDS < end)); do
 			sleep 0.2
@@ -353,11 +410,13 @@ part_b2() {
 #   spread: V iperf3 clients at once to V servers, server i pinned to vCPU i
 #           (-A i): parallel receivers, the case multiqueue is made for
 # TCP: receiver bits/s. UDP: 64-byte datagrams, the packets the receivers got
-# (packets - lost) per second. UDP is paced at UDP_RATE per stream instead of
-# -b 0: V unpaced senders would spin on the host's cores and starve QEMU, and
-# the offered load (printed beside, in the JSON) stays several times above
-# what any configuration here receives.
-UDP_RATE=${BENCH_UDP_RATE:-25M} # per stream: 25 Mbit/s of 64-B payloads = 48.8 kpps
+# (packets - lost) per second. UDP is paced, UDP_KPPS offered in all, split
+# over the V streams, instead of -b 0: V unpaced senders would spin on the
+# host's cores and starve QEMU, and 8 floods into one queue starve the
+# clients' TCP control connections. The offered rate (in the table and the
+# JSON) stays several times above what any configuration here receives.
+UDP_KPPS=${BENCH_UDP_KPPS:-200}
+udp_rate() { echo "$((UDP_KPPS * 1000 * 64 * 8 / $1))"; } # -b per stream (bits/s of payload) for V streams
 
 # net_boot VCPUS QUEUES: (re)define the bench domain with that many queues
 # (same name, UUID, MAC and address each time), cold boot it, check the guest
@@ -401,9 +460,9 @@ iperf_run() {
 	rm -f "$dir"/*.json
 	case $test in
 	tcp_single) iperf 5201 -P "$v" >"$dir/0.json" || rc=1 ;;
-	udp_single) iperf 5201 -P "$v" -u -l 64 -b "$UDP_RATE" >"$dir/0.json" || rc=1 ;;
+	udp_single) iperf 5201 -P "$v" -u -l 64 -b "$(udp_rate "$v")" >"$dir/0.json" || rc=1 ;;
 	tcp_spread | udp_spread)
-		[[ $test == udp_spread ]] && u=(-u -l 64 -b "$UDP_RATE")
+		[[ $test == udp_spread ]] && u=(-u -l 64 -b "$(udp_rate "$v")")
 		for ((i = 0; i < v; i++)); do
 			iperf $((5202 + i)) "${u[@]}" >"$dir/$i.json" &
 			pids+=($!)
@@ -416,23 +475,28 @@ iperf_run() {
 }
 
 # net_test V TEST RUN: one run of TEST (tcp|udp × single|spread), tried up
-# to 3 times (with 8 senders on 2 cores a client's control connection can
-# time out); appends a JSON line {test, run, value, offered_kpps, rx_delta,
-# attempts} to $NET_SAMPLES.
+# to 3 times (a client's control connection can time out when the guest is
+# flooded); appends a JSON line {test, run, value, offered_kpps, rx_delta,
+# attempts, other_cores, steal_cores, error} to $NET_SAMPLES. A run that
+# fails 3 times is recorded with value null and its error, not fatal.
 RX_PREV=''
 net_test() {
-	local v=$1 test=$2 run=$3 attempt dir value offered rx delta
+	local v=$1 test=$2 run=$3 attempt dir value=null offered=null rx delta other steal err=null
 	dir=$(mktemp -d "$BW/iperf.XXXXXX")
 	for attempt in 1 2 3; do
-		iperf_run "$dir" "$v" "$test" && break
-		log "  $test run $run: attempt $attempt failed: $(jq -rs 'map(.error // empty) | unique | join("; ")' "$dir"/*.json 2>/dev/null)"
-		((attempt < 3)) || e2e_die "C: iperf3 $test failed 3 times (JSON in $dir)"
+		win_begin
+		if iperf_run "$dir" "$v" "$test"; then
+			err=null
+			break
+		fi
+		err=$(jq -s 'map(.error // empty) | unique | join("; ")' "$dir"/*.json 2>/dev/null || echo '"no JSON"')
+		log "  $test run $run: attempt $attempt failed: $err"
 		sleep 2
 	done
-	if [[ $test == tcp_* ]]; then
+	read -r other steal < <(win_end c)
+	if [[ $err == null && $test == tcp_* ]]; then
 		value=$(jq -s '[.[].end.sum_received.bits_per_second] | add / 1e9' "$dir"/*.json)
-		offered=null
-	else
+	elif [[ $err == null ]]; then
 		value=$(jq -s '[.[].end.sum_received | (.packets - .lost_packets) / .seconds] | add / 1e3' "$dir"/*.json)
 		offered=$(jq -s '[.[].end.sum_sent | .packets / .seconds] | add / 1e3' "$dir"/*.json)
 	fi
@@ -442,8 +506,13 @@ net_test() {
 		[range(.[1] | length) as $i | .[1][$i] - (.[0][$i] // 0)]')
 	RX_PREV=$rx
 	jq -nc --arg t "$test" --argjson r "$run" --argjson v "$value" --argjson o "$offered" --argjson d "$delta" \
-		--argjson a "$attempt" '{test: $t, run: $r, value: $v, offered_kpps: $o, rx_delta: $d, attempts: $a}' >>"$NET_SAMPLES"
-	log "  $test run $run: $(printf %.3f "$value") $([[ $test == tcp_* ]] && echo Gbit/s || echo "kpps received, $(printf %.1f "$offered") kpps offered"), rx packets per queue +[$(jq -r 'join(" ")' <<<"$delta")]"
+		--argjson a "$attempt" --argjson oc "$other" --argjson st "$steal" --argjson e "$err" \
+		'{test: $t, run: $r, value: $v, offered_kpps: $o, rx_delta: $d, attempts: $a, other_cores: $oc, steal_cores: $st, error: $e}' >>"$NET_SAMPLES"
+	if [[ $err != null ]]; then
+		log "  $test run $run: FAILED 3 times ($err): recorded as missing"
+	else
+		log "  $test run $run: $(printf %.3f "$value") $([[ $test == tcp_* ]] && echo Gbit/s || echo "kpps received, $(printf %.1f "$offered") kpps offered"), rx packets per queue +[$(jq -r 'join(" ")' <<<"$delta")]; rest of the machine $other cores, steal $steal"
+	fi
 	sleep 0.5
 }
 
@@ -468,9 +537,10 @@ net_case() {
 			median: (if $n % 2 == 1 then $s[($n - 1) / 2] else ($s[$n / 2 - 1] + $s[$n / 2]) / 2 end),
 			p95: $s[((0.95 * $n) | ceil) - 1], min: $s[0], max: $s[-1]};
 		{vcpus: $v, queues: $q, tests: (group_by(.test) | map({key: .[0].test, value: {
-			value: (map(.value) | st), samples: map(.value),
-			offered_kpps: (if .[0].offered_kpps == null then null else (map(.offered_kpps) | st) end),
-			retried_runs: map(select(.attempts > 1)) | length,
+			value: (map(.value | values) | if length > 0 then st else null end), samples: map(.value),
+			offered_kpps: (map(.offered_kpps | values) | if length > 0 then st else null end),
+			retried_runs: map(select(.attempts > 1)) | length, failed_runs: map(select(.error != null)) | length,
+			other_cores_max: (map(.other_cores) | max), steal_cores_max: (map(.steal_cores) | max),
 			rx_share_per_queue: ([.[].rx_delta] | transpose | map(add) | (add) as $t |
 				map(if $t > 0 then (. / $t * 1000 | round / 1000) else 0 end))}}) | from_entries)}' "$NET_SAMPLES"
 }
@@ -487,12 +557,13 @@ part_c() {
 		[[ $VCPUS_LARGE != "$VCPUS" ]] || break
 	done
 	e2e_virsh undefine "${P}net" >/dev/null
-	printf '%s\n' "${cases[@]}" | jq -s --argjson s "$NET_SECONDS" --arg rate "$UDP_RATE" '{
-		what: "iperf3 3.12, host (bridge 169.254.77.1) -> guest; same domain redefined with queues=1 or queues=N (= vCPUs) and cold booted, guest Combined = queues. tcp/udp_single: iperf3 -c -P vCPUs to the guest'"'"'s one server; tcp/udp_spread: vCPUs clients at once to vCPUs servers, server i pinned to vCPU i. TCP: receiver Gbit/s; UDP: -l 64 -b RATE per stream, kpps the receiver got (packets - lost)",
-		seconds_per_run: $s, udp_rate_per_stream: $rate, cases: .,
+	printf '%s\n' "${cases[@]}" | jq -s --argjson s "$NET_SECONDS" --argjson kpps "$UDP_KPPS" '{
+		what: "iperf3 3.12, host (bridge 169.254.77.1) -> guest; same domain redefined with queues=1 or queues=N (= vCPUs) and cold booted, guest Combined = queues. tcp/udp_single: iperf3 -c -P vCPUs to the guest'"'"'s one server; tcp/udp_spread: vCPUs clients at once to vCPUs servers, server i pinned to vCPU i. TCP: receiver Gbit/s; UDP: -l 64, paced at udp_offered_kpps split over the streams, kpps the receivers got (packets - lost)",
+		seconds_per_run: $s, udp_offered_kpps: $kpps, cases: .,
 		ratios: [group_by(.vcpus)[] | select(length == 2) | sort_by(.queues) | . as $c |
 			{vcpus: $c[0].vcpus, queues: $c[1].queues} +
-			($c[1].tests | keys | map({key: ., value: ($c[1].tests[.].value.median / $c[0].tests[.].value.median)}) | from_entries)]}' >"$BW/c.json"
+			($c[1].tests | keys | map(. as $t | {key: $t, value: (if $c[1].tests[$t].value == null or $c[0].tests[$t].value == null then null
+				else $c[1].tests[$t].value.median / $c[0].tests[$t].value.median end)}) | from_entries)]}' >"$BW/c.json"
 }
 
 # --- report -------------------------------------------------------------------------------
@@ -514,6 +585,14 @@ report() {
 		def row(name; s; unit): if s == null then empty else "| \(name) (\(unit)) | \(f(s.median)) | \(f(s.p95)) | \(s.n) |" end;
 		. as $r | .host as $h |
 		"host: \($h.nproc) cores (\($h.cpu_model)), \($h.mem_mib) MiB, kernel \($h.kernel); libvirt \($h.libvirt), QEMU \($h.qemu), \($h.accel), vhost-net: \($h.vhost_net); load average at start \($h.loadavg_at_start), at end \($h.loadavg_at_end); took \($r.took_seconds) s",
+		def load(x): if x == null then "-" else "median \(f(x.others.median)), max \(f(x.others.max)) (steal max \(f(x.steal.max)))" end;
+		"rest of the machine during the measured windows, in cores: virsh starts \(load($r.other_load_cores.virsh_start)); agent \(load($r.other_load_cores.agent)); network runs \(load($r.other_load_cores.network))",
+		# disturbed: a part whose typical window saw the rest of the machine at work,
+		# or a network run (5 s: long enough for its maximum to mean something)
+		([$r.other_load_cores[]? | objects | .others.median + .steal.median] + [$r.network.cases[]?.tests[] | .other_cores_max + .steal_cores_max] |
+			max // 0) as $m |
+			(if $m > 0.2 then "WARNING: the rest of the machine used \(f($m)) of the \($h.nproc) cores during the measurements: figures are disturbed (per-window values in the JSON)" else empty end),
+		([$r.network.cases[]?.tests[] | .failed_runs] | add // 0) as $nf | (if $nf > 0 then "WARNING: \($nf) network run(s) failed 3 times and are missing (errors in the JSON)" else empty end),
 		"",
 		"| figure | median | p95 | n |",
 		"| --- | ---: | ---: | ---: |",
@@ -535,7 +614,7 @@ report() {
 			 ["udp_single", "UDP 64 B kpps received, -P vCPUs, one server"],
 			 ["tcp_spread", "TCP Gbit/s, vCPUs clients → vCPUs servers pinned one per vCPU"],
 			 ["udp_spread", "UDP 64 B kpps received, vCPUs clients → vCPUs pinned servers"]][] as [$t, $name] |
-			"| \($name)\(if $c[1].tests[$t].offered_kpps then " (offered \(f($c[1].tests[$t].offered_kpps.median)))" else "" end) | \($c[0].vcpus) | \(f($c[0].tests[$t].value.median)) | \(f($c[1].tests[$t].value.median)) | \(f($c[1].tests[$t].value.median / $c[0].tests[$t].value.median)) | \($c[1].tests[$t].rx_share_per_queue | map(. * 100 | round | tostring) | join(" ")) |"))
+			"| \($name)\(if $c[1].tests[$t].offered_kpps then " (offered \(f($c[1].tests[$t].offered_kpps.median)))" else "" end) | \($c[0].vcpus) | \(f($c[0].tests[$t].value.median)) | \(f($c[1].tests[$t].value.median)) | \(f(if $c[0].tests[$t].value == null or $c[1].tests[$t].value == null then null else $c[1].tests[$t].value.median / $c[0].tests[$t].value.median end)) | \($c[1].tests[$t].rx_share_per_queue | map(. * 100 | round | tostring) | join(" ")) |"))
 	' "$RESULTS/realstack.json"
 }
 
@@ -544,7 +623,7 @@ main() {
 	load=$(cut -d' ' -f1-3 /proc/loadavg)
 	e2e/setup.sh # packages and the guest, once (cached)
 	mkdir -p "$RESULTS" "$HOOKS/qemu.d" "$VIRTMQ_E2E_LOGDIR"
-	rm -f "$HOOKS/qemu.d/"* "$BW"/*.json
+	rm -f "$HOOKS/qemu.d/"* "$BW"/*.json "$BW"/*.jsonl "$BW"/other-*.list
 	: >"$AGENT_LOG"
 	write_policy
 	trap on_exit EXIT
@@ -569,7 +648,9 @@ main() {
 	jq -n --argjson host "$(host_json "$load")" --slurpfile a "$BW/a.json" --slurpfile b1 "$BW/b1.json" \
 		--slurpfile b2 "$BW/b2.json" --slurpfile c "$BW/c.json" --arg at "$(date -u +%FT%TZ)" \
 		--arg load_end "$(cut -d' ' -f1-3 /proc/loadavg)" --argjson took $((SECONDS - T0)) \
+		--argjson oa "$(other_json a)" --argjson ob "$(other_json b)" --argjson oc "$(other_json c)" \
 		'{generated: $at, took_seconds: $took, host: ($host + {loadavg_at_end: $load_end}),
+		  other_load_cores: {what: "cores the rest of the machine used during each measured window (a start, a define, a boot, a network run): others = user+nice+system of /proc/stat minus the bench (its process group, libvirtd, virtlogd, QEMU) and kernel threads; steal = the hypervisor", virsh_start: $oa, agent: $ob, network: $oc},
 		  virsh_start: $a[0], agent_define: $b1[0], agent_guest: $b2[0], network: $c[0]}' \
 		>"$RESULTS/realstack.json.tmp"
 	mv "$RESULTS/realstack.json.tmp" "$RESULTS/realstack.json"

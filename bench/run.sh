@@ -35,7 +35,7 @@ go test -run '^$' -bench . -benchmem -count 1 ./internal/domxml ./policy ./agent
 
 echo
 if [[ $(id -u) == 0 ]]; then
-  echo "== real stack: virsh start with/without the hook, agent reaction on libvirtd, network at queues=1 and N (bench/realstack.sh, ~8 min)"
+  echo "== real stack: virsh start with/without the hook, agent reaction on libvirtd, network at queues=1 and N (bench/realstack.sh, ~9 min)"
   bench/realstack.sh
 else
   echo "*** SKIPPING the real-stack bench (bench/realstack.sh): it needs root to run libvirtd, QEMU and a bridge."
