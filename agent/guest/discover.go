@@ -225,3 +225,15 @@ func (s *session) virtioDevice(ctx context.Context, name string) (string, error)
 	}
 	return dev, nil
 }
+
+// start is the first half of Configure and Inspect: parse the NIC's MAC
+// and find the guest interface that has it.
+func start(ctx context.Context, a Agent, mac string, opt Options, res *Result) (*session, nic, error) {
+	hw, err := net.ParseMAC(mac)
+	if err != nil {
+		return nil, nic{}, fmt.Errorf("guest: NIC MAC %q: %w", mac, err)
+	}
+	s := &session{a: a, o: opt.withDefaults()}
+	n, err := s.discover(ctx, hw, res)
+	return s, n, err
+}

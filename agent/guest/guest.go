@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"time"
 )
 
@@ -175,12 +174,7 @@ func Configure(ctx context.Context, a Agent, mac string, combined int, opt Optio
 	if combined < 1 {
 		return res, fmt.Errorf("guest: combined count %d: must be at least 1", combined)
 	}
-	hw, err := net.ParseMAC(mac)
-	if err != nil {
-		return res, fmt.Errorf("guest: NIC MAC %q: %w", mac, err)
-	}
-	s := &session{a: a, o: opt.withDefaults()}
-	nic, err := s.discover(ctx, hw, &res)
+	s, nic, err := start(ctx, a, mac, opt, &res)
 	if err != nil {
 		return res, err
 	}
@@ -227,12 +221,7 @@ func Configure(ctx context.Context, a Agent, mac string, combined int, opt Optio
 // cat).
 func Inspect(ctx context.Context, a Agent, mac string, opt Options) (Result, error) {
 	var res Result
-	hw, err := net.ParseMAC(mac)
-	if err != nil {
-		return res, fmt.Errorf("guest: NIC MAC %q: %w", mac, err)
-	}
-	s := &session{a: a, o: opt.withDefaults()}
-	nic, err := s.discover(ctx, hw, &res)
+	s, nic, err := start(ctx, a, mac, opt, &res)
 	if err != nil {
 		return res, err
 	}
