@@ -189,12 +189,59 @@ bridge_down() {
 	rm -f "$VIRTMQ_E2E_STATE/bridge.$br"
 }
 
-# daemons_start: virtlogd, libvirtd (with $VIRTMQ_E2E_HOOKS_DIR), the bridge.
+# --- the host, as a real Debian host is ----------------------------------------
+
+# QEMU_USER: the user libvirt runs QEMU as (Debian: libvirt-qemu, group kvm).
+QEMU_USER=libvirt-qemu
+
+# kvm_problem: prints why libvirt's QEMU user cannot open /dev/kvm, if it
+# cannot (nothing, exit 1, when it can or there is no /dev/kvm).
+kvm_problem() {
+	[[ -c /dev/kvm ]] || return 1
+	id "$QEMU_USER" >/dev/null 2>&1 || return 1
+	runuser -u "$QEMU_USER" -- test -r /dev/kvm -a -w /dev/kvm 2>/dev/null && return 1
+	echo "/dev/kvm is $(stat -c '%A %U:%G' /dev/kvm): libvirt's QEMU user $QEMU_USER ($(id -Gn "$QEMU_USER" | tr ' ' ,)) cannot open it"
+}
+
+# host_prepare: what udev and systemd would have done on a real Debian host
+# and a fresh machine of CI's kind has not. Each change is logged.
+#  - /dev/kvm: Debian's udev rule (50-udev-default.rules) makes it
+#    root:kvm 0660. A fresh machine has 0600 root:root (no udev ran), so
+#    libvirt finds its cached QEMU capabilities invalid on every call ("KVM
+#    was enabled when probing ..., but it is not available now") and probes
+#    QEMU again, seconds per call: a define of a running domain took 52 s.
+host_prepare() {
+	local why
+	if why=$(kvm_problem) && getent group kvm >/dev/null; then
+		chgrp kvm /dev/kvm && chmod 0660 /dev/kvm || return 1
+		e2e_log "host: $why; set it to root:kvm 0660 as Debian's udev rule does"
+	fi
+}
+
+# libvirt_preflight: fail in seconds, naming the cause and the fix, when
+# libvirt is unusably slow, instead of timeouts deep inside scenarios. The
+# first capabilities call may probe QEMU (an empty cache): it is not timed;
+# the next two must be fast (about 10 ms each on a healthy host).
+libvirt_preflight() {
+	local limit=${VIRTMQ_E2E_PREFLIGHT_S:-3} rc=0 why
+	timeout 60 virsh -q -c "$VIRTMQ_E2E_URI" capabilities >/dev/null ||
+		{ e2e_log "preflight: virsh capabilities failed"; return 1; }
+	timeout "$limit" bash -c 'virsh -q -c "$1" capabilities && virsh -q -c "$1" capabilities' sh "$VIRTMQ_E2E_URI" >/dev/null || rc=$?
+	((rc == 0)) && return 0
+	((rc == 124)) || { e2e_log "preflight: virsh capabilities failed (exit $rc)"; return 1; }
+	why=$(kvm_problem) && why="cause: $why; fix: chgrp kvm /dev/kvm; chmod 0660 /dev/kvm (what Debian's udev rule sets)" ||
+		why="cause unknown: look for re-probes in libvirtd's log (virt-admin daemon-log-filters 1:qemu.qemu_capabilities)"
+	e2e_log "preflight: libvirt is unusably slow: two back-to-back capabilities calls did not finish in ${limit} s (healthy: about 20 ms); $why"
+	return 1
+}
+
+# daemons_start: virtlogd, libvirtd (with $VIRTMQ_E2E_HOOKS_DIR), the bridge,
+# on a host prepared as a real one (host_prepare), and a preflight.
 daemons_start() {
 	mkdir -p "$VIRTMQ_E2E_STATE" "$VIRTMQ_E2E_LOGDIR"
 	chmod 0755 "$VIRTMQ_E2E_LOGDIR"
 	# chained: callers may run this where errexit is off (e2e_time, if, ||)
-	virtlogd_start && libvirtd_start "$VIRTMQ_E2E_HOOKS_DIR" && bridge_up
+	host_prepare && virtlogd_start && libvirtd_start "$VIRTMQ_E2E_HOOKS_DIR" && bridge_up && libvirt_preflight
 }
 
 # daemons_stop [started]: remove the harness's domains, then stop what the

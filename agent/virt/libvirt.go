@@ -308,6 +308,15 @@ func (c *libvirtConn) AgentCommand(ctx context.Context, d Domain, cmd []byte, ti
 	return []byte(r[0]), nil
 }
 
+// Capabilities implements Conn.
+func (c *libvirtConn) Capabilities(ctx context.Context) ([]byte, error) {
+	s, err := call(ctx, c, c.l.ConnectGetCapabilities)
+	if err != nil {
+		return nil, fmt.Errorf("failed to get the host capabilities: %w", err)
+	}
+	return []byte(s), nil
+}
+
 // MonitorCommand implements Conn. The reply is QEMU's whole QMP reply
 // ({"return": ...} or {"error": ...}): libvirt passes it through.
 func (c *libvirtConn) MonitorCommand(ctx context.Context, d Domain, cmd []byte) ([]byte, error) {

@@ -112,6 +112,11 @@ type Conn interface {
 	// MonitorCommand sends a raw QMP command (virDomainQemuMonitorCommand);
 	// it taints the domain "custom-monitor", so virtmq uses it to verify only.
 	MonitorCommand(ctx context.Context, d Domain, cmd []byte) ([]byte, error)
+	// Capabilities returns the host's capabilities XML
+	// (virConnectGetCapabilities). libvirt answers it from its QEMU
+	// capability cache, and probes QEMU again (seconds) when the cache is
+	// invalid: timing it tells whether libvirt is healthy.
+	Capabilities(ctx context.Context) ([]byte, error)
 	// Events streams lifecycle and guest-agent events until ctx ends or
 	// the connection drops (then the channel is closed).
 	Events(ctx context.Context) (<-chan Event, error)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // verifyHost is the host side "virtmq verify" reads: every path is a
@@ -25,6 +26,11 @@ type verifyHost struct {
 	IPPaths []string
 	// RunIP runs the ip binary at path with args and returns its stdout.
 	RunIP func(ctx context.Context, path string, args ...string) ([]byte, error)
+	// EtcRoot is /etc: passwd, group and libvirt/qemu.conf name the user
+	// libvirt runs QEMU as.
+	EtcRoot string
+	// Now is the clock that times libvirt's answers (time.Now when nil).
+	Now func() time.Time
 }
 
 // defaultVerifyHost is the real host.
@@ -35,6 +41,8 @@ func defaultVerifyHost() verifyHost {
 		DevRoot:  "/dev",
 		IPPaths:  []string{"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"},
 		RunIP:    runCommand,
+		EtcRoot:  "/etc",
+		Now:      time.Now,
 	}
 }
 

@@ -135,6 +135,7 @@ func TestVerifyReplay(t *testing.T) {
 	}
 	want := []string{
 		"verify virtmq-e2e-smoke (policy testdata/policy.yaml)",
+		"OK   host: libvirt answers a capabilities call in 0s",
 		"OK   52:54:00:b4:f7:07 running queues 4 = wanted 4",
 		"OK   52:54:00:b4:f7:07 QMP num-vqs 9: queue pairs 4 = wanted 4",
 		"OK   52:54:00:b4:f7:07 QMP guest negotiated VIRTIO_NET_F_MQ",
@@ -144,7 +145,7 @@ func TestVerifyReplay(t *testing.T) {
 		"OK   guest eth0 max combined 4 = queues 4",
 		"OK   guest eth0 virtio interrupts: 4 input, 4 output = queues 4",
 		"SKIP vhost workers: no " + h.host.DevRoot + "/vhost-net on this host: QEMU uses userspace virtio-net",
-		"virtmq-e2e-smoke does NOT comply with the policy: 7 OK, 1 FAIL, 1 SKIP",
+		"virtmq-e2e-smoke does NOT comply with the policy: 8 OK, 1 FAIL, 1 SKIP",
 	}
 	if got := strings.TrimSpace(r.stdout.String()); got != strings.Join(want, "\n") {
 		t.Errorf("report:\n%s\nwant:\n%s\nagent calls: %q", got, strings.Join(want, "\n"), agent.calls)

@@ -214,6 +214,7 @@ func (v *verifier) run(ctx context.Context) []check {
 	for _, ifc := range v.facts.Interfaces {
 		ifaces[ifc.Index] = ifc
 	}
+	v.hostHealth(ctx)
 	if len(v.plan.NICs) == 0 {
 		v.add(checkSkip, "managed", "", nil, nil, "%s has no <interface>", v.dom.Name)
 	}

@@ -40,6 +40,8 @@ func newHostFixture(t *testing.T, domain string, vhost bool, workers int) *hostF
 		ProcRoot: filepath.Join(root, "proc"),
 		RunRoot:  filepath.Join(root, "run"),
 		DevRoot:  filepath.Join(root, "dev"),
+		EtcRoot:  filepath.Join(root, "etc"),
+		Now:      func() time.Time { return time.Unix(1e9, 0) },
 		IPPaths:  []string{filepath.Join(root, "sbin", "ip")},
 		RunIP: func(_ context.Context, path string, args ...string) ([]byte, error) {
 			tap := args[len(args)-1]
@@ -194,6 +196,7 @@ func TestVerifyPass(t *testing.T) {
 	}
 	want := []string{
 		"verify db (policy testdata/policy.yaml)",
+		"OK   host: libvirt answers a capabilities call in 0s",
 		"OK   52:54:00:ab:cd:01 running queues 4 = wanted 4",
 		"OK   52:54:00:ab:cd:01 QMP num-vqs 9: queue pairs 4 = wanted 4",
 		"OK   52:54:00:ab:cd:01 QMP guest negotiated VIRTIO_NET_F_MQ",
@@ -203,7 +206,7 @@ func TestVerifyPass(t *testing.T) {
 		"OK   guest eth0 max combined 4 = queues 4",
 		"OK   guest eth0 virtio interrupts: 4 input, 4 output = queues 4",
 		"OK   vhost workers vhost-4242: 4 = 4 queue pairs on vhost NICs",
-		"db complies with the policy: 9 OK, 0 FAIL, 0 SKIP",
+		"db complies with the policy: 10 OK, 0 FAIL, 0 SKIP",
 	}
 	if got := strings.TrimSpace(r.stdout.String()); got != strings.Join(want, "\n") {
 		t.Errorf("report:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
@@ -239,7 +242,7 @@ func TestVerifyFailures(t *testing.T) {
 				" queues 4 = wanted 4",
 				" active queues 1 != wanted combined 4 (numqueues 1 numdisabled 3: the guest uses 1)",
 				"FAIL guest eth0 combined 1 != wanted 4 (max 4; the agent runs ethtool -L eth0 combined 4)",
-				"db does NOT comply with the policy: 7 OK, 2 FAIL, 0 SKIP",
+				"db does NOT comply with the policy: 8 OK, 2 FAIL, 0 SKIP",
 			},
 		},
 		{
@@ -284,7 +287,7 @@ func TestVerifyFailures(t *testing.T) {
 			want: []string{
 				"SKIP 52:54:00:ab:cd:01 guest: ",
 				"guest-exec is disabled by the guest's qemu-ga policy",
-				"db complies with the policy: 6 OK, 0 FAIL, 1 SKIP",
+				"db complies with the policy: 7 OK, 0 FAIL, 1 SKIP",
 			},
 		},
 		{

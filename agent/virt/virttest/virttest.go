@@ -35,6 +35,7 @@ const (
 	MethodDefineXML      = "DefineXML"
 	MethodAgentCommand   = "AgentCommand"
 	MethodMonitorCommand = "MonitorCommand"
+	MethodCapabilities   = "Capabilities"
 	MethodEvents         = "Events"
 	MethodDial           = "Dial"
 )
@@ -432,6 +433,41 @@ func (c *Conn) MonitorCommand(ctx context.Context, v virt.Domain, cmd []byte) ([
 	}
 	c.end(MethodMonitorCommand, v, err)
 	return out, err
+}
+
+// capabilities is the start of what libvirt 9.0 answered
+// virConnectGetCapabilities with on this project's real stack (the rest,
+// CPU models and guest machine lists, is cut).
+const capabilities = `<capabilities>
+
+  <host>
+    <uuid>00000000-0000-0000-0000-000000000000</uuid>
+    <cpu>
+      <arch>x86_64</arch>
+    </cpu>
+  </host>
+
+  <guest>
+    <os_type>hvm</os_type>
+    <arch name='x86_64'>
+      <wordsize>64</wordsize>
+      <emulator>/usr/bin/qemu-system-x86_64</emulator>
+      <domain type='qemu'/>
+    </arch>
+  </guest>
+
+</capabilities>
+`
+
+// Capabilities implements virt.Conn: a fixed, shortened real reply. Use
+// FailNext to make it fail and OnCall (with a fake clock) to make it slow.
+func (c *Conn) Capabilities(ctx context.Context) ([]byte, error) {
+	if err := c.begin(ctx, MethodCapabilities); err != nil {
+		c.end(MethodCapabilities, virt.Domain{}, err)
+		return nil, err
+	}
+	c.end(MethodCapabilities, virt.Domain{}, nil)
+	return []byte(capabilities), nil
 }
 
 // Events implements virt.Conn. The stream is unbounded: a slow reader
