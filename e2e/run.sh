@@ -394,7 +394,72 @@ libvirtd_outage() {
 	for d in "$dr" "$da" "$db" "$dc"; do e2e_virsh undefine "$d" >/dev/null; done
 }
 
-ALL=(zero_touch reboot save_restore restarts enforce_audit race degraded_guests kill9_redefine libvirtd_outage)
+# 10. console passwords survive every redefine: libvirt leaves <graphics
+# passwd> out of any XML read without VIR_DOMAIN_XML_SECURE, so a redefine
+# from such XML deletes it. Domains with VNC and SPICE passwords are
+# rewritten by the agent and by "virtmq apply"; the definition read with
+# --security-info must be byte for byte the one before, plus the queues.
+passwords() {
+	local d da=${P}pw-apply dir=$RUN/passwords pid gfx
+	gfx="<graphics type='vnc' autoport='yes' passwd='s3cretvn' passwdValidTo='2099-01-01T00:00:00'/>"
+	gfx+="<graphics type='spice' autoport='yes' passwd='sp1ceSecret'/>"
+	mkdir -p "$dir"
+	pid=$(agent_pid)
+	kill -STOP "$pid"
+	trap 'kill -CONT "$(agent_pid)" 2>/dev/null || true' EXIT
+	for d in "${P}pw-agent" "$da"; do
+		define_domain "$d" --devices-xml "$gfx"
+		e2e_virsh dumpxml --inactive --security-info "$d" >"$dir/$d.before"
+		check "$d defined with both passwords" "$(grep -c "passwd='s3cretvn'\|passwd='sp1ceSecret'" "$dir/$d.before")" 2
+	done
+	"$BIN/virtmq" apply --policy "$POLICY" "$da" >"$dir/apply.out" 2>&1 || { cat "$dir/apply.out" >&2; fail "virtmq apply $da failed"; }
+	grep -q "s3cretvn\|sp1ceSecret" "$dir/apply.out" && fail "virtmq apply printed a console password"
+	e2e_log "ok: virtmq apply printed no password"
+	kill -CONT "$pid"
+	eventually 30 "agent rewrote ${P}pw-agent: queues" 4 defined_queues "${P}pw-agent"
+	for d in "${P}pw-agent" "$da"; do
+		e2e_virsh dumpxml --inactive --security-info "$d" >"$dir/$d.after"
+		check "$d queues after the rewrite" "$(grep -c "<driver queues='4'/>" "$dir/$d.after")" 1
+		diff <(grep -v "<driver queues='4'/>" "$dir/$d.after") "$dir/$d.before" >&2 ||
+			fail "$d: the definition read with --security-info changed beyond <driver queues> (diff above)"
+		e2e_log "ok: $d: byte for byte the old definition plus <driver queues='4'/>: both passwords kept"
+		e2e_virsh undefine "$d" >/dev/null
+	done
+	grep -q "s3cretvn\|sp1ceSecret" "$AGENT_LOG" && fail "the agent logged a console password"
+	e2e_log "ok: the agent logged no password"
+}
+
+# 11. a libvirt that answers slowly: with /dev/kvm back at a fresh machine's
+# 0600 root:root, libvirt probes QEMU again on every call that needs its
+# capabilities and a define takes about 50 s, far over the agent's call
+# timeout (10 s). virtmq verify names the host problem; the agent shows the
+# domain as retrying, and converges once libvirt is fast again.
+slow_libvirt() {
+	local dr=${P}slow-run dd=${P}slow-def out pid
+	boot_rewritten "$dr" --vcpus 2
+	pid=$(agent_pid)
+	trap 'chgrp kvm /dev/kvm; chmod 0660 /dev/kvm; kill -CONT "$(agent_pid)" 2>/dev/null || true' EXIT
+	kill -STOP "$pid"
+	define_domain "$dd" # while libvirt is fast: the agent sees it once thawed
+	chgrp root /dev/kvm
+	chmod 0600 /dev/kvm
+	out=$("$BIN/virtmq" verify --policy "$POLICY" "$dr" 2>&1) && fail "virtmq verify passed on a host where libvirt is slow: $out"
+	check_match "virtmq verify names /dev/kvm" "$out" "FAIL host: /dev/kvm is crw------- root:root and libvirt's QEMU user libvirt-qemu cannot open it"
+	check_match "virtmq verify names the slow libvirt" "$out" "FAIL host: libvirt took [0-9.]+s for a capabilities call"
+	kill -CONT "$pid"
+	eventually 90 "agent status of $dd while libvirt is slow" retrying status_of "$dd" .state
+	e2e_log "agent: $dd: $(status_of "$dd" .problem)"
+	chgrp kvm /dev/kvm
+	chmod 0660 /dev/kvm
+	eventually 180 "agent rewrote $dd once libvirt is fast again: queues" 4 defined_queues "$dd"
+	eventually 60 "agent status of $dd" rewritten status_of "$dd" .state
+	"$BIN/virtmq" verify --policy "$POLICY" "$dr" >"$RUN/verify.out" 2>&1 || { cat "$RUN/verify.out" >&2; fail "virtmq verify $dr failed once libvirt is fast"; }
+	e2e_log "ok: virtmq verify $dr passes once libvirt is fast"
+	e2e_virsh destroy "$dr" >/dev/null
+	for d in "$dr" "$dd"; do e2e_virsh undefine "$d" >/dev/null; done
+}
+
+ALL=(zero_touch reboot save_restore restarts enforce_audit race degraded_guests kill9_redefine libvirtd_outage passwords slow_libvirt)
 
 main() {
 	local s rc

@@ -72,7 +72,10 @@ For each NIC the policy manages:
                    in /proc/interrupts = N
 
 and, when /dev/vhost-net exists on a kvm domain, the vhost-<qemu pid>
-worker threads (one per queue pair of each vhost NIC).
+worker threads (one per queue pair of each vhost NIC). First, two host
+checks: libvirt's QEMU user can open /dev/kvm (without it libvirt probes
+QEMU again on every call: defines and starts take seconds to minutes), and
+a capabilities call made right after another answers within 1 s.
 
 Prints one line per check: OK, FAIL or SKIP with the numbers. A check
 that cannot run (no guest agent, guest-exec disabled by the guest's
