@@ -155,7 +155,7 @@ func (a *applier) domain(ctx context.Context, d virt.Domain) (applyOutcome, bool
 	if !d.Persistent {
 		// A transient domain's "inactive" XML is its live definition: show
 		// the plan so the user sees what the hook reports.
-		doc, err := a.conn.DomainXML(ctx, d, false)
+		doc, err := a.conn.DomainXML(ctx, d, virt.XMLLive)
 		if err != nil {
 			return fail("read live XML: %v", err)
 		}
@@ -174,7 +174,7 @@ func (a *applier) domain(ctx context.Context, d virt.Domain) (applyOutcome, bool
 		return applyTransient, false
 	}
 
-	doc, err := a.conn.DomainXML(ctx, d, true)
+	doc, err := a.conn.DomainXML(ctx, d, virt.XMLInactive)
 	if err != nil {
 		return fail("read definition: %v", err)
 	}
@@ -214,7 +214,7 @@ func (a *applier) domain(ctx context.Context, d virt.Domain) (applyOutcome, bool
 // counts differ from what the definition now (or after --dry-run would) has.
 func (a *applier) runningNote(ctx context.Context, w io.Writer, d virt.Domain, plan policy.Plan, changed bool) {
 	var differ []string
-	live, err := a.conn.DomainXML(ctx, d, false)
+	live, err := a.conn.DomainXML(ctx, d, virt.XMLLive)
 	if err == nil {
 		var dom *domxml.Domain
 		dom, err = domxml.Parse(live)
