@@ -174,7 +174,9 @@ func (a *applier) domain(ctx context.Context, d virt.Domain) (applyOutcome, bool
 		return applyTransient, false
 	}
 
-	doc, err := a.conn.DomainXML(ctx, d, virt.XMLInactive)
+	// The definition is redefined from: it must hold the secrets libvirt
+	// leaves out otherwise (console passwords).
+	doc, err := a.conn.DomainXML(ctx, d, virt.XMLInactive|virt.XMLSecure)
 	if err != nil {
 		return fail("read definition: %v", err)
 	}
