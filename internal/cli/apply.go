@@ -40,6 +40,8 @@ For each domain it reads the inactive (persistent) XML, prints the plan for
 each NIC (MAC, current -> wanted queues, the deciding rule and why) and the
 changed lines as -/+ with their line numbers, then redefines the domain
 only when the rewritten XML differs. With --dry-run nothing is redefined.
+The definition is read with its secrets, so that redefining keeps console
+passwords; the diff prints them masked (passwd='***').
 
 A running domain keeps the queue count it booted with: the new definition
 `+coldBootNote+`.
@@ -175,7 +177,8 @@ func (a *applier) domain(ctx context.Context, d virt.Domain) (applyOutcome, bool
 	}
 
 	// The definition is redefined from: it must hold the secrets libvirt
-	// leaves out otherwise (console passwords).
+	// leaves out otherwise (console passwords), and so it is only ever
+	// printed masked.
 	doc, err := a.conn.DomainXML(ctx, d, virt.XMLInactive|virt.XMLSecure)
 	if err != nil {
 		return fail("read definition: %v", err)
@@ -189,7 +192,7 @@ func (a *applier) domain(ctx context.Context, d virt.Domain) (applyOutcome, bool
 	printApplyPlan(w, plan)
 	if changed {
 		fmt.Fprintf(w, "  --- %s defined\n  +++ %s rewritten\n", d.Name, d.Name)
-		printDiff(w, "  ", lineDiff(doc, out))
+		printDiff(w, "  ", lineDiff(maskSecrets(doc), maskSecrets(out)))
 	}
 
 	outcome := applyCompliant

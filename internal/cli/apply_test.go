@@ -343,3 +343,32 @@ func TestApplyKeepsConsolePasswords(t *testing.T) {
 		})
 	}
 }
+
+// TestApplyDiffMasksSecrets checks that a diff line holding a password
+// prints it masked: here the whole definition is one line, so the diff
+// shows the <graphics> with it.
+func TestApplyDiffMasksSecrets(t *testing.T) {
+	doc := bytes.ReplaceAll(bytes.ReplaceAll(virttest.GraphicsPasswdXML(), []byte("\n"), nil), []byte("  "), nil)
+	fake := virttest.New()
+	if _, err := fake.Define(doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"--dry-run"}, nil} {
+		r := newTestRun(t, fake, nil)
+		args = append(append([]string{"apply", "--policy", testPolicy}, args...), "console")
+		if code := Main(context.Background(), r.env, args); code != ExitOK {
+			t.Fatalf("%q: exit %d, stderr:\n%s", args, code, r.stderr)
+		}
+		out := r.stdout.String()
+		wantLines(t, "output", out, "  - 1  <domain type='kvm'>", "<driver queues='4'/>",
+			"passwd='***' passwdValidTo='2031-06-30T12:00:00'>", "passwd='***' connected='disconnect'>")
+		wantNoSecrets(t, "stdout", out)
+		wantNoSecrets(t, "stderr", r.stderr.String())
+	}
+	got, _ := fake.InactiveXML("console")
+	for _, pw := range virttest.GraphicsPasswords {
+		if !bytes.Contains(got, []byte(pw)) {
+			t.Errorf("apply lost %s:\n%s", pw, got)
+		}
+	}
+}
