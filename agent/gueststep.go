@@ -39,7 +39,7 @@ func (a *Agent) runJob(ctx context.Context, ref virt.Domain, j job, attempt int)
 		return false
 	}
 	doc, err := call(ctx, a.cfg.CallTimeout, func(ctx context.Context) ([]byte, error) {
-		return conn.DomainXML(ctx, d, false)
+		return conn.DomainXML(ctx, d, virt.XMLLive)
 	})
 	if err != nil {
 		if !errors.Is(err, virt.ErrNotFound) && !a.isLost(conn, err) {

@@ -47,7 +47,7 @@ func (a *Agent) reconcile(ctx context.Context, conn virt.Conn, d virt.Domain, kn
 	)
 	if d.Persistent {
 		doc, err := call(ctx, a.cfg.CallTimeout, func(ctx context.Context) ([]byte, error) {
-			return conn.DomainXML(ctx, d, true)
+			return conn.DomainXML(ctx, d, virt.XMLInactive|virt.XMLSecure)
 		})
 		a.sd.kick(time.Now())
 		if err != nil {
@@ -91,7 +91,7 @@ func (a *Agent) reconcile(ctx context.Context, conn virt.Conn, d virt.Domain, kn
 	var live *domxml.Domain
 	if d.Active {
 		doc, err := call(ctx, a.cfg.CallTimeout, func(ctx context.Context) ([]byte, error) {
-			return conn.DomainXML(ctx, d, false)
+			return conn.DomainXML(ctx, d, virt.XMLLive)
 		})
 		a.sd.kick(time.Now())
 		if err != nil {

@@ -255,17 +255,23 @@ func (c *libvirtConn) ref(ctx context.Context, d Domain) (libvirt.Domain, error)
 	return c.lookup(ctx, d.Name)
 }
 
-// DomainXML implements Conn.
-func (c *libvirtConn) DomainXML(ctx context.Context, d Domain, inactive bool) ([]byte, error) {
+// DomainXML implements Conn. Errors never hold the XML: go-libvirt fails
+// before or instead of returning it.
+func (c *libvirtConn) DomainXML(ctx context.Context, d Domain, flags XMLFlags) ([]byte, error) {
 	ld, err := c.ref(ctx, d)
 	if err != nil {
 		return nil, fmt.Errorf("failed to look up domain %q: %w", d.Name, err)
 	}
-	var flags libvirt.DomainXMLFlags // never DomainXMLSecure
-	if inactive {
-		flags |= libvirt.DomainXMLInactive
+	var lf libvirt.DomainXMLFlags
+	if flags&XMLInactive != 0 {
+		lf |= libvirt.DomainXMLInactive
 	}
-	s, err := call(ctx, c, func() (string, error) { return c.l.DomainGetXMLDesc(ld, flags) })
+	if flags&XMLSecure != 0 {
+		// Without it libvirt omits <graphics passwd=...>, and a redefine
+		// from that XML deletes the console password.
+		lf |= libvirt.DomainXMLSecure
+	}
+	s, err := call(ctx, c, func() (string, error) { return c.l.DomainGetXMLDesc(ld, lf) })
 	if err != nil {
 		return nil, fmt.Errorf("failed to get XML of domain %q: %w", d.Name, err)
 	}

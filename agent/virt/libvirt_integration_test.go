@@ -77,7 +77,7 @@ func TestRealLibvirt(t *testing.T) {
 	}
 	waitEvent(t, events, name, EventDefined)
 
-	x, err := conn.DomainXML(ctx, d, true)
+	x, err := conn.DomainXML(ctx, d, XMLInactive)
 	if err != nil || !bytes.Contains(x, []byte("queues='2'")) {
 		t.Errorf("DomainXML = %s, %v", x, err)
 	}
@@ -111,7 +111,7 @@ func TestRealLibvirt(t *testing.T) {
 	if _, err := conn.LookupDomain(ctx, name+"-missing"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("LookupDomain(missing) = %v, want ErrNotFound", err)
 	}
-	if _, err := conn.DomainXML(ctx, Domain{Name: "x", UUID: "00000000-0000-0000-0000-0000000000ff"}, true); !errors.Is(err, ErrNotFound) {
+	if _, err := conn.DomainXML(ctx, Domain{Name: "x", UUID: "00000000-0000-0000-0000-0000000000ff"}, XMLInactive); !errors.Is(err, ErrNotFound) {
 		t.Errorf("DomainXML(missing) = %v, want ErrNotFound", err)
 	}
 

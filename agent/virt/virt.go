@@ -94,6 +94,24 @@ type Event struct {
 	Detail int
 }
 
+// XMLFlags selects what DomainXML returns. They combine with |.
+type XMLFlags uint
+
+const (
+	// XMLLive asks for the live XML of a running domain (for a domain that
+	// is not running libvirt returns its definition). It is the zero value:
+	// no flag.
+	XMLLive XMLFlags = 0
+	// XMLInactive asks for the persistent definition, what DefineXML
+	// would be given back (VIR_DOMAIN_XML_INACTIVE).
+	XMLInactive XMLFlags = 1 << iota
+	// XMLSecure asks for secrets too (VIR_DOMAIN_XML_SECURE): the passwd
+	// attribute of VNC and SPICE <graphics>. It needs a read-write
+	// connection. Ask for it only to redefine, and never log or print what
+	// it returns.
+	XMLSecure
+)
+
 // Conn is one connection to libvirt's QEMU driver.
 // All calls honour ctx; none retries: reconnecting is the caller's job.
 type Conn interface {
@@ -101,9 +119,17 @@ type Conn interface {
 	ListDomains(ctx context.Context) ([]Domain, error)
 	// LookupDomain finds a domain by name or UUID.
 	LookupDomain(ctx context.Context, nameOrUUID string) (Domain, error)
-	// DomainXML returns the live XML (inactive=false) or the persistent
-	// definition (inactive=true). Secure fields (passwords) are never requested.
-	DomainXML(ctx context.Context, d Domain, inactive bool) ([]byte, error)
+	// DomainXML returns the domain's XML as flags select: the live XML
+	// (XMLLive) or the persistent definition (XMLInactive), with secrets
+	// only when XMLSecure is given.
+	//
+	// Without XMLSecure libvirt leaves secrets out (the passwd of VNC and
+	// SPICE <graphics>): such XML is fine for looking at, but redefining
+	// from it deletes the passwords. Every read that feeds DefineXML must
+	// ask for XMLInactive|XMLSecure; every other read must not ask for
+	// XMLSecure. XML read with XMLSecure must never be logged, printed or
+	// put into an error or a status message.
+	DomainXML(ctx context.Context, d Domain, flags XMLFlags) ([]byte, error)
 	// DefineXML defines (or redefines) a persistent domain, asking libvirt to
 	// validate the XML against its schema.
 	DefineXML(ctx context.Context, xml []byte) error

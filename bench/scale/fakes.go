@@ -53,11 +53,11 @@ func (c slowConn) LookupDomain(ctx context.Context, s string) (virt.Domain, erro
 	return c.Conn.LookupDomain(ctx, s)
 }
 
-func (c slowConn) DomainXML(ctx context.Context, d virt.Domain, inactive bool) ([]byte, error) {
+func (c slowConn) DomainXML(ctx context.Context, d virt.Domain, flags virt.XMLFlags) ([]byte, error) {
 	if err := c.wait(ctx); err != nil {
 		return nil, err
 	}
-	return c.Conn.DomainXML(ctx, d, inactive)
+	return c.Conn.DomainXML(ctx, d, flags)
 }
 
 func (c slowConn) DefineXML(ctx context.Context, doc []byte) error {

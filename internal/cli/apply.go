@@ -40,6 +40,8 @@ For each domain it reads the inactive (persistent) XML, prints the plan for
 each NIC (MAC, current -> wanted queues, the deciding rule and why) and the
 changed lines as -/+ with their line numbers, then redefines the domain
 only when the rewritten XML differs. With --dry-run nothing is redefined.
+The definition is read with its secrets, so that redefining keeps console
+passwords; the diff prints them masked (passwd='***').
 
 A running domain keeps the queue count it booted with: the new definition
 `+coldBootNote+`.
@@ -155,7 +157,7 @@ func (a *applier) domain(ctx context.Context, d virt.Domain) (applyOutcome, bool
 	if !d.Persistent {
 		// A transient domain's "inactive" XML is its live definition: show
 		// the plan so the user sees what the hook reports.
-		doc, err := a.conn.DomainXML(ctx, d, false)
+		doc, err := a.conn.DomainXML(ctx, d, virt.XMLLive)
 		if err != nil {
 			return fail("read live XML: %v", err)
 		}
@@ -174,7 +176,10 @@ func (a *applier) domain(ctx context.Context, d virt.Domain) (applyOutcome, bool
 		return applyTransient, false
 	}
 
-	doc, err := a.conn.DomainXML(ctx, d, true)
+	// The definition is redefined from: it must hold the secrets libvirt
+	// leaves out otherwise (console passwords), and so it is only ever
+	// printed masked.
+	doc, err := a.conn.DomainXML(ctx, d, virt.XMLInactive|virt.XMLSecure)
 	if err != nil {
 		return fail("read definition: %v", err)
 	}
@@ -187,7 +192,7 @@ func (a *applier) domain(ctx context.Context, d virt.Domain) (applyOutcome, bool
 	printApplyPlan(w, plan)
 	if changed {
 		fmt.Fprintf(w, "  --- %s defined\n  +++ %s rewritten\n", d.Name, d.Name)
-		printDiff(w, "  ", lineDiff(doc, out))
+		printDiff(w, "  ", lineDiff(maskSecrets(doc), maskSecrets(out)))
 	}
 
 	outcome := applyCompliant
@@ -214,7 +219,7 @@ func (a *applier) domain(ctx context.Context, d virt.Domain) (applyOutcome, bool
 // counts differ from what the definition now (or after --dry-run would) has.
 func (a *applier) runningNote(ctx context.Context, w io.Writer, d virt.Domain, plan policy.Plan, changed bool) {
 	var differ []string
-	live, err := a.conn.DomainXML(ctx, d, false)
+	live, err := a.conn.DomainXML(ctx, d, virt.XMLLive)
 	if err == nil {
 		var dom *domxml.Domain
 		dom, err = domxml.Parse(live)

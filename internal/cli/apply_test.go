@@ -5,10 +5,13 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/virtmq/virtmq/agent/virt"
 	"github.com/virtmq/virtmq/agent/virt/virttest"
+	"github.com/virtmq/virtmq/internal/rewrite"
+	"github.com/virtmq/virtmq/policy"
 )
 
 func TestApplyDryRunAndReal(t *testing.T) {
@@ -227,4 +230,145 @@ func TestApplyClosesConnection(t *testing.T) {
 		t.Errorf("%d connections open after apply, want 1 (the test's)", n)
 	}
 	var _ virt.Conn = fake
+}
+
+// xmlReads records the flags of every DomainXML call made through the
+// connections of a test run (recordReads).
+type xmlReads struct {
+	mu    sync.Mutex
+	flags []virt.XMLFlags
+}
+
+type recordingConn struct {
+	virt.Conn
+	r *xmlReads
+}
+
+func (c recordingConn) DomainXML(ctx context.Context, d virt.Domain, flags virt.XMLFlags) ([]byte, error) {
+	c.r.mu.Lock()
+	c.r.flags = append(c.r.flags, flags)
+	c.r.mu.Unlock()
+	return c.Conn.DomainXML(ctx, d, flags)
+}
+
+func (r *testRun) recordReads() *xmlReads {
+	rec := &xmlReads{}
+	dial := r.env.Dial
+	r.env.Dial = func(ctx context.Context, socket string) (virt.Conn, error) {
+		c, err := dial(ctx, socket)
+		if err != nil {
+			return nil, err
+		}
+		return recordingConn{c, rec}, nil
+	}
+	return rec
+}
+
+// check fails unless the definitions read (to redefine) asked for secrets
+// and every other read did not.
+func (r *xmlReads) check(t *testing.T, wantInactive, wantLive int) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	inactive, live := 0, 0
+	for _, f := range r.flags {
+		switch f {
+		case virt.XMLInactive | virt.XMLSecure:
+			inactive++
+		case virt.XMLLive:
+			live++
+		default:
+			t.Errorf("DomainXML read with flags %#x: want XMLInactive|XMLSecure to redefine, XMLLive otherwise", f)
+		}
+	}
+	if inactive != wantInactive || live != wantLive {
+		t.Errorf("%d secure definition reads and %d live reads, want %d and %d", inactive, live, wantInactive, wantLive)
+	}
+}
+
+// wantNoSecrets fails when text holds a password of the fixture.
+func wantNoSecrets(t *testing.T, what, text string) {
+	t.Helper()
+	wantNot(t, what, text, "vnc-Pa55", "s3cret")
+}
+
+// TestApplyKeepsConsolePasswords is issue 9 §2: libvirt leaves <graphics
+// passwd> out of XML read without VIR_DOMAIN_XML_SECURE, and apply
+// redefined from such XML, deleting the VNC and SPICE passwords. The new
+// definition must be the rewrite of the whole stored one, and neither the
+// plan nor the diff may show a password.
+func TestApplyKeepsConsolePasswords(t *testing.T) {
+	pol, err := policy.Load(testPolicy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := virttest.GraphicsPasswdXML()
+	want, _, err := rewrite.Domain(pol, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, running := range []bool{false, true} {
+		name, liveReads := "shut off", 0
+		if running {
+			name, liveReads = "running", 1
+		}
+		t.Run(name, func(t *testing.T) {
+			fake := virttest.New()
+			if _, err := fake.Define(doc); err != nil {
+				t.Fatal(err)
+			}
+			if running {
+				if err := fake.Start("console"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r := newTestRun(t, fake, nil)
+			reads := r.recordReads()
+			if code := Main(context.Background(), r.env, []string{"apply", "--policy", testPolicy, "console"}); code != ExitOK {
+				t.Fatalf("exit %d, stderr:\n%s", code, r.stderr)
+			}
+			wantLines(t, "output", r.stdout.String(), "queues 1 -> 4", "+ 18        <driver queues='4'/>", "  redefined.")
+			got, _ := fake.InactiveXML("console")
+			if !bytes.Equal(got, want) {
+				t.Errorf("definition after apply:\n%s\nwant:\n%s", got, want)
+			}
+			for _, pw := range virttest.GraphicsPasswords {
+				if !bytes.Contains(got, []byte(pw)) {
+					t.Errorf("apply lost %s", pw)
+				}
+			}
+			wantNoSecrets(t, "stdout", r.stdout.String())
+			wantNoSecrets(t, "stderr", r.stderr.String())
+			reads.check(t, 1, liveReads)
+		})
+	}
+}
+
+// TestApplyDiffMasksSecrets checks that a diff line holding a password
+// prints it masked: here the whole definition is one line, so the diff
+// shows the <graphics> with it.
+func TestApplyDiffMasksSecrets(t *testing.T) {
+	doc := bytes.ReplaceAll(bytes.ReplaceAll(virttest.GraphicsPasswdXML(), []byte("\n"), nil), []byte("  "), nil)
+	fake := virttest.New()
+	if _, err := fake.Define(doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"--dry-run"}, nil} {
+		r := newTestRun(t, fake, nil)
+		args = append(append([]string{"apply", "--policy", testPolicy}, args...), "console")
+		if code := Main(context.Background(), r.env, args); code != ExitOK {
+			t.Fatalf("%q: exit %d, stderr:\n%s", args, code, r.stderr)
+		}
+		out := r.stdout.String()
+		wantLines(t, "output", out, "  - 1  <domain type='kvm'>", "<driver queues='4'/>",
+			"passwd='***' passwdValidTo='2031-06-30T12:00:00'>", "passwd='***' connected='disconnect'>")
+		wantNoSecrets(t, "stdout", out)
+		wantNoSecrets(t, "stderr", r.stderr.String())
+	}
+	got, _ := fake.InactiveXML("console")
+	for _, pw := range virttest.GraphicsPasswords {
+		if !bytes.Contains(got, []byte(pw)) {
+			t.Errorf("apply lost %s:\n%s", pw, got)
+		}
+	}
 }

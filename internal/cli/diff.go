@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -117,4 +119,43 @@ func printable(s string) string {
 		}
 		return r
 	}, strings.TrimSuffix(s, "\r"))
+}
+
+// secretMask is what a secret's value prints as.
+const secretMask = "***"
+
+var (
+	// passwdAttr is an attribute named passwd, the one secret libvirt
+	// keeps out of domain XML read without VIR_DOMAIN_XML_SECURE: the VNC
+	// and SPICE password of <graphics> (virDomainGraphicsAuthDefFormatAttr
+	// in libvirt's src/conf/domain_conf.c). Any element's passwd is masked.
+	passwdAttr = regexp.MustCompile(`(\bpasswd\s*=\s*)(?:'([^']*)'|"([^"]*)")`)
+	// cookieElem is an HTTP cookie of a network disk source
+	// (<cookies><cookie name='...'>VALUE</cookie>): a session credential,
+	// masked as well.
+	cookieElem = regexp.MustCompile(`(<cookie\b[^>]*>)([^<]*)(</cookie>)`)
+)
+
+// maskSecrets returns doc with the value of every secret replaced by
+// secretMask: passwd='***'. A masked value keeps the newlines it held, so
+// line numbers do not move. Everything virtmq prints from a domain XML
+// read with virt.XMLSecure goes through it.
+func maskSecrets(doc []byte) []byte {
+	doc = passwdAttr.ReplaceAllFunc(doc, func(m []byte) []byte {
+		sub := passwdAttr.FindSubmatch(m)
+		q, v := byte('\''), sub[2]
+		if sub[2] == nil {
+			q, v = '"', sub[3]
+		}
+		return slices.Concat(sub[1], []byte{q}, masked(v), []byte{q})
+	})
+	return cookieElem.ReplaceAllFunc(doc, func(m []byte) []byte {
+		sub := cookieElem.FindSubmatch(m)
+		return slices.Concat(sub[1], masked(sub[2]), sub[3])
+	})
+}
+
+// masked is secretMask followed by the newlines of v.
+func masked(v []byte) []byte {
+	return append([]byte(secretMask), bytes.Repeat([]byte("\n"), bytes.Count(v, []byte("\n")))...)
 }

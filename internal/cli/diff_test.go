@@ -60,3 +60,28 @@ func TestPrintDiff(t *testing.T) {
 		t.Errorf("printDiff =\n%q\nwant\n%q", buf.String(), want)
 	}
 }
+
+func TestMaskSecrets(t *testing.T) {
+	tests := []struct {
+		name, doc, want string
+	}{
+		{"vnc", `<graphics type='vnc' port='-1' autoport='yes' passwd='s3cret'/>`, `<graphics type='vnc' port='-1' autoport='yes' passwd='***'/>`},
+		{"double quotes", `<graphics type="spice" passwd="it's"/>`, `<graphics type="spice" passwd="***"/>`},
+		{"escaped characters", `<graphics type='spice' passwd='a&amp;&apos;b' connected='keep'>`, `<graphics type='spice' passwd='***' connected='keep'>`},
+		{"spaces around =", `<graphics passwd = 'x'/>`, `<graphics passwd = '***'/>`},
+		{"empty", `<graphics passwd=''/>`, `<graphics passwd='***'/>`},
+		{"passwdValidTo is not secret", `<graphics passwd='x' passwdValidTo='2031-06-30T12:00:00'/>`, `<graphics passwd='***' passwdValidTo='2031-06-30T12:00:00'/>`},
+		{"two on one line", `<graphics type='vnc' passwd='a'/><graphics type='spice' passwd='b'/>`, `<graphics type='vnc' passwd='***'/><graphics type='spice' passwd='***'/>`},
+		{"value over lines keeps line count", "<graphics passwd='a\nb\nc'/>\n<x/>", "<graphics passwd='***\n\n'/>\n<x/>"},
+		{"http cookie", `<cookies><cookie name='session'>t0ken</cookie></cookies>`, `<cookies><cookie name='session'>***</cookie></cookies>`},
+		{"secret references stay", `<auth username='u'><secret type='ceph' uuid='2ec115d7-3a88-3ceb-bc12-0ac909a6fd87'/></auth>`, `<auth username='u'><secret type='ceph' uuid='2ec115d7-3a88-3ceb-bc12-0ac909a6fd87'/></auth>`},
+		{"no secrets", "<driver queues='4'/>", "<driver queues='4'/>"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := string(maskSecrets([]byte(tt.doc))); got != tt.want {
+				t.Errorf("maskSecrets(%q) =\n%q\nwant\n%q", tt.doc, got, tt.want)
+			}
+		})
+	}
+}

@@ -127,7 +127,7 @@ Exits 1 when any check FAILs or the domain is not running, 0 otherwise.`)
 			"(\"virtmq apply --dry-run %s\" shows what its definition gets)\n", d.Name, d.Name)
 		return ExitFailure
 	}
-	live, err := conn.DomainXML(ctx, d, false)
+	live, err := conn.DomainXML(ctx, d, virt.XMLLive)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "virtmq verify: %s: read live XML: %v\n", d.Name, err)
 		return ExitFailure

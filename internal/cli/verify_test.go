@@ -217,6 +217,9 @@ func TestVerifyPass(t *testing.T) {
 	if fake.Connections() != 1 {
 		t.Errorf("verify left %d connections open", fake.Connections()-1)
 	}
+	if n := fake.Calls(virttest.MethodDomainXMLSecure); n != 0 {
+		t.Errorf("verify read XML with secrets %d times; it redefines nothing", n)
+	}
 }
 
 func TestVerifyFailures(t *testing.T) {

@@ -38,6 +38,11 @@ const (
 	MethodCapabilities   = "Capabilities"
 	MethodEvents         = "Events"
 	MethodDial           = "Dial"
+
+	// MethodDomainXMLSecure counts only the DomainXML calls that asked
+	// for virt.XMLSecure (they count as MethodDomainXML too); faults are
+	// queued on MethodDomainXML.
+	MethodDomainXMLSecure = "DomainXML+XMLSecure"
 )
 
 // AgentFunc answers a guest agent command for a domain.
@@ -342,8 +347,16 @@ func (d *daemon) findDomain(v virt.Domain) *domain {
 
 // DomainXML implements virt.Conn. For an inactive domain, or a transient
 // domain asked for its inactive XML, it behaves like libvirt: the live XML
-// of a transient domain is its only XML.
-func (c *Conn) DomainXML(ctx context.Context, v virt.Domain, inactive bool) ([]byte, error) {
+// of a transient domain is its only XML. Without virt.XMLSecure it leaves
+// secrets out as libvirt does (see withoutSecrets); the stored XML keeps
+// them.
+func (c *Conn) DomainXML(ctx context.Context, v virt.Domain, flags virt.XMLFlags) ([]byte, error) {
+	secure := flags&virt.XMLSecure != 0
+	if secure {
+		c.d.mu.Lock()
+		c.d.calls[MethodDomainXMLSecure]++
+		c.d.mu.Unlock()
+	}
 	if err := c.begin(ctx, MethodDomainXML); err != nil {
 		c.end(MethodDomainXML, v, err)
 		return nil, err
@@ -353,13 +366,16 @@ func (c *Conn) DomainXML(ctx context.Context, v virt.Domain, inactive bool) ([]b
 	var out []byte
 	if x != nil {
 		switch {
-		case !x.active || (inactive && x.persistent):
+		case !x.active || (flags&virt.XMLInactive != 0 && x.persistent):
 			out = bytes.Clone(x.inactive)
 		default:
 			out = bytes.Clone(x.live)
 		}
 	}
 	c.d.mu.Unlock()
+	if !secure {
+		out = withoutSecrets(out)
+	}
 	if x == nil {
 		err := notFound(v.Name)
 		c.end(MethodDomainXML, v, err)
@@ -723,6 +739,31 @@ func (c *Conn) Create(doc []byte) (virt.Domain, error) {
 	return v, nil
 }
 
+// graphicsTag matches a <graphics> start tag; passwdAttr a passwd
+// attribute in it, with the whitespace before it. A quoted value cannot
+// hold its own quote character, so [^']* and [^"]* end at the right place.
+var (
+	graphicsTag = regexp.MustCompile(`<graphics\b(?:[^>'"]|'[^']*'|"[^"]*")*>`)
+	passwdAttr  = regexp.MustCompile(`\s+passwd\s*=\s*(?:'[^']*'|"[^"]*")`)
+)
+
+// withoutSecrets returns doc as libvirt formats it without
+// VIR_DOMAIN_XML_SECURE: the passwd attribute of every <graphics> left
+// out, and nothing else. libvirt's virDomainGraphicsAuthDefFormatAttr
+// (src/conf/domain_conf.c, called for VNC and SPICE from
+// virDomainGraphicsDefFormat) writes passwd only when
+// VIR_DOMAIN_DEF_FORMAT_SECURE is set, but passwdValidTo and connected
+// whenever a password is set, secure or not: they stay. (Redefining from
+// such XML drops all three, since libvirt's parser ignores them without
+// passwd.) Seen with libvirt 9.0: a domain defined with
+// <graphics type='vnc' autoport='yes' passwd='...'/> lost its password
+// when redefined from XML read without the flag.
+func withoutSecrets(doc []byte) []byte {
+	return graphicsTag.ReplaceAllFunc(doc, func(tag []byte) []byte {
+		return passwdAttr.ReplaceAll(tag, nil)
+	})
+}
+
 var interfaceEnd = regexp.MustCompile(`(?s)(<interface\b.*?)(\s*)</interface>`)
 
 // liveXML mimics what libvirt adds to a running domain's NICs; d.mu must be held.
@@ -812,7 +853,8 @@ func (c *Conn) agentEvent(name string, kind virt.EventKind) error {
 // Emit sends an arbitrary event to every open connection.
 func (c *Conn) Emit(ev virt.Event) { c.d.emit(ev) }
 
-// InactiveXML returns a domain's persistent definition.
+// InactiveXML returns a domain's persistent definition as stored,
+// secrets included (what virsh dumpxml --inactive --security-info prints).
 func (c *Conn) InactiveXML(name string) ([]byte, bool) {
 	c.d.mu.Lock()
 	defer c.d.mu.Unlock()
@@ -823,7 +865,7 @@ func (c *Conn) InactiveXML(name string) ([]byte, bool) {
 	return bytes.Clone(x.inactive), true
 }
 
-// LiveXML returns a running domain's live XML.
+// LiveXML returns a running domain's live XML as stored, secrets included.
 func (c *Conn) LiveXML(name string) ([]byte, bool) {
 	c.d.mu.Lock()
 	defer c.d.mu.Unlock()

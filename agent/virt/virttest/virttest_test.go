@@ -52,7 +52,7 @@ func TestLifecycle(t *testing.T) {
 	if ev := next(t, evs); ev.Kind != virt.EventDefined || ev.Domain.UUID != d.UUID || ev.Detail != 0 {
 		t.Errorf("event = %+v", ev)
 	}
-	inactive, err := c.DomainXML(ctx, d, true)
+	inactive, err := c.DomainXML(ctx, d, virt.XMLInactive)
 	if err != nil || !bytes.Contains(inactive, []byte("<uuid>"+d.UUID+"</uuid>")) {
 		t.Errorf("inactive XML = %s, %v", inactive, err)
 	}
@@ -69,7 +69,7 @@ func TestLifecycle(t *testing.T) {
 	if ev := next(t, evs); ev.Kind != virt.EventStarted {
 		t.Errorf("event = %+v", ev)
 	}
-	live, _ := c.DomainXML(ctx, d, false)
+	live, _ := c.DomainXML(ctx, d, virt.XMLLive)
 	if !bytes.Contains(live, []byte("<alias name='net0'/>")) || !bytes.Contains(live, []byte("<target dev='vnet")) {
 		t.Errorf("live XML = %s", live)
 	}
@@ -176,4 +176,96 @@ func TestFaultsAndDisconnect(t *testing.T) {
 		t.Errorf("connections = %d", fake.Connections())
 	}
 	c3.Close()
+}
+
+// TestDomainXMLSecrets checks that the fake leaves secrets out as libvirt
+// does: without virt.XMLSecure the passwd of each <graphics> is gone and
+// nothing else changes; with it the XML is the stored one.
+func TestDomainXMLSecrets(t *testing.T) {
+	ctx := context.Background()
+	fake := virttest.New()
+	doc := virttest.GraphicsPasswdXML()
+	d, err := fake.Define(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What libvirt prints without the flag: passwd left out, passwdValidTo
+	// and connected kept (virDomainGraphicsAuthDefFormatAttr).
+	want := doc
+	for _, pw := range virttest.GraphicsPasswords {
+		want = bytes.Replace(want, []byte(" "+pw), nil, 1)
+	}
+	if bytes.Equal(want, doc) {
+		t.Fatal("the fixture holds no passwords")
+	}
+	check := func(state string, flags virt.XMLFlags, want []byte) {
+		t.Helper()
+		got, err := fake.DomainXML(ctx, d, flags)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s, DomainXML(%#x) =\n%s\nwant\n%s", state, flags, got, want)
+		}
+	}
+	check("shut off", virt.XMLInactive, want)
+	check("shut off", virt.XMLLive, want)
+	check("shut off", virt.XMLInactive|virt.XMLSecure, doc)
+	if stored, _ := fake.InactiveXML("console"); !bytes.Equal(stored, doc) {
+		t.Errorf("stored definition changed:\n%s", stored)
+	}
+
+	if err := fake.Start("console"); err != nil {
+		t.Fatal(err)
+	}
+	live, _ := fake.LiveXML("console")
+	check("running", virt.XMLInactive, want)
+	check("running", virt.XMLInactive|virt.XMLSecure, doc)
+	check("running", virt.XMLLive|virt.XMLSecure, live)
+	got, err := fake.DomainXML(ctx, d, virt.XMLLive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pw := range virttest.GraphicsPasswords {
+		if bytes.Contains(got, []byte(pw)) {
+			t.Errorf("live XML without XMLSecure holds %s", pw)
+		}
+	}
+	if !bytes.Contains(got, []byte("passwdValidTo='2031-06-30T12:00:00'")) || !bytes.Contains(got, []byte("connected='disconnect'")) {
+		t.Errorf("live XML lost passwdValidTo or connected:\n%s", got)
+	}
+	if n, all := fake.Calls(virttest.MethodDomainXMLSecure), fake.Calls(virttest.MethodDomainXML); n != 3 || all != 7 {
+		t.Errorf("Calls: %d secure of %d, want 3 of 7", n, all)
+	}
+}
+
+func TestDomainXMLSecretsForms(t *testing.T) {
+	tests := []struct {
+		name, doc, want string
+	}{
+		{"double quotes", `<graphics type="vnc" passwd="a'b"/>`, `<graphics type="vnc"/>`},
+		{"first attribute", `<graphics passwd='x' type='vnc'/>`, `<graphics type='vnc'/>`},
+		{"spaces around =", "<graphics type='vnc'\n   passwd = 'x'/>", `<graphics type='vnc'/>`},
+		{"> inside a value", `<graphics type='vnc' keymap='a>b' passwd='c>d'></graphics>`, `<graphics type='vnc' keymap='a>b'></graphics>`},
+		{"passwdValidTo kept", `<graphics type='vnc' passwd='x' passwdValidTo='2030-01-01T00:00:00'/>`, `<graphics type='vnc' passwdValidTo='2030-01-01T00:00:00'/>`},
+		{"other elements untouched", `<graphicsx passwd='x'/><source passwd='y'/>`, `<graphicsx passwd='x'/><source passwd='y'/>`},
+		{"no password", `<graphics type='sdl' display=':0'/>`, `<graphics type='sdl' display=':0'/>`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fake := virttest.New()
+			d, err := fake.Define([]byte("<domain><name>vm</name><uuid>00000000-0000-4000-8000-000000000001</uuid><devices>" + tt.doc + "</devices></domain>"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := fake.DomainXML(context.Background(), d, virt.XMLInactive)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := "<domain><name>vm</name><uuid>00000000-0000-4000-8000-000000000001</uuid><devices>" + tt.want + "</devices></domain>"
+			if string(got) != want {
+				t.Errorf("got  %s\nwant %s", got, want)
+			}
+		})
+	}
 }
