@@ -24,6 +24,8 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 # shellcheck source=e2e/lib.sh
 source e2e/lib.sh
+# shellcheck source=e2e/fixtures.sh
+source e2e/fixtures.sh
 [[ $(id -u) == 0 ]] || e2e_die "run as root (libvirtd, QEMU and a bridge)"
 for b in virtmq virtmq-hook virtmq-agent; do
 	[[ -x bin/$b ]] || e2e_die "no bin/$b: run make build"
@@ -45,9 +47,11 @@ HOOK_BIN=$REPO/bin/virtmq-hook
 POLICY=$BW/policy.yaml
 STATUS_SOCK=$BW/status.sock
 AGENT_LOG=$VIRTMQ_E2E_LOGDIR/bench-agent.log
+AGENT_PIDFILE=$BW/agent.pid
+BIN=$REPO/bin
 EVENTS=$VIRTMQ_E2E_LOGDIR/bench-events.log # `virsh event --timestamp`: the independent observer
 P=${VIRTMQ_E2E_PREFIX}bench-
-AGENT_PID='' OBS_PID=''
+OBS_PID=''
 T0=$SECONDS
 
 log() { e2e_log "bench: $*"; }
@@ -122,35 +126,6 @@ other_json() {
 
 # --- the agent and the event observer -------------------------------------------------
 
-write_policy() {
-	# e2e/run.sh's test policy: combined 2 makes the guest step do real work
-	# (the guest kernel alone enables min(vCPUs, N) = 4 pairs).
-	cat >"$POLICY" <<-YAML
-		version: 1
-		mode: audit
-		on_error: allow
-		defaults:
-		  queues: vcpus
-		  max: 8
-		  combined: 2
-	YAML
-}
-
-agent_start() {
-	bin/virtmq-agent --policy "$POLICY" --socket "$LIBVIRT_SOCK" --status-socket "$STATUS_SOCK" \
-		--log-level debug >>"$AGENT_LOG" 2>&1 &
-	AGENT_PID=$!
-	e2e_wait 10 bin/virtmq status --status-socket "$STATUS_SOCK" || e2e_die "virtmq-agent did not answer (log: $AGENT_LOG)"
-}
-
-agent_stop() {
-	[[ -n $AGENT_PID ]] || return 0
-	kill -TERM "$AGENT_PID" 2>/dev/null || true
-	e2e_wait 10 eval "! pid_alive $AGENT_PID" || kill -KILL "$AGENT_PID" 2>/dev/null || true
-	AGENT_PID=''
-}
-
-status_json() { bin/virtmq status --json --status-socket "$STATUS_SOCK"; }
 
 observer_start() {
 	: >"$EVENTS"
@@ -321,7 +296,7 @@ part_b1() {
 		d=${P}def-$(printf %02d "$i")
 		win_begin
 		define_domain "$d" --vcpus 4
-		e2e_wait 30 eval "[[ \$(e2e_virsh dumpxml --inactive $d | grep -c \"queues='4'\") == 1 ]]" ||
+		e2e_wait 30 defined_queues_are "$d" 4 ||
 			e2e_die "the agent did not rewrite $d (log: $AGENT_LOG)"
 		win_end b >/dev/null
 		sleep 0.3 # the agent's reconcile of its own redefine event; then the next one
@@ -360,7 +335,7 @@ part_b2() {
 	local d=${P}ga i t0 at conn qmp st done_ms=() qmp_ms=() end
 	log "B2. qemu-ga connected -> guest queues set and verified, $BOOTS boots"
 	define_domain "$d" --vcpus 4
-	e2e_wait 30 eval "[[ \$(e2e_virsh dumpxml --inactive $d | grep -c \"queues='4'\") == 1 ]]" ||
+	e2e_wait 30 defined_queues_are "$d" 4 ||
 		e2e_die "the agent did not rewrite $d"
 	for ((i = 1; i <= BOOTS; i++)); do
 		win_begin
@@ -434,7 +409,7 @@ net_boot() {
 		got=$(ethtool_combined "$d")
 	fi
 	[[ $got == "$q $q" ]] || e2e_die "C: guest Combined max/current is '$got', want '$q $q'"
-	((q == 1)) || [[ $(e2e_virsh dumpxml "$d" | grep -c "queues='$q'") == 1 ]] || e2e_die "C: running XML has no queues=$q"
+	((q == 1)) || [[ $(live_queues "$d") == "$q" ]] || e2e_die "C: running XML has no queues=$q"
 	for ((i = 0; i < v; i++)); do
 		guest_exec "$d" /bin/iperf3 -s -D -p $((5202 + i)) -A "$i" >/dev/null || e2e_die "C: cannot start iperf3 server $i in the guest"
 	done
@@ -625,7 +600,7 @@ main() {
 	mkdir -p "$RESULTS" "$HOOKS/qemu.d" "$VIRTMQ_E2E_LOGDIR"
 	rm -f "$HOOKS/qemu.d/"* "$BW"/*.json "$BW"/*.jsonl "$BW"/other-*.list
 	: >"$AGENT_LOG"
-	write_policy
+	write_policy audit
 	trap on_exit EXIT
 	VIRTMQ_E2E_HOOKS_DIR=$HOOKS daemons_start
 	cleanup_domains

@@ -25,51 +25,8 @@ P=${VIRTMQ_E2E_PREFIX}
 T0=$SECONDS
 PASSED=() FAILED=()
 
-# --- fixtures --------------------------------------------------------------------
-
-# write_policy MODE: the test policy. combined 2 makes the guest step do real
-# work: the kernel alone would enable min(vCPUs, N) = 4 pairs.
-write_policy() {
-	cat >"$POLICY" <<-YAML
-		version: 1
-		mode: $1
-		on_error: allow
-		defaults:
-		  queues: vcpus
-		  max: 8
-		  combined: 2
-	YAML
-}
-
-# install_hook: libvirtd sees $RUN/hooks as /etc/libvirt/hooks (lib.sh), with
-# the hook in qemu.d/ as a package installs it, reading the test policy.
-install_hook() {
-	mkdir -p "$RUN/hooks/qemu.d"
-	cat >"$RUN/hooks/qemu.d/50-virtmq" <<-SH
-		#!/bin/sh
-		exec $BIN/virtmq-hook --policy $POLICY "\$@"
-	SH
-	chmod 0755 "$RUN/hooks/qemu.d/50-virtmq"
-}
-
-agent_start() {
-	"$BIN/virtmq-agent" --policy "$POLICY" --socket "$LIBVIRT_SOCK" --status-socket "$STATUS_SOCK" \
-		--log-level debug >>"$AGENT_LOG" 2>&1 &
-	echo $! >"$AGENT_PIDFILE"
-	e2e_wait 10 test -S "$STATUS_SOCK" || fail "virtmq-agent did not open its status socket (log: $AGENT_LOG)"
-}
-
-agent_pid() { cat "$AGENT_PIDFILE" 2>/dev/null; }
-pid_gone() { ! pid_alive "$1"; } # zombies count as gone: PID 1 reaps slowly here
-
-agent_stop() {
-	local pid
-	pid=$(agent_pid) || return 0
-	kill -CONT "$pid" 2>/dev/null || true
-	kill -TERM "$pid" 2>/dev/null || true
-	e2e_wait 10 pid_gone "$pid" || kill -KILL "$pid" 2>/dev/null || true
-	rm -f "$AGENT_PIDFILE"
-}
+# shellcheck source=e2e/fixtures.sh
+source "$E2E_DIR/fixtures.sh"
 
 on_exit() {
 	local rc=$?
@@ -118,9 +75,6 @@ eventually() {
 
 # --- probes ----------------------------------------------------------------------
 
-defined_queues() { e2e_virsh dumpxml --inactive "$1" | grep -o "queues='[0-9]*'" | head -n1 | tr -dc 0-9; }
-defined_queues_are() { [[ $(defined_queues "$1") == "$2" ]]; }
-live_queues() { e2e_virsh dumpxml "$1" | grep -o "queues='[0-9]*'" | head -n1 | tr -dc 0-9; }
 guest_current() { ethtool_combined "$1" | awk '{ print $2 }'; }
 qmp_vqs() {
 	qmp "$1" '{"execute":"x-query-virtio-status","arguments":{"path":"/machine/peripheral/net0/virtio-backend"}}' |
@@ -130,8 +84,6 @@ qmp_mq() {
 	qmp "$1" '{"execute":"x-query-virtio-status","arguments":{"path":"/machine/peripheral/net0/virtio-backend"}}' |
 		jq -r '[.return["guest-features"]["dev-features"][]? | select(startswith("VIRTIO_NET_F_MQ"))] | length > 0'
 }
-# status_of DOMAIN JQ: a field of the agent's state for DOMAIN.
-status_of() { "$BIN/virtmq" status --json --status-socket "$STATUS_SOCK" | jq -r --arg d "$1" ".domains[] | select(.name == \$d) | $2"; }
 interrupt_lines() { guest_exec "$1" /bin/cat /proc/interrupts | grep -Eo 'virtio[0-9]+-input\.[0-9]+' | sort -u | wc -l; }
 
 # boot_rewritten NAME [domain_xml options]: define, wait for the agent's
@@ -276,21 +228,20 @@ save_restore() {
 # loads at its next start, passes virt-xml-validate and is byte for byte the
 # old or the new one; the restarted agent converges, and a libvirtd restart
 # loads every rewritten definition. The batch: the agent is frozen while K
-# domains are (re)defined without queues, thawed, and killed as soon as its
-# log shows a random 1..K/2 of them redefined.
+# domains are (re)defined without queues, thawed, and killed as soon as
+# libvirt reports (virsh event) a random 1..K/2 of them redefined.
 kill9_redefine() {
 	local k=${VIRTMQ_E2E_KILL9_DOMAINS:-12} tries=${VIRTMQ_E2E_KILL9_TRIES:-3} dir=$RUN/kill9
-	local t i d pid n0 target got logged rewritten q mid=0 names=()
+	local t i d pid target got rewritten q ev evpid mid=0 names=()
 	rm -rf "$dir" && mkdir -p "$dir"
 	for ((i = 1; i <= k; i++)); do names+=("${P}k9-$(printf %02d "$i")"); done
 	# on failure: leave a running agent for the next scenario
 	trap 'kill -CONT "$(agent_pid)" 2>/dev/null || true; pid_alive "$(agent_pid)" || agent_start' EXIT
 	validate() { virt-xml-validate "$1" domain >"$dir/validate.out" 2>&1 || { cat "$dir/validate.out" >&2; return 1; }; }
-	queues_in() { grep -o "queues='[0-9]*'" "$1" | tr -dc 0-9 || true; }
-	redefined_count() { tail -n +"$((n0 + 1))" "$AGENT_LOG" | grep -c "msg=\"redefined the domain.* domain=${P}k9-" || true; }
+	queues_in() { xml_queues "$1"; }
 	# shellcheck disable=SC2317 # called through eventually
 	status_count() { # k9 domains the agent reports compliant/rewritten with 4 defined queues
-		"$BIN/virtmq" status --json --status-socket "$STATUS_SOCK" | jq --arg p "${P}k9-" '[.domains[] |
+		status_json | jq --arg p "${P}k9-" '[.domains[] |
 			select((.name | startswith($p)) and (.state == "rewritten" or .state == "compliant") and .nics[0].defined_queues == 4)] | length'
 	}
 	for ((t = 1; t <= tries; t++)); do
@@ -301,16 +252,19 @@ kill9_redefine() {
 			e2e_virsh dumpxml --inactive "$d" >"$dir/$d.old"
 			[[ -z $(queues_in "$dir/$d.old") ]] || fail "$d: defined with queues while the agent is frozen"
 		done
-		n0=$(wc -l <"$AGENT_LOG")
 		target=$((1 + RANDOM % (k / 2)))
+		# libvirt's own account of each redefine, as it happens (the agent
+		# redefines tens per second: no polling)
+		exec {ev}< <(exec timeout 30 virsh -q -c "$VIRTMQ_E2E_URI" event --loop --event lifecycle)
+		evpid=$!
+		sleep 0.3 # registered before the agent runs
 		kill -CONT "$pid"
-		# follow the log (inotify, no polling: the agent redefines tens per second)
-		got=$(grep -c -m "$target" "msg=\"redefined the domain.* domain=${P}k9-" \
-			< <(timeout 30 tail -n +"$((n0 + 1))" --pid="$pid" -f "$AGENT_LOG")) || true
+		got=$(grep -c -m "$target" "for domain '${P}k9-[0-9]*': Defined Updated" <&"$ev") || true
 		kill -KILL "$pid"
+		kill "$evpid" 2>/dev/null || true
+		exec {ev}<&-
 		[[ $got == "$target" ]] || fail "try $t: the agent redefined $got domains in 30 s, want $target"
 		e2e_wait 10 pid_gone "$pid" || fail "kill -9 did not end the agent"
-		logged=$(redefined_count)
 		rewritten=0
 		for d in "${names[@]}"; do
 			e2e_virsh dumpxml --inactive "$d" >"$dir/$d.kill" || fail "$d: dumpxml --inactive failed after kill -9"
@@ -327,7 +281,7 @@ kill9_redefine() {
 			fail "libvirt left temporary definition files: $(echo /etc/libvirt/qemu/"${P}"k9-*.new)"
 		fi
 		((rewritten > 0 && rewritten < k)) && mid=$((mid + 1))
-		e2e_log "ok: try $t: agent killed after $logged redefines logged (target $target): $rewritten of $k definitions new, the others old; all validate"
+		e2e_log "ok: try $t: agent killed after libvirt reported $target redefines: $rewritten of $k definitions new, the others old; all validate"
 		agent_start
 		eventually 30 "try $t: domains the restarted agent reports with 4 queues" "$k" status_count
 		for d in "${names[@]}"; do
@@ -362,7 +316,7 @@ libvirtd_outage() {
 	eventually 30 "agent rewrote $dr before the outage" 2 defined_queues "$dr"
 	e2e_virsh start "$dr" >/dev/null
 	qpid=$(cat "/run/libvirt/qemu/$dr.pid")
-	rc0=$("$BIN/virtmq" status --json --status-socket "$STATUS_SOCK" | jq .libvirt.reconnects)
+	rc0=$(status_json | jq .libvirt.reconnects)
 	pid=$(agent_pid)
 	kill -STOP "$pid"
 	define_domain "$da"
@@ -389,7 +343,7 @@ libvirtd_outage() {
 	eventually 120 "guest step of $dr after the outage (step, guest current)" "done 2" \
 		status_of "$dr" '.nics[0] | "\(.guest_step) \(.guest_current)"'
 	check "agent status: reconnects >= 1" \
-		"$("$BIN/virtmq" status --json --status-socket "$STATUS_SOCK" | jq '.libvirt.reconnects >= 1')" true
+		"$(status_json | jq '.libvirt.reconnects >= 1')" true
 	e2e_virsh destroy "$dr" >/dev/null
 	for d in "$dr" "$da" "$db" "$dc"; do e2e_virsh undefine "$d" >/dev/null; done
 }
@@ -467,7 +421,7 @@ main() {
 	mkdir -p "$RUN" "$VIRTMQ_E2E_LOGDIR"
 	: >"$AGENT_LOG"
 	write_policy audit
-	install_hook
+	install_hook "$RUN/hooks"
 	trap on_exit EXIT
 	VIRTMQ_E2E_HOOKS_DIR=$RUN/hooks daemons_start
 	cleanup_domains

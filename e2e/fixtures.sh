@@ -1,0 +1,68 @@
+# shellcheck shell=bash
+# The virtmq side of the real-stack harness, shared by the e2e suite
+# (e2e/run.sh) and the real-stack bench (bench/realstack.sh): the test
+# policy, the hook as a package installs it, virtmq-agent, and probes that
+# read state (virtmq status --json, libvirt's XML through XPath), never log
+# wording. Source it after e2e/lib.sh, with these set:
+#   BIN            the folder of virtmq, virtmq-hook and virtmq-agent
+#   POLICY         the test policy file
+#   STATUS_SOCK    the agent's status socket
+#   AGENT_LOG      where the agent logs
+#   AGENT_PIDFILE  the agent's pid (a file: scenarios run in subshells)
+
+# write_policy MODE: the test policy. combined 2 makes the guest step do real
+# work: the kernel alone would enable min(vCPUs, N) = 4 pairs.
+write_policy() {
+	cat >"$POLICY" <<-YAML
+		version: 1
+		mode: $1
+		on_error: allow
+		defaults:
+		  queues: vcpus
+		  max: 8
+		  combined: 2
+	YAML
+}
+
+# install_hook HOOKS_DIR: HOOKS_DIR/qemu.d/50-virtmq runs the hook with the
+# test policy (libvirtd sees HOOKS_DIR as /etc/libvirt/hooks, lib.sh).
+install_hook() {
+	mkdir -p "$1/qemu.d"
+	cat >"$1/qemu.d/50-virtmq" <<-SH
+		#!/bin/sh
+		exec $BIN/virtmq-hook --policy $POLICY "\$@"
+	SH
+	chmod 0755 "$1/qemu.d/50-virtmq"
+}
+
+agent_pid() { cat "$AGENT_PIDFILE" 2>/dev/null; }
+pid_gone() { ! pid_alive "$1"; } # zombies count as gone: PID 1 reaps slowly here
+
+# agent_start: virtmq-agent on the harness's libvirtd, until its status answers.
+agent_start() {
+	"$BIN/virtmq-agent" --policy "$POLICY" --socket "$LIBVIRT_SOCK" --status-socket "$STATUS_SOCK" \
+		--log-level debug >>"$AGENT_LOG" 2>&1 &
+	echo $! >"$AGENT_PIDFILE"
+	e2e_wait 10 "$BIN/virtmq" status --status-socket "$STATUS_SOCK" ||
+		e2e_die "virtmq-agent did not answer on $STATUS_SOCK (log: $AGENT_LOG)"
+}
+
+agent_stop() {
+	local pid
+	pid=$(agent_pid) || return 0
+	kill -CONT "$pid" 2>/dev/null || true
+	kill -TERM "$pid" 2>/dev/null || true
+	e2e_wait 10 pid_gone "$pid" || kill -KILL "$pid" 2>/dev/null || true
+	rm -f "$AGENT_PIDFILE"
+}
+
+# status_json: the agent's state (virtmq status --json).
+status_json() { "$BIN/virtmq" status --json --status-socket "$STATUS_SOCK"; }
+# status_of DOMAIN JQ: a field of the agent's state for DOMAIN.
+status_of() { status_json | jq -r --arg d "$1" ".domains[] | select(.name == \$d) | $2"; }
+
+# xml_queues [FILE]: the first NIC's <driver queues>, from XML on stdin or in FILE.
+xml_queues() { xmllint --xpath 'string(/domain/devices/interface[1]/driver/@queues)' "${1:--}"; }
+defined_queues() { e2e_virsh dumpxml --inactive "$1" | xml_queues; }
+defined_queues_are() { [[ $(defined_queues "$1") == "$2" ]]; }
+live_queues() { e2e_virsh dumpxml "$1" | xml_queues; }
