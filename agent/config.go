@@ -30,12 +30,12 @@ const (
 	// DefaultGuestSlice: a healthy guest answers a whole guest step (about
 	// a dozen agent commands of a few ms each) well within it; a slower
 	// one is not failed, it goes on in the slow lane.
-	DefaultGuestSlice = 2 * time.Second
-	DefaultCallTimeout     = 10 * time.Second
-	DefaultDialTimeout     = 10 * time.Second
-	DefaultQMPTimeout      = 10 * time.Second
-	DefaultReconnectMin    = 500 * time.Millisecond
-	DefaultReconnectMax    = 30 * time.Second
+	DefaultGuestSlice   = 2 * time.Second
+	DefaultCallTimeout  = 10 * time.Second
+	DefaultDialTimeout  = 10 * time.Second
+	DefaultQMPTimeout   = 10 * time.Second
+	DefaultReconnectMin = 500 * time.Millisecond
+	DefaultReconnectMax = 30 * time.Second
 	// DefaultMaxRedefines is how many times in a row the agent redefines a
 	// domain whose definition still differs from the rewrite afterwards.
 	DefaultMaxRedefines = 3

@@ -143,4 +143,3 @@ func TestCommandBudget(t *testing.T) {
 		t.Errorf("sent %d commands, want %d polls + %d others", sent, maxCommands, maxCommands)
 	}
 }
-
