@@ -177,7 +177,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.log.Info("status socket listening", "path", a.cfg.StatusSocket)
 
-	a.sched = newScheduler(ctx, a.cfg.Concurrency, a.cfg.GuestAttempts, a.cfg.GuestRetryDelay, a.runJob)
+	a.sched = newScheduler(ctx, schedOptions{
+		concurrency: a.cfg.Concurrency,
+		slice:       a.cfg.GuestSlice,
+		attempts:    a.cfg.GuestAttempts,
+		delay:       a.cfg.GuestRetryDelay,
+		maxDelay:    a.cfg.GuestRetryMax,
+		now:         a.cfg.Now,
+	}, a.runJob)
 	a.sd.ready("connecting to libvirt")
 	a.loop(ctx)
 

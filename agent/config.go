@@ -26,11 +26,16 @@ const (
 	DefaultGuestTimeout    = 3 * time.Minute
 	DefaultGuestAttempts   = 4
 	DefaultGuestRetryDelay = 2 * time.Second
-	DefaultCallTimeout     = 10 * time.Second
-	DefaultDialTimeout     = 10 * time.Second
-	DefaultQMPTimeout      = 10 * time.Second
-	DefaultReconnectMin    = 500 * time.Millisecond
-	DefaultReconnectMax    = 30 * time.Second
+	DefaultGuestRetryMax   = 10 * time.Minute
+	// DefaultGuestSlice: a healthy guest answers a whole guest step (about
+	// a dozen agent commands of a few ms each) well within it; a slower
+	// one is not failed, it goes on in the slow lane.
+	DefaultGuestSlice   = 2 * time.Second
+	DefaultCallTimeout  = 10 * time.Second
+	DefaultDialTimeout  = 10 * time.Second
+	DefaultQMPTimeout   = 10 * time.Second
+	DefaultReconnectMin = 500 * time.Millisecond
+	DefaultReconnectMax = 30 * time.Second
 	// DefaultMaxRedefines is how many times in a row the agent redefines a
 	// domain whose definition still differs from the rewrite afterwards.
 	DefaultMaxRedefines = 3
@@ -68,16 +73,28 @@ type Config struct {
 	// empty disables it.
 	MetricsListen string
 
-	// Concurrency is how many domains get guest steps or QMP checks at once.
+	// Concurrency is how many domains get guest steps or QMP checks at once
+	// (fast slots), and how many guest agent commands or QMP checks of
+	// domains moved to the slow lane run at once (see GuestSlice).
 	Concurrency int
+	// GuestSlice is how long one domain's guest step and QMP check may hold
+	// a fast slot; after it the rest of the run takes one slow slot per
+	// command, and its next attempts start there (until a success or a
+	// boot). Slow or hostile guests so take turns among themselves.
+	GuestSlice time.Duration
 	// GuestTimeout bounds one guest step attempt for one domain (all its NICs).
 	GuestTimeout time.Duration
 	// GuestAttempts is how many times a guest step that failed for a
 	// transient reason (timeout, unknown error) is tried; reasons the guest
 	// gives (guest-exec disabled, no ethtool, ...) are never retried.
 	GuestAttempts int
-	// GuestRetryDelay is the first delay between attempts; it doubles.
+	// GuestRetryDelay is the first delay between attempts; it doubles with
+	// each failure of the domain, up to GuestRetryMax. The count is kept per
+	// domain across guest agent reconnects: after GuestAttempts failures the
+	// next agent-connected event gets the next attempt, not before the
+	// backoff. A success or a (re)start of the domain resets it.
 	GuestRetryDelay time.Duration
+	GuestRetryMax   time.Duration
 	// Guest bounds the single guest agent commands.
 	Guest guest.Options
 
@@ -127,7 +144,7 @@ type Config struct {
 // that make no sense.
 func (c Config) withDefaults() (Config, error) {
 	if c.Concurrency < 0 || c.GuestTimeout < 0 || c.CallTimeout < 0 || c.DialTimeout < 0 ||
-		c.QMPTimeout < 0 || c.GuestAttempts < 0 || c.GuestRetryDelay < 0 || c.ReconnectMin < 0 || c.ReconnectMax < 0 {
+		c.QMPTimeout < 0 || c.GuestAttempts < 0 || c.GuestRetryDelay < 0 || c.GuestRetryMax < 0 || c.GuestSlice < 0 || c.ReconnectMin < 0 || c.ReconnectMax < 0 {
 		return c, errors.New("agent: negative concurrency, count or timeout")
 	}
 	if c.DefaultPolicyPath == "" {
@@ -153,6 +170,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.GuestRetryDelay == 0 {
 		c.GuestRetryDelay = DefaultGuestRetryDelay
+	}
+	if c.GuestRetryMax == 0 {
+		c.GuestRetryMax = DefaultGuestRetryMax
+	}
+	if c.GuestSlice == 0 {
+		c.GuestSlice = DefaultGuestSlice
 	}
 	if c.DialTimeout == 0 {
 		c.DialTimeout = DefaultDialTimeout

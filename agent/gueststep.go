@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/virtmq/virtmq/agent/guest"
+	"github.com/virtmq/virtmq/agent/qmpcheck"
 	"github.com/virtmq/virtmq/agent/status"
 	"github.com/virtmq/virtmq/agent/virt"
 	"github.com/virtmq/virtmq/internal/domxml"
@@ -21,8 +23,10 @@ const (
 )
 
 // runJob is the scheduler's runFunc: one attempt of a domain's guest step
-// (bounded by GuestTimeout) and/or QMP check (QMPTimeout per NIC).
-func (a *Agent) runJob(ctx context.Context, ref virt.Domain, j job, attempt int) (retry bool) {
+// (bounded by GuestTimeout) and/or QMP check (QMPTimeout per NIC). The
+// lookups run under the fast slot the run starts with; guest agent
+// commands and QMP checks take their turns through l (see scheduler).
+func (a *Agent) runJob(ctx context.Context, ref virt.Domain, j job, attempt int, l *lease) (retry bool) {
 	conn := a.currentConn()
 	if conn == nil {
 		return false // the resync after the reconnect schedules it again
@@ -69,11 +73,14 @@ func (a *Agent) runJob(ctx context.Context, ref virt.Domain, j job, attempt int)
 	}
 	if j.guest {
 		gctx, cancel := context.WithTimeout(ctx, a.cfg.GuestTimeout)
-		retry = a.guestStep(gctx, log, conn, d, plan, live, attempt)
+		if attempt > 1 {
+			l.demote() // it failed last time: take turns with the other slow guests
+		}
+		retry = a.guestStep(gctx, log, conn, d, plan, live, attempt, l)
 		cancel()
 	}
 	if ctx.Err() == nil {
-		a.verify(ctx, log, conn, d, plan, live)
+		a.verify(ctx, log, conn, d, plan, live, l)
 	}
 	return retry
 }
@@ -81,14 +88,14 @@ func (a *Agent) runJob(ctx context.Context, ref virt.Domain, j job, attempt int)
 // guestStep sets the guest's combined channel count on each NIC the plan
 // asks for and records the outcome. It reports whether a transient failure
 // is worth another attempt.
-func (a *Agent) guestStep(ctx context.Context, log *slog.Logger, conn virt.Conn, d virt.Domain, plan policy.Plan, live *domxml.Domain, attempt int) (retry bool) {
+func (a *Agent) guestStep(ctx context.Context, log *slog.Logger, conn virt.Conn, d virt.Domain, plan policy.Plan, live *domxml.Domain, attempt int, l *lease) (retry bool) {
 	running := map[string]int{}
 	for _, ifc := range live.Interfaces {
 		if ifc.MAC != "" {
 			running[ifc.MAC] = max(ifc.Queues, 1)
 		}
 	}
-	ag := virt.GuestAgent{Conn: conn, Domain: d}
+	ag := turnAgent{Agent: virt.GuestAgent{Conn: conn, Domain: d}, l: l}
 	var actions []string
 	for _, n := range plan.NICs {
 		if !n.Managed || !n.GuestStep || n.Combined < 1 {
@@ -130,8 +137,13 @@ func (a *Agent) guestStep(ctx context.Context, log *slog.Logger, conn virt.Conn,
 			}
 			ns.GuestStep = reason
 			ns.Problem = "guest step: " + err.Error()
-			if transient && attempt < a.cfg.GuestAttempts {
-				ns.Problem += fmt.Sprintf(" (attempt %d of %d; retrying)", attempt, a.cfg.GuestAttempts)
+			if transient {
+				next := a.sched.retryDelay(attempt).Round(time.Second)
+				if attempt < a.cfg.GuestAttempts {
+					ns.Problem += fmt.Sprintf(" (attempt %d; next try in %v)", attempt, next)
+				} else {
+					ns.Problem += fmt.Sprintf(" (attempt %d; next try when the guest agent reconnects, not before %v)", attempt, next)
+				}
 			}
 		})
 		if err != nil {
@@ -167,7 +179,7 @@ func (a *Agent) guestStep(ctx context.Context, log *slog.Logger, conn virt.Conn,
 
 // verify asks QEMU, over QMP through libvirt, how many virtqueues each
 // managed NIC has and whether the guest negotiated multiqueue.
-func (a *Agent) verify(ctx context.Context, log *slog.Logger, conn virt.Conn, d virt.Domain, plan policy.Plan, live *domxml.Domain) {
+func (a *Agent) verify(ctx context.Context, log *slog.Logger, conn virt.Conn, d virt.Domain, plan policy.Plan, live *domxml.Domain, l *lease) {
 	byMAC := map[string]domxml.Interface{}
 	for _, ifc := range live.Interfaces {
 		byMAC[ifc.MAC] = ifc
@@ -177,9 +189,15 @@ func (a *Agent) verify(ctx context.Context, log *slog.Logger, conn virt.Conn, d 
 		if !n.Managed || !ok || ifc.Alias == "" {
 			continue
 		}
-		qctx, cancel := context.WithTimeout(ctx, a.cfg.QMPTimeout)
-		st, err := a.cfg.QMPQuery(virt.Monitor{Ctx: qctx, Conn: conn, Domain: d}, ifc.Alias)
-		cancel()
+		var st qmpcheck.NICStatus
+		var err error
+		if terr := l.turn(ctx, func() {
+			qctx, cancel := context.WithTimeout(ctx, a.cfg.QMPTimeout)
+			st, err = a.cfg.QMPQuery(virt.Monitor{Ctx: qctx, Conn: conn, Domain: d}, ifc.Alias)
+			cancel()
+		}); terr != nil {
+			return // ctx ended
+		}
 		running := max(ifc.Queues, 1)
 		a.recordGuest(d, n.MAC, func(ns *status.NIC) {
 			if err != nil {
@@ -207,6 +225,21 @@ func (a *Agent) verify(ctx context.Context, log *slog.Logger, conn virt.Conn, d 
 		}
 		log.Debug("QMP verification", "mac", n.MAC, "alias", ifc.Alias, "num_vqs", st.NumVQs, "mq", st.MQ)
 	}
+}
+
+// turnAgent sends each guest agent command in a turn of the run's lease:
+// under its fast slot, or a slow slot of its own once the run was moved to
+// the slow lane. The waits between guest-exec-status polls hold no slow slot.
+type turnAgent struct {
+	guest.Agent
+	l *lease
+}
+
+func (t turnAgent) Command(ctx context.Context, cmd []byte, timeout time.Duration) (out []byte, err error) {
+	if terr := t.l.turn(ctx, func() { out, err = t.Agent.Command(ctx, cmd, timeout) }); terr != nil {
+		return nil, terr
+	}
+	return out, err
 }
 
 // recordGuest updates one NIC of a running domain's status, if both are

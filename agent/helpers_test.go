@@ -457,7 +457,7 @@ func newFakeGuestStep(fn func(ctx context.Context, dom, mac string, combined int
 }
 
 func (f *fakeGuestStep) step(ctx context.Context, a guest.Agent, mac string, combined int, _ guest.Options) (guest.Result, error) {
-	dom := a.(virt.GuestAgent).Domain.Name
+	dom := a.(turnAgent).Agent.(virt.GuestAgent).Domain.Name
 	f.mu.Lock()
 	f.calls[dom]++
 	f.inflight++

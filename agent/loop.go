@@ -260,7 +260,7 @@ func (a *Agent) handle(ctx context.Context, conn virt.Conn, batch []virt.Event) 
 				dirty = append(dirty, d)
 			}
 			if ev.Kind == virt.EventStarted {
-				jobs[key] = jobs[key].merge(job{verify: true})
+				jobs[key] = jobs[key].merge(job{verify: true, boot: true})
 				refs[key] = d
 			}
 		case virt.EventAgentConnected:

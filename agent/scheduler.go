@@ -12,47 +12,111 @@ import (
 type job struct {
 	guest  bool // run the guest step (then verify)
 	verify bool // verify over QMP
+	// boot: the domain (re)started (a new QEMU process): its guest step
+	// backoff starts over.
+	boot bool
 }
 
-func (j job) merge(o job) job { return job{guest: j.guest || o.guest, verify: j.verify || o.verify} }
+func (j job) merge(o job) job {
+	return job{guest: j.guest || o.guest, verify: j.verify || o.verify, boot: j.boot || o.boot}
+}
 
-// runFunc runs one attempt of a job; it reports whether the job should be
-// tried again later (a transient failure).
-type runFunc func(ctx context.Context, d virt.Domain, j job, attempt int) (retry bool)
+// runFunc runs one attempt of a job, taking its turns through l; it
+// reports whether the job should be tried again later (a transient
+// failure). attempt counts the domain's guest step attempts since its last
+// success or boot, this one included.
+type runFunc func(ctx context.Context, d virt.Domain, j job, attempt int, l *lease) (retry bool)
 
-// scheduler runs jobs with at most one worker per domain and a global
-// limit on workers running at once. Jobs for a domain whose worker is busy
-// are merged into one follow-up run; a job that asks for a retry is run
-// again after a growing delay (without holding a concurrency slot) until it
-// has been tried attempts times or a new job for the domain arrives.
+// scheduler runs jobs with at most one worker per domain and bounds how
+// much of the host one domain can hold.
+//
+// Turns. A run starts with one of Concurrency fast slots, and holds it for
+// at most slice. A healthy guest answers a whole guest step within a
+// fraction of that. A run still going after slice (a guest that stalls
+// guest-exec-status, or answers each command just before its timeout)
+// gives its fast slot back and goes on in the slow lane: each of its later
+// guest agent commands and QMP checks waits for one of Concurrency slow
+// slots, held for that one command. A run of a domain whose last attempt
+// failed starts its guest step in the slow lane. So hostile guests take
+// turns among themselves, and a well-behaved domain waits at most about
+// slice × (runs queued ahead of it / Concurrency) for a fast slot. The
+// command in flight when a run is moved holds no slot until it returns:
+// at most one per moved run, each bounded by its command timeout.
+//
+// Backoff. A run that asks for a retry counts as a failure of the domain,
+// keyed by its UUID: its next run waits delay × 2^(failures-1) (at most
+// maxDelay), whatever brought the job — the retry itself or a new
+// agent-connected event, so that a guest restarting qemu-ga does not get
+// fresh attempts without limit. The scheduler retries on its own until
+// attempts failures; later jobs (the next agent-connected event) still
+// wait out the backoff. A success, a reason the guest gives (not retried),
+// or a boot of the domain (job.boot: the STARTED event) forgets the
+// failures. Retry waits hold no slot.
 type scheduler struct {
 	ctx      context.Context
-	sem      chan struct{}
+	sem      chan struct{} // fast slots
+	slow     chan struct{} // slow lane
+	slice    time.Duration
 	attempts int
 	delay    time.Duration
+	maxDelay time.Duration
+	now      func() time.Time
 	run      runFunc
 
-	mu    sync.Mutex
-	slots map[string]*slot
-	wg    sync.WaitGroup
+	mu      sync.Mutex
+	slots   map[string]*slot
+	backoff map[string]*guestBackoff
+	wg      sync.WaitGroup
 }
 
 type slot struct {
-	d       virt.Domain
-	next    job
-	has     bool // next holds a job to run
-	attempt int  // attempts of the current job so far
+	d    virt.Domain
+	next job
+	has  bool          // next holds a job to run
+	wake chan struct{} // the domain's backoff was reset
 }
 
-func newScheduler(ctx context.Context, concurrency, attempts int, delay time.Duration, run runFunc) *scheduler {
+// guestBackoff is a domain's guest step failures since its last success or boot.
+type guestBackoff struct {
+	failures int
+	until    time.Time // no run before
+}
+
+// schedOptions are the scheduler's bounds (see scheduler).
+type schedOptions struct {
+	concurrency     int
+	slice           time.Duration
+	attempts        int
+	delay, maxDelay time.Duration
+	now             func() time.Time
+}
+
+func newScheduler(ctx context.Context, o schedOptions, run runFunc) *scheduler {
+	if o.now == nil {
+		o.now = time.Now
+	}
 	return &scheduler{
 		ctx:      ctx,
-		sem:      make(chan struct{}, concurrency),
-		attempts: attempts,
-		delay:    delay,
+		sem:      make(chan struct{}, o.concurrency),
+		slow:     make(chan struct{}, o.concurrency),
+		slice:    o.slice,
+		attempts: o.attempts,
+		delay:    o.delay,
+		maxDelay: max(o.maxDelay, o.delay),
+		now:      o.now,
 		run:      run,
 		slots:    map[string]*slot{},
+		backoff:  map[string]*guestBackoff{},
 	}
+}
+
+// retryDelay is the backoff after a domain's failures-th failure in a row.
+func (s *scheduler) retryDelay(failures int) time.Duration {
+	d := s.delay
+	for i := 1; i < failures && d < s.maxDelay; i++ {
+		d *= 2
+	}
+	return min(d, s.maxDelay)
 }
 
 // schedule queues j for d. It never blocks.
@@ -63,21 +127,52 @@ func (s *scheduler) schedule(d virt.Domain, j job) {
 		return
 	}
 	key := domainKey(d)
+	if j.boot {
+		delete(s.backoff, key)
+	}
 	if sl := s.slots[key]; sl != nil {
-		sl.d, sl.next, sl.has, sl.attempt = d, sl.next.merge(j), true, 0
+		sl.d, sl.next, sl.has = d, sl.next.merge(j), true
+		if j.boot {
+			select {
+			case sl.wake <- struct{}{}:
+			default:
+			}
+		}
 		return
 	}
-	sl := &slot{d: d, next: j, has: true}
+	sl := &slot{d: d, next: j, has: true, wake: make(chan struct{}, 1)}
 	s.slots[key] = sl
 	s.wg.Add(1)
 	go s.work(key, sl)
 }
 
+// holdoff is how long the domain's backoff still defers its next run.
+func (s *scheduler) holdoff(key string) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b := s.backoff[key]; b != nil {
+		return b.until.Sub(s.now())
+	}
+	return 0
+}
+
 // work is the domain's worker: it runs the slot's job until none is left.
 func (s *scheduler) work(key string, sl *slot) {
 	defer s.wg.Done()
-	delay := s.delay
 	for {
+		if d := s.holdoff(key); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-sl.wake:
+				t.Stop()
+			case <-s.ctx.Done():
+				t.Stop()
+				s.remove(key)
+				return
+			}
+			continue
+		}
 		select {
 		case s.sem <- struct{}{}:
 		case <-s.ctx.Done():
@@ -87,23 +182,35 @@ func (s *scheduler) work(key string, sl *slot) {
 		s.mu.Lock()
 		j, d := sl.next, sl.d
 		sl.next, sl.has = job{}, false
-		sl.attempt++
-		attempt := sl.attempt
+		attempt := 1
+		if b := s.backoff[key]; b != nil {
+			attempt = b.failures + 1
+		}
 		s.mu.Unlock()
 
-		retry := s.run(s.ctx, d, j, attempt)
-		<-s.sem
+		l := s.newLease()
+		retry := s.run(s.ctx, d, j, attempt, l)
+		l.end()
 
 		s.mu.Lock()
 		switch {
-		case retry && sl.has:
-			// A new job arrived meanwhile: run both now, with fresh attempts.
-			sl.next = sl.next.merge(j)
-			retry = false
-		case retry && attempt < s.attempts:
-			sl.next, sl.has = j, true
-		default:
-			retry = false
+		case retry:
+			b := s.backoff[key]
+			if b == nil {
+				b = &guestBackoff{}
+				s.backoff[key] = b
+			}
+			b.failures++
+			b.until = s.now().Add(s.retryDelay(b.failures))
+			if !sl.has && b.failures < s.attempts {
+				sl.next, sl.has = j, true
+			} else {
+				// A new job that arrived meanwhile waits out the backoff too.
+				sl.next = sl.next.merge(job{guest: j.guest})
+			}
+			s.prune()
+		case j.guest:
+			delete(s.backoff, key)
 		}
 		if !sl.has {
 			delete(s.slots, key)
@@ -111,19 +218,20 @@ func (s *scheduler) work(key string, sl *slot) {
 			return
 		}
 		s.mu.Unlock()
-		if !retry {
-			delay = s.delay
-			continue
+	}
+}
+
+// prune forgets the backoff of domains that have not failed for a while
+// (undefined meanwhile, or no job since). Called with s.mu held.
+func (s *scheduler) prune() {
+	if len(s.backoff) <= 2*len(s.slots)+64 {
+		return
+	}
+	old := s.now().Add(-2 * s.maxDelay)
+	for k, b := range s.backoff {
+		if b.until.Before(old) && s.slots[k] == nil {
+			delete(s.backoff, k)
 		}
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-s.ctx.Done():
-			t.Stop()
-			s.remove(key)
-			return
-		}
-		delay *= 2
 	}
 }
 
@@ -135,3 +243,61 @@ func (s *scheduler) remove(key string) {
 
 // wait blocks until every worker has returned; call it after ctx ended.
 func (s *scheduler) wait() { s.wg.Wait() }
+
+// lease is one run's hold on the scheduler's slots: a fast slot until
+// demote (called by the slice's timer, or by the run), then a slow slot
+// per turn.
+type lease struct {
+	s     *scheduler
+	timer *time.Timer
+
+	mu   sync.Mutex
+	fast bool // holds a fast slot
+}
+
+// newLease wraps the fast slot the worker just took.
+func (s *scheduler) newLease() *lease {
+	l := &lease{s: s, fast: true}
+	l.timer = time.AfterFunc(s.slice, l.demote)
+	return l
+}
+
+// demote gives the run's fast slot back: later turns take slow slots.
+func (l *lease) demote() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fast {
+		l.fast = false
+		<-l.s.sem
+	}
+}
+
+func (l *lease) demoted() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !l.fast
+}
+
+// end releases whatever the run holds.
+func (l *lease) end() {
+	l.timer.Stop()
+	l.demote()
+}
+
+// turn runs f under the run's fast slot, or, once demoted, under a slow
+// slot held for f alone. It returns ctx's error, without running f, when
+// ctx ends first.
+func (l *lease) turn(ctx context.Context, f func()) error {
+	if !l.demoted() {
+		f()
+		return nil
+	}
+	select {
+	case l.s.slow <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-l.s.slow }()
+	f()
+	return nil
+}

@@ -58,7 +58,7 @@ func TestSchedulerRetries(t *testing.T) {
 	defer cancel()
 	var mu sync.Mutex
 	runs := map[string]int{}
-	s := newScheduler(ctx, 1, 3, time.Second, func(_ context.Context, d virt.Domain, j job, attempt int) bool {
+	s := newScheduler(ctx, schedOptions{concurrency: 1, slice: time.Minute, attempts: 3, delay: time.Second}, func(_ context.Context, d virt.Domain, j job, attempt int, _ *lease) bool {
 		mu.Lock()
 		runs[d.Name]++
 		mu.Unlock()
@@ -97,7 +97,7 @@ func TestSchedulerAttemptsBounded(t *testing.T) {
 	defer cancel()
 	var n atomic.Int32
 	done := make(chan struct{})
-	s := newScheduler(ctx, 2, 3, time.Millisecond, func(_ context.Context, d virt.Domain, j job, attempt int) bool {
+	s := newScheduler(ctx, schedOptions{concurrency: 2, slice: time.Minute, attempts: 3, delay: time.Millisecond}, func(_ context.Context, d virt.Domain, j job, attempt int, _ *lease) bool {
 		if n.Add(1) == 3 {
 			close(done)
 		}

@@ -24,9 +24,7 @@ bin/hookbench -hook bin/virtmq-hook -floor bin/bench-floor -policy "$policy" -ru
   -json "$results/hook.json" hooks/testdata/web1.xml internal/domxml/testdata/bench-4nic.xml
 
 echo
-echo "== agent at scale: storms of ${BENCH_SCALE_DOMAINS:-100,500} domains, then ${BENCH_IDLE:-60s} idle (fake libvirt and guests, in process)"
-go build -o bin/scalebench ./bench/scale
-bin/scalebench -domains "${BENCH_SCALE_DOMAINS:-100,500}" -idle "${BENCH_IDLE:-60s}" -json "$results/scale.json"
+bench/scale.sh
 
 echo
 echo "== Go benchmarks (go test -bench)"

@@ -17,6 +17,8 @@ type session struct {
 	a Agent
 	o Options
 
+	sent int // commands sent, guest-exec-status polls not counted (maxCommands)
+
 	ethtool  string   // resolved ethtool path
 	readlink []string // resolved readlink argv prefix
 	cat      []string // resolved cat argv prefix
@@ -37,11 +39,46 @@ type reply[T any] struct {
 	Error  *qgaError `json:"error"`
 }
 
+// Bounds on the work one guest can cost per Configure or Inspect, however
+// it answers.
+const (
+	// maxCommands bounds the commands of one run, guest-exec-status polls
+	// aside (ExecTimeout bounds those): a healthy step sends about ten
+	// (three discovery commands, guest-exec per ethtool run, a few missing
+	// program paths, readlink per candidate interface).
+	maxCommands = 32
+	// maxCandidates is how many interfaces sharing the NIC's MAC are told
+	// apart with readlink (a bridge, a bond, VLANs over the NIC); more is
+	// a guest we do not guess for, and costs no command.
+	maxCandidates = 8
+	// maxInterfacesReply caps the guest-network-get-interfaces reply: about
+	// 30 000 interfaces with their addresses and statistics. Within it every
+	// entry is looked at (in memory: only name and MAC are decoded), so a
+	// NIC listed after thousands of veths is still found.
+	maxInterfacesReply = 8 << 20
+)
+
+// ErrBudget means the guest made the step send more commands than any
+// healthy guest needs (see maxCommands); it is reported like a failure.
+var ErrBudget = errors.New("the guest step's command budget is used up")
+
 // call sends one agent command and decodes the "return" member into a T.
 // The command is bounded by CommandTimeout and by ctx's deadline, whichever
 // comes first; the same bound is passed to the Agent as its timeout.
+// Commands other than guest-exec-status count against maxCommands.
 func call[T any](ctx context.Context, s *session, execute string, args any) (T, error) {
+	return callCapped[T](ctx, s, execute, args, 0)
+}
+
+// callCapped is call with a reply of at most limit bytes (0: no limit).
+func callCapped[T any](ctx context.Context, s *session, execute string, args any, limit int) (T, error) {
 	var zero T
+	if execute != "guest-exec-status" {
+		if s.sent >= maxCommands {
+			return zero, fmt.Errorf("%s: %w (%d commands sent)", execute, ErrBudget, s.sent)
+		}
+		s.sent++
+	}
 	cmd, err := json.Marshal(request{Execute: execute, Arguments: args})
 	if err != nil {
 		return zero, fmt.Errorf("encoding %s: %w", execute, err)
@@ -83,6 +120,9 @@ func call[T any](ctx context.Context, s *session, execute string, args any) (T, 
 		}
 		return zero, err
 	}
+	if limit > 0 && len(raw) > limit {
+		return zero, fmt.Errorf("reply of %d bytes, more than the %d kept", len(raw), limit)
+	}
 	var r reply[T]
 	if err := json.Unmarshal(raw, &r); err != nil {
 		return zero, fmt.Errorf("malformed reply (%d bytes): %w", len(raw), err)
@@ -112,7 +152,7 @@ func isDisabled(err error) bool {
 // isAbort reports whether err means the agent (or the caller) is gone, so
 // trying another program path is pointless.
 func isAbort(err error) bool {
-	return errors.Is(err, ErrNoAgent) || errors.Is(err, ErrTimeout) ||
+	return errors.Is(err, ErrNoAgent) || errors.Is(err, ErrTimeout) || errors.Is(err, ErrBudget) ||
 		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 

@@ -90,7 +90,7 @@ func (s *session) discover(ctx context.Context, hw net.HardwareAddr, res *Result
 		return nic{}, fmt.Errorf("guest-info: guest-network-get-interfaces is disabled or absent (qemu-ga %s): %w", snippet(info.Version), ErrCommandDisabled)
 	}
 
-	ifaces, err := call[[]netIface](ctx, s, "guest-network-get-interfaces", nil)
+	ifaces, err := callCapped[[]netIface](ctx, s, "guest-network-get-interfaces", nil, maxInterfacesReply)
 	if err != nil {
 		return nic{}, fmt.Errorf("guest-network-get-interfaces: %w", err)
 	}
@@ -113,7 +113,8 @@ func notLinux(o osInfo) bool {
 // labels (eth0:1, listed separately by getifaddrs), and bridges, bonds,
 // VLANs and failover masters over the NIC. Aliases are dropped; if more
 // than one name is left, the one whose /sys/class/net/IF/device is a virtio
-// device wins.
+// device wins. At most maxCandidates names are told apart: a guest listing
+// the MAC on thousands of interfaces costs no command beyond the listing.
 func (s *session) pick(ctx context.Context, ifaces []netIface, hw net.HardwareAddr) (nic, error) {
 	var names []string
 	for _, i := range ifaces {
@@ -147,6 +148,9 @@ func (s *session) pick(ctx context.Context, ifaces []netIface, hw net.HardwareAd
 		return nic{}, fmt.Errorf("guest-network-get-interfaces: interface with MAC %s: %w", hw, firstErr)
 	case 1:
 		return nic{name: valid[0]}, nil
+	}
+	if len(valid) > maxCandidates {
+		return nic{}, fmt.Errorf("guest-network-get-interfaces: %d interfaces have MAC %s, more than the %d told apart", len(valid), hw, maxCandidates)
 	}
 	var found []nic
 	for _, n := range valid {

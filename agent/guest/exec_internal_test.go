@@ -118,3 +118,28 @@ type agentFunc func(ctx context.Context, cmd []byte, timeout time.Duration) ([]b
 func (f agentFunc) Command(ctx context.Context, cmd []byte, timeout time.Duration) ([]byte, error) {
 	return f(ctx, cmd, timeout)
 }
+
+// However a guest answers, one run sends at most maxCommands commands
+// besides guest-exec-status polls.
+func TestCommandBudget(t *testing.T) {
+	sent := 0
+	s := &session{a: agentFunc(func(context.Context, []byte, time.Duration) ([]byte, error) {
+		sent++
+		return []byte(`{"return":{}}`), nil
+	}), o: Options{}.withDefaults()}
+	for range maxCommands {
+		if _, err := call[struct{}](context.Background(), s, "guest-exec-status", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var err error
+	for i := 0; err == nil && i < 10*maxCommands; i++ {
+		_, err = call[struct{}](context.Background(), s, "guest-exec", nil)
+	}
+	if !errors.Is(err, ErrBudget) || !isAbort(err) {
+		t.Errorf("err = %v, want ErrBudget", err)
+	}
+	if sent != 2*maxCommands {
+		t.Errorf("sent %d commands, want %d polls + %d others", sent, maxCommands, maxCommands)
+	}
+}

@@ -165,7 +165,9 @@ type Result struct {
 // run (guest-exec, then guest-exec-status polls) by ExecTimeout. Configure
 // sends three discovery commands and runs ethtool up to three times (plus
 // one short failed guest-exec per missing EthtoolPaths entry, and readlink
-// per candidate when several interfaces share the MAC): with the defaults,
+// per candidate when several interfaces share the MAC, at most 8, else it
+// fails): at most 32 commands besides the guest-exec-status polls, whatever
+// the guest answers (ErrBudget beyond), and with the defaults
 // about 30 s + 3 × 30 s in the worst case. Give ctx a deadline for a tighter
 // bound; cancelling ctx stops it between and during commands (as far as the
 // Agent honours ctx).

@@ -667,3 +667,52 @@ func TestReplayFixtures(t *testing.T) {
 		t.Fatalf("Configure(Windows) = %v, want ErrNotLinux", err)
 	}
 }
+
+// A guest listing the NIC's MAC on thousands of interfaces (or more than
+// a handful) costs the discovery commands and nothing more: no readlink
+// per interface.
+func TestConfigureDiscoveryBounded(t *testing.T) {
+	for _, n := range []int{9, 5000} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			g, _ := debian(4)
+			g.Interfaces = []guesttest.Interface{{Name: "lo"}}
+			for i := range n {
+				g.Interfaces = append(g.Interfaces, guesttest.Interface{Name: fmt.Sprintf("veth%d", i), MAC: mac})
+			}
+			g.Programs["/usr/bin/readlink"] = guesttest.Links(nil)
+			_, err := guest.Configure(context.Background(), g.Agent(), mac, 2, fast)
+			if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%d interfaces have MAC", n)) {
+				t.Errorf("Configure() = %v, want a too-many-interfaces error", err)
+			}
+			if calls := g.Calls(); len(calls) != 3 {
+				t.Errorf("%d commands sent, want 3 (discovery only): %q", len(calls), calls[3:min(len(calls), 10)])
+			}
+		})
+	}
+	t.Run("8 candidates are told apart", func(t *testing.T) {
+		g, _ := debian(4)
+		g.Interfaces = []guesttest.Interface{{Name: "lo"}}
+		for i := range 7 {
+			g.Interfaces = append(g.Interfaces, guesttest.Interface{Name: fmt.Sprintf("veth%d", i), MAC: mac})
+		}
+		g.Interfaces = append(g.Interfaces, guesttest.Interface{Name: "eth0", MAC: mac})
+		g.Programs["/usr/bin/readlink"] = guesttest.Links(map[string]string{"/sys/class/net/eth0/device": "../../../virtio0"})
+		res, err := guest.Configure(context.Background(), g.Agent(), mac, 2, fast)
+		if err != nil || res.IfName != "eth0" {
+			t.Fatalf("Configure() = %+v, %v", res, err)
+		}
+	})
+	t.Run("reply size", func(t *testing.T) {
+		g, _ := debian(4)
+		for i := range 40000 {
+			g.Interfaces = append(g.Interfaces, guesttest.Interface{Name: fmt.Sprintf("veth%d", i), MAC: "02:00:00:00:00:01"})
+		}
+		_, err := guest.Configure(context.Background(), g.Agent(), mac, 2, fast)
+		if err == nil || !strings.Contains(err.Error(), "more than the 8388608 kept") {
+			t.Errorf("Configure() = %v, want a reply size error", err)
+		}
+		if calls := g.Calls(); len(calls) != 3 {
+			t.Errorf("%d commands sent, want 3", len(calls))
+		}
+	})
+}

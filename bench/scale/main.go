@@ -22,6 +22,14 @@
 //
 //	go run ./bench/scale                              # 100 and 500 domains, idle 60 s at 100
 //	go run ./bench/scale -domains 100 -idle 0 -cpuprofile /tmp/storm
+//	go run ./bench/scale -hostile -json bench/results/hostile.json
+//
+// With -hostile it runs another scenario instead: hostile guests (qemu-ga
+// stalling guest-exec-status, listing the NIC's MAC on thousands of
+// interfaces, reconnecting every second) keep the agent busy while
+// well-behaved domains' guest agents connect one by one, with the agent's
+// default Config; it prints each well-behaved domain's guest step wait and
+// ends with hostile_wait_p95_s=X.
 package main
 
 import (
@@ -109,7 +117,16 @@ func main() {
 		cpuprofile = flag.String("cpuprofile", "", "write a CPU profile of each storm to PREFIX-N.pprof")
 		memprofile = flag.String("memprofile", "", "write a heap profile after each storm to PREFIX-N.pprof")
 		child      = flag.Int("child", 0, "internal: run one storm of N domains and print its result as JSON")
+		hostile    = flag.Bool("hostile", false, "run the hostile-guest scenario instead of the storms")
+		ho         hostileOptions
 	)
+	flag.IntVar(&ho.Stall, "hostile-stall", 6, "hostile guests stalling guest-exec-status until the timeout")
+	flag.IntVar(&ho.Many, "hostile-many", 1, "hostile guests listing the NIC's MAC on many interfaces, answering just before each timeout")
+	flag.IntVar(&ho.Reconnect, "hostile-reconnect", 1, "hostile guests stalling and reconnecting qemu-ga every second")
+	flag.IntVar(&ho.ManyInterfaces, "hostile-interfaces", 5000, "interfaces listed by each -hostile-many guest")
+	flag.IntVar(&ho.Good, "hostile-good", 12, "well-behaved domains, connecting one by one while the hostile guests are busy")
+	flag.DurationVar(&ho.Every, "hostile-every", 2*time.Second, "between two well-behaved guests connecting")
+	flag.DurationVar(&ho.Cap, "hostile-cap", 60*time.Second, "count a well-behaved guest's wait as this when longer")
 	flag.DurationVar(&o.LibvirtLatency, "libvirt-latency", time.Millisecond, "latency added to every libvirt call")
 	flag.DurationVar(&o.GuestLatency, "guest-latency", 3*time.Millisecond, "latency added to every guest agent command (on top of the libvirt call's)")
 	flag.DurationVar(&o.Boot, "boot", 0, "time from a domain's start to its guest agent connecting")
@@ -123,6 +140,21 @@ func main() {
 	o.BootMS = ms(o.Boot)
 	o.PollIntervalMS = ms(o.PollInterval)
 
+	if *hostile {
+		res, err := runHostile(o, ho)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "scale: hostile:", err)
+			os.Exit(1)
+		}
+		printHostile(os.Stdout, res)
+		if *jsonOut != "" {
+			if err := writeJSON(*jsonOut, res); err != nil {
+				fmt.Fprintln(os.Stderr, "scale:", err)
+				os.Exit(1)
+			}
+		}
+		return
+	}
 	if *child > 0 {
 		var idleD time.Duration
 		if *child == *idleN {
@@ -167,14 +199,7 @@ func main() {
 	}
 	printTable(os.Stdout, rep)
 	if *jsonOut != "" {
-		b, err := json.MarshalIndent(rep, "", "  ")
-		if err == nil {
-			err = os.MkdirAll(filepath.Dir(*jsonOut), 0o755)
-		}
-		if err == nil {
-			err = os.WriteFile(*jsonOut, append(b, '\n'), 0o644)
-		}
-		if err != nil {
+		if err := writeJSON(*jsonOut, rep); err != nil {
 			fmt.Fprintln(os.Stderr, "scale:", err)
 			os.Exit(1)
 		}
@@ -219,6 +244,17 @@ func printTable(w io.Writer, rep report) {
 			i.Domains, i.Seconds, i.CPUS, i.CPUPercent, i.LibvirtCalls, i.RSSMiB)
 	}
 	fmt.Fprintln(w, "(RSS and CPU: the whole process, the fake libvirt and guests included; (polling): at most this much of it was this program reading the status every 10 ms)")
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err == nil {
+		err = os.MkdirAll(filepath.Dir(path), 0o755)
+	}
+	if err == nil {
+		err = os.WriteFile(path, append(b, '\n'), 0o644)
+	}
+	return err
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

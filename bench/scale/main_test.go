@@ -25,3 +25,21 @@ func TestStormSmall(t *testing.T) {
 		t.Errorf("table:\n%s", b.String())
 	}
 }
+
+// TestHostileSmall runs the hostile scenario briefly: a well-behaved
+// domain is served beside stalling, many-interface and reconnecting guests.
+func TestHostileSmall(t *testing.T) {
+	o := options{LibvirtLatency: time.Millisecond, GuestLatency: time.Millisecond}
+	res, err := runHostile(o, hostileOptions{Stall: 2, Many: 1, Reconnect: 1, Good: 2, Every: 100 * time.Millisecond, Cap: 20 * time.Second, ManyInterfaces: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.NotDone != 0 || len(res.WaitsS) != 2 {
+		t.Errorf("result = %+v", res)
+	}
+	var b bytes.Buffer
+	printHostile(&b, res)
+	if !strings.Contains(b.String(), "hostile_wait_p95_s=") {
+		t.Errorf("output:\n%s", b.String())
+	}
+}
