@@ -68,6 +68,9 @@ type Agent struct {
 	pol   atomic.Pointer[policy.Policy]
 	conn  atomic.Pointer[connRef]
 	sched *scheduler
+	// retry holds the domains waiting to be reconciled again after a
+	// transient libvirt failure (loop goroutine only, but for its timers).
+	retry *retries
 	// everConnected is set at the first connection (loop goroutine only).
 	everConnected bool
 }
@@ -86,6 +89,7 @@ func New(cfg Config) (*Agent, error) {
 		log:   cfg.Logger.With("component", "agent"),
 		store: newStore(build.Version, cfg.Now),
 		reg:   cfg.Registry,
+		retry: newRetries(cfg.RetryMin, cfg.RetryMax, cfg.AfterFunc),
 	}
 	if a.reg == nil {
 		a.reg = prometheus.NewPedanticRegistry()
