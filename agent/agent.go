@@ -12,7 +12,10 @@
 //     its own redefine fires another DEFINED, which then finds nothing to
 //     do. Transient domains are never redefined, only reported. A domain
 //     that runs with other queue counts than its definition is reported
-//     pending a cold boot (a reboot keeps the running count).
+//     pending a cold boot (a reboot keeps the running count). A libvirt
+//     call that fails for a transient reason (a timeout, a busy daemon) is
+//     retried per domain with backoff, from a fresh read: a redefine that
+//     timed out but landed is found, not made again.
 //   - When a guest's qemu-guest-agent connects (after every boot and
 //     reboot) and at resync, it sets the guest's combined channel count
 //     (ethtool -L through guest-exec) where the policy asks for it: one
