@@ -12,7 +12,10 @@
 //     its own redefine fires another DEFINED, which then finds nothing to
 //     do. Transient domains are never redefined, only reported. A domain
 //     that runs with other queue counts than its definition is reported
-//     pending a cold boot (a reboot keeps the running count).
+//     pending a cold boot (a reboot keeps the running count). A libvirt
+//     call that fails for a transient reason (a timeout, a busy daemon) is
+//     retried per domain with backoff, from a fresh read: a redefine that
+//     timed out but landed is found, not made again.
 //   - When a guest's qemu-guest-agent connects (after every boot and
 //     reboot) and at resync, it sets the guest's combined channel count
 //     (ethtool -L through guest-exec) where the policy asks for it: one
@@ -68,6 +71,9 @@ type Agent struct {
 	pol   atomic.Pointer[policy.Policy]
 	conn  atomic.Pointer[connRef]
 	sched *scheduler
+	// retry holds the domains waiting to be reconciled again after a
+	// transient libvirt failure (loop goroutine only, but for its timers).
+	retry *retries
 	// everConnected is set at the first connection (loop goroutine only).
 	everConnected bool
 }
@@ -86,6 +92,7 @@ func New(cfg Config) (*Agent, error) {
 		log:   cfg.Logger.With("component", "agent"),
 		store: newStore(build.Version, cfg.Now),
 		reg:   cfg.Registry,
+		retry: newRetries(cfg.RetryMin, cfg.RetryMax, cfg.AfterFunc),
 	}
 	if a.reg == nil {
 		a.reg = prometheus.NewPedanticRegistry()

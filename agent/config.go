@@ -36,6 +36,8 @@ const (
 	DefaultQMPTimeout   = 10 * time.Second
 	DefaultReconnectMin = 500 * time.Millisecond
 	DefaultReconnectMax = 30 * time.Second
+	DefaultRetryMin     = time.Second
+	DefaultRetryMax     = 2 * time.Minute
 	// DefaultMaxRedefines is how many times in a row the agent redefines a
 	// domain whose definition still differs from the rewrite afterwards.
 	DefaultMaxRedefines = 3
@@ -107,6 +109,11 @@ type Config struct {
 	QMPTimeout time.Duration
 	// ReconnectMin and ReconnectMax bound the reconnect backoff.
 	ReconnectMin, ReconnectMax time.Duration
+	// RetryMin and RetryMax bound the backoff of a domain whose libvirt
+	// call failed for a transient reason (a timeout, a busy daemon): its
+	// reconcile is tried again after RetryMin, doubling up to RetryMax,
+	// then every RetryMax until it succeeds.
+	RetryMin, RetryMax time.Duration
 	// MaxRedefines stops a redefine loop: after this many redefines of a
 	// domain whose definition still needs a change, the agent reports an
 	// error for it instead (reset by a policy reload or a reconnect).
@@ -138,13 +145,18 @@ type Config struct {
 	QMPQuery QMPFunc
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// AfterFunc runs f in its own goroutine after d, unless stop is called
+	// first (default: time.AfterFunc(d, f).Stop). The domain retry timers
+	// use it.
+	AfterFunc func(d time.Duration, f func()) (stop func() bool)
 }
 
 // withDefaults returns c with every zero field set, or an error for values
 // that make no sense.
 func (c Config) withDefaults() (Config, error) {
 	if c.Concurrency < 0 || c.GuestTimeout < 0 || c.CallTimeout < 0 || c.DialTimeout < 0 ||
-		c.QMPTimeout < 0 || c.GuestAttempts < 0 || c.GuestRetryDelay < 0 || c.GuestRetryMax < 0 || c.GuestSlice < 0 || c.ReconnectMin < 0 || c.ReconnectMax < 0 {
+		c.QMPTimeout < 0 || c.GuestAttempts < 0 || c.GuestRetryDelay < 0 || c.GuestRetryMax < 0 || c.GuestSlice < 0 ||
+		c.ReconnectMin < 0 || c.ReconnectMax < 0 || c.RetryMin < 0 || c.RetryMax < 0 {
 		return c, errors.New("agent: negative concurrency, count or timeout")
 	}
 	if c.DefaultPolicyPath == "" {
@@ -195,6 +207,15 @@ func (c Config) withDefaults() (Config, error) {
 	if c.ReconnectMax < c.ReconnectMin {
 		return c, fmt.Errorf("agent: reconnect backoff maximum %v is below the minimum %v", c.ReconnectMax, c.ReconnectMin)
 	}
+	if c.RetryMin == 0 {
+		c.RetryMin = DefaultRetryMin
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = max(DefaultRetryMax, c.RetryMin)
+	}
+	if c.RetryMax < c.RetryMin {
+		return c, fmt.Errorf("agent: retry backoff maximum %v is below the minimum %v", c.RetryMax, c.RetryMin)
+	}
 	if c.MaxRedefines == 0 {
 		c.MaxRedefines = DefaultMaxRedefines
 	}
@@ -224,6 +245,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.AfterFunc == nil {
+		c.AfterFunc = func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
 	}
 	return c, nil
 }

@@ -108,6 +108,8 @@ func newHarness(t testing.TB) *harness {
 		CallTimeout:       5 * time.Second,
 		ReconnectMin:      time.Millisecond,
 		ReconnectMax:      20 * time.Millisecond,
+		RetryMin:          time.Millisecond,
+		RetryMax:          20 * time.Millisecond,
 		Reload:            h.reload,
 		Logger:            testLogger(t),
 		Notify:            h.notes.notify,

@@ -118,6 +118,7 @@ func (a *Agent) loop(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
+			a.retry.stopAll()
 			if s != nil {
 				s.cancel()
 				_ = s.conn.Close()
@@ -181,6 +182,17 @@ func (a *Agent) loop(ctx context.Context) {
 		case <-resync:
 			resync = nil
 			doSync()
+
+		case <-a.retry.wake:
+			if s == nil {
+				// The resync after the reconnect reconciles every domain.
+				continue
+			}
+			if err := a.retryDue(ctx, s.conn); err != nil && a.isLost(s.conn, err) {
+				drop(err)
+				continue
+			}
+			a.updateStatus(s)
 
 		case ev, ok := <-events:
 			if !ok {
@@ -282,6 +294,19 @@ func (a *Agent) handle(ctx context.Context, conn virt.Conn, batch []virt.Event) 
 	return nil
 }
 
+// retryDue reconciles the domains whose retry is due, from a fresh lookup
+// and read. It returns an error only when the connection is unusable.
+func (a *Agent) retryDue(ctx context.Context, conn virt.Conn) error {
+	for _, d := range a.retry.takeDue() {
+		a.log.Debug("retrying", "domain", d.Name)
+		if err := a.reconcile(ctx, conn, d, false); err != nil && (a.isLost(conn, err) || ctx.Err() != nil) {
+			return err
+		}
+		a.sd.kick(time.Now())
+	}
+	return nil
+}
+
 // wantsJob reports whether a guest step or QMP check can matter for d: not
 // when its last plan manages none of its NICs (nothing is sent to its
 // guest agent or QEMU then). A domain not reconciled yet gets the job.
@@ -325,6 +350,7 @@ func (a *Agent) resync(ctx context.Context, conn virt.Conn) error {
 		a.sd.kick(time.Now())
 	}
 	a.store.retain(keep)
+	a.retry.retain(keep)
 	a.log.Info("resync done", "domains", len(doms), "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
@@ -356,7 +382,7 @@ func (a *Agent) updateStatus(s *session) {
 		total += n
 	}
 	fmt.Fprintf(&b, "; %d domains", total)
-	for _, st := range []string{status.StateRewritten, status.StatePendingColdBoot, status.StateTransient, status.StateError} {
+	for _, st := range []string{status.StateRewritten, status.StatePendingColdBoot, status.StateTransient, status.StateRetrying, status.StateError} {
 		if c[st] > 0 {
 			fmt.Fprintf(&b, ", %d %s", c[st], st)
 		}

@@ -58,6 +58,7 @@ func TestMetricsGolden(t *testing.T) {
 	m, reg := testMetrics(t, map[string]int{
 		status.StateCompliant:       3,
 		status.StatePendingColdBoot: 1,
+		status.StateRetrying:        2,
 		status.StateError:           1,
 	})
 	m.libvirtUp.Set(1)
@@ -133,6 +134,7 @@ func TestMetricsFromAgent(t *testing.T) {
 virtmq_domains{state="compliant"} 0
 virtmq_domains{state="error"} 1
 virtmq_domains{state="pending-cold-boot"} 0
+virtmq_domains{state="retrying"} 0
 virtmq_domains{state="rewritten"} 1
 virtmq_domains{state="transient"} 0
 virtmq_domains{state="unmanaged"} 0

@@ -23,26 +23,98 @@ import (
 // A transient domain is never redefined. A running domain's live queue
 // counts are compared with the wanted ones.
 //
+// A libvirt call that fails for a transient reason (a timeout, a busy
+// daemon, an unclassified error) puts the domain in state retrying and
+// arms its retry timer (see retries); the retry is a whole reconcile from
+// a fresh read, so a redefine that timed out but landed is found there
+// and not made again. Any other outcome clears the domain's retry.
+//
 // It returns an error only when the caller must stop (the connection is
 // lost or ctx ended); every other problem is recorded in the domain's
-// status.
+// status. It runs on the loop goroutine only.
 func (a *Agent) reconcile(ctx context.Context, conn virt.Conn, d virt.Domain, known bool) error {
+	again, err := a.reconcileOnce(ctx, conn, d, known)
+	switch {
+	case err != nil:
+		// Lost or cancelled: the resync after the reconnect redoes every
+		// domain. A pending retry stays armed (it is skipped while
+		// disconnected).
+		return err
+	case again != nil:
+		a.retryLater(again)
+	default:
+		a.retry.done(d)
+	}
+	return nil
+}
+
+// failure is a libvirt call in reconcile that failed for a transient reason.
+type failure struct {
+	d virt.Domain
+	// fresh says d's Persistent and Active fields are known.
+	fresh bool
+	err   error // names the operation and the domain
+	// sent is the definition a failed redefine sent (it may have landed),
+	// changes what it changed.
+	sent    []byte
+	changes string
+	define  bool
+}
+
+// retryLater records the retrying state for f's domain and arms its next
+// attempt.
+func (a *Agent) retryLater(f *failure) {
+	d := f.d
+	attempt, delay := a.retry.schedule(d, f.sent, f.changes)
+	now := a.cfg.Now()
+	a.log.Warn("libvirt call failed; retrying", "domain", d.Name, "attempt", attempt, "retry_in", delay.Round(time.Millisecond), "err", f.err)
+	a.store.update(d.UUID, func(r *record) {
+		if d.Name != "" {
+			r.st.Name = d.Name
+		}
+		r.st.UUID = d.UUID
+		if f.fresh {
+			r.st.Persistent, r.st.Active = d.Persistent, d.Active
+		}
+		r.st.State = status.StateRetrying
+		r.st.Problem = fmt.Sprintf("attempt %d failed, retrying in %s: %v", attempt, delay.Round(time.Millisecond), f.err)
+		r.st.Attempts = attempt
+		r.st.RetryAt = now.Add(delay)
+		if f.define {
+			r.st.LastAction = "redefine failed, retrying"
+			r.st.LastAt = now
+		}
+	})
+}
+
+// reconcileOnce is one try of reconcile: it returns the transient failure
+// to retry, or the error that stops the caller.
+func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain, known bool) (*failure, error) {
 	log := a.log.With("domain", d.Name)
+	// readFailed, with the domain as known at the failure.
+	readFailed := func(what string, err error) (*failure, error) {
+		f, err := a.readFailed(ctx, conn, d, what, err)
+		if f != nil {
+			f.d, f.fresh = d, known
+		}
+		return f, err
+	}
 	if !known {
 		got, err := call(ctx, a.cfg.CallTimeout, func(ctx context.Context) (virt.Domain, error) {
 			return conn.LookupDomain(ctx, domainKey(d))
 		})
 		a.sd.kick(time.Now())
 		if err != nil {
-			return a.readFailed(conn, d, "look up", err)
+			return readFailed("look up", err)
 		}
-		d = got
+		d, known = got, true
 	}
 	pol := a.pol.Load()
 
 	var (
 		plan      policy.Plan
-		redefined bool
+		redefined bool // by this reconcile
+		landed    bool // by an earlier one whose redefine failed, but landed
 		changes   string
 	)
 	if d.Persistent {
@@ -51,16 +123,22 @@ func (a *Agent) reconcile(ctx context.Context, conn virt.Conn, d virt.Domain, kn
 		})
 		a.sd.kick(time.Now())
 		if err != nil {
-			return a.readFailed(conn, d, "read the definition of", err)
+			return readFailed("read the definition of", err)
 		}
 		out, p, err := a.cfg.Rewrite(pol, doc)
 		if err != nil {
 			a.metrics.rewriteFailures.Inc()
 			log.Warn("cannot rewrite the domain definition", "err", err)
 			a.fail(d, "rewrite failed", fmt.Sprintf("cannot rewrite the definition: %v", err))
-			return nil
+			return nil, nil
 		}
 		plan = p
+		if sent, what := a.retry.pending(d); sent != nil && bytes.Equal(out, doc) && bytes.Equal(doc, sent) {
+			// A redefine that failed (timed out) landed after all: the
+			// definition is the one it sent.
+			landed, changes = true, what
+			log.Info("redefined the domain with the policy's queue counts (the redefine that failed had landed)", "changes", changes, "running", d.Active)
+		}
 		if !bytes.Equal(out, doc) {
 			changes = describeChanges(plan)
 			n := 0
@@ -68,7 +146,7 @@ func (a *Agent) reconcile(ctx context.Context, conn virt.Conn, d virt.Domain, kn
 			if n >= a.cfg.MaxRedefines {
 				a.fail(d, "redefine skipped", fmt.Sprintf(
 					"libvirt did not keep the rewritten definition after %d redefines (%s); not redefining again until the policy is reloaded or the agent reconnects", n, changes))
-				return nil
+				return nil, nil
 			}
 			a.metrics.rewrites.Inc()
 			err := callErr(ctx, a.cfg.CallTimeout, func(ctx context.Context) error { return conn.DefineXML(ctx, out) })
@@ -77,11 +155,15 @@ func (a *Agent) reconcile(ctx context.Context, conn virt.Conn, d virt.Domain, kn
 				a.metrics.rewriteFailures.Inc()
 				if a.isLost(conn, err) || ctx.Err() != nil {
 					log.Warn("connection lost while redefining the domain; retrying after reconnect", "err", err)
-					return err
+					return nil, err
 				}
-				log.Warn("failed to redefine the domain", "changes", changes, "err", err)
-				a.fail(d, "redefine failed", fmt.Sprintf("failed to redefine with %s: %v", changes, err))
-				return nil
+				err = fmt.Errorf("failed to redefine domain %q with %s: %w", d.Name, changes, err)
+				if transient(err) {
+					return &failure{d: d, fresh: true, err: err, sent: out, changes: changes, define: true}, nil
+				}
+				log.Warn("libvirt refused the redefine", "changes", changes, "err", err)
+				a.fail(d, "redefine failed", err.Error())
+				return nil, nil
 			}
 			redefined = true
 			log.Info("redefined the domain with the policy's queue counts", "changes", changes, "running", d.Active)
@@ -95,11 +177,11 @@ func (a *Agent) reconcile(ctx context.Context, conn virt.Conn, d virt.Domain, kn
 		})
 		a.sd.kick(time.Now())
 		if err != nil {
-			return a.readFailed(conn, d, "read the live XML of", err)
+			return readFailed("read the live XML of", err)
 		}
 		if live, err = domxml.Parse(doc); err != nil {
 			a.fail(d, "", fmt.Sprintf("cannot parse the live XML: %v", err))
-			return nil
+			return nil, nil
 		}
 		if d.Persistent && !isLive(live) {
 			// The domain stopped between the lookup and the read: libvirt
@@ -110,13 +192,13 @@ func (a *Agent) reconcile(ctx context.Context, conn virt.Conn, d virt.Domain, kn
 			// A transient domain has no definition: decide from what runs.
 			if _, plan, err = a.cfg.Rewrite(pol, doc); err != nil {
 				a.fail(d, "", fmt.Sprintf("cannot apply the policy to the live XML: %v", err))
-				return nil
+				return nil, nil
 			}
 		}
 	} else if !d.Persistent {
 		// A transient domain that stopped is gone.
 		a.store.remove(d.UUID)
-		return nil
+		return nil, nil
 	}
 
 	now := a.cfg.Now()
@@ -125,12 +207,19 @@ func (a *Agent) reconcile(ctx context.Context, conn virt.Conn, d virt.Domain, kn
 		r.st.Name, r.st.UUID = d.Name, d.UUID
 		r.st.Persistent, r.st.Active = d.Persistent, d.Active
 		r.plan, r.hasPlan = plan, true
-		if redefined {
+		r.st.Attempts, r.st.RetryAt = 0, time.Time{}
+		switch {
+		case redefined:
 			r.rewritten = true
 			r.redefines++
 			r.st.LastAction = "redefined: " + changes
 			r.st.LastAt = now
-		} else if d.Persistent {
+		case landed:
+			r.rewritten = true
+			r.redefines = 0
+			r.st.LastAction = "redefined: " + changes + " (the redefine timed out or failed, but landed)"
+			r.st.LastAt = now
+		case d.Persistent:
 			r.redefines = 0
 		}
 		r.aliases = map[string]string{}
@@ -206,7 +295,7 @@ func (a *Agent) reconcile(ctx context.Context, conn virt.Conn, d virt.Domain, kn
 		r.st.State = state
 	})
 	log.Debug("reconciled", "state", state, "persistent", d.Persistent, "active", d.Active)
-	return nil
+	return nil, nil
 }
 
 // isLive reports whether a domain XML libvirt returned as live really
@@ -223,18 +312,23 @@ func isLive(d *domxml.Domain) bool {
 }
 
 // readFailed handles an error reading a domain: gone (forget it), lost
-// connection or cancellation (return it), else record it.
-func (a *Agent) readFailed(conn virt.Conn, d virt.Domain, what string, err error) error {
+// connection or cancellation (return it), transient (retry it), else
+// record it.
+func (a *Agent) readFailed(ctx context.Context, conn virt.Conn, d virt.Domain, what string, err error) (*failure, error) {
 	switch {
 	case errors.Is(err, virt.ErrNotFound):
 		a.store.remove(d.UUID)
-		return nil
-	case a.isLost(conn, err), errors.Is(err, context.Canceled):
-		return err
+		return nil, nil
+	case a.isLost(conn, err), errors.Is(err, context.Canceled), ctx.Err() != nil:
+		return nil, err
+	}
+	err = fmt.Errorf("failed to %s domain %q: %w", what, d.Name, err)
+	if transient(err) {
+		return &failure{err: err}, nil
 	}
 	a.log.Warn("cannot "+what+" the domain", "domain", d.Name, "err", err)
-	a.fail(d, "", fmt.Sprintf("cannot %s the domain: %v", what, err))
-	return nil
+	a.fail(d, "", err.Error())
+	return nil, nil
 }
 
 // fail records the error state for a domain, keeping what else is known.
@@ -248,6 +342,7 @@ func (a *Agent) fail(d virt.Domain, action, problem string) {
 		r.st.Persistent, r.st.Active = d.Persistent, d.Active
 		r.st.State = status.StateError
 		r.st.Problem = problem
+		r.st.Attempts, r.st.RetryAt = 0, time.Time{}
 		if action != "" {
 			r.st.LastAction = action
 			r.st.LastAt = now
@@ -269,15 +364,17 @@ func describeChanges(p policy.Plan) string {
 	return strings.Join(parts, ", ")
 }
 
-// call runs f with a context bounded by timeout.
+// call runs f with a context bounded by timeout; hitting the bound gives
+// virt.ErrCallTimeout ("libvirt call timed out after 10s").
 func call[T any](ctx context.Context, timeout time.Duration, f func(ctx context.Context) (T, error)) (T, error) {
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	return f(cctx)
+	v, err := f(cctx)
+	return v, callTimedOut(ctx, timeout, err)
 }
 
 func callErr(ctx context.Context, timeout time.Duration, f func(ctx context.Context) error) error {
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	return f(cctx)
+	return callTimedOut(ctx, timeout, f(cctx))
 }

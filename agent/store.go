@@ -17,6 +17,7 @@ var states = []string{
 	status.StatePendingColdBoot,
 	status.StateTransient,
 	status.StateUnmanaged,
+	status.StateRetrying,
 	status.StateError,
 }
 

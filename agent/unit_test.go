@@ -21,13 +21,16 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	if c.StatusSocket != status.DefaultSocket || len(c.LibvirtSockets) != 2 || c.Concurrency != DefaultConcurrency ||
 		c.GuestTimeout != DefaultGuestTimeout || c.CallTimeout != DefaultCallTimeout || c.Dial == nil || c.Rewrite == nil ||
-		c.GuestStep == nil || c.QMPQuery == nil || c.Logger == nil || c.Notify == nil || c.Watchdog == nil {
+		c.GuestStep == nil || c.QMPQuery == nil || c.Logger == nil || c.Notify == nil || c.Watchdog == nil ||
+		c.RetryMin != DefaultRetryMin || c.RetryMax != DefaultRetryMax || c.AfterFunc == nil {
 		t.Errorf("defaults = %+v", c)
 	}
 	for _, bad := range []Config{
 		{Concurrency: -1},
 		{GuestTimeout: -time.Second},
 		{ReconnectMin: time.Minute, ReconnectMax: time.Second},
+		{RetryMin: time.Minute, RetryMax: time.Second},
+		{RetryMin: -time.Second},
 	} {
 		if _, err := New(bad); err == nil {
 			t.Errorf("New(%+v) accepted", bad)

@@ -12,7 +12,8 @@ const (
 	StatePendingColdBoot = "pending-cold-boot" // running with fewer/more queues than its (rewritten) definition
 	StateTransient       = "transient"         // transient and non-compliant: only the hook can act (audit/enforce)
 	StateUnmanaged       = "unmanaged"         // no NIC the policy manages
-	StateError           = "error"             // the agent could not read or redefine it
+	StateRetrying        = "retrying"          // a libvirt call failed for a transient reason (timeout, busy daemon); retried with backoff
+	StateError           = "error"             // the agent could not read or redefine it, and will not retry by itself
 )
 
 // Snapshot is the whole state the agent serves.
@@ -53,7 +54,11 @@ type Domain struct {
 	LastAction string    `json:"last_action,omitempty"`
 	LastAt     time.Time `json:"last_action_at,omitempty"`
 	Problem    string    `json:"problem,omitempty"`
-	NICs       []NIC     `json:"nics"`
+	// Attempts and RetryAt are set in state retrying: how many tries in
+	// a row failed, and when the next one is due.
+	Attempts int       `json:"attempts,omitempty"`
+	RetryAt  time.Time `json:"retry_at,omitzero"`
+	NICs     []NIC     `json:"nics"`
 }
 
 // NIC is one interface's state. Zero counts mean unknown.

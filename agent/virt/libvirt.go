@@ -127,8 +127,12 @@ func (c *libvirtConn) mapErr(err error) error {
 			return fmt.Errorf("%w: %w", ErrNotFound, err)
 		case libvirt.ErrAgentUnresponsive:
 			return fmt.Errorf("%w: %w", ErrAgentUnavailable, err)
-		case libvirt.ErrAgentCommandTimeout, libvirt.ErrOperationTimeout:
+		case libvirt.ErrAgentCommandTimeout:
 			return fmt.Errorf("%w: %w", ErrTimeout, err)
+		case libvirt.ErrOperationTimeout:
+			return fmt.Errorf("%w: %w", ErrCallTimeout, err)
+		case libvirt.ErrXMLError, libvirt.ErrXMLDetail, libvirt.ErrXMLInvalidSchema, libvirt.ErrConfigUnsupported:
+			return fmt.Errorf("%w: %w", ErrInvalidDefinition, err)
 		}
 		if ae := agentError(le, err); ae != nil {
 			return ae
@@ -300,6 +304,11 @@ func (c *libvirtConn) AgentCommand(ctx context.Context, d Domain, cmd []byte, ti
 	r, err := call(ctx, c, func() (libvirt.OptString, error) {
 		return c.l.QEMUDomainAgentCommand(ld, string(cmd), secs, 0)
 	})
+	if errors.Is(err, ErrCallTimeout) {
+		// libvirt could not take the domain's job in time: for the guest
+		// step that is a guest agent timeout like any other.
+		err = fmt.Errorf("%w: %w", ErrTimeout, err)
+	}
 	var le libvirt.Error
 	if errors.As(err, &le) && libvirt.ErrorNumber(le.Code) == libvirt.ErrOperationInvalid {
 		// "domain is not running": no agent to talk to.

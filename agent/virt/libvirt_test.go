@@ -37,6 +37,10 @@ func TestMapErr(t *testing.T) {
 		{lerr(libvirt.ErrNoDomain, "Domain not found: no domain with matching name 'x'"), ErrNotFound},
 		{lerr(libvirt.ErrAgentUnresponsive, "Guest agent is not responding: QEMU guest agent is not connected"), ErrAgentUnavailable},
 		{lerr(libvirt.ErrAgentCommandTimeout, "guest agent command timed out"), ErrTimeout},
+		{lerr(libvirt.ErrOperationTimeout, "Timed out during operation: cannot acquire state change lock (held by monitor=remoteDispatchDomainCreateWithFlags)"), ErrCallTimeout},
+		{lerr(libvirt.ErrXMLInvalidSchema, "XML document failed to validate against schema: Unable to validate doc against /usr/share/libvirt/schemas/domain.rng"), ErrInvalidDefinition},
+		{lerr(libvirt.ErrXMLError, "XML error: Invalid value for attribute queues"), ErrInvalidDefinition},
+		{lerr(libvirt.ErrConfigUnsupported, "unsupported configuration: multiqueue is not supported"), ErrInvalidDefinition},
 		{libvirt.ErrInterrupted, ErrDisconnected},
 		{fmt.Errorf("write: %w", syscall.EPIPE), ErrDisconnected},
 		{syscall.EINVAL, ErrDisconnected},
@@ -49,6 +53,11 @@ func TestMapErr(t *testing.T) {
 	other := lerr(libvirt.ErrOperationFailed, "operation failed")
 	if got := c.mapErr(other); got != other {
 		t.Errorf("mapErr(other) = %v", got)
+	}
+	// A libvirt-side timeout is not the guest agent's: only AgentCommand
+	// adds ErrTimeout to it.
+	if got := c.mapErr(lerr(libvirt.ErrOperationTimeout, "Timed out during operation")); errors.Is(got, ErrTimeout) {
+		t.Errorf("mapErr(operation timeout) = %v: is ErrTimeout", got)
 	}
 }
 

@@ -24,6 +24,18 @@ var ErrAgentUnavailable = errors.New("guest agent is not connected")
 // in time.
 var ErrTimeout = errors.New("guest agent command timed out")
 
+// ErrCallTimeout is returned when a libvirt call timed out: libvirt gave up
+// waiting (VIR_ERR_OPERATION_TIMEOUT, e.g. "cannot acquire state change
+// lock"), or the caller's deadline passed first. The call may still have
+// taken effect: go-libvirt calls cannot be cancelled, so a define that timed
+// out on the client can land afterwards. Read again before deciding.
+var ErrCallTimeout = errors.New("libvirt call timed out")
+
+// ErrInvalidDefinition is returned by DefineXML when libvirt refused the
+// XML itself (parse, schema validation, unsupported configuration): the
+// same XML fails again, so retrying it is pointless.
+var ErrInvalidDefinition = errors.New("libvirt refused the definition")
+
 // AgentError is the guest agent's error reply to a command, as libvirt
 // reports it ("unable to execute QEMU agent command 'NAME': DESC"): the
 // agent is there but refused or failed the command.
@@ -131,7 +143,9 @@ type Conn interface {
 	// put into an error or a status message.
 	DomainXML(ctx context.Context, d Domain, flags XMLFlags) ([]byte, error)
 	// DefineXML defines (or redefines) a persistent domain, asking libvirt to
-	// validate the XML against its schema.
+	// validate the XML against its schema. XML libvirt refuses gives
+	// ErrInvalidDefinition; a timeout (ErrCallTimeout or ctx's deadline)
+	// says nothing about whether the definition landed.
 	DefineXML(ctx context.Context, xml []byte) error
 	// AgentCommand sends a raw qemu-guest-agent command (virDomainQemuAgentCommand).
 	AgentCommand(ctx context.Context, d Domain, cmd []byte, timeout time.Duration) ([]byte, error)

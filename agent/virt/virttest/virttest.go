@@ -52,7 +52,8 @@ type AgentFunc func(ctx context.Context, d virt.Domain, cmd []byte, timeout time
 type MonitorFunc func(ctx context.Context, d virt.Domain, cmd []byte) ([]byte, error)
 
 // ValidateFunc checks a definition before DefineXML accepts it; a non-nil
-// error is returned to the caller as libvirt's validation error.
+// error is returned to the caller as libvirt's validation error (wrapping
+// virt.ErrInvalidDefinition).
 type ValidateFunc func(xml []byte) error
 
 // CallFunc observes every call made through a Conn, after it completed.
@@ -71,6 +72,7 @@ type daemon struct {
 	normalize func([]byte) []byte
 	onCall    CallFunc
 	nextID    int
+	stalls    []chan struct{} // for the next DefineXML calls (StallDefine)
 }
 
 type domain struct {
@@ -141,6 +143,21 @@ func (c *Conn) FailNext(method string, n int, err error) {
 	for range n {
 		c.d.faults[method] = append(c.d.faults[method], err)
 	}
+}
+
+// StallDefine makes the next DefineXML call stall in the daemon until
+// release is called, as a libvirtd busy for a long time would. The caller
+// gets ctx's error when ctx ends first, and the define still happens at
+// release (with its event), as with go-libvirt, whose calls cannot be
+// cancelled: a define that timed out on the client can land afterwards.
+// release may be called more than once.
+func (c *Conn) StallDefine() (release func()) {
+	ch := make(chan struct{})
+	c.d.mu.Lock()
+	c.d.stalls = append(c.d.stalls, ch)
+	c.d.mu.Unlock()
+	var once sync.Once
+	return func() { once.Do(func() { close(ch) }) }
 }
 
 // takeFault pops the next fault for method; d.mu must be held.
@@ -392,9 +409,31 @@ func (c *Conn) DefineXML(ctx context.Context, doc []byte) error {
 		c.end(MethodDefineXML, virt.Domain{}, err)
 		return err
 	}
-	v, err := c.define(doc)
-	c.end(MethodDefineXML, v, err)
-	return err
+	c.d.mu.Lock()
+	var stall chan struct{}
+	if len(c.d.stalls) > 0 {
+		stall, c.d.stalls = c.d.stalls[0], c.d.stalls[1:]
+	}
+	c.d.mu.Unlock()
+	if stall == nil {
+		v, err := c.define(doc)
+		c.end(MethodDefineXML, v, err)
+		return err
+	}
+	doc = bytes.Clone(doc)
+	done := make(chan error, 1)
+	go func() {
+		<-stall
+		v, err := c.define(doc)
+		c.end(MethodDefineXML, v, err)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // AgentCommand implements virt.Conn through the SetAgent function.
@@ -623,14 +662,14 @@ var uuidElem = regexp.MustCompile(`<uuid>[^<]*</uuid>`)
 func (c *Conn) define(doc []byte) (virt.Domain, error) {
 	id, err := parseIdent(doc)
 	if err != nil {
-		return virt.Domain{Name: id.Name}, err
+		return virt.Domain{Name: id.Name}, fmt.Errorf("%w: %w", virt.ErrInvalidDefinition, err)
 	}
 	c.d.mu.Lock()
 	validate, normalize := c.d.validate, c.d.normalize
 	c.d.mu.Unlock()
 	if validate != nil {
 		if err := validate(doc); err != nil {
-			return virt.Domain{Name: id.Name}, fmt.Errorf("XML document failed to validate against schema: %w", err)
+			return virt.Domain{Name: id.Name}, fmt.Errorf("%w: XML document failed to validate against schema: %w", virt.ErrInvalidDefinition, err)
 		}
 	}
 	if normalize != nil {

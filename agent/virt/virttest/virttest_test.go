@@ -269,3 +269,46 @@ func TestDomainXMLSecretsForms(t *testing.T) {
 		})
 	}
 }
+
+// A define that stalls past the caller's deadline still lands, with its
+// event, once the daemon gets to it.
+func TestStallDefineLandsAfterTimeout(t *testing.T) {
+	fake := virttest.New()
+	evs, err := fake.Events(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := fake.StallDefine()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Millisecond)
+	defer cancel()
+	if err := fake.DefineXML(ctx, []byte(doc)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("stalled DefineXML = %v, want the deadline", err)
+	}
+	if _, ok := fake.InactiveXML("vm"); ok {
+		t.Fatal("defined before the release")
+	}
+	release()
+	if ev := next(t, evs); ev.Kind != virt.EventDefined || ev.Domain.Name != "vm" {
+		t.Errorf("event = %+v", ev)
+	}
+	if _, ok := fake.InactiveXML("vm"); !ok {
+		t.Error("not defined after the release")
+	}
+	// The next define does not stall.
+	if err := fake.DefineXML(t.Context(), []byte(doc)); err != nil {
+		t.Errorf("DefineXML = %v", err)
+	}
+	if n := fake.Calls(virttest.MethodDefineXML); n != 2 {
+		t.Errorf("DefineXML calls = %d, want 2", n)
+	}
+}
+
+func TestDefineRefusedIsInvalidDefinition(t *testing.T) {
+	fake := virttest.New()
+	fake.SetValidate(func([]byte) error { return errors.New("Invalid value for attribute queues") })
+	for name, in := range map[string]string{"schema": doc, "parse": "<domain>"} {
+		if err := fake.DefineXML(t.Context(), []byte(in)); !errors.Is(err, virt.ErrInvalidDefinition) {
+			t.Errorf("%s: DefineXML = %v, want ErrInvalidDefinition", name, err)
+		}
+	}
+}

@@ -1,0 +1,178 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/virtmq/virtmq/agent/virt"
+)
+
+// transient reports whether a libvirt call that failed with err is worth
+// trying again as it is: everything but a refusal of the XML itself and a
+// domain that is gone. Timeouts, a busy daemon ("cannot acquire state
+// change lock") and errors nobody classified are transient. Lost
+// connections and cancellation are the caller's to handle before.
+func transient(err error) bool {
+	return !errors.Is(err, virt.ErrInvalidDefinition) && !errors.Is(err, virt.ErrNotFound)
+}
+
+// retries holds the domains whose last reconcile failed for a transient
+// reason, each with its own backoff and timer.
+//
+// Only the loop goroutine calls its methods, except that the timers mark
+// their domain due and wake the loop (the mu-guarded part): the loop then
+// reconciles the due domains itself, so it stays the one goroutine that
+// talks to libvirt for definitions.
+type retries struct {
+	min, max  time.Duration
+	afterFunc func(time.Duration, func()) func() bool
+	byKey     map[string]*retry // by domainKey; loop goroutine only
+
+	mu   sync.Mutex
+	due  map[string]int // domainKey → the generation of the timer that fired
+	wake chan struct{}  // capacity 1: "something is due"
+}
+
+// retry is one domain waiting for its next attempt.
+type retry struct {
+	d       virt.Domain // Name and UUID
+	bo      backoff
+	attempt int // failed attempts in a row
+	gen     int // bumped at each (re)arm: a stale timer's fire is ignored
+	stop    func() bool
+	// sent is the definition of a redefine that failed for a transient
+	// reason, and changes what it changed: it may have landed anyway.
+	sent    []byte
+	changes string
+}
+
+func newRetries(lo, hi time.Duration, afterFunc func(time.Duration, func()) func() bool) *retries {
+	return &retries{
+		min: lo, max: hi, afterFunc: afterFunc,
+		byKey: map[string]*retry{},
+		due:   map[string]int{},
+		wake:  make(chan struct{}, 1),
+	}
+}
+
+// schedule arms d's next attempt after a transient failure and returns
+// how many attempts in a row failed and the delay before the next one.
+// sent, when not nil, is the definition whose redefine just failed (with
+// changes describing it); it is kept until d reconciles.
+func (r *retries) schedule(d virt.Domain, sent []byte, changes string) (attempt int, delay time.Duration) {
+	key := domainKey(d)
+	e := r.byKey[key]
+	if e == nil {
+		e = &retry{bo: backoff{min: r.min, max: r.max}}
+		r.byKey[key] = e
+	}
+	e.d = virt.Domain{Name: d.Name, UUID: d.UUID}
+	if sent != nil {
+		e.sent, e.changes = sent, changes
+	}
+	e.attempt++
+	if e.stop != nil {
+		e.stop()
+	}
+	e.gen++
+	gen := e.gen
+	delay = e.bo.next()
+	e.stop = r.afterFunc(delay, func() { r.fire(key, gen) })
+	return e.attempt, delay
+}
+
+// fire runs on a timer's goroutine: it marks the domain due and wakes the
+// loop without waiting for it.
+func (r *retries) fire(key string, gen int) {
+	r.mu.Lock()
+	r.due[key] = gen
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// takeDue returns the domains whose current timer fired, sorted by key,
+// and forgets they were due. A domain stays scheduled (with its backoff)
+// until its reconcile clears it (done) or schedules it again.
+func (r *retries) takeDue() []virt.Domain {
+	r.mu.Lock()
+	due := r.due
+	r.due = map[string]int{}
+	r.mu.Unlock()
+	keys := make([]string, 0, len(due))
+	for k, gen := range due {
+		if e := r.byKey[k]; e != nil && e.gen == gen {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	out := make([]virt.Domain, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, r.byKey[k].d)
+	}
+	return out
+}
+
+// pending returns the definition of d's last redefine that failed for a
+// transient reason, and what it changed, or nil.
+func (r *retries) pending(d virt.Domain) ([]byte, string) {
+	if e := r.byKey[domainKey(d)]; e != nil {
+		return e.sent, e.changes
+	}
+	return nil, ""
+}
+
+// done forgets d: it reconciled, failed for good, or is gone.
+func (r *retries) done(d virt.Domain) { r.drop(domainKey(d)) }
+
+func (r *retries) drop(key string) {
+	if e := r.byKey[key]; e != nil {
+		e.stop()
+		delete(r.byKey, key)
+	}
+}
+
+// retain forgets every domain whose key is not in keep.
+func (r *retries) retain(keep map[string]bool) {
+	for k := range r.byKey {
+		if !keep[k] {
+			r.drop(k)
+		}
+	}
+}
+
+// stopAll stops every timer, when the loop ends.
+func (r *retries) stopAll() {
+	for k := range r.byKey {
+		r.drop(k)
+	}
+}
+
+// callTimedOut turns the deadline of a bounded libvirt call into
+// virt.ErrCallTimeout with the bound, so that the error says what
+// happened ("libvirt call timed out after 10s") instead of "context
+// deadline exceeded"; err is returned as it is otherwise, also when the
+// parent ctx ended.
+func callTimedOut(ctx context.Context, timeout time.Duration, err error) error {
+	if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return &callTimeoutError{after: timeout, err: err}
+}
+
+// callTimeoutError is a libvirt call that hit its deadline.
+type callTimeoutError struct {
+	after time.Duration
+	err   error // with context.DeadlineExceeded
+}
+
+func (e *callTimeoutError) Error() string {
+	return virt.ErrCallTimeout.Error() + " after " + e.after.String()
+}
+
+func (e *callTimeoutError) Unwrap() []error { return []error{virt.ErrCallTimeout, e.err} }
