@@ -66,7 +66,7 @@ func (h verifyHost) kvmProblem() (string, error) {
 		return "", nil
 	}
 	return fmt.Sprintf("%s is %s %s:%s and libvirt's QEMU user %s cannot open it",
-		filepath.Join(h.DevRoot, "kvm"), fi.Mode(), h.idName("passwd", uid), h.idName("group", gid), user.name), nil
+		filepath.Join(h.DevRoot, "kvm"), "c"+perm.String()[1:], h.idName("passwd", uid), h.idName("group", gid), user.name), nil
 }
 
 // qemuAccount finds the user libvirt runs QEMU as: qemu.conf's user

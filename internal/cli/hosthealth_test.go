@@ -127,6 +127,9 @@ func TestKVMPermissionRule(t *testing.T) {
 			if got := why != ""; got != tc.wantP {
 				t.Fatalf("kvmProblem() = %q; want a problem: %v", why, tc.wantP)
 			}
+			if want := "kvm is c" + tc.mode.String()[1:] + " root:"; tc.wantP && !strings.Contains(why, want) {
+				t.Errorf("kvmProblem() = %q: does not show the mode as ls does (%q)", why, want)
+			}
 			if tc.wantP && !strings.Contains(why, "libvirt-qemu cannot open it") {
 				t.Errorf("kvmProblem() = %q: does not name the QEMU user", why)
 			}
