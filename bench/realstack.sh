@@ -30,6 +30,10 @@ source e2e/fixtures.sh
 for b in virtmq virtmq-hook virtmq-agent; do
 	[[ -x bin/$b ]] || e2e_die "no bin/$b: run make build"
 done
+# Part A's floor: a static Go binary that reads stdin and exits, built as
+# bench/run.sh builds it (so this script also runs alone).
+PATH=/usr/local/go/bin:$PATH CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o bin/bench-floor ./bench/floor ||
+	e2e_die "cannot build bin/bench-floor"
 
 STARTS=${BENCH_STARTS:-20}
 DEFINES=${BENCH_DEFINES:-20}
@@ -44,6 +48,7 @@ RESULTS=$REPO/bench/results
 BW=$VIRTMQ_E2E_STATE/bench  # the bench's own hooks dir, policy, sockets
 HOOKS=$BW/hooks
 HOOK_BIN=$REPO/bin/virtmq-hook
+FLOOR_BIN=$REPO/bin/bench-floor
 POLICY=$BW/policy.yaml
 STATUS_SOCK=$BW/status.sock
 AGENT_LOG=$VIRTMQ_E2E_LOGDIR/bench-agent.log
@@ -170,8 +175,9 @@ on_exit() {
 
 # --- A. virsh start with and without the hook -------------------------------------------
 
-# hook_set on|off: add or remove qemu.d/50-virtmq (a symlink to the hook binary,
-# as the packages install it), then SIGHUP libvirtd.
+# hook_set on|floor|off: make qemu.d/50-virtmq a symlink to the hook binary (as
+# the packages install it) or to the floor binary (bin/bench-floor: a static Go
+# binary that reads stdin and exits), or remove it; then SIGHUP libvirtd.
 #
 # Why the SIGHUP: libvirt 9.0 decides once whether a driver has any hook
 # (virHookInitialize, at daemon start and on SIGHUP) and caches it; only when
@@ -182,30 +188,32 @@ on_exit() {
 # SIGHUP. With the SIGHUP, "without" is exactly a host without any qemu hook.
 # The reload runs in a libvirtd thread: give it a second before the next start.
 hook_set() {
-	if [[ $1 == on ]]; then
-		ln -sfn "$HOOK_BIN" "$HOOKS/qemu.d/50-virtmq"
-	else
-		rm -f "$HOOKS/qemu.d/50-virtmq"
-	fi
+	case $1 in
+	on) ln -sfn "$HOOK_BIN" "$HOOKS/qemu.d/50-virtmq" ;;
+	floor) ln -sfn "$FLOOR_BIN" "$HOOKS/qemu.d/50-virtmq" ;;
+	*) rm -f "$HOOKS/qemu.d/50-virtmq" ;;
+	esac
 	kill -HUP "$(daemon_pid libvirtd)"
 	sleep 1
 }
 
 # start_once ARM: one timed `virsh start` (process start to return), then destroy.
-# Whether the hook ran is read from its binary's atime (set to 2000-01-01 before
-# the start; exec reads the file, and relatime updates an atime older than
-# mtime), which costs nothing on the timed path.
+# Which binary ran is read from the hook's and the floor's atime (set to
+# 2000-01-01 before the start; exec reads the file, and relatime updates an
+# atime older than mtime), which costs nothing on the timed path. HOOK_MS is
+# libvirtd's time in qemu.d/50-virtmq, whichever binary it points to.
 START_MS='' HOOK_MS=''
 start_once() {
 	local arm=$1 d=${P}start t0 t1 ran=no n0 calls
-	touch -a -d @946684800 "$HOOK_BIN"
+	touch -a -d @946684800 "$HOOK_BIN" "$FLOOR_BIN"
 	n0=$(wc -l <"$HOOK_LOG")
 	win_begin
 	t0=$(now_us)
 	e2e_virsh start "$d" >/dev/null
 	t1=$(now_us)
 	win_end a >/dev/null
-	(($(stat -c %X "$HOOK_BIN") > 946684800)) && ran=yes
+	(($(stat -c %X "$HOOK_BIN") > 946684800)) && ran=hook
+	(($(stat -c %X "$FLOOR_BIN") > 946684800)) && ran=${ran/no/}floor
 	# libvirtd's own account of the hook calls of this start (prepare, start,
 	# started): "Calling hook" -> that thread's next virCommandRun result.
 	read -r calls HOOK_MS < <(tail -n +"$((n0 + 1))" "$HOOK_LOG" | awk '
@@ -216,8 +224,8 @@ start_once() {
 		END { printf "%d %.1f\n", n, sum * 1000 }')
 	e2e_virsh destroy "$d" >/dev/null
 	case $arm/$ran/$calls in
-	on/yes/3 | off/no/0) ;;
-	*) e2e_die "virsh start with the hook $arm: the hook ran: $ran, libvirtd logged $calls hook calls (want 3 or 0)" ;;
+	on/hook/3 | floor/floor/3 | off/no/0) ;;
+	*) e2e_die "virsh start, arm $arm: ran: $ran, libvirtd logged $calls hook calls (want on/hook/3, floor/floor/3 or off/no/0)" ;;
 	esac
 	START_MS=$(ms "$t0" "$t1")
 }
@@ -239,44 +247,55 @@ hook_log_off() {
 	"${ADMIN[@]}" daemon-log-outputs "$LOG_OUTPUTS"
 }
 
+# Three arms: off (no qemu hook), on (virtmq-hook) and floor (bench-floor in
+# its place, measured the same way from libvirtd's log), interleaved in a
+# rotating order. start_hook_ratio = median of libvirtd's time in virtmq-hook
+# per start / the same for the floor: what the hook costs over the cheapest
+# possible hook, as libvirtd sees it.
 part_a() {
-	local i arm order with=() without=() inhook=()
-	log "A. virsh start of the e2e guest (${VCPUS} vCPUs, queues=${VCPUS}) without/with virtmq-hook, $STARTS each, interleaved"
+	local i arm order orders=("on floor off" "floor off on" "off on floor") with=() without=() floor=() inhook=() infloor=() hr
+	log "A. virsh start of the e2e guest (${VCPUS} vCPUs, queues=${VCPUS}) without a hook, with virtmq-hook and with the floor binary in qemu.d, $STARTS each, interleaved"
 	define_domain "${P}start" --vcpus "$VCPUS" --queues "$VCPUS"
 	hook_log_on
-	for arm in off on; do # warm-up, untimed
+	for arm in off on floor; do # warm-up, untimed
 		hook_set "$arm"
 		start_once "$arm"
 	done
 	: >"$BW/other-a.list"
 	for ((i = 1; i <= STARTS; i++)); do
-		if ((i % 2)); then order="on off"; else order="off on"; fi
+		order=${orders[i % 3]}
 		for arm in $order; do
 			hook_set "$arm"
 			start_once "$arm"
-			if [[ $arm == on ]]; then
-				with+=("$START_MS") inhook+=("$HOOK_MS")
-			else
-				without+=("$START_MS")
-			fi
+			case $arm in
+			on) with+=("$START_MS") inhook+=("$HOOK_MS") ;;
+			floor) floor+=("$START_MS") infloor+=("$HOOK_MS") ;;
+			*) without+=("$START_MS") ;;
+			esac
 		done
-		log "  start $i: with hook ${with[-1]} ms (libvirtd in the hook: ${inhook[-1]} ms), without ${without[-1]} ms"
+		log "  start $i: with hook ${with[-1]} ms (libvirtd in the hook: ${inhook[-1]} ms), with floor ${floor[-1]} ms (in the floor: ${infloor[-1]} ms), without ${without[-1]} ms"
 	done
 	hook_log_off
 	hook_set off
 	e2e_virsh undefine "${P}start" >/dev/null
+	hr=$(ratio "$(stats "${inhook[@]}" | jq .median)" "$(stats "${infloor[@]}" | jq .median)")
+	log "  start_hook_ratio=$hr (libvirtd's time in virtmq-hook / in the floor binary per start, medians)"
 	jq -n --argjson w "$(stats "${with[@]}")" --argjson wo "$(stats "${without[@]}")" \
 		--argjson sw "$(arr "${with[@]}")" --argjson swo "$(arr "${without[@]}")" \
 		--argjson h "$(stats "${inhook[@]}")" --argjson sh "$(arr "${inhook[@]}")" \
+		--argjson wf "$(stats "${floor[@]}")" --argjson swf "$(arr "${floor[@]}")" \
+		--argjson f "$(stats "${infloor[@]}")" --argjson sf "$(arr "${infloor[@]}")" --argjson hr "$hr" \
 		--arg policy "$(if [[ -f /etc/virtmq/policy.yaml ]]; then echo /etc/virtmq/policy.yaml; else echo "built-in default (= packaging/policy.yaml, audit)"; fi)" \
-		'{what: "wall time of `virsh start` (process start to return; QEMU started and resumed, not the guest boot) of the e2e guest, domain destroyed between starts; with = qemu.d/50-virtmq -> bin/virtmq-hook (the packaged symlink), without = no qemu hook at all; SIGHUP to libvirtd at every switch",
+		'{what: "wall time of `virsh start` (process start to return; QEMU started and resumed, not the guest boot) of the e2e guest, domain destroyed between starts; with = qemu.d/50-virtmq -> bin/virtmq-hook (the packaged symlink), floor = qemu.d/50-virtmq -> bin/bench-floor (a static Go binary that reads stdin and exits), without = no qemu hook at all; the three interleaved, SIGHUP to libvirtd at every switch",
 		  hook_policy: $policy, runs_each: ($sw | length),
-		  without_hook_ms: $wo, with_hook_ms: $w,
+		  without_hook_ms: $wo, with_hook_ms: $w, with_floor_ms: $wf,
 		  ratio_median: (if $wo.median > 0 then ($w.median / $wo.median) else null end),
 		  delta_median_ms: ($w.median - $wo.median),
-		  libvirtd_in_hook_ms: $h,
-		  libvirtd_in_hook_how: "per start with the hook: sum over its 3 calls (prepare, start, started) of libvirtd'"'"'s debug log: Calling hook -> virCommandRun result (fork, exec, the hook reading the XML and deciding, exit; 1 ms resolution)",
-		  samples_ms: {without: $swo, with: $sw, libvirtd_in_hook: $sh}}' >"$BW/a.json"
+		  libvirtd_in_hook_ms: $h, libvirtd_in_floor_ms: $f,
+		  libvirtd_in_hook_how: "per start with the hook (or the floor): sum over its 3 calls (prepare, start, started) of libvirtd'"'"'s debug log: Calling hook -> virCommandRun result (fork, exec, the hook reading the XML and deciding, exit; 1 ms resolution)",
+		  start_hook_ratio: $hr,
+		  start_hook_ratio_how: "libvirtd_in_hook_ms.median / libvirtd_in_floor_ms.median",
+		  samples_ms: {without: $swo, with: $sw, with_floor: $swf, libvirtd_in_hook: $sh, libvirtd_in_floor: $sf}}' >"$BW/a.json"
 }
 
 # --- B. agent reaction on the real libvirtd ---------------------------------------------
@@ -573,10 +592,13 @@ report() {
 		"| --- | ---: | ---: | ---: |",
 		row("virsh start, no qemu hook"; .virsh_start.without_hook_ms; "ms"),
 		row("virsh start, virtmq-hook in qemu.d"; .virsh_start.with_hook_ms; "ms"),
+		row("virsh start, floor binary in qemu.d"; .virsh_start.with_floor_ms; "ms"),
 		(.virsh_start // empty |
 			"| virsh start ratio with/without hook (medians) | \(f(.ratio_median)) | | |",
 			"| hook cost per start (difference of medians, ms) | \(f(.delta_median_ms)) | | |",
-		row("libvirtd time in virtmq-hook per start, 3 calls (libvirtd debug log)"; .libvirtd_in_hook_ms; "ms")),
+		row("libvirtd time in virtmq-hook per start, 3 calls (libvirtd debug log)"; .libvirtd_in_hook_ms; "ms"),
+		row("libvirtd time in the floor binary per start, 3 calls (libvirtd debug log)"; .libvirtd_in_floor_ms; "ms"),
+		"| start_hook_ratio: libvirtd in virtmq-hook / in the floor (medians) | \(f(.start_hook_ratio)) | | |"),
 		row("agent: DEFINED → redefined (libvirt events)"; .agent_define.defined_to_redefined_ms; "ms"),
 		row("agent: DEFINED received → DefineXML returned (agent log)"; .agent_define.agent_event_to_define_returned_ms; "ms"),
 		row("agent: qemu-ga connected → guest Combined set (status)"; .agent_guest.connected_to_guest_step_done_ms; "ms"),
@@ -632,6 +654,7 @@ main() {
 	echo
 	echo "== real stack ($RESULTS/realstack.json)"
 	report
+	jq -r '.virsh_start // empty | "start_hook_ratio=\(.start_hook_ratio)"' "$RESULTS/realstack.json"
 }
 
 main "$@"
