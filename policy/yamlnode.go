@@ -1,0 +1,305 @@
+package policy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// The generic part of the policy parser: decoding one YAML document into
+// nodes, and walking them (mappings with unique plain keys, lists, typed
+// scalars, aliases) while collecting errors that point at file:line:col and
+// the key path. parse.go says what the keys mean.
+
+// maxItems bounds the mapping entries and list items the parser visits in
+// one file. Aliases can make a small document expand to a huge walk
+// ("billion laughs"); the hook must not hang on it.
+const maxItems = 1 << 20
+
+// parser walks one file's YAML nodes, collecting every problem.
+type parser struct {
+	file  string
+	errs  ErrorList
+	items int // entries visited, see maxItems
+	// keepComments skips blankComments; tests use it to prove blanking
+	// changes nothing.
+	keepComments bool
+}
+
+// decode parses the YAML text into the root node of its single document.
+func (p *parser) decode(data []byte) (*yaml.Node, bool) {
+	text, blanked := data, false
+	if !p.keepComments {
+		text, blanked = blankComments(data) // see there
+	}
+	doc, next, err, nextErr := decodeDocs(text)
+	if blanked && ((err != nil && !errors.Is(err, io.EOF)) || (nextErr != nil && !errors.Is(nextErr, io.EOF))) {
+		// A syntax error is reported from the file as written, where its
+		// position is exact.
+		doc, next, err, nextErr = decodeDocs(data)
+	}
+	if errors.Is(err, io.EOF) {
+		p.errs = append(p.errs, &Error{File: p.file, Msg: "empty file (a policy needs at least version: 1)"})
+		return nil, false
+	}
+	if err != nil {
+		p.syntaxError(err)
+		return nil, false
+	}
+	switch {
+	case nextErr == nil:
+		p.errorf(next, "", "a second YAML document; a policy file holds one")
+	case !errors.Is(nextErr, io.EOF):
+		p.syntaxError(nextErr)
+	}
+	root := doc
+	if len(doc.Content) > 0 {
+		root = resolve(doc.Content[0])
+	}
+	if len(doc.Content) == 0 || isNull(root) {
+		p.errorf(root, "", "empty document (a policy needs at least version: 1)")
+		return nil, false
+	}
+	if root.Kind != yaml.MappingNode {
+		p.errorf(root, "", "must be a mapping, not %s", describe(root))
+		return nil, false
+	}
+	return root, true
+}
+
+// decodeDocs decodes the first document of data and tries a second one,
+// which a policy file must not have.
+func decodeDocs(data []byte) (doc, next *yaml.Node, err, nextErr error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	doc, next = new(yaml.Node), new(yaml.Node)
+	if err = decodeNode(dec, doc); err != nil {
+		return doc, next, err, nil
+	}
+	return doc, next, nil, decodeNode(dec, next)
+}
+
+// decodeNode decodes the next document. yaml.v3 reports errors by panicking
+// internally and recovering; a panic that escapes it is a parser bug, and
+// the hook must not crash on a bad policy, so it becomes an error too.
+func decodeNode(dec *yaml.Decoder, n *yaml.Node) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("yaml: parser failed: %v", r)
+		}
+	}()
+	return dec.Decode(n)
+}
+
+// syntaxError turns a yaml.v3 error ("yaml: line 3: did not find ...") into
+// an Error with the line, when the parser gave one.
+func (p *parser) syntaxError(err error) {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	e := &Error{File: p.file}
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if num, after, ok := strings.Cut(rest, ": "); ok {
+			if n, err := strconv.Atoi(num); err == nil {
+				e.Line, msg = n, after
+			}
+		}
+	}
+	e.Msg = "invalid YAML: " + msg
+	p.errs = append(p.errs, e)
+}
+
+func (p *parser) errorf(n *yaml.Node, path, format string, args ...any) {
+	p.errs = append(p.errs, &Error{File: p.file, Line: n.Line, Column: n.Column, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (p *parser) loc(n *yaml.Node, path string) loc {
+	return loc{file: p.file, line: n.Line, col: n.Column, path: path}
+}
+
+// step counts one visited item and reports false once the file is too
+// big to walk.
+func (p *parser) step(n *yaml.Node, path string) bool {
+	p.items++
+	if p.items == maxItems+1 {
+		p.errorf(n, path, "document too large (more than %d entries after expanding aliases)", maxItems)
+	}
+	return p.items <= maxItems
+}
+
+// resolve follows an alias to the node it names.
+func resolve(n *yaml.Node) *yaml.Node {
+	// An anchor names a real node, never another alias; the bound only
+	// guards against a malformed tree.
+	for i := 0; i < 8 && n.Kind == yaml.AliasNode && n.Alias != nil; i++ {
+		n = n.Alias
+	}
+	return n
+}
+
+func isNull(n *yaml.Node) bool {
+	return n.Kind == 0 || (n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null")
+}
+
+// describe names a node's kind for "must be X, not Y" messages.
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		switch t := n.ShortTag(); t {
+		case "!!null":
+			return "empty"
+		case "!!bool":
+			return "a boolean"
+		case "!!int":
+			return "an integer"
+		case "!!float":
+			return "a number"
+		case "!!str":
+			return "a string"
+		default:
+			return "a value tagged " + t
+		}
+	}
+	return "an alias"
+}
+
+// fields calls fn for each entry of the mapping n. A null n (a key with no
+// value) is an empty mapping, so that commenting out every entry of a
+// section is fine. Keys must be plain strings, unique, and not YAML merge
+// keys (which would hide where a value came from).
+func (p *parser) fields(n *yaml.Node, path string, fn func(key string, k, v *yaml.Node, kpath string)) {
+	n = resolve(n)
+	if isNull(n) {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		p.errorf(n, path, "must be a mapping, not %s", describe(n))
+		return
+	}
+	seen := make(map[string]int, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if !p.step(n, path) {
+			return
+		}
+		k, v := resolve(n.Content[i]), n.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			p.errorf(k, path, "keys must be strings, not %s", describe(k))
+			continue
+		}
+		if k.ShortTag() == "!!merge" {
+			p.errorf(k, path, "merge keys (<<) are not supported")
+			continue
+		}
+		kpath := keyPath(path, k.Value)
+		if line, dup := seen[k.Value]; dup {
+			p.errorf(k, kpath, "duplicate key (first at line %d)", line)
+			continue
+		}
+		seen[k.Value] = k.Line
+		fn(k.Value, k, v, kpath)
+	}
+}
+
+// keyPath appends a key to a path, quoting keys that are not plain words
+// (label names may hold anything).
+func keyPath(path, key string) string {
+	if !isPlainKey(key) {
+		return path + "[" + strconv.Quote(key) + "]"
+	}
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func isPlainKey(s string) bool {
+	for _, r := range s {
+		if !(r == '_' || r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func (p *parser) unknown(k *yaml.Node, kpath string, known []string) {
+	p.errorf(k, kpath, "unknown key (known keys: %s)", strings.Join(known, ", "))
+}
+
+// list calls fn for n, or for each item when n is a list. An empty list is
+// an error: as "any of nothing" it would never match.
+func (p *parser) list(n *yaml.Node, path string, fn func(v *yaml.Node, path string)) {
+	n = resolve(n)
+	if n.Kind != yaml.SequenceNode {
+		fn(n, path)
+		return
+	}
+	if len(n.Content) == 0 {
+		p.errorf(n, path, "empty list (it would match nothing)")
+		return
+	}
+	for i, item := range n.Content {
+		if !p.step(n, path) {
+			return
+		}
+		fn(resolve(item), fmt.Sprintf("%s[%d]", path, i))
+	}
+}
+
+// scalar returns the text of a scalar that is not null or a boolean:
+// strings, and numbers taken as written (a domain may be named 2024).
+func (p *parser) scalar(n *yaml.Node, path string) (string, bool) {
+	n = resolve(n)
+	if n.Kind != yaml.ScalarNode || isNull(n) || n.ShortTag() == "!!bool" {
+		p.errorf(n, path, "must be a string, not %s", describe(n))
+		return "", false
+	}
+	return n.Value, true
+}
+
+func (p *parser) integer(n *yaml.Node, path string) (int, bool) {
+	n = resolve(n)
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
+		p.errorf(n, path, "must be an integer, not %s", describe(n))
+		return 0, false
+	}
+	var v int
+	if err := n.Decode(&v); err != nil {
+		p.errorf(n, path, "%s is out of range", n.Value)
+		return 0, false
+	}
+	return v, true
+}
+
+func (p *parser) boolean(n *yaml.Node, path string) (bool, bool) {
+	n = resolve(n)
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" {
+		p.errorf(n, path, "must be true or false, not %s", describe(n))
+		return false, false
+	}
+	var v bool
+	if err := n.Decode(&v); err != nil {
+		p.errorf(n, path, "must be true or false")
+		return false, false
+	}
+	return v, true
+}
+
+func (p *parser) enum(n *yaml.Node, path string, values ...string) (string, bool) {
+	s, ok := p.scalar(n, path)
+	if !ok {
+		return "", false
+	}
+	for _, v := range values {
+		if s == v {
+			return s, true
+		}
+	}
+	p.errorf(resolve(n), path, "%q is not one of %s", s, strings.Join(values, ", "))
+	return "", false
+}
