@@ -2,6 +2,7 @@ package policy
 
 import (
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -189,7 +190,7 @@ func (m *Match) holds(d *domxml.Domain, vcpus int, nic *domxml.Interface) bool {
 			return false
 		}
 	}
-	if m.NICType != nil && !anyEqual(m.NICType, nic.Type) {
+	if m.NICType != nil && !slices.Contains(m.NICType, nic.Type) {
 		return false
 	}
 	if m.Network != nil && !anyGlob(m.Network, nic.Network) {
@@ -225,15 +226,6 @@ func anyGlobEmpty(globs []string, s string) bool {
 func anyRange(ranges []Range, n int) bool {
 	for _, r := range ranges {
 		if r.Contains(n) {
-			return true
-		}
-	}
-	return false
-}
-
-func anyEqual(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
 			return true
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"path"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -382,7 +383,7 @@ func (p *parser) match(n *yaml.Node, path string) Match {
 		case "nic_type":
 			p.list(v, kpath, func(v *yaml.Node, ipath string) {
 				if s, ok := p.scalar(v, ipath); ok {
-					if !contains(nicTypes, s) {
+					if !slices.Contains(nicTypes, s) {
 						p.errorf(v, ipath, "unknown interface type %q (known: %s)", s, strings.Join(nicTypes, ", "))
 						return
 					}
@@ -404,15 +405,6 @@ func (p *parser) match(n *yaml.Node, path string) Match {
 		}
 	})
 	return m
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // glob checks a path.Match pattern. path.Match checks the whole pattern's

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -295,10 +296,8 @@ func (p *parser) enum(n *yaml.Node, path string, values ...string) (string, bool
 	if !ok {
 		return "", false
 	}
-	for _, v := range values {
-		if s == v {
-			return s, true
-		}
+	if slices.Contains(values, s) {
+		return s, true
 	}
 	p.errorf(resolve(n), path, "%q is not one of %s", s, strings.Join(values, ", "))
 	return "", false
