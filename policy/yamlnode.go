@@ -27,23 +27,11 @@ type parser struct {
 	file  string
 	errs  ErrorList
 	items int // entries visited, see maxItems
-	// keepComments skips blankComments; tests use it to prove blanking
-	// changes nothing.
-	keepComments bool
 }
 
 // decode parses the YAML text into the root node of its single document.
 func (p *parser) decode(data []byte) (*yaml.Node, bool) {
-	text, blanked := data, false
-	if !p.keepComments {
-		text, blanked = blankComments(data) // see there
-	}
-	doc, next, err, nextErr := decodeDocs(text)
-	if blanked && ((err != nil && !errors.Is(err, io.EOF)) || (nextErr != nil && !errors.Is(nextErr, io.EOF))) {
-		// A syntax error is reported from the file as written, where its
-		// position is exact.
-		doc, next, err, nextErr = decodeDocs(data)
-	}
+	doc, next, err, nextErr := decodeDocs(data)
 	if errors.Is(err, io.EOF) {
 		p.errs = append(p.errs, &Error{File: p.file, Msg: "empty file (a policy needs at least version: 1)"})
 		return nil, false
