@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"github.com/virtmq/virtmq/packaging"
@@ -133,8 +132,7 @@ func readDropIns(dir string) ([]source, error) {
 	var srcs []source
 	for _, e := range entries {
 		name := e.Name()
-		// Hidden files are editor and package-manager leftovers, not policy.
-		if !strings.HasSuffix(name, ".yaml") || strings.HasPrefix(name, ".") {
+		if !isDropInName(name) {
 			continue
 		}
 		full := filepath.Join(dir, name)
