@@ -259,10 +259,13 @@ func (a *Agent) loadPolicy() (*policy.Policy, error) {
 // usePolicy puts p in force.
 func (a *Agent) usePolicy(p *policy.Policy) {
 	a.pol.Store(p)
+	now := a.cfg.Now()
+	a.metrics.reloadOK.Set(1)
+	a.metrics.reloadTime.Set(float64(now.UnixNano()) / 1e9)
 	a.store.setPolicy(func(sp *status.Policy) {
 		sp.Sources = p.Sources()
 		sp.Mode = string(p.Mode())
-		sp.LoadedAt = a.cfg.Now()
+		sp.LoadedAt = now
 		sp.LastReloadError = ""
 	})
 	a.store.resetRedefines()
@@ -275,6 +278,7 @@ func (a *Agent) reload() {
 	p, err := a.loadPolicy()
 	if err != nil {
 		a.log.Error("policy reload failed: keeping the previous policy", "err", err)
+		a.metrics.reloadOK.Set(0)
 		a.store.setPolicy(func(sp *status.Policy) { sp.LastReloadError = err.Error() })
 		return
 	}

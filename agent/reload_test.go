@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/virtmq/virtmq/agent/status"
 	"github.com/virtmq/virtmq/agent/virt/virttest"
 )
@@ -45,6 +46,12 @@ func (h *harness) reloadFails(want string) status.Snapshot {
 	if !strings.Contains(s.Policy.LastReloadError, want) {
 		h.t.Errorf("LastReloadError = %q, want %q in it", s.Policy.LastReloadError, want)
 	}
+	if ok := testutil.ToFloat64(h.agent.metrics.reloadOK); ok != 0 {
+		h.t.Errorf("virtmq_policy_last_reload_successful = %v after a failed reload, want 0", ok)
+	}
+	if at := testutil.ToFloat64(h.agent.metrics.reloadTime); at != float64(old.LoadedAt.UnixNano())/1e9 {
+		h.t.Errorf("virtmq_policy_last_reload_success_timestamp_seconds = %v, want the last good load %v", at, old.LoadedAt)
+	}
 	if strings.Join(s.Policy.Sources, " ") != strings.Join(old.Sources, " ") || s.Policy.Mode != old.Mode || !s.Policy.LoadedAt.Equal(old.LoadedAt) {
 		h.t.Errorf("policy after failed reload = %+v, was %+v", s.Policy, old)
 	}
@@ -79,6 +86,9 @@ func TestReloadPolicyVanished(t *testing.T) {
 		must(t, os.WriteFile(h.cfg.DefaultPolicyPath, []byte(testPolicy), 0o644))
 		h.reload <- syscall.SIGHUP
 		h.waitFor("reloaded", func(s status.Snapshot) bool { return s.Policy.LastReloadError == "" })
+		if ok := testutil.ToFloat64(h.agent.metrics.reloadOK); ok != 1 {
+			t.Errorf("virtmq_policy_last_reload_successful = %v after a good reload, want 1", ok)
+		}
 	})
 	t.Run("no drop-ins", func(t *testing.T) {
 		// Loaded from disk once: the built-in default is never taken on a
