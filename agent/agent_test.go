@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/virtmq/virtmq/agent/status"
-	"github.com/virtmq/virtmq/agent/virt"
-	"github.com/virtmq/virtmq/agent/virt/virttest"
+	"github.com/virtmq/virtmq/internal/status"
+	"github.com/virtmq/virtmq/internal/virt"
+	"github.com/virtmq/virtmq/internal/virt/virttest"
 	"github.com/virtmq/virtmq/internal/rewrite"
 	"github.com/virtmq/virtmq/policy"
 )

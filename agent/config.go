@@ -12,10 +12,10 @@ import (
 	"github.com/digitalocean/go-qemu/qmp"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/virtmq/virtmq/agent/guest"
-	"github.com/virtmq/virtmq/agent/qmpcheck"
-	"github.com/virtmq/virtmq/agent/status"
-	"github.com/virtmq/virtmq/agent/virt"
+	"github.com/virtmq/virtmq/internal/guest"
+	"github.com/virtmq/virtmq/internal/qmpcheck"
+	"github.com/virtmq/virtmq/internal/status"
+	"github.com/virtmq/virtmq/internal/virt"
 	"github.com/virtmq/virtmq/internal/rewrite"
 	"github.com/virtmq/virtmq/policy"
 )

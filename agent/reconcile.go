@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/virtmq/virtmq/agent/status"
-	"github.com/virtmq/virtmq/agent/virt"
+	"github.com/virtmq/virtmq/internal/status"
+	"github.com/virtmq/virtmq/internal/virt"
 	"github.com/virtmq/virtmq/internal/domxml"
 	"github.com/virtmq/virtmq/policy"
 )

@@ -28,7 +28,7 @@ bench/scale.sh
 
 echo
 echo "== Go benchmarks (go test -bench)"
-go test -run '^$' -bench . -benchmem -count 1 ./internal/domxml ./policy ./agent/... | tee "$results/go-bench.txt" \
+go test -run '^$' -bench . -benchmem -count 1 ./internal/... ./policy ./agent/... | tee "$results/go-bench.txt" \
   | grep -E '^(Benchmark|ok|FAIL)' || true
 
 echo

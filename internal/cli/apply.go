@@ -10,7 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/virtmq/virtmq/agent/virt"
+	"github.com/virtmq/virtmq/internal/virt"
 	"github.com/virtmq/virtmq/internal/domxml"
 	"github.com/virtmq/virtmq/internal/rewrite"
 	"github.com/virtmq/virtmq/policy"

@@ -8,8 +8,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/virtmq/virtmq/agent/virt"
-	"github.com/virtmq/virtmq/agent/virt/virttest"
+	"github.com/virtmq/virtmq/internal/virt"
+	"github.com/virtmq/virtmq/internal/virt/virttest"
 	"github.com/virtmq/virtmq/internal/rewrite"
 	"github.com/virtmq/virtmq/policy"
 )
