@@ -266,7 +266,7 @@ func must(t testing.TB, err error) {
 
 func readRecorded(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "recorded", name))
+	b, err := os.ReadFile(filepath.Join("..", "internal", "testdata", "recorded", name))
 	if err != nil {
 		t.Fatal(err)
 	}
