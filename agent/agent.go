@@ -54,9 +54,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/virtmq/virtmq/internal/build"
 	"github.com/virtmq/virtmq/internal/status"
 	"github.com/virtmq/virtmq/internal/virt"
-	"github.com/virtmq/virtmq/internal/build"
 	"github.com/virtmq/virtmq/policy"
 )
 

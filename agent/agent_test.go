@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/virtmq/virtmq/internal/rewrite"
 	"github.com/virtmq/virtmq/internal/status"
 	"github.com/virtmq/virtmq/internal/virt"
 	"github.com/virtmq/virtmq/internal/virt/virttest"
-	"github.com/virtmq/virtmq/internal/rewrite"
 	"github.com/virtmq/virtmq/policy"
 )
 

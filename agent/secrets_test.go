@@ -6,10 +6,10 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/virtmq/virtmq/internal/rewrite"
 	"github.com/virtmq/virtmq/internal/status"
 	"github.com/virtmq/virtmq/internal/virt"
 	"github.com/virtmq/virtmq/internal/virt/virttest"
-	"github.com/virtmq/virtmq/internal/rewrite"
 	"github.com/virtmq/virtmq/policy"
 )
 

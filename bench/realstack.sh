@@ -268,7 +268,7 @@ part_a() {
 	jq -n --argjson w "$(stats "${with[@]}")" --argjson wo "$(stats "${without[@]}")" \
 		--argjson sw "$(arr "${with[@]}")" --argjson swo "$(arr "${without[@]}")" \
 		--argjson h "$(stats "${inhook[@]}")" --argjson sh "$(arr "${inhook[@]}")" \
-		--arg policy "$(if [[ -f /etc/virtmq/policy.yaml ]]; then echo /etc/virtmq/policy.yaml; else echo "built-in default (= packaging/policy.yaml, audit)"; fi)" \
+		--arg policy "$(if [[ -f /etc/virtmq/policy.yaml ]]; then echo /etc/virtmq/policy.yaml; else echo "built-in default (= policy/default.yaml, audit)"; fi)" \
 		'{what: "wall time of `virsh start` (process start to return; QEMU started and resumed, not the guest boot) of the e2e guest, domain destroyed between starts; with = qemu.d/50-virtmq -> bin/virtmq-hook (the packaged symlink), without = no qemu hook at all; SIGHUP to libvirtd at every switch",
 		  hook_policy: $policy, runs_each: ($sw | length),
 		  without_hook_ms: $wo, with_hook_ms: $w,

@@ -17,7 +17,7 @@ CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o bin/bench-floor ./bench/flo
 go build -o bin/hookbench ./bench/hookbench
 
 policy=$(mktemp); trap 'rm -f "$policy"' EXIT
-cp packaging/policy.yaml "$policy"   # the shipped default policy, from a file as on a host
+cp policy/default.yaml "$policy"   # the shipped default policy, from a file as on a host
 
 echo "== hook: virtmq-hook DOM prepare begin - (${runs} runs each, $(nproc) cores)"
 bin/hookbench -hook bin/virtmq-hook -floor bin/bench-floor -policy "$policy" -runs "$runs" \

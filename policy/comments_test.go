@@ -3,8 +3,6 @@ package policy
 import (
 	"reflect"
 	"testing"
-
-	"github.com/virtmq/virtmq/packaging"
 )
 
 func TestBlankComments(t *testing.T) {
@@ -46,7 +44,7 @@ func parseBoth(data []byte) (blanked, kept [2]any) {
 // TestBlankCommentsChangesNothing: the shipped policy parses the same with
 // and without blanking (FuzzParse checks the same for any input).
 func TestBlankCommentsChangesNothing(t *testing.T) {
-	for _, data := range [][]byte{packaging.DefaultPolicy, []byte("# c\nversion: 2\nmode: x # c\n# c\nbogus: 1\n")} {
+	for _, data := range [][]byte{defaultPolicy, []byte("# c\nversion: 2\nmode: x # c\n# c\nbogus: 1\n")} {
 		if b, k := parseBoth(data); !reflect.DeepEqual(b, k) {
 			t.Errorf("blanking changed the result:\n%+v\n%+v", b, k)
 		}

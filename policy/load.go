@@ -8,8 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
-
-	"github.com/virtmq/virtmq/packaging"
 )
 
 // DropInDir is the name of the drop-in directory Load reads next to the
@@ -25,12 +23,12 @@ type source struct {
 	data []byte
 }
 
-// Default returns the policy virtmq ships (packaging/policy.yaml), used when
+// Default returns the policy virtmq ships (policy/default.yaml), used when
 // a host has no policy file. It parses the embedded file on each call;
 // callers keep the result. It panics only if the embedded file is invalid,
 // which TestParseDefault prevents from ever being released.
 func Default() *Policy {
-	p, err := Parse(embeddedName, packaging.DefaultPolicy)
+	p, err := Parse(embeddedName, defaultPolicy)
 	if err != nil {
 		panic(fmt.Sprintf("policy: embedded default policy is invalid: %v", err))
 	}

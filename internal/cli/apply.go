@@ -10,9 +10,9 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/virtmq/virtmq/internal/virt"
 	"github.com/virtmq/virtmq/internal/domxml"
 	"github.com/virtmq/virtmq/internal/rewrite"
+	"github.com/virtmq/virtmq/internal/virt"
 	"github.com/virtmq/virtmq/policy"
 )
 
@@ -221,7 +221,7 @@ func (a *applier) runningNote(ctx context.Context, w io.Writer, d virt.Domain, p
 	var differ []string
 	live, err := a.conn.DomainXML(ctx, d, virt.XMLLive)
 	if err == nil {
-		var dom *domxml.Domain
+		var dom *policy.Domain
 		dom, err = domxml.Parse(live)
 		if err == nil {
 			running := map[string]int{}

@@ -8,9 +8,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/virtmq/virtmq/internal/rewrite"
 	"github.com/virtmq/virtmq/internal/virt"
 	"github.com/virtmq/virtmq/internal/virt/virttest"
-	"github.com/virtmq/virtmq/internal/rewrite"
 	"github.com/virtmq/virtmq/policy"
 )
 

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/virtmq/virtmq/policy"
 )
 
 // refScanner is the state of one pass of scanReference.
@@ -198,7 +200,7 @@ func (s *refScanner) startElement(t xml.StartElement, start, end int) (ctx, erro
 	case ctxDevices:
 		if core && t.Name.Local == "interface" {
 			idx := len(dom.Interfaces)
-			dom.Interfaces = append(dom.Interfaces, Interface{Index: idx, Type: refAttr(t, "type")})
+			dom.Interfaces = append(dom.Interfaces, policy.Interface{Index: idx, Type: refAttr(t, "type")})
 			s.res.spans = append(s.res.spans, ifaceSpan{tagStart: start, tagEnd: end, lastChild: -1, driverStart: -1})
 			s.seenModel, s.seenMAC, s.seenSource, s.seenTarget, s.seenAlias = false, false, false, false, false
 			return ctxInterface, nil

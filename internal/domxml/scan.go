@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/virtmq/virtmq/policy"
 )
 
 // ctx is what the scanner knows about the element it is inside. Only the
@@ -43,7 +45,7 @@ type ifaceSpan struct {
 
 // scanned is the result of one pass over a document.
 type scanned struct {
-	dom   Domain
+	dom   policy.Domain
 	spans []ifaceSpan // parallel to dom.Interfaces
 }
 
@@ -952,7 +954,7 @@ func (s *scanner) child(start, end int, local, space []byte) (ctx, error) {
 		if core && string(local) == "interface" {
 			idx := len(dom.Interfaces)
 			typ, _ := s.attr("type")
-			dom.Interfaces = append(dom.Interfaces, Interface{Index: idx, Type: typ})
+			dom.Interfaces = append(dom.Interfaces, policy.Interface{Index: idx, Type: typ})
 			s.res.spans = append(s.res.spans, ifaceSpan{tagStart: start, tagEnd: end, lastChild: -1, driverStart: -1})
 			s.seenModel, s.seenMAC, s.seenSource, s.seenTarget, s.seenAlias = false, false, false, false, false
 			return ctxInterface, nil
