@@ -7,7 +7,7 @@
 // was away is lost. Then:
 //
 //   - On each DEFINED event it reads the domain's inactive XML, applies the
-//     policy with rewrite.Domain (exactly what `virtmq rewrite` prints) and
+//     policy with domxml.Apply (exactly what `virtmq rewrite` prints) and
 //     redefines the domain, with validation, only when the bytes differ:
 //     its own redefine fires another DEFINED, which then finds nothing to
 //     do. Transient domains are never redefined, only reported. A domain
