@@ -7,7 +7,7 @@
 // was away is lost. Then:
 //
 //   - On each DEFINED event it reads the domain's inactive XML, applies the
-//     policy with rewrite.Domain (exactly what `virtmq rewrite` prints) and
+//     policy with domxml.Apply (exactly what `virtmq rewrite` prints) and
 //     redefines the domain, with validation, only when the bytes differ:
 //     its own redefine fires another DEFINED, which then finds nothing to
 //     do. Transient domains are never redefined, only reported. A domain
@@ -33,7 +33,8 @@
 // systemd it reports READY=1 once the policy is valid and the status socket
 // listens (without waiting for libvirt), describes what it does in STATUS=,
 // and pings the watchdog from its event loop. A reload (SIGHUP) reads the
-// policy again, keeping the previous one when the new one is invalid.
+// policy again, keeping the previous one when the new one is invalid or
+// its file is gone.
 package agent
 
 import (
@@ -53,9 +54,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/virtmq/virtmq/agent/status"
-	"github.com/virtmq/virtmq/agent/virt"
 	"github.com/virtmq/virtmq/internal/build"
+	"github.com/virtmq/virtmq/internal/status"
+	"github.com/virtmq/virtmq/internal/virt"
 	"github.com/virtmq/virtmq/policy"
 )
 
@@ -76,6 +77,11 @@ type Agent struct {
 	retry *retries
 	// everConnected is set at the first connection (loop goroutine only).
 	everConnected bool
+	// fromDisk is set once a policy was loaded from a file (Run, then the
+	// loop goroutine only): from then on the built-in default is never
+	// taken, so a policy file that vanished cannot silently turn enforce
+	// into audit or drop the drop-ins' exclusions.
+	fromDisk bool
 }
 
 // connRef holds the current libvirt connection for the guest workers.
@@ -228,36 +234,51 @@ func (a *Agent) metricsServer() *http.Server {
 	}
 }
 
-// loadPolicy resolves and loads the policy like every virtmq program.
+// loadPolicy resolves and loads the policy like every virtmq program. The
+// built-in default is taken only while no policy was ever loaded from disk
+// (policy.Resolve itself refuses it when drop-ins are left): after that, a
+// missing file is an error wrapping policy.ErrMissing, and reload keeps the
+// last good policy. Going back to the built-in default takes a restart.
 func (a *Agent) loadPolicy() (*policy.Policy, error) {
 	p, embedded, err := policy.Resolve(a.cfg.PolicyPath, a.cfg.Getenv, a.cfg.DefaultPolicyPath)
 	if err != nil {
 		return nil, err
 	}
 	if embedded {
+		if a.fromDisk {
+			return nil, fmt.Errorf("load policy: %w: %s is gone (restart virtmq-agent to use the built-in default policy)",
+				policy.ErrMissing, a.cfg.DefaultPolicyPath)
+		}
 		a.log.Info("no policy file: using the built-in default policy", "default_path", a.cfg.DefaultPolicyPath)
+		return p, nil
 	}
+	a.fromDisk = true
 	return p, nil
 }
 
 // usePolicy puts p in force.
 func (a *Agent) usePolicy(p *policy.Policy) {
 	a.pol.Store(p)
+	now := a.cfg.Now()
+	a.metrics.reloadOK.Set(1)
+	a.metrics.reloadTime.Set(float64(now.UnixNano()) / 1e9)
 	a.store.setPolicy(func(sp *status.Policy) {
 		sp.Sources = p.Sources()
 		sp.Mode = string(p.Mode())
-		sp.LoadedAt = a.cfg.Now()
+		sp.LoadedAt = now
 		sp.LastReloadError = ""
 	})
 	a.store.resetRedefines()
 }
 
-// reload reads the policy again; an invalid one leaves the previous one in
-// force, and says so in the log, the status and systemd's STATUS=.
+// reload reads the policy again; an invalid or missing one leaves the
+// previous one in force, and says so in the log, the status and systemd's
+// STATUS=.
 func (a *Agent) reload() {
 	p, err := a.loadPolicy()
 	if err != nil {
 		a.log.Error("policy reload failed: keeping the previous policy", "err", err)
+		a.metrics.reloadOK.Set(0)
 		a.store.setPolicy(func(sp *status.Policy) { sp.LastReloadError = err.Error() })
 		return
 	}

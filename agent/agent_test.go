@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/virtmq/virtmq/agent/status"
-	"github.com/virtmq/virtmq/agent/virt"
-	"github.com/virtmq/virtmq/agent/virt/virttest"
-	"github.com/virtmq/virtmq/internal/rewrite"
+	"github.com/virtmq/virtmq/internal/domxml"
+	"github.com/virtmq/virtmq/internal/status"
+	"github.com/virtmq/virtmq/internal/virt"
+	"github.com/virtmq/virtmq/internal/virt/virttest"
 	"github.com/virtmq/virtmq/policy"
 )
 
@@ -31,10 +31,10 @@ func TestDefineRewritesOnce(t *testing.T) {
 	if n := h.fake.Calls(virttest.MethodDefineXML); n != 1 {
 		t.Errorf("DefineXML calls = %d, want 1 (the agent's own DEFINED event must not redefine again)", n)
 	}
-	// The definition is exactly what rewrite.Domain (virtmq rewrite) makes.
+	// The definition is exactly what domxml.Apply (virtmq rewrite) makes.
 	pol, err := policy.Load(h.cfg.PolicyPath)
 	must(t, err)
-	want, _, err := rewrite.Domain(pol, before)
+	want, _, err := domxml.Apply(pol, before)
 	must(t, err)
 	after, _ := h.fake.InactiveXML("web1")
 	if !bytes.Equal(after, want) {

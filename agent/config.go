@@ -12,11 +12,11 @@ import (
 	"github.com/digitalocean/go-qemu/qmp"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/virtmq/virtmq/agent/guest"
-	"github.com/virtmq/virtmq/agent/qmpcheck"
-	"github.com/virtmq/virtmq/agent/status"
-	"github.com/virtmq/virtmq/agent/virt"
-	"github.com/virtmq/virtmq/internal/rewrite"
+	"github.com/virtmq/virtmq/internal/domxml"
+	"github.com/virtmq/virtmq/internal/guest"
+	"github.com/virtmq/virtmq/internal/qmpcheck"
+	"github.com/virtmq/virtmq/internal/status"
+	"github.com/virtmq/virtmq/internal/virt"
 	"github.com/virtmq/virtmq/policy"
 )
 
@@ -46,7 +46,7 @@ const (
 // DialFunc connects to libvirt; virt.Dial is the real one.
 type DialFunc func(ctx context.Context, sockets []string) (virt.Conn, string, error)
 
-// RewriteFunc is the define-time rewrite; rewrite.Domain is the real one.
+// RewriteFunc is the define-time rewrite; domxml.Apply is the real one.
 type RewriteFunc func(p *policy.Policy, doc []byte) ([]byte, policy.Plan, error)
 
 // GuestFunc runs the guest step for one NIC; guest.Configure is the real one.
@@ -137,7 +137,7 @@ type Config struct {
 
 	// Dial connects to libvirt (default virt.Dial).
 	Dial DialFunc
-	// Rewrite is the define-time rewrite (default rewrite.Domain).
+	// Rewrite is the define-time rewrite (default domxml.Apply).
 	Rewrite RewriteFunc
 	// GuestStep runs the in-guest step for one NIC (default guest.Configure).
 	GuestStep GuestFunc
@@ -235,7 +235,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Dial = virt.Dial
 	}
 	if c.Rewrite == nil {
-		c.Rewrite = rewrite.Domain
+		c.Rewrite = domxml.Apply
 	}
 	if c.GuestStep == nil {
 		c.GuestStep = guest.Configure

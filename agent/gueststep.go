@@ -8,11 +8,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/virtmq/virtmq/agent/guest"
-	"github.com/virtmq/virtmq/agent/qmpcheck"
-	"github.com/virtmq/virtmq/agent/status"
-	"github.com/virtmq/virtmq/agent/virt"
 	"github.com/virtmq/virtmq/internal/domxml"
+	"github.com/virtmq/virtmq/internal/guest"
+	"github.com/virtmq/virtmq/internal/qmpcheck"
+	"github.com/virtmq/virtmq/internal/status"
+	"github.com/virtmq/virtmq/internal/virt"
 	"github.com/virtmq/virtmq/policy"
 )
 
@@ -88,7 +88,7 @@ func (a *Agent) runJob(ctx context.Context, ref virt.Domain, j job, attempt int,
 // guestStep sets the guest's combined channel count on each NIC the plan
 // asks for and records the outcome. It reports whether a transient failure
 // is worth another attempt.
-func (a *Agent) guestStep(ctx context.Context, log *slog.Logger, conn virt.Conn, d virt.Domain, plan policy.Plan, live *domxml.Domain, attempt int, l *lease) (retry bool) {
+func (a *Agent) guestStep(ctx context.Context, log *slog.Logger, conn virt.Conn, d virt.Domain, plan policy.Plan, live *policy.Domain, attempt int, l *lease) (retry bool) {
 	running := map[string]int{}
 	for _, ifc := range live.Interfaces {
 		if ifc.MAC != "" {
@@ -179,8 +179,8 @@ func (a *Agent) guestStep(ctx context.Context, log *slog.Logger, conn virt.Conn,
 
 // verify asks QEMU, over QMP through libvirt, how many virtqueues each
 // managed NIC has and whether the guest negotiated multiqueue.
-func (a *Agent) verify(ctx context.Context, log *slog.Logger, conn virt.Conn, d virt.Domain, plan policy.Plan, live *domxml.Domain, l *lease) {
-	byMAC := map[string]domxml.Interface{}
+func (a *Agent) verify(ctx context.Context, log *slog.Logger, conn virt.Conn, d virt.Domain, plan policy.Plan, live *policy.Domain, l *lease) {
+	byMAC := map[string]policy.Interface{}
 	for _, ifc := range live.Interfaces {
 		byMAC[ifc.MAC] = ifc
 	}

@@ -16,10 +16,10 @@ import (
 	"github.com/digitalocean/go-qemu/qmp/qmptest"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/virtmq/virtmq/agent/guest"
-	"github.com/virtmq/virtmq/agent/status"
-	"github.com/virtmq/virtmq/agent/virt"
-	"github.com/virtmq/virtmq/agent/virt/virttest"
+	"github.com/virtmq/virtmq/internal/guest"
+	"github.com/virtmq/virtmq/internal/status"
+	"github.com/virtmq/virtmq/internal/virt"
+	"github.com/virtmq/virtmq/internal/virt/virttest"
 )
 
 // recordedDomain is the e2e smoke domain as libvirt stored it (4 vCPUs,

@@ -17,10 +17,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/virtmq/virtmq/agent/guest"
-	"github.com/virtmq/virtmq/agent/status"
-	"github.com/virtmq/virtmq/agent/virt"
-	"github.com/virtmq/virtmq/agent/virt/virttest"
+	"github.com/virtmq/virtmq/internal/guest"
+	"github.com/virtmq/virtmq/internal/status"
+	"github.com/virtmq/virtmq/internal/virt"
+	"github.com/virtmq/virtmq/internal/virt/virttest"
 )
 
 // testPolicy is the policy most tests run with: N = vCPUs up to 8, M = N.
@@ -266,7 +266,7 @@ func must(t testing.TB, err error) {
 
 func readRecorded(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "recorded", name))
+	b, err := os.ReadFile(filepath.Join("..", "internal", "testdata", "recorded", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +274,7 @@ func readRecorded(t testing.TB, name string) []byte {
 }
 
 // recordedGuest is a qemu-guest-agent replaying replies recorded from the
-// real stack (testdata/recorded): a Debian guest with eth0 =
+// real stack (internal/testdata/recorded): a Debian guest with eth0 =
 // 52:54:00:b4:f7:07, ethtool at /usr/sbin/ethtool, max 4 combined channels.
 // guest-exec runs against a tiny model of ethtool keeping the current
 // count. Every fixture is read up front: Command runs on agent goroutines,

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/virtmq/virtmq/agent/status"
-	"github.com/virtmq/virtmq/agent/virt"
+	"github.com/virtmq/virtmq/internal/status"
+	"github.com/virtmq/virtmq/internal/virt"
 )
 
 // stableAfter is how long a connection must have lasted for the reconnect

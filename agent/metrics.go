@@ -35,6 +35,10 @@ type metrics struct {
 	rewriteFailures prometheus.Counter
 	guestSteps      prometheus.Counter
 	guestFailures   *prometheus.CounterVec
+	// As Prometheus exports its own: prometheus_config_last_reload_successful
+	// and prometheus_config_last_reload_success_timestamp_seconds.
+	reloadOK   prometheus.Gauge
+	reloadTime prometheus.Gauge
 }
 
 // newMetrics creates the agent's metrics and registers them, with the
@@ -67,11 +71,20 @@ func newMetrics(reg prometheus.Registerer, counts func() map[string]int, version
 			Help: "In-guest channel count steps that failed, by reason.",
 		}, []string{"reason"}),
 	}
+	m.reloadOK = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "virtmq_policy_last_reload_successful",
+		Help: "Whether the last policy load (at start or SIGHUP) succeeded (1) or failed and the previous policy is still in force (0).",
+	})
+	m.reloadTime = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "virtmq_policy_last_reload_success_timestamp_seconds",
+		Help: "When the policy in force was loaded, in seconds since the Unix epoch.",
+	})
 	for _, r := range guestReasons {
 		m.guestFailures.WithLabelValues(r)
 	}
 	for _, c := range []prometheus.Collector{
 		m.libvirtUp, m.reconnects, m.rewrites, m.rewriteFailures, m.guestSteps, m.guestFailures,
+		m.reloadOK, m.reloadTime,
 		newDomainsCollector(counts),
 		newBuildInfoCollector(version, commit, goVersion),
 	} {

@@ -14,8 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/virtmq/virtmq/agent/status"
-	"github.com/virtmq/virtmq/agent/virt/virttest"
+	"github.com/virtmq/virtmq/internal/status"
+	"github.com/virtmq/virtmq/internal/virt/virttest"
 )
 
 // testMetrics returns metrics on a fresh pedantic registry with fixed

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/virtmq/virtmq/agent/status"
-	"github.com/virtmq/virtmq/agent/virt"
 	"github.com/virtmq/virtmq/internal/domxml"
+	"github.com/virtmq/virtmq/internal/status"
+	"github.com/virtmq/virtmq/internal/virt"
 	"github.com/virtmq/virtmq/policy"
 )
 
@@ -170,7 +170,7 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 		}
 	}
 
-	var live *domxml.Domain
+	var live *policy.Domain
 	if d.Active {
 		doc, err := call(ctx, a.cfg.CallTimeout, func(ctx context.Context) ([]byte, error) {
 			return conn.DomainXML(ctx, d, virt.XMLLive)
@@ -302,7 +302,7 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 // describes a running domain: libvirt gives every device of a running
 // domain an alias, and returns the definition instead when the domain is
 // not running (any more).
-func isLive(d *domxml.Domain) bool {
+func isLive(d *policy.Domain) bool {
 	for _, ifc := range d.Interfaces {
 		if ifc.Alias == "" {
 			return false

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/virtmq/virtmq/agent/virt"
+	"github.com/virtmq/virtmq/internal/virt"
 )
 
 // transient reports whether a libvirt call that failed with err is worth

@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/virtmq/virtmq/agent/virt"
+	"github.com/virtmq/virtmq/internal/virt"
 )
 
 // job is what a domain's worker does next.

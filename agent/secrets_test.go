@@ -6,10 +6,10 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/virtmq/virtmq/agent/status"
-	"github.com/virtmq/virtmq/agent/virt"
-	"github.com/virtmq/virtmq/agent/virt/virttest"
-	"github.com/virtmq/virtmq/internal/rewrite"
+	"github.com/virtmq/virtmq/internal/domxml"
+	"github.com/virtmq/virtmq/internal/status"
+	"github.com/virtmq/virtmq/internal/virt"
+	"github.com/virtmq/virtmq/internal/virt/virttest"
 	"github.com/virtmq/virtmq/policy"
 )
 
@@ -96,7 +96,7 @@ func TestRedefineKeepsConsolePasswords(t *testing.T) {
 
 			pol, err := policy.Load(h.cfg.PolicyPath)
 			must(t, err)
-			want, _, err := rewrite.Domain(pol, doc)
+			want, _, err := domxml.Apply(pol, doc)
 			must(t, err)
 			if bytes.Equal(want, doc) {
 				t.Fatal("the policy does not change the fixture")

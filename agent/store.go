@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/virtmq/virtmq/agent/status"
+	"github.com/virtmq/virtmq/internal/status"
 	"github.com/virtmq/virtmq/policy"
 )
 

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/virtmq/virtmq/agent/guest"
-	"github.com/virtmq/virtmq/agent/status"
-	"github.com/virtmq/virtmq/agent/virt"
+	"github.com/virtmq/virtmq/internal/guest"
+	"github.com/virtmq/virtmq/internal/status"
+	"github.com/virtmq/virtmq/internal/virt"
 )
 
 func TestConfigDefaults(t *testing.T) {

@@ -17,7 +17,7 @@ CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o bin/bench-floor ./bench/flo
 go build -o bin/hookbench ./bench/hookbench
 
 policy=$(mktemp); trap 'rm -f "$policy"' EXIT
-cp packaging/policy.yaml "$policy"   # the shipped default policy, from a file as on a host
+cp policy/default.yaml "$policy"   # the shipped default policy, from a file as on a host
 
 echo "== hook: virtmq-hook DOM prepare begin - (${runs} runs each, $(nproc) cores)"
 bin/hookbench -hook bin/virtmq-hook -floor bin/bench-floor -policy "$policy" -runs "$runs" \
@@ -28,7 +28,7 @@ bench/scale.sh
 
 echo
 echo "== Go benchmarks (go test -bench)"
-go test -run '^$' -bench . -benchmem -count 1 ./internal/domxml ./policy ./agent/... | tee "$results/go-bench.txt" \
+go test -run '^$' -bench . -benchmem -count 1 ./internal/... ./policy ./agent/... | tee "$results/go-bench.txt" \
   | grep -E '^(Benchmark|ok|FAIL)' || true
 
 echo

@@ -62,10 +62,10 @@ guest_exec "$D" /bin/cat /proc/interrupts | grep -E 'virtio[0-9]+-(input|output)
 
 say "What the policy (the default one virtmq ships) wants for it"
 e2e_virsh dumpxml --inactive "$D" >"$RUN/$D.xml"
-show "$BIN/virtmq" plan --policy "$REPO/packaging/policy.yaml" "$RUN/$D.xml"
+show "$BIN/virtmq" plan --policy "$REPO/policy/default.yaml" "$RUN/$D.xml"
 
 say "Starting virtmq-agent: it rewrites the persistent definition (the VM keeps running)"
-"$BIN/virtmq-agent" --policy "$REPO/packaging/policy.yaml" --socket "$LIBVIRT_SOCK" \
+"$BIN/virtmq-agent" --policy "$REPO/policy/default.yaml" --socket "$LIBVIRT_SOCK" \
 	--status-socket "$STATUS_SOCK" >"$RUN/agent.log" 2>&1 &
 AGENT_PID=$!
 e2e_wait 30 bash -c "virsh dumpxml --inactive $D | grep -q queues=" || e2e_die "the agent did not rewrite $D; log: $RUN/agent.log"
@@ -96,7 +96,7 @@ e2e_wait 60 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; ethtool_combined '$D') == '
 printf '   then: Combined %s\n' "$(combined)"
 
 say "virtmq verify $D: the whole manual check, on demand"
-show "$BIN/virtmq" verify --policy "$REPO/packaging/policy.yaml" "$D"
+show "$BIN/virtmq" verify --policy "$REPO/policy/default.yaml" "$D"
 
 say "Before and after"
 printf '   %-36s %-28s %s\n' "" "before virtmq" "after virtmq"

@@ -4,7 +4,7 @@
 # the guest, the host tap and QMP, reboot, save/restore, a guest whose qemu-ga
 # blocks guest-exec and one without ethtool. Cleans up whatever it made.
 #   smoke.sh [--record [DIR]]   also write the real replies as agent fixtures
-#                               (default DIR: agent/testdata/recorded)
+#                               (default DIR: internal/testdata/recorded)
 set -euo pipefail
 shopt -s inherit_errexit
 umask 022
@@ -14,7 +14,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 REC=
 if [[ ${1:-} == --record ]]; then
-	REC=${2:-$E2E_DIR/../agent/testdata/recorded}
+	REC=${2:-$E2E_DIR/../internal/testdata/recorded}
 	mkdir -p "$REC" && REC=$(cd "$REC" && pwd)
 fi
 D=${VIRTMQ_E2E_PREFIX}smoke            # 4 vCPUs, queues=4

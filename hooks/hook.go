@@ -10,7 +10,9 @@
 // it prints nothing. It never calls libvirt (that deadlocks: libvirt holds
 // the domain while the hook runs) nor the network, and it never blocks a
 // start because of its own failure unless the policy says enforce with
-// on_error: deny.
+// on_error: deny. A configured policy that is missing (see
+// policy.ErrMissing) is not the hook's failure: it refuses the start, since
+// it cannot know the mode and on_error that went with the file.
 package hooks
 
 import (
@@ -18,8 +20,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
+	"sync"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -46,11 +49,19 @@ type Config struct {
 	// API caller ("Hook script execution failed: ...").
 	Stderr io.Writer
 	Logger *slog.Logger
+	// TimeLimit bounds the work at prepare (zero: no limit). libvirt waits
+	// for the hook with no timeout while it holds the domain, so a stuck
+	// stdin or file system must not hang a VM start. At the limit the hook
+	// decides as for any of its own failures: by the policy's mode and
+	// on_error when the policy was loaded by then, else it allows.
+	TimeLimit time.Duration
 }
 
-// Run handles one hook invocation; args are DOMAIN OP SUBOP EXTRA. It
-// returns the exit code. It writes nothing to stdout for any operation:
-// for migrate and restore, empty output tells libvirt to keep the XML.
+// Run handles one hook invocation; args are DOMAIN OP SUBOP EXTRA, taken
+// as data whatever they look like (a domain may be named "--help"). It
+// returns the exit code, within cfg.TimeLimit when set. It writes nothing to
+// stdout for any operation: for migrate and restore, empty output tells
+// libvirt to keep the XML.
 func Run(cfg Config, args []string) int {
 	log := cfg.Logger
 	if len(args) < 3 {
@@ -65,17 +76,95 @@ func Run(cfg Config, args []string) int {
 		// everything else: nothing to decide.
 		return ExitAllow
 	}
-	return prepare(cfg, log, domain)
+	if cfg.TimeLimit <= 0 {
+		return prepare(cfg, log, domain, &known{})
+	}
+	// prepare runs on its own goroutine so that the limit holds whatever
+	// it blocks in. After the limit its output is dropped: the exit code
+	// returned here is the hook's answer, and the process exits with it.
+	out := &gatedWriter{w: cfg.Stderr}
+	inner := cfg
+	inner.Stderr = out
+	k := &known{}
+	done := make(chan int, 1)
+	go func() { done <- prepare(inner, log, domain, k) }()
+	timer := time.NewTimer(cfg.TimeLimit)
+	defer timer.Stop()
+	select {
+	case code := <-done:
+		return code
+	case <-timer.C:
+	}
+	out.close()
+	mode, onErr := k.get()
+	return internalError(cfg, log, domain, mode, onErr, fmt.Errorf("the hook did not finish within %v", cfg.TimeLimit))
 }
 
-func prepare(cfg Config, log *slog.Logger, domain string) int {
+// known is the policy's mode and on_error once prepare has loaded it, for
+// the answer at the time limit.
+type known struct {
+	mu    sync.Mutex
+	mode  policy.Mode
+	onErr policy.OnError
+}
+
+func (k *known) set(mode policy.Mode, onErr policy.OnError) {
+	k.mu.Lock()
+	k.mode, k.onErr = mode, onErr
+	k.mu.Unlock()
+}
+
+func (k *known) get() (policy.Mode, policy.OnError) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.mode, k.onErr
+}
+
+// gatedWriter passes writes on until close; then it drops them, so a
+// prepare that outlived the time limit cannot add to the answer.
+type gatedWriter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	closed bool
+}
+
+func (g *gatedWriter) Write(b []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed || g.w == nil {
+		return len(b), nil
+	}
+	return g.w.Write(b)
+}
+
+// close stops passing writes on; it waits for a write in progress.
+func (g *gatedWriter) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+}
+
+func prepare(cfg Config, log *slog.Logger, domain string, k *known) int {
 	pol, _, err := policy.Resolve(cfg.PolicyPath, cfg.Getenv, cfg.DefaultPolicyPath)
+	if errors.Is(err, policy.ErrMissing) {
+		// A policy was configured (--policy, VIRTMQ_POLICY, or drop-ins
+		// beside the default path) and its main file is gone. Its mode and
+		// on_error went with it; the hook has no memory of them, and the
+		// built-in default (audit) could turn an enforce host into an
+		// audit one. So it refuses, as enforce with on_error: deny does.
+		k.set(policy.ModeEnforce, policy.OnErrorDeny)
+		log.Error("virtmq policy is missing; refusing the start", "err", err)
+		fmt.Fprintf(cfg.Stderr, "virtmq: domain %q: %v (a configured virtmq policy that is missing refuses every start)\n", domain, err)
+		return ExitDeny
+	}
 	if err != nil {
 		// Without a valid policy the mode is unknown: fall back to what the
 		// file says about mode and on_error, if that much can be read.
 		mode, onErr := peekMode(cfg)
+		k.set(mode, onErr)
 		return internalError(cfg, log, domain, mode, onErr, err)
 	}
+	k.set(pol.Mode(), pol.OnError())
 	doc, err := readBounded(cfg.Stdin, domxml.MaxSize)
 	if err != nil {
 		return internalError(cfg, log, domain, pol.Mode(), pol.OnError(), fmt.Errorf("read domain XML from stdin: %w", err))
@@ -157,7 +246,7 @@ func peekMode(cfg Config) (policy.Mode, policy.OnError) {
 	if path == "" {
 		path = cfg.DefaultPolicyPath
 	}
-	b, err := os.ReadFile(path)
+	b, err := policy.ReadFile(path) // bounded: never a FIFO's wait or /dev/zero's flood
 	if err != nil {
 		return "", ""
 	}

@@ -159,7 +159,7 @@ if [ -f docs/policy.md ]; then
 else
 	die "docs/policy.md is missing (shipped as /usr/share/doc/virtmq/policy.md)"
 fi
-[ -f "$pkgdir/policy.yaml" ] || die "$pkgdir/policy.yaml is missing (shipped as /etc/virtmq/policy.yaml)"
+[ -f policy/default.yaml ] || die "policy/default.yaml is missing (shipped as /etc/virtmq/policy.yaml)"
 
 # 3. nfpm, pinned in tools/go.mod.
 if [ -z "${NFPM:-}" ]; then

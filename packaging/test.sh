@@ -314,7 +314,7 @@ for f in /usr/sbin/virtmq /usr/sbin/virtmq-agent /usr/sbin/virtmq-hook; do
 done
 check "hook symlink /etc/libvirt/hooks/qemu.d/50-virtmq -> /usr/sbin/virtmq-hook" \
 	test "$(readlink /etc/libvirt/hooks/qemu.d/50-virtmq)" = /usr/sbin/virtmq-hook
-check "/etc/virtmq/policy.yaml is the shipped default" cmp /etc/virtmq/policy.yaml packaging/policy.yaml
+check "/etc/virtmq/policy.yaml is the shipped default" cmp /etc/virtmq/policy.yaml policy/default.yaml
 check "/etc/virtmq/policy.yaml is a conffile" bash -c "dpkg-query -W -f='\${Conffiles}' virtmq | grep -q ' /etc/virtmq/policy.yaml '"
 check "/etc/virtmq/policy.d is an empty directory" bash -c '[ -d /etc/virtmq/policy.d ] && [ -z "$(ls -A /etc/virtmq/policy.d)" ]'
 check "the agent unit is installed" test -f /usr/lib/systemd/system/virtmq-agent.service

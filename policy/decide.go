@@ -5,8 +5,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/virtmq/virtmq/internal/domxml"
 )
 
 // Decide computes the plan for one domain. It never fails: whatever cannot
@@ -19,7 +17,7 @@ import (
 // excluding rule or too few vCPUs leave the NIC alone; otherwise N comes
 // from queues, then min, max, the vCPU cap and the tap limit apply, and
 // finally the domain's budget is shared out greedily in document order.
-func (p *Policy) Decide(d *domxml.Domain) Plan {
+func (p *Policy) Decide(d *Domain) Plan {
 	plan := Plan{Mode: p.mode, OnError: p.onError}
 	if d == nil || len(d.Interfaces) == 0 {
 		if d != nil {
@@ -78,7 +76,7 @@ func (p *Policy) Decide(d *domxml.Domain) Plan {
 }
 
 // skipReason says why a NIC cannot do multiqueue at all, or "" when it can.
-func skipReason(nic *domxml.Interface) string {
+func skipReason(nic *Interface) string {
 	switch nic.Model {
 	case "virtio", "virtio-transitional", "virtio-non-transitional":
 	case "":
@@ -164,7 +162,7 @@ func shareBudget(nics []NICPlan, budget, managed int) {
 }
 
 // match returns the first rule whose conditions all hold for the NIC, or nil.
-func (p *Policy) match(d *domxml.Domain, vcpus int, nic *domxml.Interface) *Rule {
+func (p *Policy) match(d *Domain, vcpus int, nic *Interface) *Rule {
 	for i := range p.rules {
 		if r := &p.rules[i]; r.Match.holds(d, vcpus, nic) {
 			return r
@@ -173,7 +171,7 @@ func (p *Policy) match(d *domxml.Domain, vcpus int, nic *domxml.Interface) *Rule
 	return nil
 }
 
-func (m *Match) holds(d *domxml.Domain, vcpus int, nic *domxml.Interface) bool {
+func (m *Match) holds(d *Domain, vcpus int, nic *Interface) bool {
 	// Domain-level conditions first: they are the same for every NIC.
 	if m.Domain != nil && !anyGlob(m.Domain, d.Name) {
 		return false

@@ -2,8 +2,6 @@ package policy
 
 import (
 	"testing"
-
-	"github.com/virtmq/virtmq/internal/domxml"
 )
 
 func compareNICs(t *testing.T, name string, got, want []NICPlan) {
@@ -20,8 +18,8 @@ func compareNICs(t *testing.T, name string, got, want []NICPlan) {
 }
 
 // nic is a managed-capable NIC: virtio on a bridge.
-func nic(i int) domxml.Interface {
-	return domxml.Interface{Index: i, Type: "bridge", Model: "virtio", Bridge: "br0"}
+func nic(i int) Interface {
+	return Interface{Index: i, Type: "bridge", Model: "virtio", Bridge: "br0"}
 }
 
 func mustParse(t testing.TB, src string) *Policy {
@@ -39,75 +37,75 @@ func TestDecide(t *testing.T) {
 		return NICPlan{Index: i, Type: "bridge", Model: "virtio", Current: current, Wanted: wanted, Managed: true,
 			GuestStep: combined > 0, Combined: combined, Rule: rule, Reason: reason}
 	}
-	skipped := func(n domxml.Interface, rule, reason string) NICPlan {
+	skipped := func(n Interface, rule, reason string) NICPlan {
 		return NICPlan{Index: n.Index, MAC: n.MAC, Type: n.Type, Model: n.Model, Current: max(n.Queues, 1), Wanted: max(n.Queues, 1), Rule: rule, Reason: reason}
 	}
-	with := func(n domxml.Interface, f func(*domxml.Interface)) domxml.Interface { f(&n); return n }
+	with := func(n Interface, f func(*Interface)) Interface { f(&n); return n }
 
 	for _, tt := range []struct {
 		name   string
 		policy string
-		d      domxml.Domain
+		d      Domain
 		want   []NICPlan
 	}{
 		{
 			name: "vcpus capped by max",
-			d:    domxml.Domain{MaxVCPUs: 16, Interfaces: []domxml.Interface{nic(0)}},
+			d:    Domain{MaxVCPUs: 16, Interfaces: []Interface{nic(0)}},
 			want: []NICPlan{managed(0, 1, 8, 8, "defaults", "queues=vcpus → 16; max 8 → 8")},
 		},
 		{
 			name: "maximum vcpus, not current",
-			d:    domxml.Domain{MaxVCPUs: 4, CurrentVCPUs: 2, Interfaces: []domxml.Interface{nic(0)}},
+			d:    Domain{MaxVCPUs: 4, CurrentVCPUs: 2, Interfaces: []Interface{nic(0)}},
 			want: []NICPlan{managed(0, 1, 4, 4, "defaults", "queues=vcpus → 4")},
 		},
 		{
 			name: "already compliant",
-			d:    domxml.Domain{MaxVCPUs: 4, Interfaces: []domxml.Interface{with(nic(0), func(n *domxml.Interface) { n.Queues = 4 })}},
+			d:    Domain{MaxVCPUs: 4, Interfaces: []Interface{with(nic(0), func(n *Interface) { n.Queues = 4 })}},
 			want: []NICPlan{managed(0, 4, 4, 4, "defaults", "queues=vcpus → 4")},
 		},
 		{
 			name: "lowered from too many",
-			d:    domxml.Domain{MaxVCPUs: 4, Interfaces: []domxml.Interface{with(nic(0), func(n *domxml.Interface) { n.Queues = 16 })}},
+			d:    Domain{MaxVCPUs: 4, Interfaces: []Interface{with(nic(0), func(n *Interface) { n.Queues = 16 })}},
 			want: []NICPlan{managed(0, 16, 4, 4, "defaults", "queues=vcpus → 4")},
 		},
 		{
 			name: "too few vcpus",
-			d:    domxml.Domain{MaxVCPUs: 1, Interfaces: []domxml.Interface{nic(0)}},
+			d:    Domain{MaxVCPUs: 1, Interfaces: []Interface{nic(0)}},
 			want: []NICPlan{skipped(nic(0), "defaults", "1 vCPUs < min_vcpus 2")},
 		},
 		{
 			name: "no vcpu element",
-			d:    domxml.Domain{Interfaces: []domxml.Interface{nic(0)}},
+			d:    Domain{Interfaces: []Interface{nic(0)}},
 			want: []NICPlan{skipped(nic(0), "defaults", "1 vCPUs < min_vcpus 2")},
 		},
 		{
 			name:   "min_vcpus from a rule",
 			policy: "rules:\n  - {name: big-only, match: {domain: \"b*\"}, set: {min_vcpus: 8}}\n",
-			d:      domxml.Domain{Name: "b1", MaxVCPUs: 4, Interfaces: []domxml.Interface{nic(0)}},
+			d:      Domain{Name: "b1", MaxVCPUs: 4, Interfaces: []Interface{nic(0)}},
 			want:   []NICPlan{skipped(nic(0), "big-only", "4 vCPUs < min_vcpus 8")},
 		},
 		{
 			name: "hardware skips",
-			d: domxml.Domain{MaxVCPUs: 8, Interfaces: []domxml.Interface{
-				with(nic(0), func(n *domxml.Interface) { n.Model = "e1000" }),
-				with(nic(1), func(n *domxml.Interface) { n.Model = "" }),
-				with(nic(2), func(n *domxml.Interface) { n.Type = "user" }),
-				with(nic(3), func(n *domxml.Interface) { n.Type = "hostdev"; n.Queues = 2 }),
-				with(nic(4), func(n *domxml.Interface) { n.Type = "ethernet"; n.TargetManaged = "no" }),
-				with(nic(5), func(n *domxml.Interface) { n.Type = "" }),
+			d: Domain{MaxVCPUs: 8, Interfaces: []Interface{
+				with(nic(0), func(n *Interface) { n.Model = "e1000" }),
+				with(nic(1), func(n *Interface) { n.Model = "" }),
+				with(nic(2), func(n *Interface) { n.Type = "user" }),
+				with(nic(3), func(n *Interface) { n.Type = "hostdev"; n.Queues = 2 }),
+				with(nic(4), func(n *Interface) { n.Type = "ethernet"; n.TargetManaged = "no" }),
+				with(nic(5), func(n *Interface) { n.Type = "" }),
 			}},
 			want: []NICPlan{
-				skipped(with(nic(0), func(n *domxml.Interface) { n.Model = "e1000" }), "", "model e1000 is not virtio"),
-				skipped(with(nic(1), func(n *domxml.Interface) { n.Model = "" }), "", "no <model>: libvirt picks a non-virtio default"),
-				skipped(with(nic(2), func(n *domxml.Interface) { n.Type = "user" }), "", "type user cannot do multiqueue"),
-				skipped(with(nic(3), func(n *domxml.Interface) { n.Type = "hostdev"; n.Queues = 2 }), "", "type hostdev cannot do multiqueue"),
-				skipped(with(nic(4), func(n *domxml.Interface) { n.Type = "ethernet" }), "", "pre-created tap (managed='no'): multiqueue needs a tap created with multi_queue; set queues by hand"),
-				skipped(with(nic(5), func(n *domxml.Interface) { n.Type = "" }), "", "no interface type: cannot do multiqueue"),
+				skipped(with(nic(0), func(n *Interface) { n.Model = "e1000" }), "", "model e1000 is not virtio"),
+				skipped(with(nic(1), func(n *Interface) { n.Model = "" }), "", "no <model>: libvirt picks a non-virtio default"),
+				skipped(with(nic(2), func(n *Interface) { n.Type = "user" }), "", "type user cannot do multiqueue"),
+				skipped(with(nic(3), func(n *Interface) { n.Type = "hostdev"; n.Queues = 2 }), "", "type hostdev cannot do multiqueue"),
+				skipped(with(nic(4), func(n *Interface) { n.Type = "ethernet" }), "", "pre-created tap (managed='no'): multiqueue needs a tap created with multi_queue; set queues by hand"),
+				skipped(with(nic(5), func(n *Interface) { n.Type = "" }), "", "no interface type: cannot do multiqueue"),
 			},
 		},
 		{
 			name: "every multiqueue type and virtio model",
-			d: domxml.Domain{MaxVCPUs: 2, Interfaces: []domxml.Interface{
+			d: Domain{MaxVCPUs: 2, Interfaces: []Interface{
 				{Index: 0, Type: "network", Model: "virtio"},
 				{Index: 1, Type: "direct", Model: "virtio-transitional"},
 				{Index: 2, Type: "ethernet", Model: "virtio-non-transitional"},
@@ -125,78 +123,78 @@ func TestDecide(t *testing.T) {
 		{
 			name:   "fixed count capped at vcpus",
 			policy: "defaults: {queues: 4}\n",
-			d:      domxml.Domain{MaxVCPUs: 2, Interfaces: []domxml.Interface{nic(0)}},
+			d:      Domain{MaxVCPUs: 2, Interfaces: []Interface{nic(0)}},
 			want:   []NICPlan{managed(0, 1, 2, 2, "defaults", "queues=4 → 4; vcpus 2 → 2")},
 		},
 		{
 			name:   "allow above vcpus",
 			policy: "defaults: {queues: 4, allow_above_vcpus: true}\n",
-			d:      domxml.Domain{MaxVCPUs: 2, Interfaces: []domxml.Interface{nic(0)}},
+			d:      Domain{MaxVCPUs: 2, Interfaces: []Interface{nic(0)}},
 			want:   []NICPlan{managed(0, 1, 4, 4, "defaults", "queues=4 → 4")},
 		},
 		{
 			name:   "vcpu cap beats min",
 			policy: "defaults: {min: 4}\n",
-			d:      domxml.Domain{MaxVCPUs: 2, Interfaces: []domxml.Interface{nic(0)}},
+			d:      Domain{MaxVCPUs: 2, Interfaces: []Interface{nic(0)}},
 			want:   []NICPlan{managed(0, 1, 2, 2, "defaults", "queues=vcpus → 2; min 4 → 4; vcpus 2 → 2")},
 		},
 		{
 			name:   "divided and floored by min",
 			policy: "defaults: {queues: vcpus/4, min: 2}\n",
-			d:      domxml.Domain{MaxVCPUs: 3, Interfaces: []domxml.Interface{nic(0)}},
+			d:      Domain{MaxVCPUs: 3, Interfaces: []Interface{nic(0)}},
 			want:   []NICPlan{managed(0, 1, 2, 2, "defaults", "queues=vcpus/4 → 1; min 2 → 2")},
 		},
 		{
 			name:   "divided",
 			policy: "defaults: {queues: vcpus/2, max: 16}\n",
-			d:      domxml.Domain{MaxVCPUs: 15, Interfaces: []domxml.Interface{nic(0)}},
+			d:      Domain{MaxVCPUs: 15, Interfaces: []Interface{nic(0)}},
 			want:   []NICPlan{managed(0, 1, 7, 7, "defaults", "queues=vcpus/2 → 7")},
 		},
 		{
 			name:   "percent",
 			policy: "defaults: {queues: 30%, max: 64}\n",
-			d:      domxml.Domain{MaxVCPUs: 64, Interfaces: []domxml.Interface{nic(0)}},
+			d:      Domain{MaxVCPUs: 64, Interfaces: []Interface{nic(0)}},
 			want:   []NICPlan{managed(0, 1, 19, 19, "defaults", "queues=30% → 19")},
 		},
 		{
 			name:   "percent at least one",
 			policy: "defaults: {queues: 10%, min_vcpus: 0}\n",
-			d:      domxml.Domain{MaxVCPUs: 2, Interfaces: []domxml.Interface{nic(0)}},
+			d:      Domain{MaxVCPUs: 2, Interfaces: []Interface{nic(0)}},
 			want:   []NICPlan{managed(0, 1, 1, 1, "defaults", "queues=10% → 1")},
 		},
 		{
 			name:   "combined vcpus capped at N",
 			policy: "defaults: {combined: vcpus}\n",
-			d:      domxml.Domain{MaxVCPUs: 16, Interfaces: []domxml.Interface{nic(0)}},
+			d:      Domain{MaxVCPUs: 16, Interfaces: []Interface{nic(0)}},
 			want:   []NICPlan{managed(0, 1, 8, 8, "defaults", "queues=vcpus → 16; max 8 → 8")},
 		},
 		{
 			name:   "combined fixed",
 			policy: "defaults: {combined: 2}\n",
-			d:      domxml.Domain{MaxVCPUs: 16, Interfaces: []domxml.Interface{nic(0)}},
+			d:      Domain{MaxVCPUs: 16, Interfaces: []Interface{nic(0)}},
 			want:   []NICPlan{managed(0, 1, 8, 2, "defaults", "queues=vcpus → 16; max 8 → 8")},
 		},
 		{
 			name:   "combined fixed capped at N",
 			policy: "defaults: {combined: 6}\n",
-			d:      domxml.Domain{MaxVCPUs: 4, Interfaces: []domxml.Interface{nic(0)}},
+			d:      Domain{MaxVCPUs: 4, Interfaces: []Interface{nic(0)}},
 			want:   []NICPlan{managed(0, 1, 4, 4, "defaults", "queues=vcpus → 4")},
 		},
 		{
 			name:   "no guest step",
 			policy: "defaults: {guest_step: false, combined: 2}\n",
-			d:      domxml.Domain{MaxVCPUs: 4, Interfaces: []domxml.Interface{nic(0)}},
+			d:      Domain{MaxVCPUs: 4, Interfaces: []Interface{nic(0)}},
 			want:   []NICPlan{managed(0, 1, 4, 0, "defaults", "queues=vcpus → 4")},
 		},
 		{
 			name:   "budget greedy in document order",
 			policy: "defaults: {budget: 12}\n",
-			d: domxml.Domain{MaxVCPUs: 16, Interfaces: []domxml.Interface{
-				nic(0), with(nic(1), func(n *domxml.Interface) { n.Type = "user" }), nic(2), nic(3),
+			d: Domain{MaxVCPUs: 16, Interfaces: []Interface{
+				nic(0), with(nic(1), func(n *Interface) { n.Type = "user" }), nic(2), nic(3),
 			}},
 			want: []NICPlan{
 				managed(0, 1, 8, 8, "defaults", "queues=vcpus → 16; max 8 → 8"),
-				skipped(with(nic(1), func(n *domxml.Interface) { n.Type = "user" }), "", "type user cannot do multiqueue"),
+				skipped(with(nic(1), func(n *Interface) { n.Type = "user" }), "", "type user cannot do multiqueue"),
 				managed(2, 1, 3, 3, "defaults", "queues=vcpus → 16; max 8 → 8; budget 12 → 3"),
 				managed(3, 1, 1, 1, "defaults", "queues=vcpus → 16; max 8 → 8; budget 12 → 1"),
 			},
@@ -204,7 +202,7 @@ func TestDecide(t *testing.T) {
 		{
 			name:   "budget below NIC count gives each one",
 			policy: "defaults: {budget: 2}\n",
-			d:      domxml.Domain{MaxVCPUs: 4, Interfaces: []domxml.Interface{nic(0), nic(1), nic(2)}},
+			d:      Domain{MaxVCPUs: 4, Interfaces: []Interface{nic(0), nic(1), nic(2)}},
 			want: []NICPlan{
 				managed(0, 1, 1, 1, "defaults", "queues=vcpus → 4; budget 2 → 1"),
 				managed(1, 1, 1, 1, "defaults", "queues=vcpus → 4; budget 2 → 1"),
@@ -214,21 +212,21 @@ func TestDecide(t *testing.T) {
 		{
 			name:   "budget beats min; smallest nonzero budget of managed NICs wins",
 			policy: "defaults: {min: 4, budget: 0}\nrules:\n  - {name: storage, match: {bridge: br-st}, set: {budget: 6}}\n  - {name: off, match: {bridge: br-off}, exclude: true}\n",
-			d: domxml.Domain{MaxVCPUs: 8, Interfaces: []domxml.Interface{
+			d: Domain{MaxVCPUs: 8, Interfaces: []Interface{
 				nic(0),
-				with(nic(1), func(n *domxml.Interface) { n.Bridge = "br-st" }),
-				with(nic(2), func(n *domxml.Interface) { n.Bridge = "br-off" }),
+				with(nic(1), func(n *Interface) { n.Bridge = "br-st" }),
+				with(nic(2), func(n *Interface) { n.Bridge = "br-off" }),
 			}},
 			want: []NICPlan{
 				managed(0, 1, 5, 5, "defaults", "queues=vcpus → 8; budget 6 → 5"),
 				managed(1, 1, 1, 1, "storage", "queues=vcpus → 8; budget 6 → 1"),
-				skipped(with(nic(2), func(n *domxml.Interface) { n.Bridge = "br-off" }), "off", "excluded by rule off"),
+				skipped(with(nic(2), func(n *Interface) { n.Bridge = "br-off" }), "off", "excluded by rule off"),
 			},
 		},
 		{
 			name:   "budget not reached",
 			policy: "defaults: {budget: 100}\n",
-			d:      domxml.Domain{MaxVCPUs: 4, Interfaces: []domxml.Interface{nic(0), nic(1)}},
+			d:      Domain{MaxVCPUs: 4, Interfaces: []Interface{nic(0), nic(1)}},
 			want: []NICPlan{
 				managed(0, 1, 4, 4, "defaults", "queues=vcpus → 4"),
 				managed(1, 1, 4, 4, "defaults", "queues=vcpus → 4"),
@@ -237,26 +235,26 @@ func TestDecide(t *testing.T) {
 		{
 			name:   "first matching rule decides",
 			policy: "rules:\n  - {name: first, match: {vcpus: 4-}, set: {max: 2}}\n  - {name: second, match: {vcpus: 4-}, set: {max: 3}}\n",
-			d:      domxml.Domain{MaxVCPUs: 4, Interfaces: []domxml.Interface{nic(0)}},
+			d:      Domain{MaxVCPUs: 4, Interfaces: []Interface{nic(0)}},
 			want:   []NICPlan{managed(0, 1, 2, 2, "first", "queues=vcpus → 4; max 2 → 2")},
 		},
 		{
 			name:   "rule without set shields from later rules",
 			policy: "rules:\n  - {name: plain, match: {domain: web*}}\n  - {name: small, set: {max: 2}}\n",
-			d:      domxml.Domain{Name: "web1", MaxVCPUs: 4, Interfaces: []domxml.Interface{nic(0)}},
+			d:      Domain{Name: "web1", MaxVCPUs: 4, Interfaces: []Interface{nic(0)}},
 			want:   []NICPlan{managed(0, 1, 4, 4, "plain", "queues=vcpus → 4")},
 		},
 		{
 			name:   "exclude",
 			policy: "rules:\n  - {name: appliances, match: {domain: [\"fw-*\", \"lb-*\"]}, exclude: true}\n",
-			d:      domxml.Domain{Name: "lb-3", MaxVCPUs: 4, Interfaces: []domxml.Interface{with(nic(0), func(n *domxml.Interface) { n.Queues = 2 })}},
-			want:   []NICPlan{skipped(with(nic(0), func(n *domxml.Interface) { n.Queues = 2 }), "appliances", "excluded by rule appliances")},
+			d:      Domain{Name: "lb-3", MaxVCPUs: 4, Interfaces: []Interface{with(nic(0), func(n *Interface) { n.Queues = 2 })}},
+			want:   []NICPlan{skipped(with(nic(0), func(n *Interface) { n.Queues = 2 }), "appliances", "excluded by rule appliances")},
 		},
 		{
 			name:   "exclude does not hide hardware skips",
 			policy: "rules:\n  - {name: all, exclude: true}\n",
-			d:      domxml.Domain{MaxVCPUs: 4, Interfaces: []domxml.Interface{with(nic(0), func(n *domxml.Interface) { n.Model = "rtl8139" })}},
-			want:   []NICPlan{skipped(with(nic(0), func(n *domxml.Interface) { n.Model = "rtl8139" }), "", "model rtl8139 is not virtio")},
+			d:      Domain{MaxVCPUs: 4, Interfaces: []Interface{with(nic(0), func(n *Interface) { n.Model = "rtl8139" })}},
+			want:   []NICPlan{skipped(with(nic(0), func(n *Interface) { n.Model = "rtl8139" }), "", "model rtl8139 is not virtio")},
 		},
 		{
 			name: "NIC-level conditions pick NICs within a domain",
@@ -266,7 +264,7 @@ func TestDecide(t *testing.T) {
   - {name: by-mac, match: {mac_prefix: "52:54:00:AB"}, set: {max: 3}}
   - {name: any-network, match: {network: "*"}, set: {max: 4}}
 `,
-			d: domxml.Domain{MaxVCPUs: 8, Interfaces: []domxml.Interface{
+			d: Domain{MaxVCPUs: 8, Interfaces: []Interface{
 				{Index: 0, Type: "network", Model: "virtio", Network: "default"},
 				{Index: 1, Type: "bridge", Model: "virtio", Bridge: "br-storage"},
 				{Index: 2, Type: "bridge", Model: "virtio", Bridge: "br0", MAC: "52:54:00:ab:00:01"},
@@ -283,30 +281,30 @@ func TestDecide(t *testing.T) {
 		{
 			name:   "domain-level conditions all hold",
 			policy: "rules:\n  - {name: db, match: {domain: \"db-*\", vcpus: [\"2\", \"8-16\"], os: \"http://debian.org/debian/*\", labels: {tier: \"prod*\", team: \"*\"}}, set: {max: 3}}\n",
-			d:      domxml.Domain{Name: "db-1", MaxVCPUs: 8, OSID: "http://debian.org/debian/12", Labels: map[string]string{"tier": "production", "team": ""}, Interfaces: []domxml.Interface{nic(0)}},
+			d:      Domain{Name: "db-1", MaxVCPUs: 8, OSID: "http://debian.org/debian/12", Labels: map[string]string{"tier": "production", "team": ""}, Interfaces: []Interface{nic(0)}},
 			want:   []NICPlan{managed(0, 1, 3, 3, "db", "queues=vcpus → 8; max 3 → 3")},
 		},
 		{
 			name:   "a missing label fails the rule",
 			policy: "rules:\n  - {name: db, match: {labels: {tier: \"*\", team: \"*\"}}, set: {max: 3}}\n",
-			d:      domxml.Domain{MaxVCPUs: 4, Labels: map[string]string{"tier": "x"}, Interfaces: []domxml.Interface{nic(0)}},
+			d:      Domain{MaxVCPUs: 4, Labels: map[string]string{"tier": "x"}, Interfaces: []Interface{nic(0)}},
 			want:   []NICPlan{managed(0, 1, 4, 4, "defaults", "queues=vcpus → 4")},
 		},
 		{
 			name:   "vcpus range misses",
 			policy: "rules:\n  - {name: big, match: {vcpus: \"17-\"}, set: {max: 3}}\n",
-			d:      domxml.Domain{MaxVCPUs: 16, Interfaces: []domxml.Interface{nic(0)}},
+			d:      Domain{MaxVCPUs: 16, Interfaces: []Interface{nic(0)}},
 			want:   []NICPlan{managed(0, 1, 8, 8, "defaults", "queues=vcpus → 16; max 8 → 8")},
 		},
 		{
 			name:   "os glob misses without os metadata",
 			policy: "rules:\n  - {name: any-os, match: {os: \"*\"}, set: {max: 3}}\n",
-			d:      domxml.Domain{MaxVCPUs: 4, Interfaces: []domxml.Interface{nic(0)}},
+			d:      Domain{MaxVCPUs: 4, Interfaces: []Interface{nic(0)}},
 			want:   []NICPlan{managed(0, 1, 4, 4, "defaults", "queues=vcpus → 4")},
 		},
 		{
 			name: "no interfaces",
-			d:    domxml.Domain{Name: "empty", MaxVCPUs: 4},
+			d:    Domain{Name: "empty", MaxVCPUs: 4},
 		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -322,7 +320,7 @@ func TestDecide(t *testing.T) {
 
 func TestDecideModeAndQueues(t *testing.T) {
 	p := mustParse(t, "mode: enforce\non_error: deny\n")
-	d := &domxml.Domain{Name: "x", MaxVCPUs: 4, Interfaces: []domxml.Interface{
+	d := &Domain{Name: "x", MaxVCPUs: 4, Interfaces: []Interface{
 		nic(0),
 		with4(nic(1)),
 		{Index: 2, Type: "user", Model: "virtio"},
@@ -342,29 +340,29 @@ func TestDecideModeAndQueues(t *testing.T) {
 	}
 }
 
-func with4(n domxml.Interface) domxml.Interface { n.Queues = 4; return n }
+func with4(n Interface) Interface { n.Queues = 4; return n }
 
 // TestDecideHandBuilt checks that settings no parsed policy can hold (the
 // fields are exported through Rules and Defaults) still give sane numbers.
 func TestDecideHandBuilt(t *testing.T) {
 	p := &Policy{defaults: Settings{Queues: QueuesSetting{QueuesFixed, 1000}, AllowAboveVCPUs: true}}
-	plan := p.Decide(&domxml.Domain{MaxVCPUs: 2, Interfaces: []domxml.Interface{nic(0)}})
+	plan := p.Decide(&Domain{MaxVCPUs: 2, Interfaces: []Interface{nic(0)}})
 	want := []NICPlan{{Index: 0, Type: "bridge", Model: "virtio", Current: 1, Wanted: 256, Managed: true, Rule: "defaults", Reason: "queues=1000 → 1000; tap limit 256 → 256"}}
 	compareNICs(t, "tap limit", plan.NICs, want)
 
 	p = &Policy{}
-	plan = p.Decide(&domxml.Domain{MaxVCPUs: -3, Interfaces: []domxml.Interface{with(nic(0), -5)}})
+	plan = p.Decide(&Domain{MaxVCPUs: -3, Interfaces: []Interface{with(nic(0), -5)}})
 	want = []NICPlan{{Index: 0, Type: "bridge", Model: "virtio", Current: 1, Wanted: 1, Managed: true, Rule: "defaults", Reason: "queues=0 → 1"}}
 	compareNICs(t, "zero policy", plan.NICs, want)
 }
 
-func with(n domxml.Interface, queues int) domxml.Interface { n.Queues = queues; return n }
+func with(n Interface, queues int) Interface { n.Queues = queues; return n }
 
-func benchDomain() *domxml.Domain {
-	return &domxml.Domain{
+func benchDomain() *Domain {
+	return &Domain{
 		Name: "web-17", MaxVCPUs: 16, CurrentVCPUs: 8, OSID: "http://debian.org/debian/12",
 		Labels: map[string]string{"tier": "web"},
-		Interfaces: []domxml.Interface{
+		Interfaces: []Interface{
 			{Index: 0, Type: "network", Model: "virtio", Network: "default", MAC: "52:54:00:12:34:56"},
 			{Index: 1, Type: "bridge", Model: "virtio", Bridge: "br-storage", MAC: "52:54:00:12:34:57", Queues: 8},
 		},

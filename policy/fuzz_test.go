@@ -6,9 +6,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/virtmq/virtmq/internal/domxml"
-	"github.com/virtmq/virtmq/packaging"
 )
 
 // slowParse is how long one Parse may take in FuzzParse: the hook parses the
@@ -21,7 +18,7 @@ const slowParse = 2 * time.Second
 // always a non-empty ErrorList naming the file, and that any policy it
 // accepts can decide.
 func FuzzParse(f *testing.F) {
-	f.Add(packaging.DefaultPolicy)
+	f.Add(defaultPolicy)
 	if doc, err := os.ReadFile("../docs/policy.md"); err == nil {
 		for _, block := range strings.Split(string(doc), "```yaml\n")[1:] {
 			block, _, _ = strings.Cut(block, "```")
@@ -86,7 +83,7 @@ rules:
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, vcpus, queues int, typ, model, managed, mac, osid, name, bridge string) {
-		d := &domxml.Domain{Name: name, MaxVCPUs: vcpus, CurrentVCPUs: vcpus, OSID: osid, Interfaces: []domxml.Interface{
+		d := &Domain{Name: name, MaxVCPUs: vcpus, CurrentVCPUs: vcpus, OSID: osid, Interfaces: []Interface{
 			{Index: 0, Type: typ, Model: model, TargetManaged: managed, MAC: mac, Bridge: bridge, Queues: queues},
 			{Index: 1, Type: "network", Model: "virtio", Network: "default"},
 			{Index: 2, Type: typ, Model: model, Bridge: bridge},
@@ -95,7 +92,7 @@ rules:
 	})
 }
 
-func checkPlan(t *testing.T, p *Policy, d *domxml.Domain) {
+func checkPlan(t *testing.T, p *Policy, d *Domain) {
 	t.Helper()
 	plan := p.Decide(d)
 	if len(plan.NICs) != len(d.Interfaces) {
@@ -123,7 +120,7 @@ func checkPlan(t *testing.T, p *Policy, d *domxml.Domain) {
 func BenchmarkParseDefault(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := Parse("policy.yaml", packaging.DefaultPolicy); err != nil {
+		if _, err := Parse("policy.yaml", defaultPolicy); err != nil {
 			b.Fatal(err)
 		}
 	}

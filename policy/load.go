@@ -3,12 +3,11 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
-
-	"github.com/virtmq/virtmq/packaging"
+	"syscall"
 )
 
 // DropInDir is the name of the drop-in directory Load reads next to the
@@ -24,12 +23,12 @@ type source struct {
 	data []byte
 }
 
-// Default returns the policy virtmq ships (packaging/policy.yaml), used when
+// Default returns the policy virtmq ships (policy/default.yaml), used when
 // a host has no policy file. It parses the embedded file on each call;
 // callers keep the result. It panics only if the embedded file is invalid,
 // which TestParseDefault prevents from ever being released.
 func Default() *Policy {
-	p, err := Parse(embeddedName, packaging.DefaultPolicy)
+	p, err := Parse(embeddedName, defaultPolicy)
 	if err != nil {
 		panic(fmt.Sprintf("policy: embedded default policy is invalid: %v", err))
 	}
@@ -50,7 +49,7 @@ func Parse(name string, data []byte) (*Policy, error) {
 // symlinks) are ignored. Errors reading files are returned wrapped; problems
 // in their content are returned as one ErrorList across all files.
 func Load(path string) (*Policy, error) {
-	data, err := os.ReadFile(path)
+	data, err := ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read policy: %w", err)
 	}
@@ -59,6 +58,64 @@ func Load(path string) (*Policy, error) {
 		return nil, err
 	}
 	return parseSources(source{path, data}, dropIns)
+}
+
+// Sentinel errors of ReadFile, wrapped in an *fs.PathError naming the file.
+var (
+	// ErrNotRegular: the path is a directory, a device, a FIFO or a socket.
+	ErrNotRegular = errors.New("not a regular file")
+	// ErrTooLarge: the file holds more than MaxFileSize bytes.
+	ErrTooLarge = fmt.Errorf("file is larger than %d bytes", MaxFileSize)
+)
+
+// ReadFile reads one policy file the way Load does, bounded in time and
+// memory whatever sits at path: it opens without blocking (a FIFO would
+// otherwise wait for a writer), accepts only a regular file (symlinks are
+// followed), checks the size before reading and reads at most
+// MaxFileSize+1 bytes, so a file that grows while it is read is caught
+// too. Errors are *fs.PathError naming path; they wrap ErrNotRegular,
+// ErrTooLarge or the system error.
+func ReadFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w (%s)", ErrNotRegular, fileType(fi.Mode()))}
+	}
+	if fi.Size() > MaxFileSize {
+		return nil, &fs.PathError{Op: "read", Path: path, Err: ErrTooLarge}
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, &fs.PathError{Op: "read", Path: path, Err: err}
+	}
+	if len(data) > MaxFileSize {
+		return nil, &fs.PathError{Op: "read", Path: path, Err: ErrTooLarge}
+	}
+	return data, nil
+}
+
+// fileType names the type of a file that is not regular, for errors.
+func fileType(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	}
+	return "type " + m.Type().String()
 }
 
 // readDropIns returns the drop-in files of dir in byte order of their names.
@@ -73,8 +130,7 @@ func readDropIns(dir string) ([]source, error) {
 	var srcs []source
 	for _, e := range entries {
 		name := e.Name()
-		// Hidden files are editor and package-manager leftovers, not policy.
-		if !strings.HasSuffix(name, ".yaml") || strings.HasPrefix(name, ".") {
+		if !isDropInName(name) {
 			continue
 		}
 		full := filepath.Join(dir, name)
@@ -85,7 +141,7 @@ func readDropIns(dir string) ([]source, error) {
 		if !fi.Mode().IsRegular() {
 			continue
 		}
-		data, err := os.ReadFile(full)
+		data, err := ReadFile(full)
 		if err != nil {
 			return nil, fmt.Errorf("failed to read policy drop-in: %w", err)
 		}

@@ -9,15 +9,12 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-
-	"github.com/virtmq/virtmq/internal/domxml"
-	"github.com/virtmq/virtmq/packaging"
 )
 
 // TestParseDefault keeps the shipped policy valid (Default panics
 // otherwise) and pins what it decides for the common cases.
 func TestParseDefault(t *testing.T) {
-	p, err := Parse("packaging/policy.yaml", packaging.DefaultPolicy)
+	p, err := Parse("policy/default.yaml", defaultPolicy)
 	if err != nil {
 		t.Fatalf("shipped policy is invalid:\n%v", err)
 	}
@@ -36,18 +33,18 @@ func TestParseDefault(t *testing.T) {
 		t.Errorf("shipped defaults %+v differ from the built-in ones %+v; docs/policy.md documents both as equal", got, builtinSettings())
 	}
 
-	linux := &domxml.Domain{Name: "web1", MaxVCPUs: 16, CurrentVCPUs: 4, Interfaces: []domxml.Interface{
+	linux := &Domain{Name: "web1", MaxVCPUs: 16, CurrentVCPUs: 4, Interfaces: []Interface{
 		{Index: 0, Type: "bridge", Model: "virtio", Bridge: "br0", MAC: "52:54:00:00:00:01"},
 		{Index: 1, Type: "user", Model: "virtio"},
 	}}
-	windows := &domxml.Domain{Name: "ad1", MaxVCPUs: 8, OSID: "http://microsoft.com/win/2k19", Interfaces: []domxml.Interface{
+	windows := &Domain{Name: "ad1", MaxVCPUs: 8, OSID: "http://microsoft.com/win/2k19", Interfaces: []Interface{
 		{Index: 0, Type: "network", Model: "virtio", Network: "default", Queues: 8},
 	}}
-	small := &domxml.Domain{Name: "tiny", MaxVCPUs: 1, Interfaces: []domxml.Interface{
+	small := &Domain{Name: "tiny", MaxVCPUs: 1, Interfaces: []Interface{
 		{Index: 0, Type: "network", Model: "virtio"},
 	}}
 	for _, tt := range []struct {
-		d    *domxml.Domain
+		d    *Domain
 		want []NICPlan
 	}{
 		{linux, []NICPlan{
@@ -99,7 +96,7 @@ func TestDocExamples(t *testing.T) {
 		}
 		if i == 0 {
 			if p.Defaults() != shipped.Defaults() || !sameRules(p.Rules(), shipped.Rules()) {
-				t.Errorf("the doc's copy of the default policy differs from packaging/policy.yaml")
+				t.Errorf("the doc's copy of the default policy differs from policy/default.yaml")
 			}
 		}
 	}

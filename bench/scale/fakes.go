@@ -9,10 +9,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/virtmq/virtmq/agent/guest"
-	"github.com/virtmq/virtmq/agent/guest/guesttest"
-	"github.com/virtmq/virtmq/agent/virt"
-	"github.com/virtmq/virtmq/agent/virt/virttest"
+	"github.com/virtmq/virtmq/internal/guest"
+	"github.com/virtmq/virtmq/internal/guest/guesttest"
+	"github.com/virtmq/virtmq/internal/virt"
+	"github.com/virtmq/virtmq/internal/virt/virttest"
 )
 
 // slowConn adds a fixed latency to every libvirt call the agent makes, as

@@ -14,10 +14,10 @@ import (
 	"time"
 
 	"github.com/virtmq/virtmq/agent"
-	"github.com/virtmq/virtmq/agent/guest"
-	"github.com/virtmq/virtmq/agent/guest/guesttest"
-	"github.com/virtmq/virtmq/agent/status"
-	"github.com/virtmq/virtmq/agent/virt"
+	"github.com/virtmq/virtmq/internal/guest"
+	"github.com/virtmq/virtmq/internal/guest/guesttest"
+	"github.com/virtmq/virtmq/internal/status"
+	"github.com/virtmq/virtmq/internal/virt"
 )
 
 // Hostile guests, as issue 9 describes them:

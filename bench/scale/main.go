@@ -1,6 +1,6 @@
 // Command scale runs virtmq-agent's real code (agent.New, Agent.Run) in
-// process against the in-memory libvirt (agent/virt/virttest) and one
-// simulated qemu-guest-agent per domain (agent/guest/guesttest), with a
+// process against the in-memory libvirt (internal/virt/virttest) and one
+// simulated qemu-guest-agent per domain (internal/guest/guesttest), with a
 // fixed latency on every libvirt call and every guest agent command, and
 // measures a boot storm: N domains defined and started at once.
 //
@@ -50,7 +50,7 @@ import (
 	"time"
 
 	"github.com/virtmq/virtmq/agent"
-	"github.com/virtmq/virtmq/agent/guest"
+	"github.com/virtmq/virtmq/internal/guest"
 )
 
 // options are the scenario's knobs, passed from the parent to each child.

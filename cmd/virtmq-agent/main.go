@@ -15,10 +15,10 @@ import (
 	"time"
 
 	"github.com/virtmq/virtmq/agent"
-	"github.com/virtmq/virtmq/agent/status"
-	"github.com/virtmq/virtmq/agent/virt"
 	"github.com/virtmq/virtmq/internal/build"
 	"github.com/virtmq/virtmq/internal/logging"
+	"github.com/virtmq/virtmq/internal/status"
+	"github.com/virtmq/virtmq/internal/virt"
 	"github.com/virtmq/virtmq/policy"
 )
 

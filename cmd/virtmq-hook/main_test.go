@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -74,6 +75,90 @@ func TestBinary(t *testing.T) {
 		out, err := exec.Command(bin, flag).Output()
 		if err != nil || !strings.Contains(string(out), "virtmq-hook") {
 			t.Errorf("%s: %v %q", flag, err, out)
+		}
+	}
+
+	// A domain named like an option is data: libvirt runs `HOOK --help
+	// prepare begin -`. At prepare an enforce policy still refuses it; at
+	// migrate and restore stdout, which libvirt would take as the new
+	// domain XML, stays empty. Options before the four arguments (the e2e
+	// wrapper's --policy FILE) keep working.
+	for _, name := range []string{"--help", "-h", "--version", "--policy=x", "--"} {
+		for _, tt := range []struct {
+			op       string
+			wantCode int
+		}{{"prepare", 1}, {"migrate", 0}, {"restore", 0}} {
+			for _, opts := range [][]string{nil, {"--policy", pol}, {"--policy=" + pol, "--"}} {
+				argv := append(append(append([]string(nil), opts...), name), tt.op, "begin", "-")
+				cmd := exec.Command(bin, argv...)
+				cmd.Env = []string{"LC_ALL=C", "PATH=/usr/bin:/bin", "HOME=/"}
+				if opts == nil {
+					cmd.Env = append(cmd.Env, "VIRTMQ_POLICY="+pol)
+				}
+				cmd.Stdin = bytes.NewReader(xml)
+				var stdout, stderr bytes.Buffer
+				cmd.Stdout, cmd.Stderr = &stdout, &stderr
+				code := exitCode(t, cmd.Run())
+				if code != tt.wantCode {
+					t.Errorf("%q: exit %d, want %d; stderr %q", argv, code, tt.wantCode, stderr.String())
+				}
+				if tt.wantCode == 1 && !strings.Contains(stderr.String(), `domain "`+name+`"`) {
+					t.Errorf("%q: stderr %q does not refuse domain %q", argv, stderr.String(), name)
+				}
+				if stdout.Len() != 0 {
+					t.Errorf("%q: stdout = %q, want nothing", argv, stdout.String())
+				}
+			}
+		}
+	}
+
+	// --help or --version passed on by a wrapper with libvirt's arguments:
+	// said on stderr, and the hook still runs.
+	for _, op := range []string{"prepare", "migrate"} {
+		cmd := exec.Command(bin, "--policy", pol, "--help", "--version", "web1", op, "begin", "-")
+		cmd.Stdin = bytes.NewReader(xml)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		code := exitCode(t, cmd.Run())
+		if want := map[string]int{"prepare": 1, "migrate": 0}[op]; code != want || stdout.Len() != 0 || !strings.Contains(stderr.String(), "Usage:") {
+			t.Errorf("%s with --help: exit %d (want %d), stdout %q, stderr %q", op, code, want, stdout.String(), stderr.String())
+		}
+	}
+}
+
+func exitCode(t *testing.T, err error) int {
+	t.Helper()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return 0
+}
+
+func TestParseArgs(t *testing.T) {
+	tests := []struct {
+		argv []string
+		want invocation
+	}{
+		{[]string{"web1", "prepare", "begin", "-"}, invocation{args: []string{"web1", "prepare", "begin", "-"}}},
+		{[]string{"--help", "migrate", "begin", "-"}, invocation{args: []string{"--help", "migrate", "begin", "-"}}},
+		{[]string{"-h", "restore", "begin", "-"}, invocation{args: []string{"-h", "restore", "begin", "-"}}},
+		{[]string{"--policy", "/p", "--version", "prepare", "begin", "-"}, invocation{policyPath: "/p", args: []string{"--version", "prepare", "begin", "-"}}},
+		{[]string{"--policy=/p", "--policy=x", "prepare", "begin", "-"}, invocation{policyPath: "/p", args: []string{"--policy=x", "prepare", "begin", "-"}}},
+		{[]string{"--policy", "/p", "--", "--", "prepare", "begin", "-"}, invocation{policyPath: "/p", args: []string{"--", "prepare", "begin", "-"}}},
+		{[]string{"--bogus", "web1", "release", "end", "shutdown"}, invocation{unknown: []string{"--bogus"}, args: []string{"web1", "release", "end", "shutdown"}}},
+		// Not an option position: a non-option stops the options.
+		{[]string{"web1", "--help", "prepare", "begin", "-"}, invocation{args: []string{"web1", "--help", "prepare", "begin", "-"}}},
+		{[]string{"--help"}, invocation{help: true, args: []string{}}},
+		{[]string{"--policy", "/p", "--version"}, invocation{policyPath: "/p", version: true, args: []string{}}},
+		{[]string{"-h", "--", "x"}, invocation{help: true, args: []string{"x"}}},
+		{nil, invocation{args: nil}},
+	}
+	for _, tt := range tests {
+		got := parseArgs(tt.argv)
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("parseArgs(%q) = %+v, want %+v", tt.argv, got, tt.want)
 		}
 	}
 }

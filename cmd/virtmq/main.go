@@ -8,9 +8,9 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/virtmq/virtmq/agent/virt"
 	"github.com/virtmq/virtmq/internal/cli"
 	"github.com/virtmq/virtmq/internal/logging"
+	"github.com/virtmq/virtmq/internal/virt"
 	"github.com/virtmq/virtmq/policy"
 )
 

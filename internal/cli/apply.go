@@ -10,9 +10,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/virtmq/virtmq/agent/virt"
 	"github.com/virtmq/virtmq/internal/domxml"
-	"github.com/virtmq/virtmq/internal/rewrite"
+	"github.com/virtmq/virtmq/internal/virt"
 	"github.com/virtmq/virtmq/policy"
 )
 
@@ -161,7 +160,7 @@ func (a *applier) domain(ctx context.Context, d virt.Domain) (applyOutcome, bool
 		if err != nil {
 			return fail("read live XML: %v", err)
 		}
-		_, plan, err := rewrite.Domain(a.policy, doc)
+		_, plan, err := domxml.Apply(a.policy, doc)
 		if err != nil {
 			return fail("rewrite: %v", err)
 		}
@@ -183,7 +182,7 @@ func (a *applier) domain(ctx context.Context, d virt.Domain) (applyOutcome, bool
 	if err != nil {
 		return fail("read definition: %v", err)
 	}
-	out, plan, err := rewrite.Domain(a.policy, doc)
+	out, plan, err := domxml.Apply(a.policy, doc)
 	if err != nil {
 		return fail("rewrite: %v", err)
 	}
@@ -221,7 +220,7 @@ func (a *applier) runningNote(ctx context.Context, w io.Writer, d virt.Domain, p
 	var differ []string
 	live, err := a.conn.DomainXML(ctx, d, virt.XMLLive)
 	if err == nil {
-		var dom *domxml.Domain
+		var dom *policy.Domain
 		dom, err = domxml.Parse(live)
 		if err == nil {
 			running := map[string]int{}

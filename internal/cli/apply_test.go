@@ -8,9 +8,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/virtmq/virtmq/agent/virt"
-	"github.com/virtmq/virtmq/agent/virt/virttest"
-	"github.com/virtmq/virtmq/internal/rewrite"
+	"github.com/virtmq/virtmq/internal/domxml"
+	"github.com/virtmq/virtmq/internal/virt"
+	"github.com/virtmq/virtmq/internal/virt/virttest"
 	"github.com/virtmq/virtmq/policy"
 )
 
@@ -303,7 +303,7 @@ func TestApplyKeepsConsolePasswords(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc := virttest.GraphicsPasswdXML()
-	want, _, err := rewrite.Domain(pol, doc)
+	want, _, err := domxml.Apply(pol, doc)
 	if err != nil {
 		t.Fatal(err)
 	}

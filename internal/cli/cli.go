@@ -12,8 +12,8 @@ import (
 	"os"
 	"strings"
 
-	"github.com/virtmq/virtmq/agent/virt"
 	"github.com/virtmq/virtmq/internal/build"
+	"github.com/virtmq/virtmq/internal/virt"
 	"github.com/virtmq/virtmq/policy"
 )
 

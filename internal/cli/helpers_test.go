@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/virtmq/virtmq/agent/virt"
-	"github.com/virtmq/virtmq/agent/virt/virttest"
+	"github.com/virtmq/virtmq/internal/virt"
+	"github.com/virtmq/virtmq/internal/virt/virttest"
 )
 
 // testPolicy is the policy file the libvirt commands' tests use.

@@ -58,10 +58,10 @@ func TestParseTapQueues(t *testing.T) {
 }
 
 // TestParseTapQueuesRecorded parses `ip -d link show` output recorded on
-// the real stack (agent/testdata/recorded, written by e2e/smoke.sh --record):
+// the real stack (internal/testdata/recorded, written by e2e/smoke.sh --record):
 // a 4-queue NIC after "ethtool -L eth0 combined 2".
 func TestParseTapQueuesRecorded(t *testing.T) {
-	b, err := os.ReadFile("../../agent/testdata/recorded/ip-d-link-show-tap.txt")
+	b, err := os.ReadFile("../testdata/recorded/ip-d-link-show-tap.txt")
 	if errors.Is(err, os.ErrNotExist) {
 		t.Skip("no recorded ip -d link output")
 	}

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/virtmq/virtmq/agent/virt"
-	"github.com/virtmq/virtmq/agent/virt/virttest"
+	"github.com/virtmq/virtmq/internal/virt"
+	"github.com/virtmq/virtmq/internal/virt/virttest"
 )
 
 // writeAccounts writes ETC/passwd and ETC/group with libvirt-qemu (Debian's

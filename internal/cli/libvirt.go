@@ -6,7 +6,7 @@ import (
 	"flag"
 	"fmt"
 
-	"github.com/virtmq/virtmq/agent/virt"
+	"github.com/virtmq/virtmq/internal/virt"
 )
 
 // SocketEnvVar names the environment variable that picks the libvirt socket

@@ -9,7 +9,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/virtmq/virtmq/internal/domxml"
-	"github.com/virtmq/virtmq/internal/rewrite"
 	"github.com/virtmq/virtmq/policy"
 )
 
@@ -191,7 +190,7 @@ byte stays as it was. Exits 1 with a message on bad input.`)
 		fmt.Fprintf(env.Stderr, "virtmq rewrite: %v\n", err)
 		return ExitFailure
 	}
-	out, _, err := rewrite.Domain(p, doc)
+	out, _, err := domxml.Apply(p, doc)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "virtmq rewrite: %s: %v\n", displayName(name), err)
 		return ExitFailure

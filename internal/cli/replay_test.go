@@ -12,13 +12,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/virtmq/virtmq/agent/virt"
-	"github.com/virtmq/virtmq/agent/virt/virttest"
+	"github.com/virtmq/virtmq/internal/virt"
+	"github.com/virtmq/virtmq/internal/virt/virttest"
 )
 
 // recordedDir holds replies recorded on the real stack by e2e/smoke.sh --record
 // (libvirt 9.0, QEMU 7.2, TCG, qemu-ga 7.2 in a Debian 6.1 guest); see its README.
-const recordedDir = "../../agent/testdata/recorded"
+const recordedDir = "../testdata/recorded"
 
 // recorded reads one recorded reply, skipping the test when the harness
 // has not recorded it.

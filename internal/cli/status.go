@@ -12,7 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/virtmq/virtmq/agent/status"
+	"github.com/virtmq/virtmq/internal/status"
 )
 
 // statusTimeout bounds one status socket exchange.

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/virtmq/virtmq/agent/status"
+	"github.com/virtmq/virtmq/internal/status"
 )
 
 // testSnapshot is what the fake agent serves.

@@ -10,10 +10,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/virtmq/virtmq/agent/guest"
-	"github.com/virtmq/virtmq/agent/qmpcheck"
-	"github.com/virtmq/virtmq/agent/virt"
 	"github.com/virtmq/virtmq/internal/domxml"
+	"github.com/virtmq/virtmq/internal/guest"
+	"github.com/virtmq/virtmq/internal/qmpcheck"
+	"github.com/virtmq/virtmq/internal/virt"
 	"github.com/virtmq/virtmq/policy"
 )
 
@@ -181,7 +181,7 @@ func printVerify(w io.Writer, rep verifyReport) {
 type verifier struct {
 	conn  virt.Conn
 	dom   virt.Domain
-	facts *domxml.Domain // from the live XML
+	facts *policy.Domain // from the live XML
 	plan  policy.Plan    // decided on the live XML
 	host  verifyHost
 	// guestReason is set once a guest step fails for a reason that holds
@@ -213,7 +213,7 @@ func (v *verifier) cmp(name, mac string, got, want int, what, wantWhat, hint str
 
 // run returns every check, NIC by NIC, then the domain-wide ones.
 func (v *verifier) run(ctx context.Context) []check {
-	ifaces := map[int]domxml.Interface{}
+	ifaces := map[int]policy.Interface{}
 	for _, ifc := range v.facts.Interfaces {
 		ifaces[ifc.Index] = ifc
 	}
@@ -241,7 +241,7 @@ func (v *verifier) run(ctx context.Context) []check {
 }
 
 // qmp checks num-vqs and VIRTIO_NET_F_MQ over QMP.
-func (v *verifier) qmp(ctx context.Context, n policy.NICPlan, ifc domxml.Interface) {
+func (v *verifier) qmp(ctx context.Context, n policy.NICPlan, ifc policy.Interface) {
 	if ifc.Alias == "" {
 		v.add(checkSkip, "qmp-virtqueues", n.MAC, nil, nil, "%s QMP: no <alias> in the live XML", n.MAC)
 		return
@@ -269,7 +269,7 @@ func (v *verifier) qmp(ctx context.Context, n policy.NICPlan, ifc domxml.Interfa
 }
 
 // tap checks the tap's queues: attached + detached = N, attached = M.
-func (v *verifier) tap(ctx context.Context, n policy.NICPlan, ifc domxml.Interface) {
+func (v *verifier) tap(ctx context.Context, n policy.NICPlan, ifc policy.Interface) {
 	if ifc.TargetDev == "" {
 		v.add(checkSkip, "tap-queues", n.MAC, nil, nil, "%s tap: no <target dev> in the live XML (%s NIC)", n.MAC, n.Type)
 		return

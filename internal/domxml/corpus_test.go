@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sync/atomic"
 	"testing"
+
+	"github.com/virtmq/virtmq/policy"
 )
 
 // corpusDir is where the shared corpus of real domain XML lives: the
@@ -190,7 +192,7 @@ func checkRewrite(t *testing.T, stats *corpusStats, name string, doc []byte, sc 
 
 // expectFacts is what Parse must report after Rewrite(doc, q): the same
 // facts, with the new counts (and a <driver>) where Rewrite had to write.
-func expectFacts(sc *scanned, q map[int]int) *Domain {
+func expectFacts(sc *scanned, q map[int]int) *policy.Domain {
 	want := sc.dom
 	want.Interfaces = slices.Clone(sc.dom.Interfaces)
 	for i, n := range q {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/virtmq/virtmq/policy"
 )
 
 // lineDiff returns a unified-style diff of two texts, "-" for want and
@@ -76,14 +78,14 @@ func firstDifference(want, got []byte) string {
 
 // domainDiff compares two Domains field by field, one line per fact, so a
 // failure names the field instead of dumping two structs.
-func domainDiff(want, got *Domain) string {
+func domainDiff(want, got *policy.Domain) string {
 	if reflect.DeepEqual(want, got) {
 		return ""
 	}
 	return lineDiff(describe(want), describe(got))
 }
 
-func describe(d *Domain) string {
+func describe(d *policy.Domain) string {
 	if d == nil {
 		return "<nil>\n"
 	}

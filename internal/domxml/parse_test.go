@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/virtmq/virtmq/policy"
 )
 
 func readFixture(t testing.TB, name string) []byte {
@@ -19,7 +21,7 @@ func readFixture(t testing.TB, name string) []byte {
 }
 
 func TestParseFixture(t *testing.T) {
-	want := &Domain{
+	want := &policy.Domain{
 		Name:         "web-01",
 		UUID:         "8f3c2a4e-1b7d-4c9a-9e2f-0a1b2c3d4e5f",
 		Type:         "kvm",
@@ -27,7 +29,7 @@ func TestParseFixture(t *testing.T) {
 		CurrentVCPUs: 4,
 		OSID:         "http://debian.org/debian/12",
 		Labels:       map[string]string{"tier": "web", "team": "platform"},
-		Interfaces: []Interface{
+		Interfaces: []policy.Interface{
 			{Index: 0, Type: "network", Model: "virtio", MAC: "52:54:00:ab:cd:01", Network: "default", Bridge: "virbr0",
 				HasDriver: true, DriverName: "vhost", Queues: 4, TargetDev: "vnet3", Alias: "net0"},
 			{Index: 1, Type: "bridge", Model: "virtio", MAC: "52:54:00:ab:cd:02", Bridge: "br0"},
@@ -51,22 +53,22 @@ func TestParse(t *testing.T) {
 	tests := []struct {
 		name string
 		doc  string
-		want *Domain
+		want *policy.Domain
 	}{
 		{
 			name: "defaults",
 			doc:  `<domain type="qemu"><name>tiny</name></domain>`,
-			want: &Domain{Name: "tiny", Type: "qemu", MaxVCPUs: 1, CurrentVCPUs: 1},
+			want: &policy.Domain{Name: "tiny", Type: "qemu", MaxVCPUs: 1, CurrentVCPUs: 1},
 		},
 		{
 			name: "current defaults to the maximum",
 			doc:  "<domain>\n<vcpu placement='static'>\n  6\n</vcpu></domain>",
-			want: &Domain{MaxVCPUs: 6, CurrentVCPUs: 6},
+			want: &policy.Domain{MaxVCPUs: 6, CurrentVCPUs: 6},
 		},
 		{
 			name: "first name, uuid and vcpu win, as in libvirt",
 			doc:  `<domain><name>a</name><name>b</name><uuid> u1 </uuid><uuid>u2</uuid><vcpu>2</vcpu><vcpu>x</vcpu></domain>`,
-			want: &Domain{Name: "a", UUID: "u1", MaxVCPUs: 2, CurrentVCPUs: 2},
+			want: &policy.Domain{Name: "a", UUID: "u1", MaxVCPUs: 2, CurrentVCPUs: 2},
 		},
 		{
 			name: "metadata with a default namespace and an odd prefix",
@@ -74,7 +76,7 @@ func TestParse(t *testing.T) {
   <labels xmlns="https://virtmq.dev/xmlns/labels/1"><label name="a">1</label><label name="b"/></labels>
   <q:libosinfo xmlns:q="http://libosinfo.org/xmlns/libvirt/domain/1.0"><q:os id="http://microsoft.com/win/2k19"/></q:libosinfo>
 </metadata></domain>`,
-			want: &Domain{MaxVCPUs: 1, CurrentVCPUs: 1, OSID: "http://microsoft.com/win/2k19",
+			want: &policy.Domain{MaxVCPUs: 1, CurrentVCPUs: 1, OSID: "http://microsoft.com/win/2k19",
 				Labels: map[string]string{"a": "1", "b": ""}},
 		},
 		{
@@ -87,12 +89,12 @@ func TestParse(t *testing.T) {
 </metadata>
 <devices><metadata><labels xmlns="https://virtmq.dev/xmlns/labels/1"><label name="misplaced">x</label></labels></metadata></devices>
 </domain>`,
-			want: &Domain{MaxVCPUs: 1, CurrentVCPUs: 1},
+			want: &policy.Domain{MaxVCPUs: 1, CurrentVCPUs: 1},
 		},
 		{
 			name: "a later label of the same name wins",
 			doc:  `<domain><metadata><v:labels xmlns:v="https://virtmq.dev/xmlns/labels/1"><v:label name="k">1</v:label><v:label name="k">2</v:label></v:labels></metadata></domain>`,
-			want: &Domain{MaxVCPUs: 1, CurrentVCPUs: 1, Labels: map[string]string{"k": "2"}},
+			want: &policy.Domain{MaxVCPUs: 1, CurrentVCPUs: 1, Labels: map[string]string{"k": "2"}},
 		},
 		{
 			name: "only interfaces directly under devices under domain count",
@@ -113,7 +115,7 @@ func TestParse(t *testing.T) {
   </devices>
   <devices><interface type="second-devices"/></devices>
 </domain>`,
-			want: &Domain{MaxVCPUs: 1, CurrentVCPUs: 1, Interfaces: []Interface{
+			want: &policy.Domain{MaxVCPUs: 1, CurrentVCPUs: 1, Interfaces: []policy.Interface{
 				{Index: 0, Type: "bridge", Model: "virtio", Bridge: "br0", HasDriver: true, DriverName: "vhost", Queues: 3},
 				{Index: 1, Type: "second-devices"},
 			}},
@@ -121,14 +123,14 @@ func TestParse(t *testing.T) {
 		{
 			name: "queues 0 and entity-encoded values",
 			doc:  `<domain><name>a&amp;b&#x20;c</name><devices><interface type="network"><driver queues="0"/><mac address="AA:bb:CC:&#x44;d:00:01"/></interface></devices></domain>`,
-			want: &Domain{Name: "a&b c", MaxVCPUs: 1, CurrentVCPUs: 1, Interfaces: []Interface{
+			want: &policy.Domain{Name: "a&b c", MaxVCPUs: 1, CurrentVCPUs: 1, Interfaces: []policy.Interface{
 				{Type: "network", HasDriver: true, MAC: "aa:bb:cc:dd:00:01"},
 			}},
 		},
 		{
 			name: "byte order mark, prolog, comments and whitespace around the root",
 			doc:  "\uFEFF<?xml version='1.0'?>\n<!-- c -->\n<domain type='kvm'/>\n<!-- trailing -->\n<?pi x?>\n",
-			want: &Domain{Type: "kvm", MaxVCPUs: 1, CurrentVCPUs: 1},
+			want: &policy.Domain{Type: "kvm", MaxVCPUs: 1, CurrentVCPUs: 1},
 		},
 	}
 	for _, tt := range tests {

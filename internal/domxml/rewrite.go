@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+
+	"github.com/virtmq/virtmq/policy"
 )
 
 // maxQueues is the largest count Rewrite writes. libvirt stores queues as
@@ -98,7 +100,7 @@ func rewrite(doc []byte, queues map[int]int) ([]byte, error) {
 
 // editInterface returns the edit that gives one interface n queues, and
 // whether one is needed.
-func editInterface(doc []byte, ifc Interface, sp ifaceSpan, n int) (edit, bool, error) {
+func editInterface(doc []byte, ifc policy.Interface, sp ifaceSpan, n int) (edit, bool, error) {
 	if sp.hasQueues {
 		// 0 means one pair, as an absent attribute does; a present one is
 		// written as 1 so it stays a count libvirt and humans agree on.

@@ -8,6 +8,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/virtmq/virtmq/policy"
 )
 
 // ctx is what the scanner knows about the element it is inside. Only the
@@ -44,7 +46,7 @@ type ifaceSpan struct {
 
 // scanned is the result of one pass over a document.
 type scanned struct {
-	dom   Domain
+	dom   policy.Domain
 	spans []ifaceSpan // parallel to dom.Interfaces
 }
 
@@ -247,7 +249,7 @@ func (s *scanner) startElement(t xml.StartElement, start, end int) (ctx, error) 
 	case ctxDevices:
 		if core && t.Name.Local == "interface" {
 			idx := len(dom.Interfaces)
-			dom.Interfaces = append(dom.Interfaces, Interface{Index: idx, Type: attr(t, "type")})
+			dom.Interfaces = append(dom.Interfaces, policy.Interface{Index: idx, Type: attr(t, "type")})
 			s.res.spans = append(s.res.spans, ifaceSpan{tagStart: start, tagEnd: end, lastChild: -1, driverStart: -1})
 			s.seenModel, s.seenMAC, s.seenSource, s.seenTarget, s.seenAlias = false, false, false, false, false
 			return ctxInterface, nil

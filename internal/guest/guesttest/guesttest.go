@@ -10,7 +10,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/virtmq/virtmq/agent/guest"
+	"github.com/virtmq/virtmq/internal/guest"
 )
 
 // Command is one guest agent command as the fake received it.

@@ -24,7 +24,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/virtmq/virtmq/agent/virt"
+	"github.com/virtmq/virtmq/internal/virt"
 )
 
 // Method names for FailNext and Calls.

@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/virtmq/virtmq/agent/guest"
+	"github.com/virtmq/virtmq/internal/guest"
 )
 
 // Ethtool simulates ethtool 6.1 (netlink) -l and -L on virtio_net

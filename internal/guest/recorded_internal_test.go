@@ -9,7 +9,7 @@ import (
 )
 
 // recordedStatus decodes a recorded guest-exec-status reply from
-// agent/testdata/recorded, skipping the test when it was not recorded.
+// internal/testdata/recorded, skipping the test when it was not recorded.
 func recordedStatus(t *testing.T, name string) execResult {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "testdata", "recorded", name))

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/virtmq/virtmq/agent/guest"
+	"github.com/virtmq/virtmq/internal/guest"
 )
 
 // Guest simulates qemu-ga 7.2 in a Linux guest. Set the fields, then use

@@ -13,8 +13,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/virtmq/virtmq/agent/guest"
-	"github.com/virtmq/virtmq/agent/guest/guesttest"
+	"github.com/virtmq/virtmq/internal/guest"
+	"github.com/virtmq/virtmq/internal/guest/guesttest"
 )
 
 // recordedDir holds the replies the harness records from the real stack.
@@ -25,7 +25,7 @@ const recordedMAC = "52:54:00:b4:f7:07"
 
 // recordedAgent replays the replies the harness recorded from a real
 // Debian 12 guest (qemu-ga 7.2, 4 vCPUs, <driver queues='4'/>) in
-// agent/testdata/recorded. Programs that were not recorded (readlink) fail
+// internal/testdata/recorded. Programs that were not recorded (readlink) fail
 // as missing. after maps an ethtool argv to a synthesized out-data, for
 // states the recording does not hold.
 func recordedAgent(t *testing.T, after map[string]string) guest.Agent {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/digitalocean/go-qemu/qmp"
 
-	"github.com/virtmq/virtmq/agent/guest"
+	"github.com/virtmq/virtmq/internal/guest"
 )
 
 // GuestAgent adapts a connection to guest.Agent for one domain

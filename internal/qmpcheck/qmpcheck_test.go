@@ -12,7 +12,7 @@ import (
 	"github.com/digitalocean/go-qemu/qmp"
 	"github.com/digitalocean/go-qemu/qmp/qmptest"
 
-	"github.com/virtmq/virtmq/agent/qmpcheck"
+	"github.com/virtmq/virtmq/internal/qmpcheck"
 )
 
 // fixtureMonitor answers x-query-virtio-status with testdata/file and
@@ -158,7 +158,7 @@ func TestQueryAlias(t *testing.T) {
 func TestQueryRecorded(t *testing.T) {
 	files, _ := filepath.Glob("../testdata/recorded/*x-query-virtio-status*.json")
 	if len(files) == 0 {
-		t.Skip("no recorded x-query-virtio-status reply in agent/testdata/recorded")
+		t.Skip("no recorded x-query-virtio-status reply in internal/testdata/recorded")
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {

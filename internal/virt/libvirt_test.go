@@ -62,7 +62,7 @@ func TestMapErr(t *testing.T) {
 }
 
 // The messages are what libvirt 9.0 said on the e2e stack
-// (agent/testdata/recorded/guest-exec.*.error.txt, without virsh's "error: ").
+// (internal/testdata/recorded/guest-exec.*.error.txt, without virsh's "error: ").
 func TestAgentError(t *testing.T) {
 	c := &libvirtConn{disconnected: make(chan struct{})}
 	for _, tc := range []struct {

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/virtmq/virtmq/agent/guest"
-	"github.com/virtmq/virtmq/agent/guest/guesttest"
+	"github.com/virtmq/virtmq/internal/guest"
+	"github.com/virtmq/virtmq/internal/guest/guesttest"
 )
 
 const mac = "52:54:00:12:34:56"

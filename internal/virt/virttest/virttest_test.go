@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/virtmq/virtmq/agent/virt"
-	"github.com/virtmq/virtmq/agent/virt/virttest"
+	"github.com/virtmq/virtmq/internal/virt"
+	"github.com/virtmq/virtmq/internal/virt/virttest"
 )
 
 const doc = `<domain type='qemu'>

@@ -1,0 +1,25 @@
+package domxml
+
+import "github.com/virtmq/virtmq/policy"
+
+// Apply is the one code path that turns a domain XML into the definition
+// virtmq wants: parse the facts, decide with the policy, splice the queue
+// counts in. `virtmq rewrite`, `virtmq apply` and virtmq-agent all call it,
+// so what the CLI prints is exactly what the agent defines. It returns doc
+// rewritten to the policy's plan, and the plan; when the domain already
+// complies, out has the same bytes as doc.
+func Apply(p *policy.Policy, doc []byte) (out []byte, plan policy.Plan, err error) {
+	dom, err := Parse(doc)
+	if err != nil {
+		return nil, policy.Plan{}, err
+	}
+	plan = p.Decide(dom)
+	if plan.Compliant() {
+		return doc, plan, nil
+	}
+	out, err = Rewrite(doc, plan.Queues())
+	if err != nil {
+		return nil, plan, err
+	}
+	return out, plan, nil
+}

@@ -1,0 +1,58 @@
+package policy
+
+// The facts Decide needs, as package domxml reads them from a libvirt domain
+// XML (or a test writes them by hand): facts in, decision out.
+
+// Domain holds the facts of one domain definition.
+type Domain struct {
+	Name string
+	UUID string
+	// Type is the <domain type='...'> attribute: kvm, qemu, ...
+	Type string
+	// MaxVCPUs is the text of <vcpu>: the most vCPUs the domain can have.
+	// It is 1 when <vcpu> is absent, as libvirt assumes.
+	MaxVCPUs int
+	// CurrentVCPUs is <vcpu current='...'>, the vCPUs online at boot; it
+	// equals MaxVCPUs when the attribute is absent.
+	CurrentVCPUs int
+	// OSID is the libosinfo OS id from <metadata><libosinfo:libosinfo><libosinfo:os id='...'/>,
+	// e.g. "http://microsoft.com/win/2k19"; empty when absent.
+	OSID string
+	// Labels are the virtmq labels from
+	// <metadata><virtmq:labels xmlns:virtmq="https://virtmq.dev/xmlns/labels/1"><virtmq:label name="K">V</virtmq:label>...
+	Labels map[string]string
+	// Interfaces are the <devices><interface> elements in document order.
+	Interfaces []Interface
+}
+
+// Interface holds the facts of one <interface> element.
+type Interface struct {
+	// Index is the position among the domain's <interface> elements (0-based);
+	// Rewrite uses it to address the NIC.
+	Index int
+	// Type is <interface type='...'>: network, bridge, direct, ethernet, vhostuser, user, ...
+	Type string
+	// Model is <model type='...'>; empty when absent.
+	Model string
+	// MAC is <mac address='...'> lower-cased; empty when absent (libvirt generates one at define).
+	MAC string
+	// Network is <source network='...'> (type network).
+	Network string
+	// Bridge is <source bridge='...'> (type bridge), or the bridge libvirt
+	// reports for a running type network NIC.
+	Bridge string
+	// SourceDev is <source dev='...'> (type direct).
+	SourceDev string
+	// HasDriver reports whether a <driver> element exists.
+	HasDriver bool
+	// DriverName is <driver name='...'>: vhost, qemu or empty.
+	DriverName string
+	// Queues is <driver queues='...'>; 0 when absent (which means one pair).
+	Queues int
+	// TargetDev is <target dev='...'>, the tap name on a running domain.
+	TargetDev string
+	// TargetManaged is <target managed='...'>: "no" for a pre-created tap.
+	TargetManaged string
+	// Alias is <alias name='...'>, e.g. net0, present in live XML.
+	Alias string
+}
