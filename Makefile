@@ -34,7 +34,7 @@ unit:
 # in testdata/fuzz/ to become a regression test.
 fuzz:
 	@set -e; for t in ./internal/domxml:FuzzRewrite ./internal/domxml:FuzzParse ./internal/domxml:FuzzParseDifferential ./policy:FuzzParse ./internal/guest:FuzzParseChannels ./internal/guest:FuzzParseInterrupts \
-	    ./internal/guest:FuzzDecodeCapped ./internal/guest:FuzzConfigureReplies ./internal/cli:FuzzParseTapQueues; do \
+	    ./internal/guest:FuzzDecodeCapped ./internal/guest:FuzzConfigureReplies ./internal/verify:FuzzParseTapQueues; do \
 	  pkg=$${t%%:*}; name=$${t##*:}; \
 	  if $(GO) test -list "^$$name$$" $$pkg 2>/dev/null | grep -qx "$$name"; then \
 	    echo "fuzz $$pkg $$name ($(FUZZTIME), minimize $(FUZZMINIMIZE))"; \
