@@ -1,5 +1,7 @@
 // Package cli implements the virtmq command: lint, plan, rewrite, apply,
-// status and verify. cmd/virtmq only builds an Env and calls Main.
+// status and verify. cmd/virtmq only builds an Env and calls Main. The
+// checks of verify are package verify's; here they are printed, their
+// outside text made printable.
 package cli
 
 import (
