@@ -89,12 +89,7 @@ func (a *Agent) runJob(ctx context.Context, ref virt.Domain, j job, attempt int,
 // asks for and records the outcome. It reports whether a transient failure
 // is worth another attempt.
 func (a *Agent) guestStep(ctx context.Context, log *slog.Logger, conn virt.Conn, d virt.Domain, plan policy.Plan, live *policy.Domain, attempt int, l *lease) (retry bool) {
-	running := map[string]int{}
-	for _, ifc := range live.Interfaces {
-		if ifc.MAC != "" {
-			running[ifc.MAC] = max(ifc.Queues, 1)
-		}
-	}
+	running := live.QueuesByMAC()
 	ag := turnAgent{Agent: virt.GuestAgent{Conn: conn, Domain: d}, l: l}
 	var actions []string
 	for _, n := range plan.NICs {

@@ -222,18 +222,9 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 		case d.Persistent:
 			r.redefines = 0
 		}
-		r.aliases = map[string]string{}
-		running := map[string]int{}
+		var running map[string]int
 		if live != nil {
-			for _, ifc := range live.Interfaces {
-				if ifc.MAC == "" {
-					continue
-				}
-				running[ifc.MAC] = max(ifc.Queues, 1)
-				if ifc.Alias != "" {
-					r.aliases[ifc.MAC] = ifc.Alias
-				}
-			}
+			running = live.QueuesByMAC()
 		}
 		old := map[string]status.NIC{}
 		for _, n := range r.st.NICs {

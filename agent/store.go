@@ -34,8 +34,6 @@ type record struct {
 	// redefines counts redefines in a row that did not make the
 	// definition compliant (a loop guard).
 	redefines int
-	// aliases maps a NIC's MAC to its device alias in the live XML.
-	aliases map[string]string
 }
 
 // store holds the agent's state behind one mutex; every method is safe
