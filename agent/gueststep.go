@@ -115,7 +115,8 @@ func (a *Agent) guestStep(ctx context.Context, log *slog.Logger, conn virt.Conn,
 		if err != nil && errors.Is(ctx.Err(), context.Canceled) {
 			return false // shutting down
 		}
-		reason, transient := classify(err)
+		c := classify(err)
+		reason := string(c.Reason)
 		now := a.cfg.Now()
 		a.recordGuest(d, n.MAC, func(ns *status.NIC) {
 			ns.GuestWanted = m
@@ -132,7 +133,7 @@ func (a *Agent) guestStep(ctx context.Context, log *slog.Logger, conn virt.Conn,
 			}
 			ns.GuestStep = reason
 			ns.Problem = "guest step: " + err.Error()
-			if transient {
+			if c.Transient {
 				next := a.sched.retryDelay(attempt).Round(time.Second)
 				if attempt < a.cfg.GuestAttempts {
 					ns.Problem += fmt.Sprintf(" (attempt %d; next try in %v)", attempt, next)
@@ -145,10 +146,10 @@ func (a *Agent) guestStep(ctx context.Context, log *slog.Logger, conn virt.Conn,
 			a.metrics.guestFailures.WithLabelValues(reason).Inc()
 			log.Warn("guest step failed", "mac", n.MAC, "combined", m, "reason", reason, "attempt", attempt, "err", err)
 			actions = append(actions, fmt.Sprintf("%s: %s", n.MAC, reason))
-			if transient {
+			if c.Transient {
 				retry = true
 			}
-			if reason == reasonNoAgent || reason == reasonLibvirt || reason == reasonExecDisabled || reason == reasonNotLinux {
+			if c.DomainWide {
 				break // the same for every NIC
 			}
 			continue
@@ -253,36 +254,13 @@ func (a *Agent) recordGuest(d virt.Domain, mac string, f func(ns *status.NIC)) {
 	})
 }
 
-// classify maps a guest step error to its reason label and whether it is
-// worth another attempt. The reasons the guest gives are final: retrying
-// them would only taint the domain and fill the logs.
-func classify(err error) (reason string, transient bool) {
-	switch {
-	case err == nil:
-		return "", false
-	case errors.Is(err, guest.ErrExecDisabled):
-		return reasonExecDisabled, false
-	case errors.Is(err, guest.ErrCommandDisabled):
-		return reasonCmdDisabled, false
-	case errors.Is(err, guest.ErrNotLinux):
-		return reasonNotLinux, false
-	case errors.Is(err, guest.ErrNoEthtool):
-		return reasonNoEthtool, false
-	case errors.Is(err, guest.ErrDenied):
-		return reasonDenied, false
-	case errors.Is(err, guest.ErrAboveMax):
-		return reasonAboveMax, false
-	case errors.Is(err, guest.ErrNoAgent):
-		// The agent-connected event schedules the step again.
-		return reasonNoAgent, false
-	case errors.Is(err, virt.ErrDisconnected), errors.Is(err, virt.ErrNotFound):
-		// The resync after the reconnect schedules it again.
-		return reasonLibvirt, false
-	case errors.Is(err, guest.ErrNoInterface):
-		// Early in boot the NIC may not be up yet.
-		return reasonNoInterface, true
-	case errors.Is(err, guest.ErrTimeout), errors.Is(err, virt.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
-		return reasonTimeout, true
+// classify is guest.Classify plus the one case package guest cannot know:
+// libvirt is gone, or the domain (virt.ErrDisconnected, virt.ErrNotFound).
+// That holds for every NIC, and is not retried here: the resync after the
+// reconnect (or the domain's next start) schedules the step again.
+func classify(err error) guest.Class {
+	if errors.Is(err, virt.ErrDisconnected) || errors.Is(err, virt.ErrNotFound) {
+		return guest.Class{Reason: guest.ReasonLibvirt, DomainWide: true}
 	}
-	return reasonError, true
+	return guest.Classify(err)
 }
