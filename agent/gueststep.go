@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/virtmq/virtmq/internal/domxml"
 	"github.com/virtmq/virtmq/internal/guest"
 	"github.com/virtmq/virtmq/internal/qmpcheck"
 	"github.com/virtmq/virtmq/internal/status"
@@ -23,64 +22,29 @@ const (
 )
 
 // runJob is the scheduler's runFunc: one attempt of a domain's guest step
-// (bounded by GuestTimeout) and/or QMP check (QMPTimeout per NIC). The
-// lookups run under the fast slot the run starts with; guest agent
-// commands and QMP checks take their turns through l (see scheduler).
-func (a *Agent) runJob(ctx context.Context, ref virt.Domain, j job, attempt int, l *lease) (retry bool) {
+// (bounded by GuestTimeout) and/or QMP check (QMPTimeout per NIC), on the
+// domain's newest view (reconcile made it: nothing is looked up, read or
+// decided again here). Guest agent commands and QMP checks take their
+// turns through l (see scheduler).
+func (a *Agent) runJob(ctx context.Context, v *domainView, j job, attempt int, l *lease) (retry bool) {
+	if v.live == nil {
+		return false // it stopped or is gone meanwhile: its next start schedules a job
+	}
 	conn := a.currentConn()
 	if conn == nil {
 		return false // the resync after the reconnect schedules it again
 	}
-	log := a.cfg.Logger.With("component", "guest", "domain", ref.Name)
-
-	d, err := call(ctx, a.cfg.CallTimeout, func(ctx context.Context) (virt.Domain, error) {
-		return conn.LookupDomain(ctx, domainKey(ref))
-	})
-	if err != nil || !d.Active {
-		if err != nil && !errors.Is(err, virt.ErrNotFound) && !a.isLost(conn, err) {
-			log.Warn("cannot look up the domain for the guest step", "err", err)
-		}
-		return false
-	}
-	doc, err := call(ctx, a.cfg.CallTimeout, func(ctx context.Context) ([]byte, error) {
-		return conn.DomainXML(ctx, d, virt.XMLLive)
-	})
-	if err != nil {
-		if !errors.Is(err, virt.ErrNotFound) && !a.isLost(conn, err) {
-			log.Warn("cannot read the live XML for the guest step", "err", err)
-		}
-		return false
-	}
-	live, err := domxml.Parse(doc)
-	if err != nil {
-		log.Warn("cannot parse the live XML", "err", err)
-		return false
-	}
-	if d.Persistent && !isLive(live) {
-		return false // it stopped meanwhile
-	}
-	var plan policy.Plan
-	if !a.store.view(d.UUID, func(r *record) {
-		if r.hasPlan {
-			plan = r.plan
-		}
-	}) || plan.NICs == nil {
-		// Not reconciled yet (or it failed): decide from what runs.
-		if _, plan, err = a.cfg.Rewrite(a.pol.Load(), doc); err != nil {
-			log.Warn("cannot apply the policy to the live XML", "err", err)
-			return false
-		}
-	}
+	log := a.cfg.Logger.With("component", "guest", "domain", v.d.Name)
 	if j.guest {
 		gctx, cancel := context.WithTimeout(ctx, a.cfg.GuestTimeout)
 		if attempt > 1 {
 			l.demote() // it failed last time: take turns with the other slow guests
 		}
-		retry = a.guestStep(gctx, log, conn, d, plan, live, attempt, l)
+		retry = a.guestStep(gctx, log, conn, v, attempt, l)
 		cancel()
 	}
 	if ctx.Err() == nil {
-		a.verify(ctx, log, conn, d, plan, live, l)
+		a.verify(ctx, log, conn, v, l)
 	}
 	return retry
 }
@@ -88,11 +52,11 @@ func (a *Agent) runJob(ctx context.Context, ref virt.Domain, j job, attempt int,
 // guestStep sets the guest's combined channel count on each NIC the plan
 // asks for and records the outcome. It reports whether a transient failure
 // is worth another attempt.
-func (a *Agent) guestStep(ctx context.Context, log *slog.Logger, conn virt.Conn, d virt.Domain, plan policy.Plan, live *policy.Domain, attempt int, l *lease) (retry bool) {
-	running := live.QueuesByMAC()
+func (a *Agent) guestStep(ctx context.Context, log *slog.Logger, conn virt.Conn, v *domainView, attempt int, l *lease) (retry bool) {
+	d, running := v.d, v.live.QueuesByMAC()
 	ag := turnAgent{Agent: virt.GuestAgent{Conn: conn, Domain: d}, l: l}
 	var actions []string
-	for _, n := range plan.NICs {
+	for _, n := range v.plan.NICs {
 		if !n.Managed || !n.GuestStep || n.Combined < 1 {
 			continue
 		}
@@ -175,12 +139,13 @@ func (a *Agent) guestStep(ctx context.Context, log *slog.Logger, conn virt.Conn,
 
 // verify asks QEMU, over QMP through libvirt, how many virtqueues each
 // managed NIC has and whether the guest negotiated multiqueue.
-func (a *Agent) verify(ctx context.Context, log *slog.Logger, conn virt.Conn, d virt.Domain, plan policy.Plan, live *policy.Domain, l *lease) {
+func (a *Agent) verify(ctx context.Context, log *slog.Logger, conn virt.Conn, v *domainView, l *lease) {
+	d := v.d
 	byMAC := map[string]policy.Interface{}
-	for _, ifc := range live.Interfaces {
+	for _, ifc := range v.live.Interfaces {
 		byMAC[ifc.MAC] = ifc
 	}
-	for _, n := range plan.NICs {
+	for _, n := range v.plan.NICs {
 		ifc, ok := byMAC[n.MAC]
 		if !n.Managed || !ok || ifc.Alias == "" {
 			continue

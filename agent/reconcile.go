@@ -29,23 +29,73 @@ import (
 // a fresh read, so a redefine that timed out but landed is found there
 // and not made again. Any other outcome clears the domain's retry.
 //
+// It returns the domain's view, the one its guest jobs run on (see
+// domainView), or nil when the domain's reconcile failed (the store keeps
+// its last view). A view of a domain that is gone or stopped has no live
+// part. Every view goes to the scheduler (refresh), so that a job already
+// queued for the domain runs on it; a job parked while the domain waited
+// for its retry is scheduled with it.
+//
 // It returns an error only when the caller must stop (the connection is
 // lost or ctx ended); every other problem is recorded in the domain's
 // status. It runs on the loop goroutine only.
-func (a *Agent) reconcile(ctx context.Context, conn virt.Conn, d virt.Domain, known bool) error {
-	again, err := a.reconcileOnce(ctx, conn, d, known)
+func (a *Agent) reconcile(ctx context.Context, conn virt.Conn, d virt.Domain, known bool) (*domainView, error) {
+	v, again, err := a.reconcileOnce(ctx, conn, d, known)
 	switch {
 	case err != nil:
 		// Lost or cancelled: the resync after the reconnect redoes every
 		// domain. A pending retry stays armed (it is skipped while
 		// disconnected).
-		return err
+		return nil, err
 	case again != nil:
 		a.retryLater(again)
-	default:
-		a.retry.done(d)
+		return nil, nil
 	}
-	return nil
+	if v != nil {
+		a.sched.refresh(v)
+	}
+	if j, parked := a.retry.done(d); parked {
+		a.scheduleJob(d, v, j)
+	}
+	return v, nil
+}
+
+// domainView is one reconcile's view of a domain: what the guest job of
+// the domain then works with, so that it neither reads nor decides again.
+// It is never changed once made (the scheduler's workers share it).
+type domainView struct {
+	d    virt.Domain // as looked up: Persistent and Active are fresh
+	plan policy.Plan // from the definition, or the live XML of a transient domain
+	// live is the running domain (its NICs' running queues and aliases);
+	// nil when it does not run.
+	live *policy.Domain
+}
+
+// managed reports whether the plan manages any NIC: only then does a guest
+// job send anything to the domain's guest agent or QEMU.
+func (v *domainView) managed() bool {
+	for _, n := range v.plan.NICs {
+		if n.Managed {
+			return true
+		}
+	}
+	return false
+}
+
+// scheduleJob schedules j for d on v, the view d's reconcile just made.
+// Without one (its reconcile failed, or none ran) j waits for the retry's
+// view when d waits for a reconcile retry, else it runs on d's last view.
+// Only a running domain whose plan manages a NIC gets a job.
+func (a *Agent) scheduleJob(d virt.Domain, v *domainView, j job) {
+	if v == nil {
+		if a.retry.park(d, j) {
+			return
+		}
+		v = a.store.lastView(d.UUID)
+	}
+	if v != nil && v.live != nil && v.managed() {
+		a.sched.schedule(v, j)
+	}
 }
 
 // failure is a libvirt call in reconcile that failed for a transient reason.
@@ -87,17 +137,21 @@ func (a *Agent) retryLater(f *failure) {
 	})
 }
 
-// reconcileOnce is one try of reconcile: it returns the transient failure
-// to retry, or the error that stops the caller.
-func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain, known bool) (*failure, error) {
+// reconcileOnce is one try of reconcile: it returns the view, the
+// transient failure to retry, or the error that stops the caller.
+func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain, known bool) (*domainView, *failure, error) {
 	log := a.log.With("domain", d.Name)
 	// readFailed, with the domain as known at the failure.
-	readFailed := func(what string, err error) (*failure, error) {
+	readFailed := func(what string, err error) (*domainView, *failure, error) {
+		var gone *domainView
+		if errors.Is(err, virt.ErrNotFound) {
+			gone = &domainView{d: d}
+		}
 		f, err := a.readFailed(ctx, conn, d, what, err)
 		if f != nil {
 			f.d, f.fresh = d, known
 		}
-		return f, err
+		return gone, f, err
 	}
 	if !known {
 		got, err := call(ctx, a.cfg.CallTimeout, func(ctx context.Context) (virt.Domain, error) {
@@ -130,7 +184,7 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 			a.metrics.rewriteFailures.Inc()
 			log.Warn("cannot rewrite the domain definition", "err", err)
 			a.fail(d, "rewrite failed", fmt.Sprintf("cannot rewrite the definition: %v", err))
-			return nil, nil
+			return nil, nil, nil
 		}
 		plan = p
 		if sent, what := a.retry.pending(d); sent != nil && bytes.Equal(out, doc) && bytes.Equal(doc, sent) {
@@ -146,7 +200,7 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 			if n >= a.cfg.MaxRedefines {
 				a.fail(d, "redefine skipped", fmt.Sprintf(
 					"libvirt did not keep the rewritten definition after %d redefines (%s); not redefining again until the policy is reloaded or the agent reconnects", n, changes))
-				return nil, nil
+				return nil, nil, nil
 			}
 			a.metrics.rewrites.Inc()
 			err := callErr(ctx, a.cfg.CallTimeout, func(ctx context.Context) error { return conn.DefineXML(ctx, out) })
@@ -155,15 +209,15 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 				a.metrics.rewriteFailures.Inc()
 				if a.isLost(conn, err) || ctx.Err() != nil {
 					log.Warn("connection lost while redefining the domain; retrying after reconnect", "err", err)
-					return nil, err
+					return nil, nil, err
 				}
 				err = fmt.Errorf("failed to redefine domain %q with %s: %w", d.Name, changes, err)
 				if transient(err) {
-					return &failure{d: d, fresh: true, err: err, sent: out, changes: changes, define: true}, nil
+					return nil, &failure{d: d, fresh: true, err: err, sent: out, changes: changes, define: true}, nil
 				}
 				log.Warn("libvirt refused the redefine", "changes", changes, "err", err)
 				a.fail(d, "redefine failed", err.Error())
-				return nil, nil
+				return nil, nil, nil
 			}
 			redefined = true
 			log.Info("redefined the domain with the policy's queue counts", "changes", changes, "running", d.Active)
@@ -181,7 +235,7 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 		}
 		if live, err = domxml.Parse(doc); err != nil {
 			a.fail(d, "", fmt.Sprintf("cannot parse the live XML: %v", err))
-			return nil, nil
+			return nil, nil, nil
 		}
 		if d.Persistent && !isLive(live) {
 			// The domain stopped between the lookup and the read: libvirt
@@ -192,21 +246,22 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 			// A transient domain has no definition: decide from what runs.
 			if _, plan, err = a.cfg.Rewrite(pol, doc); err != nil {
 				a.fail(d, "", fmt.Sprintf("cannot apply the policy to the live XML: %v", err))
-				return nil, nil
+				return nil, nil, nil
 			}
 		}
 	} else if !d.Persistent {
 		// A transient domain that stopped is gone.
 		a.store.remove(d.UUID)
-		return nil, nil
+		return &domainView{d: d}, nil, nil
 	}
 
+	v := &domainView{d: d, plan: plan, live: live}
 	now := a.cfg.Now()
 	var state string
 	a.store.update(d.UUID, func(r *record) {
 		r.st.Name, r.st.UUID = d.Name, d.UUID
 		r.st.Persistent, r.st.Active = d.Persistent, d.Active
-		r.plan, r.hasPlan = plan, true
+		r.view = v
 		r.st.Attempts, r.st.RetryAt = 0, time.Time{}
 		switch {
 		case redefined:
@@ -286,7 +341,7 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 		r.st.State = state
 	})
 	log.Debug("reconciled", "state", state, "persistent", d.Persistent, "active", d.Active)
-	return nil, nil
+	return v, nil, nil
 }
 
 // isLive reports whether a domain XML libvirt returned as live really

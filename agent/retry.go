@@ -47,6 +47,10 @@ type retry struct {
 	// reason, and changes what it changed: it may have landed anyway.
 	sent    []byte
 	changes string
+	// job is a guest job that came while d waited (parked): it is
+	// scheduled with the view of d's next reconcile that gets through.
+	job    job
+	parked bool
 }
 
 func newRetries(lo, hi time.Duration, afterFunc func(time.Duration, func()) func() bool) *retries {
@@ -127,8 +131,29 @@ func (r *retries) pending(d virt.Domain) ([]byte, string) {
 	return nil, ""
 }
 
-// done forgets d: it reconciled, failed for good, or is gone.
-func (r *retries) done(d virt.Domain) { r.drop(domainKey(d)) }
+// waiting reports whether d waits for a retry.
+func (r *retries) waiting(d virt.Domain) bool { return r.byKey[domainKey(d)] != nil }
+
+// park keeps j for d when d waits for a retry, and reports whether it does.
+func (r *retries) park(d virt.Domain, j job) bool {
+	e := r.byKey[domainKey(d)]
+	if e == nil {
+		return false
+	}
+	e.job, e.parked = e.job.merge(j), true
+	return true
+}
+
+// done forgets d: it reconciled, failed for good, or is gone. It returns
+// the job parked for d, if any.
+func (r *retries) done(d virt.Domain) (j job, parked bool) {
+	key := domainKey(d)
+	if e := r.byKey[key]; e != nil {
+		j, parked = e.job, e.parked
+	}
+	r.drop(key)
+	return j, parked
+}
 
 func (r *retries) drop(key string) {
 	if e := r.byKey[key]; e != nil {
