@@ -154,7 +154,7 @@ func (a *Agent) verify(ctx context.Context, log *slog.Logger, conn virt.Conn, v 
 		var err error
 		if terr := l.turn(ctx, func() {
 			qctx, cancel := context.WithTimeout(ctx, a.cfg.QMPTimeout)
-			st, err = a.cfg.QMPQuery(virt.Monitor{Ctx: qctx, Conn: conn, Domain: d}, ifc.Alias)
+			st, err = qmpcheck.Query(virt.Monitor{Ctx: qctx, Conn: conn, Domain: d}, ifc.Alias)
 			cancel()
 		}); terr != nil {
 			return // ctx ended

@@ -209,7 +209,6 @@ func (a *Agent) loop(ctx context.Context) {
 		case <-lost:
 			drop(nil)
 		}
-		a.sd.kick(time.Now())
 	}
 }
 
@@ -297,7 +296,6 @@ func (a *Agent) handle(ctx context.Context, conn virt.Conn, batch []virt.Event) 
 			return err
 		}
 		views[domainKey(d)] = v
-		a.sd.kick(time.Now())
 	}
 	for key, j := range jobs {
 		a.scheduleJob(refs[key], views[key], j)
@@ -313,7 +311,6 @@ func (a *Agent) retryDue(ctx context.Context, conn virt.Conn) error {
 		if _, err := a.reconcile(ctx, conn, d, false); err != nil && (a.isLost(conn, err) || ctx.Err() != nil) {
 			return err
 		}
-		a.sd.kick(time.Now())
 	}
 	return nil
 }
@@ -322,9 +319,7 @@ func (a *Agent) retryDue(ctx context.Context, conn virt.Conn) error {
 // schedules the guest step (and QMP check) for every running domain.
 func (a *Agent) resync(ctx context.Context, conn virt.Conn) error {
 	a.store.resetRedefines()
-	cctx, cancel := context.WithTimeout(ctx, a.cfg.CallTimeout)
-	doms, err := conn.ListDomains(cctx)
-	cancel()
+	doms, err := call(ctx, a, conn.ListDomains)
 	if err != nil {
 		return fmt.Errorf("resync: %w", err)
 	}
@@ -339,7 +334,6 @@ func (a *Agent) resync(ctx context.Context, conn virt.Conn) error {
 		if d.Active {
 			a.scheduleJob(d, v, job{guest: true, verify: true})
 		}
-		a.sd.kick(time.Now())
 	}
 	a.store.retain(keep)
 	a.retry.retain(keep)

@@ -154,10 +154,9 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 		return gone, f, err
 	}
 	if !known {
-		got, err := call(ctx, a.cfg.CallTimeout, func(ctx context.Context) (virt.Domain, error) {
+		got, err := call(ctx, a, func(ctx context.Context) (virt.Domain, error) {
 			return conn.LookupDomain(ctx, domainKey(d))
 		})
-		a.sd.kick(time.Now())
 		if err != nil {
 			return readFailed("look up", err)
 		}
@@ -172,14 +171,13 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 		changes   string
 	)
 	if d.Persistent {
-		doc, err := call(ctx, a.cfg.CallTimeout, func(ctx context.Context) ([]byte, error) {
+		doc, err := call(ctx, a, func(ctx context.Context) ([]byte, error) {
 			return conn.DomainXML(ctx, d, virt.XMLInactive|virt.XMLSecure)
 		})
-		a.sd.kick(time.Now())
 		if err != nil {
 			return readFailed("read the definition of", err)
 		}
-		out, p, err := a.cfg.Rewrite(pol, doc)
+		out, p, err := domxml.Apply(pol, doc)
 		if err != nil {
 			a.metrics.rewriteFailures.Inc()
 			log.Warn("cannot rewrite the domain definition", "err", err)
@@ -203,8 +201,7 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 				return nil, nil, nil
 			}
 			a.metrics.rewrites.Inc()
-			err := callErr(ctx, a.cfg.CallTimeout, func(ctx context.Context) error { return conn.DefineXML(ctx, out) })
-			a.sd.kick(time.Now())
+			_, err := call(ctx, a, func(ctx context.Context) (struct{}, error) { return struct{}{}, conn.DefineXML(ctx, out) })
 			if err != nil {
 				a.metrics.rewriteFailures.Inc()
 				if a.isLost(conn, err) || ctx.Err() != nil {
@@ -226,10 +223,9 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 
 	var live *policy.Domain
 	if d.Active {
-		doc, err := call(ctx, a.cfg.CallTimeout, func(ctx context.Context) ([]byte, error) {
+		doc, err := call(ctx, a, func(ctx context.Context) ([]byte, error) {
 			return conn.DomainXML(ctx, d, virt.XMLLive)
 		})
-		a.sd.kick(time.Now())
 		if err != nil {
 			return readFailed("read the live XML of", err)
 		}
@@ -244,7 +240,7 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 		}
 		if !d.Persistent {
 			// A transient domain has no definition: decide from what runs.
-			if _, plan, err = a.cfg.Rewrite(pol, doc); err != nil {
+			if _, plan, err = domxml.Apply(pol, doc); err != nil {
 				a.fail(d, "", fmt.Sprintf("cannot apply the policy to the live XML: %v", err))
 				return nil, nil, nil
 			}
@@ -408,19 +404,4 @@ func describeChanges(p policy.Plan) string {
 		return "no queue change"
 	}
 	return strings.Join(parts, ", ")
-}
-
-// call runs f with a context bounded by timeout; hitting the bound gives
-// virt.ErrCallTimeout ("libvirt call timed out after 10s").
-func call[T any](ctx context.Context, timeout time.Duration, f func(ctx context.Context) (T, error)) (T, error) {
-	cctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	v, err := f(cctx)
-	return v, callTimedOut(ctx, timeout, err)
-}
-
-func callErr(ctx context.Context, timeout time.Duration, f func(ctx context.Context) error) error {
-	cctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	return callTimedOut(ctx, timeout, f(cctx))
 }

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"errors"
 	"slices"
 	"sync"
@@ -177,27 +176,3 @@ func (r *retries) stopAll() {
 		r.drop(k)
 	}
 }
-
-// callTimedOut turns the deadline of a bounded libvirt call into
-// virt.ErrCallTimeout with the bound, so that the error says what
-// happened ("libvirt call timed out after 10s") instead of "context
-// deadline exceeded"; err is returned as it is otherwise, also when the
-// parent ctx ended.
-func callTimedOut(ctx context.Context, timeout time.Duration, err error) error {
-	if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	return &callTimeoutError{after: timeout, err: err}
-}
-
-// callTimeoutError is a libvirt call that hit its deadline.
-type callTimeoutError struct {
-	after time.Duration
-	err   error // with context.DeadlineExceeded
-}
-
-func (e *callTimeoutError) Error() string {
-	return virt.ErrCallTimeout.Error() + " after " + e.after.String()
-}
-
-func (e *callTimeoutError) Unwrap() []error { return []error{virt.ErrCallTimeout, e.err} }

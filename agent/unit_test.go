@@ -20,8 +20,8 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.StatusSocket != status.DefaultSocket || len(c.LibvirtSockets) != 2 || c.Concurrency != DefaultConcurrency ||
-		c.GuestTimeout != DefaultGuestTimeout || c.CallTimeout != DefaultCallTimeout || c.Dial == nil || c.Rewrite == nil ||
-		c.GuestStep == nil || c.QMPQuery == nil || c.Logger == nil || c.Notify == nil || c.Watchdog == nil ||
+		c.GuestTimeout != DefaultGuestTimeout || c.CallTimeout != DefaultCallTimeout || c.Dial == nil ||
+		c.GuestStep == nil || c.Logger == nil || c.Notify == nil || c.Watchdog == nil ||
 		c.RetryMin != DefaultRetryMin || c.RetryMax != DefaultRetryMax || c.AfterFunc == nil {
 		t.Errorf("defaults = %+v", c)
 	}
