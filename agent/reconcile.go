@@ -273,68 +273,9 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 		case d.Persistent:
 			r.redefines = 0
 		}
-		var running map[string]int
-		if live != nil {
-			running = live.QueuesByMAC()
-		}
-		old := map[string]status.NIC{}
-		for _, n := range r.st.NICs {
-			old[n.MAC] = n
-		}
-		r.st.NICs = r.st.NICs[:0:0]
-		managed := false
-		var pending []string
-		for _, n := range plan.NICs {
-			ns := status.NIC{MAC: n.MAC, Managed: n.Managed, Wanted: n.Wanted, Defined: n.Current, Rule: n.Rule}
-			if redefined && n.Change() {
-				ns.Defined = n.Wanted
-			}
-			if n.Managed {
-				managed = true
-				if n.GuestStep {
-					ns.GuestWanted = n.Combined
-				}
-			}
-			if q, ok := running[n.MAC]; ok {
-				ns.Running = q
-				if n.Managed && q != n.Wanted {
-					pending = append(pending, fmt.Sprintf("%s runs %d, wants %d", n.MAC, q, n.Wanted))
-				}
-			}
-			if o, ok := old[n.MAC]; ok && d.Active {
-				// Keep what the guest step and QMP learned during this run.
-				ns.QMPVirtqueues, ns.MQ = o.QMPVirtqueues, o.MQ
-				ns.GuestIfName, ns.GuestCurrent, ns.GuestMax = o.GuestIfName, o.GuestCurrent, o.GuestMax
-				ns.GuestStep, ns.GuestAt, ns.Problem = o.GuestStep, o.GuestAt, o.Problem
-			}
-			r.st.NICs = append(r.st.NICs, ns)
-		}
-		r.st.Problem = ""
-		switch {
-		case !managed:
-			state = status.StateUnmanaged
-		case !d.Persistent:
-			if plan.Compliant() {
-				state = status.StateCompliant
-			} else {
-				state = status.StateTransient
-				r.st.Problem = "transient domain with " + describeChanges(plan) +
-					": virtmq never redefines transient domains; define it persistently, or let the libvirt hook audit or refuse its start"
-			}
-		case len(pending) > 0:
-			state = status.StatePendingColdBoot
-			r.st.Problem = "running with other queue counts than its definition (" + strings.Join(pending, "; ") +
-				"): applies at the next cold boot (shut down, then start; a reboot keeps the running count)"
-		case r.rewritten && !d.Active:
-			state = status.StateRewritten
-		default:
-			state = status.StateCompliant
-			if live != nil {
-				// It runs with the definition: the rewrite has applied.
-				r.rewritten = false
-			}
-		}
-		r.st.State = state
+		out := deriveState(stateInput{v: v, redefined: redefined, rewritten: r.rewritten, old: r.st.NICs})
+		r.st.NICs, r.st.State, r.st.Problem, r.rewritten = out.nics, out.state, out.problem, out.rewritten
+		state = out.state
 	})
 	log.Debug("reconciled", "state", state, "persistent", d.Persistent, "active", d.Active)
 	return v, nil, nil
