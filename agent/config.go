@@ -9,12 +9,9 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
-	"github.com/digitalocean/go-qemu/qmp"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/virtmq/virtmq/internal/domxml"
 	"github.com/virtmq/virtmq/internal/guest"
-	"github.com/virtmq/virtmq/internal/qmpcheck"
 	"github.com/virtmq/virtmq/internal/status"
 	"github.com/virtmq/virtmq/internal/virt"
 	"github.com/virtmq/virtmq/policy"
@@ -46,17 +43,13 @@ const (
 // DialFunc connects to libvirt; virt.Dial is the real one.
 type DialFunc func(ctx context.Context, sockets []string) (virt.Conn, string, error)
 
-// RewriteFunc is the define-time rewrite; domxml.Apply is the real one.
-type RewriteFunc func(p *policy.Policy, doc []byte) ([]byte, policy.Plan, error)
-
 // GuestFunc runs the guest step for one NIC; guest.Configure is the real one.
 type GuestFunc func(ctx context.Context, a guest.Agent, mac string, combined int, opt guest.Options) (guest.Result, error)
 
-// QMPFunc queries one NIC's virtio status; qmpcheck.Query is the real one.
-type QMPFunc func(m qmp.Monitor, alias string) (qmpcheck.NICStatus, error)
-
 // Config is everything virtmq-agent needs. Zero fields take the defaults;
-// the function fields are the boundaries tests replace.
+// the function fields are the boundaries tests replace (the rewrite,
+// domxml.Apply, and the QMP check, qmpcheck.Query, are called as they are:
+// tests drive them through the fake libvirt's XML and QMP replies).
 type Config struct {
 	// PolicyPath is an explicit policy file (--policy). Empty means
 	// $VIRTMQ_POLICY, else DefaultPolicyPath when it exists, else the
@@ -137,12 +130,8 @@ type Config struct {
 
 	// Dial connects to libvirt (default virt.Dial).
 	Dial DialFunc
-	// Rewrite is the define-time rewrite (default domxml.Apply).
-	Rewrite RewriteFunc
 	// GuestStep runs the in-guest step for one NIC (default guest.Configure).
 	GuestStep GuestFunc
-	// QMPQuery verifies one NIC over QMP (default qmpcheck.Query).
-	QMPQuery QMPFunc
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// AfterFunc runs f in its own goroutine after d, unless stop is called
@@ -234,14 +223,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Dial == nil {
 		c.Dial = virt.Dial
 	}
-	if c.Rewrite == nil {
-		c.Rewrite = domxml.Apply
-	}
 	if c.GuestStep == nil {
 		c.GuestStep = guest.Configure
-	}
-	if c.QMPQuery == nil {
-		c.QMPQuery = qmpcheck.Query
 	}
 	if c.Now == nil {
 		c.Now = time.Now

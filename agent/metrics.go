@@ -2,29 +2,9 @@ package agent
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-)
 
-// Reasons a guest step fails, the values of the reason label of
-// virtmq_guest_step_failures_total and of status.NIC.GuestStep. The set is
-// fixed so that the label stays bounded.
-const (
-	reasonNoAgent      = "no_agent"
-	reasonExecDisabled = "exec_disabled"
-	reasonCmdDisabled  = "command_disabled"
-	reasonNotLinux     = "not_linux"
-	reasonNoEthtool    = "no_ethtool"
-	reasonNoInterface  = "no_interface"
-	reasonDenied       = "denied"
-	reasonAboveMax     = "above_max"
-	reasonTimeout      = "timeout"
-	reasonLibvirt      = "libvirt"
-	reasonError        = "error"
+	"github.com/virtmq/virtmq/internal/guest"
 )
-
-var guestReasons = []string{
-	reasonNoAgent, reasonExecDisabled, reasonCmdDisabled, reasonNotLinux, reasonNoEthtool,
-	reasonNoInterface, reasonDenied, reasonAboveMax, reasonTimeout, reasonLibvirt, reasonError,
-}
 
 // metrics are the agent's counters and gauges. They are always kept; the
 // HTTP endpoint that serves them is optional.
@@ -79,8 +59,9 @@ func newMetrics(reg prometheus.Registerer, counts func() map[string]int, version
 		Name: "virtmq_policy_last_reload_success_timestamp_seconds",
 		Help: "When the policy in force was loaded, in seconds since the Unix epoch.",
 	})
-	for _, r := range guestReasons {
-		m.guestFailures.WithLabelValues(r)
+	// The reason label's values are guest.Reasons, a fixed set.
+	for _, r := range guest.Reasons {
+		m.guestFailures.WithLabelValues(string(r))
 	}
 	for _, c := range []prometheus.Collector{
 		m.libvirtUp, m.reconnects, m.rewrites, m.rewriteFailures, m.guestSteps, m.guestFailures,

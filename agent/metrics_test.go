@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/virtmq/virtmq/internal/guest"
 	"github.com/virtmq/virtmq/internal/status"
 	"github.com/virtmq/virtmq/internal/virt/virttest"
 )
@@ -66,8 +67,8 @@ func TestMetricsGolden(t *testing.T) {
 	m.rewrites.Add(5)
 	m.rewriteFailures.Inc()
 	m.guestSteps.Add(4)
-	m.guestFailures.WithLabelValues(reasonExecDisabled).Inc()
-	m.guestFailures.WithLabelValues(reasonTimeout).Add(2)
+	m.guestFailures.WithLabelValues(string(guest.ReasonExecDisabled)).Inc()
+	m.guestFailures.WithLabelValues(string(guest.ReasonTimeout)).Add(2)
 
 	golden := filepath.Join("testdata", "metrics.golden")
 	if os.Getenv("UPDATE_GOLDEN") != "" {

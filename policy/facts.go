@@ -56,3 +56,16 @@ type Interface struct {
 	// Alias is <alias name='...'>, e.g. net0, present in live XML.
 	Alias string
 }
+
+// QueuesByMAC maps each interface's MAC to the queue pairs it has (runs
+// with, for live XML): Queues, or 1 when absent. Interfaces without a MAC
+// are left out.
+func (d *Domain) QueuesByMAC() map[string]int {
+	m := make(map[string]int, len(d.Interfaces))
+	for _, ifc := range d.Interfaces {
+		if ifc.MAC != "" {
+			m[ifc.MAC] = max(ifc.Queues, 1)
+		}
+	}
+	return m
+}

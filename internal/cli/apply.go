@@ -223,10 +223,7 @@ func (a *applier) runningNote(ctx context.Context, w io.Writer, d virt.Domain, p
 		var dom *policy.Domain
 		dom, err = domxml.Parse(live)
 		if err == nil {
-			running := map[string]int{}
-			for _, ifc := range dom.Interfaces {
-				running[ifc.MAC] = max(ifc.Queues, 1)
-			}
+			running := dom.QueuesByMAC()
 			for _, n := range plan.NICs {
 				if r, ok := running[n.MAC]; ok && n.Managed && r != n.Wanted {
 					differ = append(differ, fmt.Sprintf("%s runs %d, definition %d", n.MAC, r, n.Wanted))
