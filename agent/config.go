@@ -148,66 +148,36 @@ func (c Config) withDefaults() (Config, error) {
 		c.ReconnectMin < 0 || c.ReconnectMax < 0 || c.RetryMin < 0 || c.RetryMax < 0 {
 		return c, errors.New("agent: negative concurrency, count or timeout")
 	}
-	if c.DefaultPolicyPath == "" {
-		c.DefaultPolicyPath = policy.DefaultPath
-	}
+	defaultTo(&c.DefaultPolicyPath, policy.DefaultPath)
 	if c.Getenv == nil {
 		c.Getenv = os.Getenv
 	}
 	if len(c.LibvirtSockets) == 0 {
 		c.LibvirtSockets = virt.DefaultSockets
 	}
-	if c.StatusSocket == "" {
-		c.StatusSocket = status.DefaultSocket
-	}
-	if c.Concurrency == 0 {
-		c.Concurrency = DefaultConcurrency
-	}
-	if c.GuestTimeout == 0 {
-		c.GuestTimeout = DefaultGuestTimeout
-	}
-	if c.GuestAttempts == 0 {
-		c.GuestAttempts = DefaultGuestAttempts
-	}
-	if c.GuestRetryDelay == 0 {
-		c.GuestRetryDelay = DefaultGuestRetryDelay
-	}
-	if c.GuestRetryMax == 0 {
-		c.GuestRetryMax = DefaultGuestRetryMax
-	}
-	if c.GuestSlice == 0 {
-		c.GuestSlice = DefaultGuestSlice
-	}
-	if c.DialTimeout == 0 {
-		c.DialTimeout = DefaultDialTimeout
-	}
-	if c.CallTimeout == 0 {
-		c.CallTimeout = DefaultCallTimeout
-	}
-	if c.QMPTimeout == 0 {
-		c.QMPTimeout = DefaultQMPTimeout
-	}
-	if c.ReconnectMin == 0 {
-		c.ReconnectMin = DefaultReconnectMin
-	}
-	if c.ReconnectMax == 0 {
-		c.ReconnectMax = DefaultReconnectMax
-	}
+	defaultTo(&c.StatusSocket, status.DefaultSocket)
+	defaultTo(&c.Concurrency, DefaultConcurrency)
+	defaultTo(&c.GuestTimeout, DefaultGuestTimeout)
+	defaultTo(&c.GuestAttempts, DefaultGuestAttempts)
+	defaultTo(&c.GuestRetryDelay, DefaultGuestRetryDelay)
+	defaultTo(&c.GuestRetryMax, DefaultGuestRetryMax)
+	defaultTo(&c.GuestSlice, DefaultGuestSlice)
+	defaultTo(&c.DialTimeout, DefaultDialTimeout)
+	defaultTo(&c.CallTimeout, DefaultCallTimeout)
+	defaultTo(&c.QMPTimeout, DefaultQMPTimeout)
+	defaultTo(&c.ReconnectMin, DefaultReconnectMin)
+	defaultTo(&c.ReconnectMax, DefaultReconnectMax)
 	if c.ReconnectMax < c.ReconnectMin {
 		return c, fmt.Errorf("agent: reconnect backoff maximum %v is below the minimum %v", c.ReconnectMax, c.ReconnectMin)
 	}
-	if c.RetryMin == 0 {
-		c.RetryMin = DefaultRetryMin
-	}
+	defaultTo(&c.RetryMin, DefaultRetryMin)
 	if c.RetryMax == 0 {
 		c.RetryMax = max(DefaultRetryMax, c.RetryMin)
 	}
 	if c.RetryMax < c.RetryMin {
 		return c, fmt.Errorf("agent: retry backoff maximum %v is below the minimum %v", c.RetryMax, c.RetryMin)
 	}
-	if c.MaxRedefines == 0 {
-		c.MaxRedefines = DefaultMaxRedefines
-	}
+	defaultTo(&c.MaxRedefines, DefaultMaxRedefines)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -233,4 +203,12 @@ func (c Config) withDefaults() (Config, error) {
 		c.AfterFunc = func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
 	}
 	return c, nil
+}
+
+// defaultTo sets *v to def when it is the zero value (the field was left unset).
+func defaultTo[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
 }

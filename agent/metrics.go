@@ -26,39 +26,25 @@ type metrics struct {
 // and the build info.
 func newMetrics(reg prometheus.Registerer, counts func() map[string]int, version, commit, goVersion string) (*metrics, error) {
 	m := &metrics{
-		libvirtUp: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "virtmq_libvirt_up",
-			Help: "Whether the agent is connected to libvirt (1) or not (0).",
-		}),
-		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "virtmq_libvirt_reconnects_total",
-			Help: "Connections to libvirt made after the first one.",
-		}),
-		rewrites: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "virtmq_rewrites_total",
-			Help: "Domain redefinitions the agent attempted to apply the policy's queue counts.",
-		}),
-		rewriteFailures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "virtmq_rewrite_failures_total",
-			Help: "Domain definitions the agent could not rewrite or redefine (a redefine libvirt refused, e.g. failing validation).",
-		}),
-		guestSteps: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "virtmq_guest_steps_total",
-			Help: "In-guest channel count steps attempted, one per NIC and attempt.",
-		}),
+		libvirtUp: gauge("virtmq_libvirt_up",
+			"Whether the agent is connected to libvirt (1) or not (0)."),
+		reloadOK: gauge("virtmq_policy_last_reload_successful",
+			"Whether the last policy load (at start or SIGHUP) succeeded (1) or failed and the previous policy is still in force (0)."),
+		reloadTime: gauge("virtmq_policy_last_reload_success_timestamp_seconds",
+			"When the policy in force was loaded, in seconds since the Unix epoch."),
+		reconnects: counter("virtmq_libvirt_reconnects_total",
+			"Connections to libvirt made after the first one."),
+		rewrites: counter("virtmq_rewrites_total",
+			"Domain redefinitions the agent attempted to apply the policy's queue counts."),
+		rewriteFailures: counter("virtmq_rewrite_failures_total",
+			"Domain definitions the agent could not rewrite or redefine (a redefine libvirt refused, e.g. failing validation)."),
+		guestSteps: counter("virtmq_guest_steps_total",
+			"In-guest channel count steps attempted, one per NIC and attempt."),
 		guestFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "virtmq_guest_step_failures_total",
 			Help: "In-guest channel count steps that failed, by reason.",
 		}, []string{"reason"}),
 	}
-	m.reloadOK = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "virtmq_policy_last_reload_successful",
-		Help: "Whether the last policy load (at start or SIGHUP) succeeded (1) or failed and the previous policy is still in force (0).",
-	})
-	m.reloadTime = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "virtmq_policy_last_reload_success_timestamp_seconds",
-		Help: "When the policy in force was loaded, in seconds since the Unix epoch.",
-	})
 	// The reason label's values are guest.Reasons, a fixed set.
 	for _, r := range guest.Reasons {
 		m.guestFailures.WithLabelValues(string(r))
@@ -74,4 +60,12 @@ func newMetrics(reg prometheus.Registerer, counts func() map[string]int, version
 		}
 	}
 	return m, nil
+}
+
+func gauge(name, help string) prometheus.Gauge {
+	return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+}
+
+func counter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
 }
