@@ -33,13 +33,8 @@ unit:
 # Each fuzz target runs briefly; a crash fails the build and leaves its input
 # in testdata/fuzz/ to become a regression test.
 fuzz:
-<<<<<<< HEAD
 	@set -e; for t in ./internal/domxml:FuzzRewrite ./internal/domxml:FuzzParse ./policy:FuzzParse ./internal/guest:FuzzParseChannels ./internal/guest:FuzzParseInterrupts \
-	    ./internal/guest:FuzzDecodeCapped ./internal/guest:FuzzConfigureReplies ./internal/cli:FuzzParseTapQueues; do \
-=======
-	@set -e; for t in ./internal/domxml:FuzzRewrite ./internal/domxml:FuzzParse ./internal/domxml:FuzzParseDifferential ./policy:FuzzParse ./internal/guest:FuzzParseChannels ./internal/guest:FuzzParseInterrupts \
 	    ./internal/guest:FuzzDecodeCapped ./internal/guest:FuzzConfigureReplies ./internal/verify:FuzzParseTapQueues; do \
->>>>>>> wip/verify
 	  pkg=$${t%%:*}; name=$${t##*:}; \
 	  if $(GO) test -list "^$$name$$" $$pkg 2>/dev/null | grep -qx "$$name"; then \
 	    echo "fuzz $$pkg $$name ($(FUZZTIME), minimize $(FUZZMINIMIZE))"; \
