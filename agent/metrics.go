@@ -2,6 +2,8 @@ package agent
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/virtmq/virtmq/internal/status"
 )
 
 // Reasons a guest step fails, the values of the reason label of
@@ -42,9 +44,10 @@ type metrics struct {
 }
 
 // newMetrics creates the agent's metrics and registers them, with the
-// domains collector (one gauge per state, read from counts at scrape time)
+// domains collector (one gauge per state, read from counts at scrape time),
+// the per-domain and per-NIC collectors (read from snapshot at scrape time)
 // and the build info.
-func newMetrics(reg prometheus.Registerer, counts func() map[string]int, version, commit, goVersion string) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, counts func() map[string]int, snapshot func() status.Snapshot, version, commit, goVersion string) (*metrics, error) {
 	m := &metrics{
 		libvirtUp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "virtmq_libvirt_up",
@@ -86,6 +89,7 @@ func newMetrics(reg prometheus.Registerer, counts func() map[string]int, version
 		m.libvirtUp, m.reconnects, m.rewrites, m.rewriteFailures, m.guestSteps, m.guestFailures,
 		m.reloadOK, m.reloadTime,
 		newDomainsCollector(counts),
+		newDomainStateCollector(snapshot), newInterfacesCollector(snapshot),
 		newBuildInfoCollector(version, commit, goVersion),
 	} {
 		if err := reg.Register(c); err != nil {
