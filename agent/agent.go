@@ -107,7 +107,7 @@ func New(cfg Config) (*Agent, error) {
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		)
 	}
-	a.metrics, err = newMetrics(a.reg, a.store.counts, build.Version, build.Commit, runtime.Version())
+	a.metrics, err = newMetrics(a.reg, a.store.counts, a.store.snapshot, build.Version, build.Commit, runtime.Version())
 	if err != nil {
 		return nil, fmt.Errorf("agent: failed to register metrics: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/virtmq/virtmq/internal/guest"
+	"github.com/virtmq/virtmq/internal/status"
 )
 
 // metrics are the agent's counters and gauges. They are always kept; the
@@ -22,9 +23,10 @@ type metrics struct {
 }
 
 // newMetrics creates the agent's metrics and registers them, with the
-// domains collector (one gauge per state, read from counts at scrape time)
+// domains collector (one gauge per state, read from counts at scrape time),
+// the per-domain and per-NIC collectors (read from snapshot at scrape time)
 // and the build info.
-func newMetrics(reg prometheus.Registerer, counts func() map[string]int, version, commit, goVersion string) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, counts func() map[string]int, snapshot func() status.Snapshot, version, commit, goVersion string) (*metrics, error) {
 	m := &metrics{
 		libvirtUp: gauge("virtmq_libvirt_up",
 			"Whether the agent is connected to libvirt (1) or not (0)."),
@@ -53,6 +55,7 @@ func newMetrics(reg prometheus.Registerer, counts func() map[string]int, version
 		m.libvirtUp, m.reconnects, m.rewrites, m.rewriteFailures, m.guestSteps, m.guestFailures,
 		m.reloadOK, m.reloadTime,
 		newDomainsCollector(counts),
+		newDomainStateCollector(snapshot), newInterfacesCollector(snapshot),
 		newBuildInfoCollector(version, commit, goVersion),
 	} {
 		if err := reg.Register(c); err != nil {

@@ -20,11 +20,11 @@ import (
 )
 
 // testMetrics returns metrics on a fresh pedantic registry with fixed
-// build labels and the given domain counts.
+// build labels, the given domain counts and the domains of testSnapshot.
 func testMetrics(t *testing.T, counts map[string]int) (*metrics, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
-	m, err := newMetrics(reg, func() map[string]int { return counts }, "1.2.3", "abc1234", "go1.26.0")
+	m, err := newMetrics(reg, func() map[string]int { return counts }, testSnapshot, "1.2.3", "abc1234", "go1.26.0")
 	if err != nil {
 		t.Fatal(err)
 	}

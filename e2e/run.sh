@@ -21,6 +21,7 @@ POLICY=$RUN/policy.yaml
 STATUS_SOCK=$RUN/status.sock
 AGENT_LOG=$VIRTMQ_E2E_LOGDIR/agent.log
 AGENT_PIDFILE=$RUN/agent.pid # a file: scenarios run in subshells and restart the agent
+METRICS_LISTEN=${METRICS_LISTEN:-} # the agent's metrics endpoint; main picks a free port
 P=${VIRTMQ_E2E_PREFIX}
 T0=$SECONDS
 PASSED=() FAILED=()
@@ -30,6 +31,7 @@ source "$E2E_DIR/fixtures.sh"
 
 on_exit() {
 	local rc=$?
+	prometheus_stop
 	agent_stop
 	daemons_stop started
 	if ((${#FAILED[@]})); then
@@ -413,7 +415,37 @@ slow_libvirt() {
 	for d in "$dr" "$dd"; do e2e_virsh undefine "$d" >/dev/null; done
 }
 
-ALL=(zero_touch reboot save_restore restarts enforce_audit race degraded_guests kill9_redefine libvirtd_outage passwords slow_libvirt)
+# 12. a real Prometheus server scrapes the agent while a domain waits for a
+# cold boot (made as in race): its HTTP API returns the domain with its
+# state, since when, the NIC's queue counts by source, and the shipped
+# recording rules' fleet total.
+prometheus_view() {
+	local d=${P}prom uuid mac q
+	prometheus_start "$METRICS_LISTEN" "$REPO/packaging/monitoring/virtmq-rules.yml"
+	eventually 30 "Prometheus scrapes the agent: up" 1 prom_query 'up{job="virtmq-agent"}' '.data.result[0].value[1]'
+	kill -STOP "$(agent_pid)"
+	define_domain "$d"
+	e2e_virsh start "$d" >/dev/null
+	kill -CONT "$(agent_pid)"
+	eventually 30 "agent state" pending-cold-boot status_of "$d" .state
+	uuid=$(status_of "$d" .uuid)
+	mac=$(status_of "$d" '.nics[0].mac')
+	q="virtmq_domain_state{job=\"virtmq-agent\",domain=\"$d\",state=\"pending-cold-boot\"}"
+	eventually 30 "Prometheus: $q" "$uuid 1" prom_query "$q" '.data.result[] | "\(.metric.uuid) \(.value[1])"'
+	check "Prometheus: the states $d is in" \
+		"$(prom_query "virtmq_domain_state{domain=\"$d\"} == 1" '[.data.result[].metric.state] | join(",")')" pending-cold-boot
+	check "Prometheus: $d pending for less than 10 minutes" \
+		"$(prom_query "time() - virtmq_domain_state_since_timestamp_seconds{domain=\"$d\",state=\"pending-cold-boot\"} < 600" '.data.result | length')" 1
+	check "Prometheus: queues of $d by source" \
+		"$(prom_query "virtmq_interface_queues{domain=\"$d\"}" '[.data.result[] | "\(.metric.mac_address) \(.metric.source)=\(.value[1])"] | sort | join(" ")')" \
+		"$mac defined=4 $mac running=1 $mac wanted=4"
+	eventually 30 "Prometheus: the recording rule job_state:virtmq_domains:sum counts it" 1 \
+		prom_query 'job_state:virtmq_domains:sum{state="pending-cold-boot"} >= 1' '.data.result | length'
+	e2e_virsh destroy "$d" >/dev/null
+	prometheus_stop
+}
+
+ALL=(zero_touch reboot save_restore restarts enforce_audit race degraded_guests kill9_redefine libvirtd_outage passwords slow_libvirt prometheus_view)
 
 main() {
 	local s rc
@@ -425,6 +457,7 @@ main() {
 	trap on_exit EXIT
 	VIRTMQ_E2E_HOOKS_DIR=$RUN/hooks daemons_start
 	cleanup_domains
+	[[ -n $METRICS_LISTEN ]] || METRICS_LISTEN=127.0.0.1:$(free_port)
 	agent_start
 	for s in "$@"; do
 		e2e_log "=== scenario $s"

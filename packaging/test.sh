@@ -257,6 +257,7 @@ for f in /usr/sbin/virtmq /usr/sbin/virtmq-agent /usr/sbin/virtmq-hook \
 	/usr/lib/systemd/system/virtmq-agent.service /usr/lib/systemd/system-preset/50-virtmq.preset \
 	/usr/share/man/man8/virtmq.8.gz /usr/share/man/man8/virtmq-agent.8.gz /usr/share/man/man8/virtmq-hook.8.gz \
 	/usr/share/man/man5/virtmq-policy.5.gz /usr/share/virtmq/virtmq-install-legacy-hook \
+	/usr/share/virtmq/monitoring/virtmq-rules.yml /usr/share/virtmq/monitoring/virtmq-dashboard.json \
 	/usr/share/licenses/virtmq/LICENSE; do
 	check "rpm lists $f" grep -qx "$f" "$work/rpm.list"
 done
@@ -316,6 +317,9 @@ check "hook symlink /etc/libvirt/hooks/qemu.d/50-virtmq -> /usr/sbin/virtmq-hook
 	test "$(readlink /etc/libvirt/hooks/qemu.d/50-virtmq)" = /usr/sbin/virtmq-hook
 check "/etc/virtmq/policy.yaml is the shipped default" cmp /etc/virtmq/policy.yaml policy/default.yaml
 check "/etc/virtmq/policy.yaml is a conffile" bash -c "dpkg-query -W -f='\${Conffiles}' virtmq | grep -q ' /etc/virtmq/policy.yaml '"
+for f in virtmq-rules.yml virtmq-dashboard.json; do
+	check "the monitoring mixin: /usr/share/virtmq/monitoring/$f is the shipped one" cmp "/usr/share/virtmq/monitoring/$f" "packaging/monitoring/$f"
+done
 check "/etc/virtmq/policy.d is an empty directory" bash -c '[ -d /etc/virtmq/policy.d ] && [ -z "$(ls -A /etc/virtmq/policy.d)" ]'
 check "the agent unit is installed" test -f /usr/lib/systemd/system/virtmq-agent.service
 check "the agent is enabled (deb-systemd-helper)" test -L /etc/systemd/system/multi-user.target.wants/virtmq-agent.service

@@ -59,6 +59,11 @@ type Domain struct {
 	Attempts int       `json:"attempts,omitempty"`
 	RetryAt  time.Time `json:"retry_at,omitzero"`
 	NICs     []NIC     `json:"nics"`
+
+	// StateSince is when the domain entered State; zero when unknown.
+	// (The reconcile loop is to set it on each change of State; until it
+	// does, the metrics track it from what they see at scrape time.)
+	StateSince time.Time `json:"state_since,omitzero"`
 }
 
 // NIC is one interface's state. Zero counts mean unknown.
@@ -81,4 +86,9 @@ type NIC struct {
 	GuestStep string    `json:"guest_step,omitempty"`
 	GuestAt   time.Time `json:"guest_at,omitempty"`
 	Problem   string    `json:"problem,omitempty"`
+
+	// TargetDevice is the host side of the NIC, <target dev> in the live
+	// XML (the tap, e.g. vnet3); empty while the domain is not running or
+	// while the reconcile loop does not fill it in.
+	TargetDevice string `json:"target_device,omitempty"`
 }
