@@ -111,9 +111,13 @@ func TestGuestStepOnAgentConnected(t *testing.T) {
 	want := status.NIC{
 		MAC: recordedMAC, Managed: true, Wanted: 4, Defined: 4, Running: 4, QMPVirtqueues: 9, MQ: true,
 		Rule: "defaults", GuestIfName: "eth0", GuestWanted: 4, GuestCurrent: 4, GuestMax: 4, GuestStep: guestDone, GuestAt: n.GuestAt,
+		TargetDevice: "vnet1", // the live XML's <target dev>
 	}
 	if n != want {
 		t.Errorf("NIC =\n%+v\nwant\n%+v", n, want)
+	}
+	if d.StateSince.IsZero() {
+		t.Error("StateSince is not set")
 	}
 	if d.State != status.StateCompliant || !strings.Contains(d.LastAction, "eth0 combined 1→4") {
 		t.Errorf("domain = %+v", d)

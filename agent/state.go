@@ -42,8 +42,14 @@ type derived struct {
 func deriveState(in stateInput) derived {
 	d, plan := in.v.d, in.v.plan
 	var running map[string]int
+	taps := map[string]string{}
 	if in.v.live != nil {
 		running = in.v.live.QueuesByMAC()
+		for _, ifc := range in.v.live.Interfaces {
+			if ifc.MAC != "" && ifc.TargetDev != "" {
+				taps[ifc.MAC] = ifc.TargetDev
+			}
+		}
 	}
 	old := map[string]status.NIC{}
 	for _, n := range in.old {
@@ -53,7 +59,7 @@ func deriveState(in stateInput) derived {
 	managed := false
 	var pending []string
 	for _, n := range plan.NICs {
-		ns := status.NIC{MAC: n.MAC, Managed: n.Managed, Wanted: n.Wanted, Defined: n.Current, Rule: n.Rule}
+		ns := status.NIC{MAC: n.MAC, Managed: n.Managed, Wanted: n.Wanted, Defined: n.Current, Rule: n.Rule, TargetDevice: taps[n.MAC]}
 		if in.redefined && n.Change() {
 			ns.Defined = n.Wanted
 		}

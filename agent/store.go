@@ -58,7 +58,11 @@ func (s *store) update(uuid string, f func(r *record)) {
 		r = &record{st: status.Domain{UUID: uuid}}
 		s.domains[uuid] = r
 	}
+	was := r.st.State
 	f(r)
+	if r.st.State != was {
+		r.st.StateSince = s.now()
+	}
 }
 
 // view runs f on the domain's record if it exists; f must not keep r.
