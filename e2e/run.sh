@@ -429,7 +429,7 @@ cold_boot_rolling() {
 	done
 	for d in "${ds[@]}"; do wait_for_agent "$d" 120; done
 	out=$("$BIN/virtmq" apply --cold-boot --dry-run --policy "$POLICY" --all 2>&1)
-	check_match "dry run lists $P roll1" "$out" "${P}roll1: would restart: .* runs 1, wants 2"
+	check_match "dry run lists ${P}roll1" "$out" "${P}roll1: would restart: .* runs 1, wants 2"
 	"$BIN/virtmq" apply --cold-boot --parallel 2 --shutdown-timeout 15s --force --boot-timeout 4m \
 		--policy "$POLICY" --status-socket "$STATUS_SOCK" "${P}roll*" >"$RUN/coldboot.out" 2>&1 || rc=$?
 	cat "$RUN/coldboot.out" >&2
