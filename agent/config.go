@@ -112,6 +112,14 @@ type Config struct {
 	// error for it instead (reset by a policy reload or a reconnect).
 	MaxRedefines int
 
+	// VCPUCheckInterval is how often the live vCPU count of running
+	// domains with combined: vcpus is read (setvcpus --live sends no
+	// event); DefinitionCheckInterval how often every definition is read
+	// again (attach-interface --config sends none either). Zero takes the
+	// default (DefaultVCPUCheckInterval, DefaultDefinitionCheckInterval);
+	// negative turns the check off. See hotplug.go.
+	VCPUCheckInterval, DefinitionCheckInterval time.Duration
+
 	// Reload delivers reload requests (SIGHUP): the policy is read again
 	// and every domain reconciled. May be nil.
 	Reload <-chan os.Signal

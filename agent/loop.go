@@ -49,6 +49,8 @@ func (a *Agent) loop(ctx context.Context) {
 		a.sd.ping(time.Now())
 	}
 
+	vcpuTick, defTick, stopTicks := a.periodicTicks()
+	defer stopTicks()
 	bo := backoff{min: a.cfg.ReconnectMin, max: a.cfg.ReconnectMax}
 	var (
 		s        *session
@@ -183,6 +185,24 @@ func (a *Agent) loop(ctx context.Context) {
 			resync = nil
 			doSync()
 
+		case <-vcpuTick:
+			if s != nil {
+				if err := a.checkVCPUs(ctx, s.conn); err != nil && a.isLost(s.conn, err) {
+					drop(err)
+					continue
+				}
+				a.updateStatus(s)
+			}
+
+		case <-defTick:
+			if s != nil {
+				if err := a.checkDefinitions(ctx, s.conn); err != nil && a.isLost(s.conn, err) {
+					drop(err)
+					continue
+				}
+				a.updateStatus(s)
+			}
+
 		case <-a.retry.wake:
 			if s == nil {
 				// The resync after the reconnect reconciles every domain.
@@ -281,6 +301,11 @@ func (a *Agent) handle(ctx context.Context, conn virt.Conn, batch []virt.Event) 
 				jobs[key] = jobs[key].merge(job{verify: true, boot: true})
 				refs[key] = d
 			}
+		case virt.EventDeviceAdded:
+			// A hot-plugged NIC (see hotplug.go): no DEFINED comes with it.
+			reconcile(d)
+			jobs[key] = jobs[key].merge(job{guest: true, verify: true})
+			refs[key] = d
 		case virt.EventAgentConnected:
 			jobs[key] = jobs[key].merge(job{guest: true, verify: true})
 			refs[key] = d

@@ -238,6 +238,10 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 			// returned the definition. Its STOPPED event follows.
 			live = nil
 		}
+		if d.Persistent && live != nil {
+			// Hot-plugged NICs and the vCPUs online (see hotplug.go).
+			plan = mergeLivePlan(plan, pol.Decide(live))
+		}
 		if !d.Persistent {
 			// A transient domain has no definition: decide from what runs.
 			if _, plan, err = domxml.Apply(pol, doc); err != nil {

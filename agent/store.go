@@ -164,3 +164,16 @@ func (s *store) snapshot() status.Snapshot {
 	})
 	return snap
 }
+
+// liveViews returns the last views of the domains that run.
+func (s *store) liveViews() []*domainView {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*domainView
+	for _, r := range s.domains {
+		if r.view != nil && r.view.live != nil {
+			out = append(out, r.view)
+		}
+	}
+	return out
+}

@@ -445,7 +445,83 @@ prometheus_view() {
 	prometheus_stop
 }
 
-ALL=(zero_touch reboot save_restore restarts enforce_audit race degraded_guests kill9_redefine libvirtd_outage passwords slow_libvirt prometheus_view)
+# e. a rolling cold boot of three pending domains, two at a time: all come
+# back compliant, none is left off. The tiny guest has no ACPI power-button
+# handler (no acpid), so the graceful shutdown times out and --force ends it.
+cold_boot_rolling() {
+	local d ds=("${P}roll1" "${P}roll2" "${P}roll3") out rc=0
+	kill -STOP "$(agent_pid)"
+	for d in "${ds[@]}"; do
+		define_domain "$d" --vcpus 2
+		e2e_virsh start "$d" >/dev/null
+	done
+	kill -CONT "$(agent_pid)"
+	for d in "${ds[@]}"; do
+		eventually 30 "agent state of $d" pending-cold-boot status_of "$d" .state
+	done
+	for d in "${ds[@]}"; do wait_for_agent "$d" 120; done
+	out=$("$BIN/virtmq" apply --cold-boot --dry-run --policy "$POLICY" --all 2>&1)
+	check_match "dry run lists ${P}roll1" "$out" "${P}roll1: would restart: .* runs 1, wants 2"
+	"$BIN/virtmq" apply --cold-boot --parallel 2 --shutdown-timeout 15s --force --boot-timeout 4m \
+		--policy "$POLICY" --status-socket "$STATUS_SOCK" "${P}roll*" >"$RUN/coldboot.out" 2>&1 || rc=$?
+	cat "$RUN/coldboot.out" >&2
+	check "apply --cold-boot exit code" "$rc" 0
+	for d in "${ds[@]}"; do
+		check "$d running" "$(e2e_virsh domstate "$d")" running
+		check "$d running queues" "$(live_queues "$d")" 2
+		check "$d agent state" "$(status_of "$d" .state)" compliant
+	done
+	for d in "${ds[@]}"; do
+		e2e_virsh destroy "$d" >/dev/null
+		e2e_virsh undefine "$d" >/dev/null
+	done
+}
+
+# f. NIC hot-plug: --live --config single-queue → the persistent copy is
+# rewritten and the domain is pending; a NIC plugged --live with queues gets
+# the guest step (DEVICE_ADDED is the only event libvirt sends).
+hotplug_nic() {
+	local d=${P}hotnic m2=52:54:00:77:00:02 m3=52:54:00:77:00:03
+	boot_rewritten "$d" --vcpus 2
+	eventually 30 "agent state before" compliant status_of "$d" .state
+	e2e_virsh attach-interface "$d" bridge "$VIRTMQ_E2E_BRIDGE" --model virtio --mac "$m2" --live --config >/dev/null
+	eventually 30 "persistent copy of the plugged NIC rewritten: queues" 2 \
+		bash -c "virsh -q -c '$VIRTMQ_E2E_URI' dumpxml --inactive '$d' | xmllint --xpath 'string(/domain/devices/interface[mac/@address=\"$m2\"]/driver/@queues)' -"
+	eventually 30 "agent state after a single-queue plug" pending-cold-boot status_of "$d" .state
+	e2e_virsh attach-device "$d" /dev/stdin --live >/dev/null <<-XML
+		<interface type='bridge'><source bridge='$VIRTMQ_E2E_BRIDGE'/><mac address='$m3'/><model type='virtio'/><driver queues='2'/></interface>
+	XML
+	eventually 90 "guest step on the NIC plugged with queues" done status_of "$d" ".nics[] | select(.mac == \"$m3\") | .guest_step"
+	check "its guest combined" "$(status_of "$d" ".nics[] | select(.mac == \"$m3\") | .guest_current")" 2
+	e2e_virsh destroy "$d" >/dev/null
+	e2e_virsh undefine "$d" >/dev/null
+}
+
+# g. vCPU hot-plug 2 → 4 with combined: vcpus: no event; the agent's live
+# vCPU check (every 15 s) runs the guest step again and Combined follows.
+hotplug_vcpu() {
+	local d=${P}hotcpu
+	cat >"$POLICY" <<-YAML
+		version: 1
+		mode: audit
+		on_error: allow
+		defaults:
+		  queues: vcpus
+		  max: 8
+		  combined: vcpus
+	YAML
+	kill -HUP "$(agent_pid)"
+	trap 'write_policy audit; kill -HUP "$(agent_pid)"' EXIT
+	boot_rewritten "$d" --vcpus 4 --current-vcpus 2
+	eventually 90 "guest Combined with 2 vCPUs online" 2 guest_current "$d"
+	e2e_virsh setvcpus "$d" 4 --live >/dev/null
+	eventually 60 "guest Combined after setvcpus --live 4" 4 guest_current "$d"
+	eventually 10 "agent status guest_wanted" 4 status_of "$d" '.nics[0].guest_wanted'
+	e2e_virsh destroy "$d" >/dev/null
+	e2e_virsh undefine "$d" >/dev/null
+}
+
+ALL=(zero_touch reboot save_restore restarts enforce_audit race degraded_guests kill9_redefine libvirtd_outage passwords slow_libvirt prometheus_view cold_boot_rolling hotplug_nic hotplug_vcpu)
 
 main() {
 	local s rc

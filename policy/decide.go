@@ -29,6 +29,12 @@ func (p *Policy) Decide(d *Domain) Plan {
 	plan.NICs = make([]NICPlan, len(d.Interfaces))
 	// libvirt assumes one vCPU without <vcpu>; never divide by or cap at 0.
 	vcpus := max(d.MaxVCPUs, 1)
+	// combined: vcpus follows the vCPUs online (current=; in the live XML
+	// it follows setvcpus --live), as Linux's virtio_net does at probe.
+	online := vcpus
+	if d.CurrentVCPUs > 0 {
+		online = min(d.CurrentVCPUs, vcpus)
+	}
 	budget, managed := 0, 0
 	for i := range d.Interfaces {
 		nic := &d.Interfaces[i]
@@ -62,7 +68,7 @@ func (p *Policy) Decide(d *Domain) Plan {
 		np.Wanted, np.Reason = s.wanted(vcpus)
 		if s.GuestStep {
 			np.GuestStep = true
-			np.Combined = s.Combined.eval(np.Wanted, vcpus)
+			np.Combined = s.Combined.eval(np.Wanted, online)
 		}
 		managed++
 		if s.Budget > 0 && (budget == 0 || s.Budget < budget) {

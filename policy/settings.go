@@ -129,7 +129,7 @@ type CombinedKind int
 // Kinds of combined settings.
 const (
 	CombinedQueues CombinedKind = iota // M is N
-	CombinedVCPUs                      // M is the maximum vCPU count (then capped at N)
+	CombinedVCPUs                      // M is the vCPUs online (<vcpu current=>; then capped at N)
 	CombinedFixed                      // M is the integer N (then capped at N queues)
 )
 
@@ -152,12 +152,12 @@ func (c CombinedSetting) String() string {
 	}
 }
 
-// eval computes M from N and the maximum vCPU count: never above N, at least 1.
-func (c CombinedSetting) eval(n, vcpus int) int {
+// eval computes M from N and the vCPUs online: never above N, at least 1.
+func (c CombinedSetting) eval(n, online int) int {
 	m := n
 	switch c.Kind {
 	case CombinedVCPUs:
-		m = vcpus
+		m = online
 	case CombinedFixed:
 		m = c.N
 	}

@@ -346,8 +346,58 @@ func (c *libvirtConn) MonitorCommand(ctx context.Context, d Domain, cmd []byte) 
 	return []byte(r), nil
 }
 
+// stateErr adds ErrInvalidState to libvirt's "operation is not valid"
+// (already running, not running).
+func stateErr(err error) error {
+	var le libvirt.Error
+	if errors.As(err, &le) && libvirt.ErrorNumber(le.Code) == libvirt.ErrOperationInvalid {
+		return fmt.Errorf("%w: %w", ErrInvalidState, err)
+	}
+	return err
+}
+
+// StartDomain implements Conn.
+func (c *libvirtConn) StartDomain(ctx context.Context, d Domain) error {
+	ld, err := c.ref(ctx, d)
+	if err != nil {
+		return fmt.Errorf("failed to look up domain %q: %w", d.Name, err)
+	}
+	if _, err := call(ctx, c, func() (libvirt.Domain, error) { return c.l.DomainCreateWithFlags(ld, 0) }); err != nil {
+		return fmt.Errorf("failed to start domain %q: %w", d.Name, stateErr(err))
+	}
+	return nil
+}
+
+// ShutdownDomain implements Conn.
+func (c *libvirtConn) ShutdownDomain(ctx context.Context, d Domain) error {
+	ld, err := c.ref(ctx, d)
+	if err != nil {
+		return fmt.Errorf("failed to look up domain %q: %w", d.Name, err)
+	}
+	_, err = call(ctx, c, func() (struct{}, error) {
+		return struct{}{}, c.l.DomainShutdownFlags(ld, libvirt.DomainShutdownAcpiPowerBtn)
+	})
+	if err != nil {
+		return fmt.Errorf("failed to shut down domain %q: %w", d.Name, stateErr(err))
+	}
+	return nil
+}
+
+// DestroyDomain implements Conn.
+func (c *libvirtConn) DestroyDomain(ctx context.Context, d Domain) error {
+	ld, err := c.ref(ctx, d)
+	if err != nil {
+		return fmt.Errorf("failed to look up domain %q: %w", d.Name, err)
+	}
+	_, err = call(ctx, c, func() (struct{}, error) { return struct{}{}, c.l.DomainDestroy(ld) })
+	if err != nil {
+		return fmt.Errorf("failed to destroy domain %q: %w", d.Name, stateErr(err))
+	}
+	return nil
+}
+
 // Events implements Conn: lifecycle events merged with guest-agent
-// lifecycle events. The channel is closed when ctx ends or the connection
+// lifecycle and device-added events. The channel is closed when ctx ends or the connection
 // drops; the caller must keep reading it until then.
 func (c *libvirtConn) Events(ctx context.Context) (<-chan Event, error) {
 	ctx, cancel := context.WithCancel(ctx)
@@ -362,6 +412,13 @@ func (c *libvirtConn) Events(ctx context.Context) (<-chan Event, error) {
 		drain(lc)
 		return nil, fmt.Errorf("failed to subscribe to guest agent events: %w", c.mapErr(err))
 	}
+	dev, err := c.l.SubscribeEvents(ctx, libvirt.DomainEventIDDeviceAdded, libvirt.OptDomain{})
+	if err != nil {
+		cancel()
+		drain(lc)
+		drain(ag)
+		return nil, fmt.Errorf("failed to subscribe to device-added events: %w", c.mapErr(err))
+	}
 	out := make(chan Event, 64)
 	go func() {
 		defer close(out)
@@ -371,6 +428,7 @@ func (c *libvirtConn) Events(ctx context.Context) (<-chan Event, error) {
 			cancel()
 			go drain(lc)
 			go drain(ag)
+			go drain(dev)
 		}()
 		for {
 			var ev Event
@@ -389,6 +447,15 @@ func (c *libvirtConn) Events(ctx context.Context) (<-chan Event, error) {
 					continue
 				}
 				ev = agentEvent(a)
+			case m, ok := <-dev:
+				if !ok {
+					return
+				}
+				a, isDev := m.(*libvirt.DomainEventCallbackDeviceAddedMsg)
+				if !isDev {
+					continue
+				}
+				ev = Event{Kind: EventDeviceAdded, Domain: Domain{Name: a.Dom.Name, UUID: formatUUID(a.Dom.UUID)}, Alias: a.DevAlias}
 			case <-c.disconnected:
 				return
 			case <-ctx.Done():

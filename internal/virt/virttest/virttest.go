@@ -37,6 +37,9 @@ const (
 	MethodMonitorCommand = "MonitorCommand"
 	MethodCapabilities   = "Capabilities"
 	MethodEvents         = "Events"
+	MethodStartDomain    = "StartDomain"
+	MethodShutdownDomain = "ShutdownDomain"
+	MethodDestroyDomain  = "DestroyDomain"
 	MethodDial           = "Dial"
 
 	// MethodDomainXMLSecure counts only the DomainXML calls that asked
@@ -73,6 +76,7 @@ type daemon struct {
 	onCall    CallFunc
 	nextID    int
 	stalls    []chan struct{} // for the next DefineXML calls (StallDefine)
+	deafACPI  map[string]bool // domain names whose guest ignores ShutdownDomain (SetIgnoreACPI)
 }
 
 type domain struct {
