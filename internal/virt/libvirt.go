@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -85,6 +86,8 @@ type libvirtConn struct {
 	// disconnected is captured right after connecting: go-libvirt replaces
 	// its channel on each ConnectToURI.
 	disconnected <-chan struct{}
+	// rebootEvents says the last Events call got the REBOOT events.
+	rebootEvents atomic.Bool
 }
 
 var _ Conn = (*libvirtConn)(nil)
@@ -362,6 +365,13 @@ func (c *libvirtConn) Events(ctx context.Context) (<-chan Event, error) {
 		drain(lc)
 		return nil, fmt.Errorf("failed to subscribe to guest agent events: %w", c.mapErr(err))
 	}
+	// The REBOOT event is optional: without it apply_at: next-reboot falls
+	// back to cold-boot (see RebootEvents).
+	rb, err := c.l.SubscribeEvents(ctx, libvirt.DomainEventIDReboot, libvirt.OptDomain{})
+	if err != nil {
+		rb = nil
+	}
+	c.rebootEvents.Store(err == nil)
 	out := make(chan Event, 64)
 	go func() {
 		defer close(out)
@@ -371,6 +381,9 @@ func (c *libvirtConn) Events(ctx context.Context) (<-chan Event, error) {
 			cancel()
 			go drain(lc)
 			go drain(ag)
+			if rb != nil {
+				go drain(rb)
+			}
 		}()
 		for {
 			var ev Event
@@ -389,6 +402,15 @@ func (c *libvirtConn) Events(ctx context.Context) (<-chan Event, error) {
 					continue
 				}
 				ev = agentEvent(a)
+			case m, ok := <-rb:
+				if !ok {
+					return
+				}
+				r, isReboot := m.(*libvirt.DomainEventCallbackRebootMsg)
+				if !isReboot {
+					continue
+				}
+				ev = Event{Kind: EventRebooted, Domain: Domain{Name: r.Msg.Dom.Name, UUID: formatUUID(r.Msg.Dom.UUID)}}
 			case <-c.disconnected:
 				return
 			case <-ctx.Done():

@@ -77,6 +77,7 @@ const (
 	EventStopped                     // shut off, destroyed, crashed
 	EventAgentConnected              // qemu-guest-agent channel connected (after every boot and reboot)
 	EventAgentDisconnected           // qemu-guest-agent channel disconnected
+	EventRebooted                    // the guest was reset (VIR_DOMAIN_EVENT_ID_REBOOT): a guest or virsh reboot
 )
 
 // String returns the kind's name, for logs.
@@ -94,6 +95,8 @@ func (k EventKind) String() string {
 		return "agent-connected"
 	case EventAgentDisconnected:
 		return "agent-disconnected"
+	case EventRebooted:
+		return "rebooted"
 	}
 	return "other"
 }

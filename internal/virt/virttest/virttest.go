@@ -73,6 +73,7 @@ type daemon struct {
 	onCall    CallFunc
 	nextID    int
 	stalls    []chan struct{} // for the next DefineXML calls (StallDefine)
+	noReboot  bool            // RebootEvents reports false (SetRebootEvents)
 }
 
 type domain struct {
@@ -81,6 +82,10 @@ type domain struct {
 	active     bool
 	inactive   []byte // persistent definition (nil for transient)
 	live       []byte // live XML while active
+	paused     bool   // suspended (while active)
+	// saved is the live XML of a managed save image (ManagedSave): a
+	// plain start restores it, with the queues it ran with.
+	saved []byte
 }
 
 func (d *domain) virt() virt.Domain {
@@ -746,6 +751,10 @@ func (c *Conn) Start(name string) error {
 	}
 	x.active = true
 	x.live = c.d.liveXML(x.inactive)
+	if x.saved != nil {
+		// libvirt restores a managed save image: the live XML it saved.
+		x.live, x.saved = x.saved, nil
+	}
 	v := x.virt()
 	c.d.mu.Unlock()
 	c.d.emit(virt.Event{Kind: virt.EventStarted, Domain: virt.Domain{Name: v.Name, UUID: v.UUID}})
@@ -836,6 +845,7 @@ func (c *Conn) Stop(name string) error {
 	}
 	x.active = false
 	x.live = nil
+	x.paused = false
 	if !x.persistent {
 		delete(c.d.domains, x.uuid)
 	}
