@@ -57,13 +57,20 @@ func coldBootsAtReboot(v *domainView) bool {
 	if v == nil || !v.d.Persistent || v.live == nil || v.plan.ApplyAt != policy.ApplyNextReboot {
 		return false
 	}
+	return runningChanges(v) != ""
+}
+
+// runningChanges lists the managed NICs of a running domain whose running
+// queue count is not the wanted one: "52:54:00:00:00:01 1→4 queues".
+func runningChanges(v *domainView) string {
 	running := v.live.QueuesByMAC()
+	var parts []string
 	for _, n := range v.plan.NICs {
 		if q, ok := running[n.MAC]; ok && n.Managed && q != n.Wanted {
-			return true
+			parts = append(parts, fmt.Sprintf("%s %d→%d queues", n.MAC, q, n.Wanted))
 		}
 	}
-	return false
+	return strings.Join(parts, ", ")
 }
 
 // power returns conn's Power when it can turn reboots into cold boots.
@@ -89,7 +96,7 @@ func (a *Agent) onReboot(ctx context.Context, conn virt.Conn, d virt.Domain) err
 	}
 	d = v.d
 	log := a.log.With("domain", d.Name)
-	in := restartIntent{Name: d.Name, UUID: d.UUID, At: a.cfg.Now(), Changes: describeChanges(v.plan)}
+	in := restartIntent{Name: d.Name, UUID: d.UUID, At: a.cfg.Now(), Changes: runningChanges(v)}
 	if err := a.writeIntent(in); err != nil {
 		// Without it a crash could leave the domain off: let the reboot go on.
 		log.Error("cannot persist the restart intent; the reboot keeps the old queue counts", "err", err)

@@ -413,7 +413,11 @@ slow_libvirt() {
 	for d in "$dr" "$dd"; do e2e_virsh undefine "$d" >/dev/null; done
 }
 
-ALL=(zero_touch reboot save_restore restarts enforce_audit race degraded_guests kill9_redefine libvirtd_outage passwords slow_libvirt)
+# shellcheck source=e2e/reboot.sh
+source "$E2E_DIR/reboot.sh"
+
+ALL=(zero_touch reboot save_restore restarts enforce_audit race degraded_guests kill9_redefine libvirtd_outage passwords slow_libvirt
+	next_reboot_guest next_reboot_virsh next_reboot_poweroff next_reboot_kill9)
 
 main() {
 	local s rc
