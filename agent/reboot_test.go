@@ -15,7 +15,7 @@ import (
 	"github.com/virtmq/virtmq/internal/virt/virttest"
 )
 
-const nextRebootPolicy = testPolicy + "  apply_at: next-reboot\n"
+const nextRebootPolicy = testPolicy + "  apply_at: next-reboot\n" // also the built-in default
 
 // pendingHarness runs an agent with policy over a domain "web" that was
 // running with one queue before the agent rewrote its definition to 4: it
@@ -115,7 +115,7 @@ func TestNextRebootOnPoweroffRestart(t *testing.T) {
 }
 
 func TestColdBootPolicyKeepsReboot(t *testing.T) {
-	h, _ := pendingHarness(t, testPolicy, nil)
+	h, _ := pendingHarness(t, testPolicy+"  apply_at: cold-boot\n", nil)
 	d := h.waitState("web", status.StatePendingColdBoot)
 	if !strings.Contains(d.Problem, "a reboot keeps the running count") {
 		t.Errorf("problem = %q", d.Problem)

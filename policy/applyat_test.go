@@ -11,7 +11,8 @@ func TestApplyAt(t *testing.T) {
 		d            Domain
 		want         ApplyAt
 	}{
-		{"built-in default", "", Domain{MaxVCPUs: 4, Interfaces: []Interface{nic(0)}}, ApplyColdBoot},
+		{"built-in default", "", Domain{MaxVCPUs: 4, Interfaces: []Interface{nic(0)}}, ApplyNextReboot},
+		{"cold-boot", "defaults: {apply_at: cold-boot}\n", Domain{MaxVCPUs: 4, Interfaces: []Interface{nic(0)}}, ApplyColdBoot},
 		{"defaults", "defaults: {apply_at: next-reboot}\n", Domain{MaxVCPUs: 4, Interfaces: []Interface{nic(0)}}, ApplyNextReboot},
 		{
 			"a rule's set",

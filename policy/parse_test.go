@@ -25,7 +25,7 @@ func TestParseDefault(t *testing.T) {
 	if p.Mode() != ModeAudit || p.OnError() != OnErrorAllow {
 		t.Errorf("mode, on_error = %s, %s; want audit, allow (the default must be safe for any fleet)", p.Mode(), p.OnError())
 	}
-	want := Settings{Queues: QueuesSetting{Kind: QueuesVCPUs}, Min: 1, Max: 8, MinVCPUs: 2, GuestStep: true, Combined: CombinedSetting{Kind: CombinedQueues}, ApplyAt: ApplyColdBoot}
+	want := Settings{Queues: QueuesSetting{Kind: QueuesVCPUs}, Min: 1, Max: 8, MinVCPUs: 2, GuestStep: true, Combined: CombinedSetting{Kind: CombinedQueues}, ApplyAt: ApplyNextReboot}
 	if got := p.Defaults(); got != want {
 		t.Errorf("defaults = %+v, want %+v", got, want)
 	}
@@ -234,7 +234,7 @@ rules:
 	if p.Mode() != ModeEnforce || p.OnError() != OnErrorDeny {
 		t.Errorf("mode, on_error = %s, %s", p.Mode(), p.OnError())
 	}
-	def := Settings{Queues: QueuesSetting{QueuesPercent, 50}, Min: 2, Max: 16, MinVCPUs: 0, Budget: 12, AllowAboveVCPUs: true, GuestStep: false, Combined: CombinedSetting{CombinedFixed, 3}, ApplyAt: ApplyColdBoot}
+	def := Settings{Queues: QueuesSetting{QueuesPercent, 50}, Min: 2, Max: 16, MinVCPUs: 0, Budget: 12, AllowAboveVCPUs: true, GuestStep: false, Combined: CombinedSetting{CombinedFixed, 3}, ApplyAt: ApplyNextReboot}
 	if got := p.Defaults(); got != def {
 		t.Errorf("defaults = %+v\nwant %+v", got, def)
 	}

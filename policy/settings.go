@@ -83,7 +83,7 @@ func builtinSettings() Settings {
 		Budget:    0,
 		GuestStep: true,
 		Combined:  CombinedSetting{Kind: CombinedQueues},
-		ApplyAt:   ApplyColdBoot,
+		ApplyAt:   ApplyNextReboot,
 	}
 }
 
