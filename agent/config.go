@@ -38,6 +38,8 @@ const (
 	// DefaultMaxRedefines is how many times in a row the agent redefines a
 	// domain whose definition still differs from the rewrite afterwards.
 	DefaultMaxRedefines = 3
+	// DefaultStateDir is where the agent keeps its restart intents.
+	DefaultStateDir = "/var/lib/virtmq"
 )
 
 // DialFunc connects to libvirt; virt.Dial is the real one.
@@ -64,6 +66,10 @@ type Config struct {
 	LibvirtSockets []string
 	// StatusSocket is where the status is served (default status.DefaultSocket).
 	StatusSocket string
+	// StateDir holds what must survive the agent (default
+	// DefaultStateDir): the intents of domains stopped at their reboot to
+	// cold boot them (apply_at: next-reboot), finished at the next start.
+	StateDir string
 	// MetricsListen is the address of the Prometheus endpoint (/metrics);
 	// empty disables it.
 	MetricsListen string
@@ -164,6 +170,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.LibvirtSockets = virt.DefaultSockets
 	}
 	defaultTo(&c.StatusSocket, status.DefaultSocket)
+	defaultTo(&c.StateDir, DefaultStateDir)
 	defaultTo(&c.Concurrency, DefaultConcurrency)
 	defaultTo(&c.GuestTimeout, DefaultGuestTimeout)
 	defaultTo(&c.GuestAttempts, DefaultGuestAttempts)

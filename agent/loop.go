@@ -284,6 +284,8 @@ func (a *Agent) handle(ctx context.Context, conn virt.Conn, batch []virt.Event) 
 	seen := map[string]bool{}
 	jobs := map[string]job{}
 	refs := map[string]virt.Domain{}
+	seenReboot := map[string]bool{}
+	var reboots []virt.Domain
 	reconcile := func(d virt.Domain) {
 		if key := domainKey(d); !seen[key] {
 			seen[key] = true
@@ -306,12 +308,23 @@ func (a *Agent) handle(ctx context.Context, conn virt.Conn, batch []virt.Event) 
 			reconcile(d)
 			jobs[key] = jobs[key].merge(job{guest: true, verify: true})
 			refs[key] = d
+		case virt.EventRebooted:
+			if !seenReboot[key] {
+				seenReboot[key] = true
+				reboots = append(reboots, d)
+			}
 		case virt.EventAgentConnected:
 			jobs[key] = jobs[key].merge(job{guest: true, verify: true})
 			refs[key] = d
 			if a.store.lastView(d.UUID) == nil && !a.retry.waiting(d) {
 				reconcile(d)
 			}
+		}
+	}
+	// Reboots first: a domain to cold boot is paused as soon as possible.
+	for _, d := range reboots {
+		if err := a.onReboot(ctx, conn, d); err != nil && (a.isLost(conn, err) || ctx.Err() != nil) {
+			return err
 		}
 	}
 	views := map[string]*domainView{}
@@ -344,6 +357,9 @@ func (a *Agent) retryDue(ctx context.Context, conn virt.Conn) error {
 // schedules the guest step (and QMP check) for every running domain.
 func (a *Agent) resync(ctx context.Context, conn virt.Conn) error {
 	a.store.resetRedefines()
+	if err := a.finishIntents(ctx, conn); err != nil {
+		return fmt.Errorf("resync: %w", err)
+	}
 	doms, err := call(ctx, a, conn.ListDomains)
 	if err != nil {
 		return fmt.Errorf("resync: %w", err)

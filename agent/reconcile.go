@@ -256,6 +256,7 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 	}
 
 	v := &domainView{d: d, plan: plan, live: live}
+	_, rebootOK := power(conn)
 	now := a.cfg.Now()
 	var state string
 	a.store.update(d.UUID, func(r *record) {
@@ -277,7 +278,7 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 		case d.Persistent:
 			r.redefines = 0
 		}
-		out := deriveState(stateInput{v: v, redefined: redefined, rewritten: r.rewritten, old: r.st.NICs})
+		out := deriveState(stateInput{v: v, redefined: redefined, rewritten: r.rewritten, old: r.st.NICs, rebootOK: rebootOK})
 		r.st.NICs, r.st.State, r.st.Problem, r.rewritten = out.nics, out.state, out.problem, out.rewritten
 		state = out.state
 	})

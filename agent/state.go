@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/virtmq/virtmq/internal/status"
+	"github.com/virtmq/virtmq/policy"
 )
 
 // stateInput is what a domain's state is derived from after a reconcile
@@ -20,6 +21,10 @@ type stateInput struct {
 	// old is the NICs' status before: what the guest step and QMP learned
 	// is kept while the domain runs.
 	old []status.NIC
+	// rebootOK says the connection can turn a guest reboot into a cold
+	// boot (see reboot.go): without it apply_at: next-reboot falls back
+	// to cold-boot, and the problem says so.
+	rebootOK bool
 }
 
 // derived is a domain's status after a reconcile.
@@ -96,8 +101,15 @@ func deriveState(in stateInput) derived {
 		}
 	case len(pending) > 0:
 		out.state = status.StatePendingColdBoot
-		out.problem = "running with other queue counts than its definition (" + strings.Join(pending, "; ") +
-			"): applies at the next cold boot (shut down, then start; a reboot keeps the running count)"
+		out.problem = "running with other queue counts than its definition (" + strings.Join(pending, "; ") + "): "
+		switch {
+		case plan.ApplyAt == policy.ApplyNextReboot && in.rebootOK:
+			out.problem += "applies at the guest's next reboot (apply_at: next-reboot: virtmq-agent makes it a cold boot), or at the next cold boot"
+		case plan.ApplyAt == policy.ApplyNextReboot:
+			out.problem += "applies at the next cold boot (shut down, then start): apply_at: next-reboot is not available on this libvirt connection (no REBOOT events), falling back to cold-boot"
+		default:
+			out.problem += "applies at the next cold boot (shut down, then start; a reboot keeps the running count)"
+		}
 	case in.rewritten && !d.Active:
 		out.state = status.StateRewritten
 	default:

@@ -12,8 +12,9 @@
 # and optionally:
 #   METRICS_LISTEN the agent's --metrics-listen address (empty: no endpoint)
 
-# write_policy MODE: the test policy. combined 2 makes the guest step do real
-# work: the kernel alone would enable min(vCPUs, N) = 4 pairs.
+# write_policy MODE [APPLY_AT]: the test policy. combined 2 makes the guest
+# step do real work: the kernel alone would enable min(vCPUs, N) = 4 pairs.
+# APPLY_AT defaults to cold-boot.
 write_policy() {
 	cat >"$POLICY" <<-YAML
 		version: 1
@@ -23,6 +24,7 @@ write_policy() {
 		  queues: vcpus
 		  max: 8
 		  combined: 2
+		  apply_at: ${2:-cold-boot}
 	YAML
 }
 
@@ -35,6 +37,18 @@ install_hook() {
 		exec $BIN/virtmq-hook --policy $POLICY "\$@"
 	SH
 	chmod 0755 "$1/qemu.d/50-virtmq"
+	# A test switch: with the file kill-agent-at-release.DOMAIN beside the agent's pidfile, the
+	# release of DOMAIN (its QEMU stopped) kills virtmq-agent with SIGKILL,
+	# right after the stop and before anything could start it again.
+	cat >"$1/qemu.d/40-kill-agent" <<-SH
+		#!/bin/sh
+		if [ "\$2" = release ] && [ -e "${AGENT_PIDFILE%/*}/kill-agent-at-release.\$1" ]; then
+			rm -f "${AGENT_PIDFILE%/*}/kill-agent-at-release.\$1"
+			kill -KILL "\$(cat "$AGENT_PIDFILE")" 2>/dev/null
+		fi
+		exit 0
+	SH
+	chmod 0755 "$1/qemu.d/40-kill-agent"
 }
 
 agent_pid() { cat "$AGENT_PIDFILE" 2>/dev/null; }
@@ -43,7 +57,7 @@ pid_gone() { ! pid_alive "$1"; } # zombies count as gone: PID 1 reaps slowly her
 # agent_start: virtmq-agent on the harness's libvirtd, until its status answers.
 agent_start() {
 	"$BIN/virtmq-agent" --policy "$POLICY" --socket "$LIBVIRT_SOCK" --status-socket "$STATUS_SOCK" \
-		${METRICS_LISTEN:+--metrics-listen "$METRICS_LISTEN"} --log-level debug >>"$AGENT_LOG" 2>&1 &
+		--state-dir "${AGENT_PIDFILE%/*}/state" ${METRICS_LISTEN:+--metrics-listen "$METRICS_LISTEN"} --log-level debug >>"$AGENT_LOG" 2>&1 &
 	echo $! >"$AGENT_PIDFILE"
 	e2e_wait 10 "$BIN/virtmq" status --status-socket "$STATUS_SOCK" ||
 		e2e_die "virtmq-agent did not answer on $STATUS_SOCK (log: $AGENT_LOG)"

@@ -521,7 +521,11 @@ hotplug_vcpu() {
 	e2e_virsh undefine "$d" >/dev/null
 }
 
-ALL=(zero_touch reboot save_restore restarts enforce_audit race degraded_guests kill9_redefine libvirtd_outage passwords slow_libvirt prometheus_view cold_boot_rolling hotplug_nic hotplug_vcpu)
+# shellcheck source=e2e/reboot.sh
+source "$E2E_DIR/reboot.sh"
+
+ALL=(zero_touch reboot save_restore restarts enforce_audit race degraded_guests kill9_redefine libvirtd_outage passwords slow_libvirt
+	prometheus_view cold_boot_rolling hotplug_nic hotplug_vcpu next_reboot_guest next_reboot_virsh next_reboot_poweroff next_reboot_kill9)
 
 main() {
 	local s rc

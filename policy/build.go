@@ -17,6 +17,7 @@ func builtinPartial() partial {
 		allowAbove: opt[bool]{v: s.AllowAboveVCPUs, set: true},
 		guestStep:  opt[bool]{v: s.GuestStep, set: true},
 		combined:   opt[CombinedSetting]{v: s.Combined, set: true},
+		applyAt:    opt[ApplyAt]{v: s.ApplyAt, set: true},
 	}
 }
 
@@ -36,6 +37,7 @@ func (p partial) overlay(o partial) partial {
 	over(&p.allowAbove, o.allowAbove)
 	over(&p.guestStep, o.guestStep)
 	over(&p.combined, o.combined)
+	over(&p.applyAt, o.applyAt)
 	return p
 }
 
@@ -50,6 +52,7 @@ func (p partial) settings() Settings {
 		AllowAboveVCPUs: p.allowAbove.v,
 		GuestStep:       p.guestStep.v,
 		Combined:        p.combined.v,
+		ApplyAt:         p.applyAt.v,
 	}
 }
 

@@ -65,6 +65,9 @@ func (p *Policy) Decide(d *Domain) Plan {
 			continue
 		}
 		np.Managed = true
+		if plan.ApplyAt != ApplyNextReboot {
+			plan.ApplyAt = s.ApplyAt
+		}
 		np.Wanted, np.Reason = s.wanted(vcpus)
 		if s.GuestStep {
 			np.GuestStep = true

@@ -18,7 +18,7 @@ const MaxFileSize = 1 << 20
 // Known keys, in the order the docs list them; used in "unknown key" messages.
 var (
 	topKeys      = []string{"version", "mode", "on_error", "defaults", "rules"}
-	settingsKeys = []string{"queues", "min", "max", "min_vcpus", "budget", "allow_above_vcpus", "guest_step", "combined"}
+	settingsKeys = []string{"queues", "min", "max", "min_vcpus", "budget", "allow_above_vcpus", "guest_step", "combined", "apply_at"}
 	ruleKeys     = []string{"name", "match", "exclude", "set"}
 	matchKeys    = []string{"domain", "vcpus", "os", "labels", "nic_type", "network", "bridge", "mac_prefix"}
 	// nicTypes are libvirt's <interface type> values (virDomainNetType);
@@ -68,6 +68,7 @@ type partial struct {
 	minVCPUs, budget      opt[int]
 	allowAbove, guestStep opt[bool]
 	combined              opt[CombinedSetting]
+	applyAt               opt[ApplyAt]
 }
 
 // fileDoc is what one file says, before merging.
@@ -178,6 +179,10 @@ func (p *parser) settings(n *yaml.Node, path string) partial {
 		case "combined":
 			if c, ok := p.combined(v, kpath); ok {
 				s.combined = opt[CombinedSetting]{c, true, at}
+			}
+		case "apply_at":
+			if s2, ok := p.enum(v, kpath, string(ApplyColdBoot), string(ApplyNextReboot)); ok {
+				s.applyAt = opt[ApplyAt]{ApplyAt(s2), true, at}
 			}
 		case "min", "max":
 			if i, ok := p.integer(v, kpath); ok && p.queueLimit(resolve(v), kpath, key, i) {

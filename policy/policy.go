@@ -37,6 +37,11 @@ type Plan struct {
 	Mode    Mode
 	OnError OnError
 	NICs    []NICPlan
+	// ApplyAt says when a running domain gets the new queue counts:
+	// ApplyNextReboot when the settings of any managed NIC ask for it (one
+	// cold boot applies every NIC), else ApplyColdBoot; empty when no NIC
+	// is managed.
+	ApplyAt ApplyAt
 }
 
 // NICPlan is the decision for one <interface>.

@@ -54,7 +54,23 @@ type Settings struct {
 	GuestStep bool
 	// Combined is where M, the in-guest combined channel count, comes from.
 	Combined CombinedSetting
+	// ApplyAt says when a running domain that is pending a cold boot gets
+	// its new queue count: at the next cold boot someone makes, or at the
+	// guest's next reboot, which virtmq-agent turns into a cold boot.
+	ApplyAt ApplyAt
 }
+
+// ApplyAt is the value of `apply_at`.
+type ApplyAt string
+
+// When a running domain gets a new queue count.
+const (
+	// ApplyColdBoot waits for someone to shut the domain down and start it.
+	ApplyColdBoot ApplyAt = "cold-boot"
+	// ApplyNextReboot makes the guest's next reboot a cold boot (the agent
+	// stops the domain at the reset and starts it again).
+	ApplyNextReboot ApplyAt = "next-reboot"
+)
 
 // builtinSettings are the defaults when no file sets a key. They are the
 // values docs/policy.md documents; change both together.
@@ -67,6 +83,7 @@ func builtinSettings() Settings {
 		Budget:    0,
 		GuestStep: true,
 		Combined:  CombinedSetting{Kind: CombinedQueues},
+		ApplyAt:   ApplyNextReboot,
 	}
 }
 

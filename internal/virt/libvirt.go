@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -85,6 +86,8 @@ type libvirtConn struct {
 	// disconnected is captured right after connecting: go-libvirt replaces
 	// its channel on each ConnectToURI.
 	disconnected <-chan struct{}
+	// rebootEvents says the last Events call got the REBOOT events.
+	rebootEvents atomic.Bool
 }
 
 var _ Conn = (*libvirtConn)(nil)
@@ -356,44 +359,11 @@ func stateErr(err error) error {
 	return err
 }
 
-// StartDomain implements Conn.
-func (c *libvirtConn) StartDomain(ctx context.Context, d Domain) error {
-	ld, err := c.ref(ctx, d)
-	if err != nil {
-		return fmt.Errorf("failed to look up domain %q: %w", d.Name, err)
-	}
-	if _, err := call(ctx, c, func() (libvirt.Domain, error) { return c.l.DomainCreateWithFlags(ld, 0) }); err != nil {
-		return fmt.Errorf("failed to start domain %q: %w", d.Name, stateErr(err))
-	}
-	return nil
-}
-
-// ShutdownDomain implements Conn.
+// ShutdownDomain implements Conn: the ACPI power button.
 func (c *libvirtConn) ShutdownDomain(ctx context.Context, d Domain) error {
-	ld, err := c.ref(ctx, d)
-	if err != nil {
-		return fmt.Errorf("failed to look up domain %q: %w", d.Name, err)
-	}
-	_, err = call(ctx, c, func() (struct{}, error) {
-		return struct{}{}, c.l.DomainShutdownFlags(ld, libvirt.DomainShutdownAcpiPowerBtn)
+	return c.power(ctx, d, "shut down", func(ld libvirt.Domain) error {
+		return c.l.DomainShutdownFlags(ld, libvirt.DomainShutdownAcpiPowerBtn)
 	})
-	if err != nil {
-		return fmt.Errorf("failed to shut down domain %q: %w", d.Name, stateErr(err))
-	}
-	return nil
-}
-
-// DestroyDomain implements Conn.
-func (c *libvirtConn) DestroyDomain(ctx context.Context, d Domain) error {
-	ld, err := c.ref(ctx, d)
-	if err != nil {
-		return fmt.Errorf("failed to look up domain %q: %w", d.Name, err)
-	}
-	_, err = call(ctx, c, func() (struct{}, error) { return struct{}{}, c.l.DomainDestroy(ld) })
-	if err != nil {
-		return fmt.Errorf("failed to destroy domain %q: %w", d.Name, stateErr(err))
-	}
-	return nil
 }
 
 // Events implements Conn: lifecycle events merged with guest-agent
@@ -419,6 +389,13 @@ func (c *libvirtConn) Events(ctx context.Context) (<-chan Event, error) {
 		drain(ag)
 		return nil, fmt.Errorf("failed to subscribe to device-added events: %w", c.mapErr(err))
 	}
+	// The REBOOT event is optional: without it apply_at: next-reboot falls
+	// back to cold-boot (see RebootEvents).
+	rb, err := c.l.SubscribeEvents(ctx, libvirt.DomainEventIDReboot, libvirt.OptDomain{})
+	if err != nil {
+		rb = nil
+	}
+	c.rebootEvents.Store(err == nil)
 	out := make(chan Event, 64)
 	go func() {
 		defer close(out)
@@ -429,6 +406,9 @@ func (c *libvirtConn) Events(ctx context.Context) (<-chan Event, error) {
 			go drain(lc)
 			go drain(ag)
 			go drain(dev)
+			if rb != nil {
+				go drain(rb)
+			}
 		}()
 		for {
 			var ev Event
@@ -456,6 +436,15 @@ func (c *libvirtConn) Events(ctx context.Context) (<-chan Event, error) {
 					continue
 				}
 				ev = Event{Kind: EventDeviceAdded, Domain: Domain{Name: a.Dom.Name, UUID: formatUUID(a.Dom.UUID)}, Alias: a.DevAlias}
+			case m, ok := <-rb:
+				if !ok {
+					return
+				}
+				r, isReboot := m.(*libvirt.DomainEventCallbackRebootMsg)
+				if !isReboot {
+					continue
+				}
+				ev = Event{Kind: EventRebooted, Domain: Domain{Name: r.Msg.Dom.Name, UUID: formatUUID(r.Msg.Dom.UUID)}}
 			case <-c.disconnected:
 				return
 			case <-ctx.Done():

@@ -88,6 +88,7 @@ const (
 	// DEFINED, for "virsh attach-interface --live --config" too; a
 	// "--config"-only attach and "setvcpus" send no event at all.
 	EventDeviceAdded
+	EventRebooted                    // the guest was reset (VIR_DOMAIN_EVENT_ID_REBOOT): a guest or virsh reboot
 )
 
 // String returns the kind's name, for logs.
@@ -107,6 +108,8 @@ func (k EventKind) String() string {
 		return "agent-disconnected"
 	case EventDeviceAdded:
 		return "device-added"
+	case EventRebooted:
+		return "rebooted"
 	}
 	return "other"
 }

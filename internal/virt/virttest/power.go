@@ -9,23 +9,132 @@ import (
 	"github.com/virtmq/virtmq/internal/virt"
 )
 
-// invalidState is libvirt's VIR_ERR_OPERATION_INVALID wording.
+// Method names of the virt.Power calls, for FailNext and Calls.
+const (
+	MethodDomainState   = "DomainState"
+	MethodSuspendDomain = "SuspendDomain"
+	MethodResumeDomain  = "ResumeDomain"
+)
+
+var _ virt.Power = (*Conn)(nil)
+
+// SetRebootEvents sets what RebootEvents reports (default true), as a
+// daemon that refused the REBOOT event subscription would.
+func (c *Conn) SetRebootEvents(ok bool) {
+	c.d.mu.Lock()
+	c.d.noReboot = !ok
+	c.d.mu.Unlock()
+}
+
+// RebootEvents implements virt.Power.
+func (c *Conn) RebootEvents() bool {
+	c.d.mu.Lock()
+	defer c.d.mu.Unlock()
+	return !c.d.noReboot
+}
+
+// powerCall runs f on the domain v names with d.mu held, counting the call
+// and taking its fault; f returns the event to emit after (Kind 0: none).
+func (c *Conn) powerCall(ctx context.Context, method string, v virt.Domain, f func(x *domain) (virt.EventKind, error)) error {
+	if err := c.begin(ctx, method); err != nil {
+		c.end(method, v, err)
+		return err
+	}
+	c.d.mu.Lock()
+	x := c.d.findDomain(v)
+	if x == nil {
+		c.d.mu.Unlock()
+		err := notFound(v.Name)
+		c.end(method, v, err)
+		return err
+	}
+	kind, err := f(x)
+	ev := virt.Event{Kind: kind, Domain: virt.Domain{Name: x.name, UUID: x.uuid}}
+	c.d.mu.Unlock()
+	if err == nil && kind != virt.EventOther {
+		c.d.emit(ev)
+	}
+	c.end(method, v, err)
+	return err
+}
+
+// invalidState is libvirt's VIR_ERR_OPERATION_INVALID wording, which the
+// real Conn marks with virt.ErrInvalidState.
 func invalidState(name, what string) error {
 	return fmt.Errorf("%w: Requested operation is not valid: domain %q %s", virt.ErrInvalidState, name, what)
 }
 
-// StartDomain implements virt.Conn like virDomainCreate: a shut-off
-// persistent domain starts (see Start); a running one gives
-// virt.ErrInvalidState.
-func (c *Conn) StartDomain(ctx context.Context, v virt.Domain) error {
-	err := c.power(ctx, MethodStartDomain, v, func(x *domain) error {
-		if x.active {
-			return invalidState(x.name, "is already running")
+// errNotRunning is invalidState for a domain that is not running.
+func errNotRunning(name string) error { return invalidState(name, "is not running") }
+
+// DomainState implements virt.Power.
+func (c *Conn) DomainState(ctx context.Context, v virt.Domain) (virt.DomainState, error) {
+	st := virt.StateOther
+	err := c.powerCall(ctx, MethodDomainState, v, func(x *domain) (virt.EventKind, error) {
+		switch {
+		case !x.active:
+			st = virt.StateShutoff
+		case x.paused:
+			st = virt.StatePaused
+		default:
+			st = virt.StateRunning
 		}
-		return nil
-	}, c.Start)
-	c.end(MethodStartDomain, v, err)
-	return err
+		return virt.EventOther, nil
+	})
+	return st, err
+}
+
+// SuspendDomain implements virt.Power. (libvirt emits SUSPENDED, which the
+// agent does not look at: no event here.)
+func (c *Conn) SuspendDomain(ctx context.Context, v virt.Domain) error {
+	return c.powerCall(ctx, MethodSuspendDomain, v, func(x *domain) (virt.EventKind, error) {
+		if !x.active {
+			return 0, errNotRunning(x.name)
+		}
+		x.paused = true
+		return virt.EventOther, nil
+	})
+}
+
+// ResumeDomain implements virt.Power.
+func (c *Conn) ResumeDomain(ctx context.Context, v virt.Domain) error {
+	return c.powerCall(ctx, MethodResumeDomain, v, func(x *domain) (virt.EventKind, error) {
+		if !x.active {
+			return 0, errNotRunning(x.name)
+		}
+		x.paused = false
+		return virt.EventOther, nil
+	})
+}
+
+// DestroyDomain implements virt.Power: like Stop, emitting EventStopped.
+func (c *Conn) DestroyDomain(ctx context.Context, v virt.Domain) error {
+	return c.powerCall(ctx, MethodDestroyDomain, v, func(x *domain) (virt.EventKind, error) {
+		if !x.active {
+			return 0, errNotRunning(x.name)
+		}
+		x.active, x.paused, x.live = false, false, nil
+		if !x.persistent {
+			delete(c.d.domains, x.uuid)
+		}
+		return virt.EventStopped, nil
+	})
+}
+
+// StartDomain implements virt.Power: a forced boot from the definition
+// (a managed save image is discarded), emitting EventStarted.
+func (c *Conn) StartDomain(ctx context.Context, v virt.Domain) error {
+	return c.powerCall(ctx, MethodStartDomain, v, func(x *domain) (virt.EventKind, error) {
+		switch {
+		case x.active:
+			return 0, invalidState(x.name, "is already running")
+		case !x.persistent:
+			return 0, notFound(x.name)
+		}
+		x.active, x.paused, x.saved = true, false, nil
+		x.live = c.d.liveXML(x.inactive)
+		return virt.EventStarted, nil
+	})
 }
 
 // ShutdownDomain implements virt.Conn like virDomainShutdownFlags with the
@@ -34,57 +143,92 @@ func (c *Conn) StartDomain(ctx context.Context, v virt.Domain) error {
 // EventStopped), unless SetIgnoreACPI made it deaf. A shut-off domain gives
 // virt.ErrInvalidState.
 func (c *Conn) ShutdownDomain(ctx context.Context, v virt.Domain) error {
-	err := c.power(ctx, MethodShutdownDomain, v, func(x *domain) error {
+	return c.powerCall(ctx, MethodShutdownDomain, v, func(x *domain) (virt.EventKind, error) {
 		if !x.active {
-			return invalidState(x.name, "is not running")
+			return 0, errNotRunning(x.name)
 		}
-		return nil
-	}, func(name string) error {
-		c.d.mu.Lock()
-		deaf := c.d.deafACPI[name]
-		c.d.mu.Unlock()
-		if !deaf {
+		if name := x.name; !c.d.deafACPI[name] {
 			go func() { _ = c.Stop(name) }()
 		}
-		return nil
+		return virt.EventOther, nil
 	})
-	c.end(MethodShutdownDomain, v, err)
-	return err
 }
 
-// DestroyDomain implements virt.Conn like virDomainDestroy: a running
-// domain stops at once (EventStopped); a shut-off one gives
-// virt.ErrInvalidState.
-func (c *Conn) DestroyDomain(ctx context.Context, v virt.Domain) error {
-	err := c.power(ctx, MethodDestroyDomain, v, func(x *domain) error {
-		if !x.active {
-			return invalidState(x.name, "is not running")
-		}
-		return nil
-	}, c.Stop)
-	c.end(MethodDestroyDomain, v, err)
-	return err
+// Paused reports whether a domain is suspended.
+func (c *Conn) Paused(name string) bool {
+	c.d.mu.Lock()
+	defer c.d.mu.Unlock()
+	x := c.d.find(name)
+	return x != nil && x.active && x.paused
 }
 
-// power runs a power operation: fault injection, lookup, the state check,
-// then act on the domain's name.
-func (c *Conn) power(ctx context.Context, method string, v virt.Domain, check func(*domain) error, act func(string) error) error {
-	if err := c.begin(ctx, method); err != nil {
+// Active reports whether a domain runs (or is paused).
+func (c *Conn) Active(name string) bool {
+	c.d.mu.Lock()
+	defer c.d.mu.Unlock()
+	x := c.d.find(name)
+	return x != nil && x.active
+}
+
+// GuestReboot resets a running domain as a guest `reboot`, `virsh reboot`
+// (through qemu-ga, or ACPI with libvirt's fake reboot) or `virsh reset`
+// do: the same QEMU process goes on with the same devices (the live XML
+// is unchanged), and libvirt emits its REBOOT event twice, as seen on
+// libvirt 9.0 / QEMU 7.2 (about 40 ms apart).
+func (c *Conn) GuestReboot(name string) error {
+	c.d.mu.Lock()
+	x := c.d.find(name)
+	if x == nil || !x.active {
+		c.d.mu.Unlock()
+		return errNotRunning(name)
+	}
+	ev := virt.Event{Kind: virt.EventRebooted, Domain: virt.Domain{Name: x.name, UUID: x.uuid}}
+	c.d.mu.Unlock()
+	c.d.emit(ev)
+	c.d.emit(ev)
+	return nil
+}
+
+// GuestPoweroff is a guest `poweroff` or `virsh shutdown`: the domain
+// stops (EventStopped), unless its definition says
+// <on_poweroff>restart</on_poweroff>: then libvirt takes its fake reboot
+// path (reset and go on, in the same QEMU process), which emits REBOOT.
+func (c *Conn) GuestPoweroff(name string) error {
+	c.d.mu.Lock()
+	x := c.d.find(name)
+	if x == nil || !x.active {
+		c.d.mu.Unlock()
+		return errNotRunning(name)
+	}
+	restart := bytes.Contains(x.live, []byte("<on_poweroff>restart</on_poweroff>"))
+	c.d.mu.Unlock()
+	if restart {
+		return c.GuestReboot(name)
+	}
+	return c.Stop(name)
+}
+
+// ManagedSave saves a running domain (virsh managedsave, libvirt-guests
+// suspend): it stops (EventStopped), and the next plain Start restores
+// the live XML it ran with, old queues included. StartDomain discards it.
+func (c *Conn) ManagedSave(name string) error {
+	c.d.mu.Lock()
+	x := c.d.find(name)
+	if x == nil || !x.active || !x.persistent {
+		c.d.mu.Unlock()
+		return errNotRunning(name)
+	}
+	saved := bytes.Clone(x.live)
+	c.d.mu.Unlock()
+	if err := c.Stop(name); err != nil {
 		return err
 	}
 	c.d.mu.Lock()
-	x := c.d.findDomain(v)
-	if x == nil {
-		c.d.mu.Unlock()
-		return notFound(v.Name)
+	if x := c.d.find(name); x != nil {
+		x.saved = saved
 	}
-	name := x.name
-	err := check(x)
 	c.d.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	return act(name)
+	return nil
 }
 
 // SetIgnoreACPI makes the named domain's guest ignore (deaf true) or obey
