@@ -14,6 +14,10 @@ const (
 	StateUnmanaged       = "unmanaged"         // no NIC the policy manages
 	StateRetrying        = "retrying"          // a libvirt call failed for a transient reason (timeout, busy daemon); retried with backoff
 	StateError           = "error"             // the agent could not read or redefine it, and will not retry by itself
+	// StateWouldRedefine: mode observe, and the definition differs from
+	// the policy: the agent would redefine it in mode apply (Domain.Would
+	// says how).
+	StateWouldRedefine = "would-redefine"
 )
 
 // Snapshot is the whole state the agent serves.
@@ -58,7 +62,12 @@ type Domain struct {
 	// a row failed, and when the next one is due.
 	Attempts int       `json:"attempts,omitempty"`
 	RetryAt  time.Time `json:"retry_at,omitzero"`
-	NICs     []NIC     `json:"nics"`
+	// Would is set in mode observe: what the agent would do to the domain
+	// in mode apply and does not, one action per entry, e.g.
+	// "redefine: 52:54:00:00:00:01 1→4 queues" or
+	// "guest step: set combined 4 on 52:54:00:00:00:01".
+	Would []string `json:"would,omitempty"`
+	NICs  []NIC    `json:"nics"`
 }
 
 // NIC is one interface's state. Zero counts mean unknown.
