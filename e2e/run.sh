@@ -152,7 +152,7 @@ restarts() {
 }
 
 # 4. enforce refuses a transient non-compliant domain with a clear message;
-# audit lets it start and the agent reports it.
+# apply lets it start and the agent reports it.
 enforce_audit() {
 	local d=${P}transient out
 	write_policy enforce
@@ -161,7 +161,7 @@ enforce_audit() {
 		fail "enforce mode let a non-compliant transient domain start"
 	fi
 	check_match "enforce refusal message" "$out" "virtmq: domain \"$d\" NIC $(guest_mac "$d") has queues=1, policy wants 4"
-	write_policy audit
+	write_policy apply
 	domain_xml "$d" | e2e_virsh create /dev/stdin >/dev/null
 	eventually 30 "agent reports the transient domain" transient status_of "$d" .state
 	e2e_virsh destroy "$d" >/dev/null
@@ -413,14 +413,62 @@ slow_libvirt() {
 	for d in "$dr" "$dd"; do e2e_virsh undefine "$d" >/dev/null; done
 }
 
-ALL=(zero_touch reboot save_restore restarts enforce_audit race degraded_guests kill9_redefine libvirtd_outage passwords slow_libvirt)
+# agent_mode MODE: the suite's policy in MODE, the agent reloaded (SIGHUP).
+agent_mode() {
+	write_policy "$1"
+	kill -HUP "$(agent_pid)"
+	eventually 10 "agent policy mode" "$1" bash -c "'$BIN/virtmq' status --json --status-socket '$STATUS_SOCK' | jq -r .policy.mode"
+}
+
+# taints DOMAIN: the custom-ga-command (qemu-agent-command, so every
+# guest-exec) and custom-monitor (QMP) taints in libvirt's log of DOMAIN.
+taints() { grep -Eo 'tainted: custom-(ga-command|monitor)' "/var/log/libvirt/qemu/$1.log" 2>/dev/null | sort -u | tr '\n' ' ' || true; }
+
+# qga_connected DOMAIN: libvirt sees qemu-ga's port open (read from the live
+# XML: no guest agent command, no taint).
+qga_connected() { e2e_virsh dumpxml "$1" | grep -q "name='org.qemu.guest_agent.0' state='connected'"; }
+
+# 12. mode observe: a new user sees the plan in virtmq status without any VM
+# changing: nothing is redefined, no guest agent command nor QMP reaches a
+# booted domain (no taint in libvirt's log); then mode apply converges.
+observe_mode() {
+	local d=${P}obs b=${P}obsrun mac
+	trap 'agent_mode apply >/dev/null 2>&1 || write_policy apply' EXIT
+	agent_mode observe
+	define_domain "$d" # 4 vCPUs, no queues: apply would redefine it
+	rm -f "/var/log/libvirt/qemu/$b.log"
+	define_domain "$b" --queues 4 # compliant definition: apply would run the guest step (combined 2) and QMP
+	e2e_virsh start "$b" >/dev/null
+	eventually 30 "observe: $d state" would-redefine status_of "$d" .state
+	check "observe: $d would" "$(status_of "$d" '.would | join(";")')" "redefine: $(guest_mac "$d") 1→4 queues"
+	check "observe: $d definition untouched" "$(defined_queues "$d")" ""
+	e2e_wait 120 qga_connected "$b" || fail "no qemu-ga port in $b after 120s; console: $(console_log "$b")"
+	sleep 5 # the agent got the guest agent's connect event: what would it do?
+	mac=$(guest_mac "$b")
+	check "observe: $b would" "$(status_of "$b" '.would | join(";")')" "guest step: set combined 2 on $mac"
+	check "observe: $b guest step, QMP" "$(status_of "$b" '[.nics[0].guest_step, .nics[0].qmp_virtqueues] | map(. // "-") | join(",")')" "-,-"
+	check "observe: $b taints in libvirt's log (guest agent, QMP)" "$(taints "$b")" ""
+	check "observe: $d definition still untouched" "$(defined_queues "$d")" ""
+
+	agent_mode apply
+	eventually 30 "apply: agent rewrote $d" 4 defined_queues "$d"
+	eventually 30 "apply: $d state" rewritten status_of "$d" .state
+	eventually 90 "apply: $b guest step" done status_of "$b" '.nics[0].guest_step'
+	check "apply: $b guest Combined current" "$(guest_current "$b")" 2
+	check "apply: $b would" "$(status_of "$b" '.would // [] | length')" 0
+	check_match "apply: $b taints (the agent's guest step)" "$(taints "$b")" "custom-ga-command"
+	e2e_virsh destroy "$b" >/dev/null
+	for x in "$d" "$b"; do e2e_virsh undefine "$x" >/dev/null; done
+}
+
+ALL=(zero_touch reboot save_restore restarts enforce_audit observe_mode race degraded_guests kill9_redefine libvirtd_outage passwords slow_libvirt)
 
 main() {
 	local s rc
 	(($#)) || set -- "${ALL[@]}"
 	mkdir -p "$RUN" "$VIRTMQ_E2E_LOGDIR"
 	: >"$AGENT_LOG"
-	write_policy audit
+	write_policy apply
 	install_hook "$RUN/hooks"
 	trap on_exit EXIT
 	VIRTMQ_E2E_HOOKS_DIR=$RUN/hooks daemons_start
