@@ -105,7 +105,7 @@ func deriveState(in stateInput) derived {
 		} else {
 			out.state = status.StateTransient
 			out.problem = "transient domain with " + describeChanges(plan) +
-				": virtmq never redefines transient domains; define it persistently, or let the libvirt hook audit or refuse its start"
+				": virtmq never redefines transient domains; define it persistently, or let the libvirt hook log or (mode enforce) refuse its start"
 		}
 	case len(pending) > 0:
 		out.state = status.StatePendingColdBoot

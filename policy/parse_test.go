@@ -113,7 +113,7 @@ func TestDocExamples(t *testing.T) {
 	if got := ruleNames(p); !reflect.DeepEqual(got, []string{"lab-network", "qemu-macs", "windows", "appliances", "storage-nic", "legacy-guests"}) {
 		t.Errorf("rule order = %q", got)
 	}
-	if p.Mode() != ModeApply || p.Defaults().Max != 4 || p.Defaults().Queues.String() != "vcpus/2" || p.Defaults().Budget != 24 {
+	if p.Mode() != ModeObserve || p.Defaults().Max != 4 || p.Defaults().Queues.String() != "vcpus/2" || p.Defaults().Budget != 24 {
 		t.Errorf("merged mode, defaults = %s, %+v", p.Mode(), p.Defaults())
 	}
 }

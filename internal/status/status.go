@@ -10,7 +10,7 @@ const (
 	StateCompliant       = "compliant"         // definition and running config match the policy
 	StateRewritten       = "rewritten"         // the agent redefined it; applies at next start
 	StatePendingColdBoot = "pending-cold-boot" // running with fewer/more queues than its (rewritten) definition
-	StateTransient       = "transient"         // transient and non-compliant: only the hook can act (audit/enforce)
+	StateTransient       = "transient"         // transient and non-compliant: only the hook can act (log, or refuse in mode enforce)
 	StateUnmanaged       = "unmanaged"         // no NIC the policy manages
 	StateRetrying        = "retrying"          // a libvirt call failed for a transient reason (timeout, busy daemon); retried with backoff
 	StateError           = "error"             // the agent could not read or redefine it, and will not retry by itself
