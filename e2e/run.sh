@@ -454,9 +454,9 @@ observe_mode() {
 	eventually 30 "apply: agent rewrote $d" 4 defined_queues "$d"
 	eventually 30 "apply: $d state" rewritten status_of "$d" .state
 	eventually 90 "apply: $b guest step" done status_of "$b" '.nics[0].guest_step'
-	check "apply: $b guest Combined current" "$(guest_current "$b")" 2
+	check_match "apply: $b taints (the agent's guest step and QMP)" "$(taints "$b")" "custom-ga-command.*custom-monitor"
 	check "apply: $b would" "$(status_of "$b" '.would // [] | length')" 0
-	check_match "apply: $b taints (the agent's guest step)" "$(taints "$b")" "custom-ga-command"
+	check "apply: $b guest Combined current" "$(guest_current "$b")" 2
 	e2e_virsh destroy "$b" >/dev/null
 	for x in "$d" "$b"; do e2e_virsh undefine "$x" >/dev/null; done
 }
