@@ -454,7 +454,7 @@ observe_mode() {
 	eventually 30 "apply: agent rewrote $d" 4 defined_queues "$d"
 	eventually 30 "apply: $d state" rewritten status_of "$d" .state
 	eventually 90 "apply: $b guest step" done status_of "$b" '.nics[0].guest_step'
-	check_match "apply: $b taints (the agent's guest step and QMP)" "$(taints "$b")" "custom-ga-command.*custom-monitor"
+	eventually 30 "apply: $b taints (the agent's guest step and QMP)" "tainted: custom-ga-command tainted: custom-monitor " taints "$b"
 	check "apply: $b would" "$(status_of "$b" '.would // [] | length')" 0
 	check "apply: $b guest Combined current" "$(guest_current "$b")" 2
 	e2e_virsh destroy "$b" >/dev/null
