@@ -272,7 +272,7 @@ check "rpm %post presets the agent" grep -q 'systemctl --no-reload preset' "$wor
 check "rpm %preun disables on erase" grep -q 'systemctl --no-reload disable' "$work/rpm.scripts"
 check "rpm %postun try-restarts on upgrade" grep -q 'systemctl try-restart' "$work/rpm.scripts"
 check "rpm %post reloads libvirt" grep -q 'try-reload-or-restart libvirtd.service' "$work/rpm.scripts"
-check "rpm %post prints the mode in force" grep -q '^/usr/sbin/virtmq mode' "$work/rpm.scripts"
+check "rpm %post prints the mode in force" grep -q '^virtmq mode' "$work/rpm.scripts"
 check "rpm scripts guard systemctl start/stop with /run/systemd/system" grep -q '\[ -d /run/systemd/system \]' "$work/rpm.scripts"
 for s in post preun postun; do
 	check "rpm %$s script works without systemd as PID 1 (sh -n)" sh -n "packaging/scripts/rpm/$s"
