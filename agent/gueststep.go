@@ -30,6 +30,11 @@ func (a *Agent) runJob(ctx context.Context, v *domainView, j job, attempt int, l
 	if v.live == nil {
 		return false // it stopped or is gone meanwhile: its next start schedules a job
 	}
+	if v.observe {
+		// Queued before a reload into mode observe: no guest agent
+		// command, no QMP check (it taints the domain custom-monitor).
+		return false
+	}
 	conn := a.currentConn()
 	if conn == nil {
 		return false // the resync after the reconnect schedules it again

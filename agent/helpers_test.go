@@ -25,7 +25,7 @@ import (
 
 // testPolicy is the policy most tests run with: N = vCPUs up to 8, M = N.
 const testPolicy = `version: 1
-mode: audit
+mode: apply
 defaults:
   queues: vcpus
   max: 8

@@ -167,6 +167,7 @@ virtmq_domain_state{domain="web",state="retrying",uuid="UUID"} 0
 virtmq_domain_state{domain="web",state="rewritten",uuid="UUID"} 1
 virtmq_domain_state{domain="web",state="transient",uuid="UUID"} 0
 virtmq_domain_state{domain="web",state="unmanaged",uuid="UUID"} 0
+virtmq_domain_state{domain="web",state="would-redefine",uuid="UUID"} 0
 # HELP virtmq_interface_queues Queue pairs of a NIC, by where the count was read: wanted (the policy), defined (the persistent definition), running (the running QEMU), guest (the channels the guest runs). A count that is not known is not reported.
 # TYPE virtmq_interface_queues gauge
 virtmq_interface_queues{domain="web",mac_address="MAC",source="defined",target_device="",uuid="UUID"} 4

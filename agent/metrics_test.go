@@ -139,6 +139,7 @@ virtmq_domains{state="retrying"} 0
 virtmq_domains{state="rewritten"} 1
 virtmq_domains{state="transient"} 0
 virtmq_domains{state="unmanaged"} 0
+virtmq_domains{state="would-redefine"} 0
 `
 	if err := testutil.GatherAndCompare(h.cfg.Registry, strings.NewReader(want), "virtmq_domains"); err != nil {
 		t.Error(err)

@@ -69,6 +69,9 @@ type domainView struct {
 	// live is the running domain (its NICs' running queues and aliases);
 	// nil when it does not run.
 	live *policy.Domain
+	// observe says the policy was in mode observe: the view gets no guest
+	// job (no guest agent command, no QMP check).
+	observe bool
 }
 
 // managed reports whether the plan manages any NIC: only then does a guest
@@ -85,7 +88,8 @@ func (v *domainView) managed() bool {
 // scheduleJob schedules j for d on v, the view d's reconcile just made.
 // Without one (its reconcile failed, or none ran) j waits for the retry's
 // view when d waits for a reconcile retry, else it runs on d's last view.
-// Only a running domain whose plan manages a NIC gets a job.
+// Only a running domain whose plan manages a NIC gets a job, and only in
+// a mode that acts (not observe).
 func (a *Agent) scheduleJob(d virt.Domain, v *domainView, j job) {
 	if v == nil {
 		if a.retry.park(d, j) {
@@ -93,7 +97,7 @@ func (a *Agent) scheduleJob(d virt.Domain, v *domainView, j job) {
 		}
 		v = a.store.lastView(d.UUID)
 	}
-	if v != nil && v.live != nil && v.managed() {
+	if v != nil && v.live != nil && v.managed() && !v.observe {
 		a.sched.schedule(v, j)
 	}
 }
@@ -163,12 +167,14 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 		d, known = got, true
 	}
 	pol := a.pol.Load()
+	observe := !pol.Mode().Acts()
 
 	var (
 		plan      policy.Plan
 		redefined bool // by this reconcile
 		landed    bool // by an earlier one whose redefine failed, but landed
 		changes   string
+		would     string // the changes a redefine would make, in mode observe
 	)
 	if d.Persistent {
 		doc, err := call(ctx, a, func(ctx context.Context) ([]byte, error) {
@@ -191,7 +197,10 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 			landed, changes = true, what
 			log.Info("redefined the domain with the policy's queue counts (the redefine that failed had landed)", "changes", changes, "running", d.Active)
 		}
-		if !bytes.Equal(out, doc) {
+		if !bytes.Equal(out, doc) && observe {
+			would = describeChanges(plan)
+			log.Debug("mode observe: not redefining", "would", would)
+		} else if !bytes.Equal(out, doc) {
 			changes = describeChanges(plan)
 			n := 0
 			a.store.view(d.UUID, func(r *record) { n = r.redefines })
@@ -255,7 +264,7 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 		return &domainView{d: d}, nil, nil
 	}
 
-	v := &domainView{d: d, plan: plan, live: live}
+	v := &domainView{d: d, plan: plan, live: live, observe: observe}
 	_, rebootOK := power(conn)
 	now := a.cfg.Now()
 	var state string
@@ -278,8 +287,9 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 		case d.Persistent:
 			r.redefines = 0
 		}
-		out := deriveState(stateInput{v: v, redefined: redefined, rewritten: r.rewritten, old: r.st.NICs, rebootOK: rebootOK})
+		out := deriveState(stateInput{v: v, redefined: redefined, rewritten: r.rewritten, would: would, old: r.st.NICs, rebootOK: rebootOK})
 		r.st.NICs, r.st.State, r.st.Problem, r.rewritten = out.nics, out.state, out.problem, out.rewritten
+		r.st.Would = out.would
 		state = out.state
 	})
 	log.Debug("reconciled", "state", state, "persistent", d.Persistent, "active", d.Active)

@@ -18,6 +18,9 @@ type stateInput struct {
 	// rewritten says the agent redefined the domain (now or before) and it
 	// has not run with that definition yet.
 	rewritten bool
+	// would is, in mode observe (v.observe), the changes the redefine this
+	// reconcile did not make would have made; empty when none.
+	would string
 	// old is the NICs' status before: what the guest step and QMP learned
 	// is kept while the domain runs.
 	old []status.NIC
@@ -35,6 +38,8 @@ type derived struct {
 	// rewritten is the record's rewritten flag from now on: cleared once
 	// the domain runs with its definition.
 	rewritten bool
+	// would lists what the agent would do in mode apply (mode observe only).
+	would []string
 }
 
 // deriveState derives the per-NIC status and the state of a domain from
@@ -43,7 +48,9 @@ type derived struct {
 // A plan that manages no NIC is unmanaged. A transient domain is compliant
 // or transient (never redefined). A persistent one running with other
 // queue counts than its definition is pending a cold boot; one the agent
-// rewrote that has not run since is rewritten; else it is compliant.
+// rewrote that has not run since is rewritten; else it is compliant. In
+// mode observe, one whose definition the agent would redefine is
+// would-redefine, and the status lists what the agent would do.
 func deriveState(in stateInput) derived {
 	d, plan := in.v.d, in.v.plan
 	var running map[string]int
@@ -62,7 +69,7 @@ func deriveState(in stateInput) derived {
 	}
 	out := derived{nics: make([]status.NIC, 0, len(plan.NICs)), rewritten: in.rewritten}
 	managed := false
-	var pending []string
+	var pending, guestWould []string
 	for _, n := range plan.NICs {
 		ns := status.NIC{MAC: n.MAC, Managed: n.Managed, Wanted: n.Wanted, Defined: n.Current, Rule: n.Rule, TargetDevice: taps[n.MAC]}
 		if in.redefined && n.Change() {
@@ -79,6 +86,10 @@ func deriveState(in stateInput) derived {
 			if n.Managed && q != n.Wanted {
 				pending = append(pending, fmt.Sprintf("%s runs %d, wants %d", n.MAC, q, n.Wanted))
 			}
+			if m := min(n.Combined, q); in.v.observe && n.Managed && n.GuestStep && m >= 1 && q > 1 {
+				// What guestStep would do, without asking the guest.
+				guestWould = append(guestWould, fmt.Sprintf("guest step: set combined %d on %s", m, n.MAC))
+			}
 		}
 		if o, ok := old[n.MAC]; ok && d.Active {
 			// Keep what the guest step and QMP learned during this run.
@@ -88,16 +99,24 @@ func deriveState(in stateInput) derived {
 		}
 		out.nics = append(out.nics, ns)
 	}
+	if in.would != "" {
+		out.would = append(out.would, "redefine: "+in.would)
+	}
+	out.would = append(out.would, guestWould...)
 	switch {
 	case !managed:
 		out.state = status.StateUnmanaged
+	case in.would != "":
+		out.state = status.StateWouldRedefine
+		out.problem = "mode observe: the agent would redefine it with " + in.would +
+			" (mode apply does; a running domain then needs a shut down + start)"
 	case !d.Persistent:
 		if plan.Compliant() {
 			out.state = status.StateCompliant
 		} else {
 			out.state = status.StateTransient
 			out.problem = "transient domain with " + describeChanges(plan) +
-				": virtmq never redefines transient domains; define it persistently, or let the libvirt hook audit or refuse its start"
+				": virtmq never redefines transient domains; define it persistently, or let the libvirt hook log or (mode enforce) refuse its start"
 		}
 	case len(pending) > 0:
 		out.state = status.StatePendingColdBoot

@@ -53,6 +53,20 @@ func TestDeriveState(t *testing.T) {
 		want:    derived{state: status.StateTransient, nics: []status.NIC{{MAC: m, Managed: true, Wanted: 4, Defined: 1, Running: 1, GuestWanted: 4, Rule: "defaults"}}},
 		problem: "transient domain with " + m + " 1→4 queues: virtmq never redefines",
 	}, {
+		name:    "observe: would redefine, stopped",
+		in:      stateInput{v: &domainView{d: persistent, plan: policy.Plan{NICs: []policy.NICPlan{nic(1, 4, true)}}, observe: true}, would: m + " 1→4 queues"},
+		want:    derived{state: status.StateWouldRedefine, would: []string{"redefine: " + m + " 1→4 queues"}, nics: []status.NIC{{MAC: m, Managed: true, Wanted: 4, Defined: 1, GuestWanted: 4, Rule: "defaults"}}},
+		problem: "mode observe: the agent would redefine it with " + m + " 1→4 queues",
+	}, {
+		name:    "observe: would redefine, running with 2 queues: the guest step it would run gets what runs",
+		in:      stateInput{v: &domainView{d: active, plan: policy.Plan{NICs: []policy.NICPlan{nic(2, 4, true)}}, live: running(2), observe: true}, would: m + " 2→4 queues"},
+		want:    derived{state: status.StateWouldRedefine, would: []string{"redefine: " + m + " 2→4 queues", "guest step: set combined 2 on " + m}, nics: []status.NIC{{MAC: m, Managed: true, Wanted: 4, Defined: 2, Running: 2, GuestWanted: 4, Rule: "defaults"}}},
+		problem: "mode observe",
+	}, {
+		name: "observe: compliant and running: only the guest step it would run",
+		in:   stateInput{v: &domainView{d: active, plan: policy.Plan{NICs: []policy.NICPlan{nic(4, 4, true)}}, live: running(4), observe: true}},
+		want: derived{state: status.StateCompliant, would: []string{"guest step: set combined 4 on " + m}, nics: []status.NIC{{MAC: m, Managed: true, Wanted: 4, Defined: 4, Running: 4, GuestWanted: 4, Rule: "defaults"}}},
+	}, {
 		name:    "redefined while running: pending cold boot",
 		in:      stateInput{v: &domainView{d: active, plan: policy.Plan{NICs: []policy.NICPlan{nic(1, 4, true)}}, live: running(1)}, redefined: true, rewritten: true},
 		want:    derived{state: status.StatePendingColdBoot, rewritten: true, nics: []status.NIC{{MAC: m, Managed: true, Wanted: 4, Defined: 4, Running: 1, GuestWanted: 4, Rule: "defaults"}}},

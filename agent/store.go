@@ -18,6 +18,7 @@ var states = []string{
 	status.StateUnmanaged,
 	status.StateRetrying,
 	status.StateError,
+	status.StateWouldRedefine,
 }
 
 // record is what the agent knows about one domain.

@@ -6,7 +6,7 @@
 
 # next_reboot_policy: the test policy with apply_at: next-reboot, in force.
 next_reboot_policy() {
-	write_policy audit next-reboot
+	write_policy apply next-reboot
 	kill -HUP "$(agent_pid)"
 	eventually 10 "policy reloaded" "" status_json_reload_error
 }

@@ -154,7 +154,7 @@ restarts() {
 }
 
 # 4. enforce refuses a transient non-compliant domain with a clear message;
-# audit lets it start and the agent reports it.
+# apply lets it start and the agent reports it.
 enforce_audit() {
 	local d=${P}transient out
 	write_policy enforce
@@ -163,7 +163,7 @@ enforce_audit() {
 		fail "enforce mode let a non-compliant transient domain start"
 	fi
 	check_match "enforce refusal message" "$out" "virtmq: domain \"$d\" NIC $(guest_mac "$d") has queues=1, policy wants 4"
-	write_policy audit
+	write_policy apply
 	domain_xml "$d" | e2e_virsh create /dev/stdin >/dev/null
 	eventually 30 "agent reports the transient domain" transient status_of "$d" .state
 	e2e_virsh destroy "$d" >/dev/null
@@ -503,7 +503,7 @@ hotplug_vcpu() {
 	local d=${P}hotcpu
 	cat >"$POLICY" <<-YAML
 		version: 1
-		mode: audit
+		mode: apply
 		on_error: allow
 		defaults:
 		  queues: vcpus
@@ -511,7 +511,7 @@ hotplug_vcpu() {
 		  combined: vcpus
 	YAML
 	kill -HUP "$(agent_pid)"
-	trap 'write_policy audit; kill -HUP "$(agent_pid)"' EXIT
+	trap 'write_policy apply; kill -HUP "$(agent_pid)"' EXIT
 	boot_rewritten "$d" --vcpus 4 --current-vcpus 2
 	eventually 90 "guest Combined with 2 vCPUs online" 2 guest_current "$d"
 	e2e_virsh setvcpus "$d" 4 --live >/dev/null
@@ -521,10 +521,58 @@ hotplug_vcpu() {
 	e2e_virsh undefine "$d" >/dev/null
 }
 
+# agent_mode MODE: the suite's policy in MODE, the agent reloaded (SIGHUP).
+agent_mode() {
+	write_policy "$1"
+	kill -HUP "$(agent_pid)"
+	eventually 10 "agent policy mode" "$1" bash -c "'$BIN/virtmq' status --json --status-socket '$STATUS_SOCK' | jq -r .policy.mode"
+}
+
+# taints DOMAIN: the custom-ga-command (qemu-agent-command, so every
+# guest-exec) and custom-monitor (QMP) taints in libvirt's log of DOMAIN.
+taints() { grep -Eo 'tainted: custom-(ga-command|monitor)' "/var/log/libvirt/qemu/$1.log" 2>/dev/null | sort -u | tr '\n' ' ' || true; }
+
+# qga_connected DOMAIN: libvirt sees qemu-ga's port open (read from the live
+# XML: no guest agent command, no taint).
+qga_connected() { e2e_virsh dumpxml "$1" | grep -q "name='org.qemu.guest_agent.0' state='connected'"; }
+
+# 12. mode observe: a new user sees the plan in virtmq status without any VM
+# changing: nothing is redefined, no guest agent command nor QMP reaches a
+# booted domain (no taint in libvirt's log); then mode apply converges.
+observe_mode() {
+	local d=${P}obs b=${P}obsrun mac
+	trap 'agent_mode apply >/dev/null 2>&1 || write_policy apply' EXIT
+	agent_mode observe
+	define_domain "$d" # 4 vCPUs, no queues: apply would redefine it
+	rm -f "/var/log/libvirt/qemu/$b.log"
+	define_domain "$b" --queues 4 # compliant definition: apply would run the guest step (combined 2) and QMP
+	e2e_virsh start "$b" >/dev/null
+	eventually 30 "observe: $d state" would-redefine status_of "$d" .state
+	check "observe: $d would" "$(status_of "$d" '.would | join(";")')" "redefine: $(guest_mac "$d") 1→4 queues"
+	check "observe: $d definition untouched" "$(defined_queues "$d")" ""
+	e2e_wait 120 qga_connected "$b" || fail "no qemu-ga port in $b after 120s; console: $(console_log "$b")"
+	sleep 5 # the agent got the guest agent's connect event: what would it do?
+	mac=$(guest_mac "$b")
+	check "observe: $b would" "$(status_of "$b" '.would | join(";")')" "guest step: set combined 2 on $mac"
+	check "observe: $b guest step, QMP" "$(status_of "$b" '[.nics[0].guest_step, .nics[0].qmp_virtqueues] | map(. // "-") | join(",")')" "-,-"
+	check "observe: $b taints in libvirt's log (guest agent, QMP)" "$(taints "$b")" ""
+	check "observe: $d definition still untouched" "$(defined_queues "$d")" ""
+
+	agent_mode apply
+	eventually 30 "apply: agent rewrote $d" 4 defined_queues "$d"
+	eventually 30 "apply: $d state" rewritten status_of "$d" .state
+	eventually 90 "apply: $b guest step" done status_of "$b" '.nics[0].guest_step'
+	eventually 30 "apply: $b taints (the agent's guest step and QMP)" "tainted: custom-ga-command tainted: custom-monitor " taints "$b"
+	check "apply: $b would" "$(status_of "$b" '.would // [] | length')" 0
+	check "apply: $b guest Combined current" "$(guest_current "$b")" 2
+	e2e_virsh destroy "$b" >/dev/null
+	for x in "$d" "$b"; do e2e_virsh undefine "$x" >/dev/null; done
+}
+
 # shellcheck source=e2e/reboot.sh
 source "$E2E_DIR/reboot.sh"
 
-ALL=(zero_touch reboot save_restore restarts enforce_audit race degraded_guests kill9_redefine libvirtd_outage passwords slow_libvirt
+ALL=(zero_touch reboot save_restore restarts enforce_audit observe_mode race degraded_guests kill9_redefine libvirtd_outage passwords slow_libvirt
 	prometheus_view cold_boot_rolling hotplug_nic hotplug_vcpu next_reboot_guest next_reboot_virsh next_reboot_poweroff next_reboot_kill9)
 
 main() {
@@ -532,7 +580,7 @@ main() {
 	(($#)) || set -- "${ALL[@]}"
 	mkdir -p "$RUN" "$VIRTMQ_E2E_LOGDIR"
 	: >"$AGENT_LOG"
-	write_policy audit
+	write_policy apply
 	install_hook "$RUN/hooks"
 	trap on_exit EXIT
 	VIRTMQ_E2E_HOOKS_DIR=$RUN/hooks daemons_start

@@ -64,13 +64,14 @@ func build(docs []*fileDoc) (*Policy, ErrorList) {
 	errorAt := func(l loc, format string, args ...any) {
 		errs = append(errs, &Error{File: l.file, Line: l.line, Column: l.col, Path: l.path, Msg: fmt.Sprintf(format, args...)})
 	}
-	p := &Policy{mode: ModeAudit, onError: OnErrorAllow}
+	p := &Policy{mode: DefaultMode, onError: OnErrorAllow}
 	defaults := builtinPartial()
 	for _, d := range docs {
 		p.sources = append(p.sources, d.name)
 		if d.mode.set {
 			p.mode = d.mode.v
 		}
+		p.warnings = append(p.warnings, d.warnings...)
 		if d.onError.set {
 			p.onError = d.onError.v
 		}

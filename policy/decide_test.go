@@ -317,7 +317,7 @@ func TestDecide(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p := mustParse(t, tt.policy)
 			plan := p.Decide(&tt.d)
-			if plan.Domain != tt.d.Name || plan.Mode != ModeAudit || plan.OnError != OnErrorAllow {
+			if plan.Domain != tt.d.Name || plan.Mode != ModeApply || plan.OnError != OnErrorAllow {
 				t.Errorf("plan header = %q %s %s", plan.Domain, plan.Mode, plan.OnError)
 			}
 			compareNICs(t, tt.name, plan.NICs, tt.want)

@@ -78,6 +78,7 @@ type fileDoc struct {
 	onError  opt[OnError]
 	defaults partial
 	rules    []rawRule
+	warnings []*Error
 }
 
 // rawRule is one rule as written.
@@ -116,8 +117,8 @@ func (p *parser) parseFile(data []byte, dropIn bool) (*fileDoc, ErrorList) {
 				p.errorf(v, kpath, "version %d is not supported (must be 1)", n)
 			}
 		case "mode":
-			if s, ok := p.enum(v, kpath, "off", "audit", "enforce"); ok {
-				doc.mode = opt[Mode]{Mode(s), true, p.loc(v, kpath)}
+			if m, ok := p.mode(v, kpath, doc); ok {
+				doc.mode = opt[Mode]{m, true, p.loc(v, kpath)}
 			}
 		case "on_error":
 			if s, ok := p.enum(v, kpath, "allow", "deny"); ok {
@@ -137,6 +138,28 @@ func (p *parser) parseFile(data []byte, dropIn bool) (*fileDoc, ErrorList) {
 		p.errorf(root, "version", "missing (add version: 1)")
 	}
 	return doc, p.errs
+}
+
+// mode parses observe | apply | enforce, and the earlier releases' modes
+// as aliases with a warning in doc.
+func (p *parser) mode(n *yaml.Node, path string, doc *fileDoc) (Mode, bool) {
+	s, ok := p.scalar(n, path)
+	if !ok {
+		return "", false
+	}
+	switch m := Mode(s); m {
+	case ModeObserve, ModeApply, ModeEnforce:
+		return m, true
+	}
+	if m, ok := modeAliases[s]; ok {
+		n := resolve(n)
+		doc.warnings = append(doc.warnings, &Error{File: p.file, Line: n.Line, Column: n.Column, Path: path,
+			Msg: fmt.Sprintf("%q is read as %q, what the agent always did with it: it rewrites definitions and runs ethtool in guests%s; "+
+				"write mode: apply to keep that, or mode: observe to only report", s, m, aliasNote[s])})
+		return m, true
+	}
+	p.errorf(resolve(n), path, "%q is not one of observe, apply, enforce", s)
+	return "", false
 }
 
 // count parses a decimal count of at most 9 digits (no sign, no overflow).

@@ -12,12 +12,18 @@ type Policy struct {
 	onError  OnError
 	defaults Settings
 	// rules are in evaluation order: drop-in rules first, then the main file's.
-	rules   []Rule
-	sources []string
+	rules    []Rule
+	sources  []string
+	warnings []*Error
 }
 
-// Mode returns what the hook does at prepare with a non-compliant domain.
+// Mode returns what the agent and the hook do about a non-compliant
+// domain (see Mode); an alias of an earlier release is already resolved.
 func (p *Policy) Mode() Mode { return p.mode }
+
+// Warnings lists what in a valid policy deserves a change (a deprecated
+// mode), located like errors, in file order; `virtmq lint` prints them.
+func (p *Policy) Warnings() []*Error { return append([]*Error(nil), p.warnings...) }
 
 // OnError returns what the hook does in enforce mode when virtmq fails.
 func (p *Policy) OnError() OnError { return p.onError }

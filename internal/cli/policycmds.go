@@ -16,7 +16,8 @@ func runLint(_ context.Context, env *Env, args []string) int {
 	fs := newFlags(env, "lint", "[--policy FILE]", `
 Check the policy file and its policy.d/ drop-ins. Prints one
 "file:line:col: path: message" line per problem and exits 1, or exits 0
-with a one-line summary when the policy is valid.`)
+when the policy is valid: one "file:line:col: path: warning: message" line
+per warning (a deprecated mode), then a one-line summary.`)
 	path := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
 	pos, code, done := parseFlags(env, fs, args)
 	if done {
@@ -38,8 +39,18 @@ with a one-line summary when the policy is valid.`)
 		}
 		return ExitFailure
 	}
-	fmt.Fprintf(env.Stdout, "%s: ok (mode %s, on_error %s, rules: %d)\n",
-		strings.Join(p.Sources(), ", "), p.Mode(), p.OnError(), len(p.Rules()))
+	warns := p.Warnings()
+	for _, w := range warns {
+		printed := *w
+		printed.Msg = "warning: " + w.Msg
+		fmt.Fprintln(env.Stdout, &printed)
+	}
+	summary := ""
+	if len(warns) > 0 {
+		summary = fmt.Sprintf(", warnings: %d", len(warns))
+	}
+	fmt.Fprintf(env.Stdout, "%s: ok (mode %s, on_error %s, rules: %d%s)\n",
+		strings.Join(p.Sources(), ", "), p.Mode(), p.OnError(), len(p.Rules()), summary)
 	return ExitOK
 }
 

@@ -88,7 +88,7 @@ const (
 	// DEFINED, for "virsh attach-interface --live --config" too; a
 	// "--config"-only attach and "setvcpus" send no event at all.
 	EventDeviceAdded
-	EventRebooted                    // the guest was reset (VIR_DOMAIN_EVENT_ID_REBOOT): a guest or virsh reboot
+	EventRebooted // the guest was reset (VIR_DOMAIN_EVENT_ID_REBOOT): a guest or virsh reboot
 )
 
 // String returns the kind's name, for logs.
