@@ -26,7 +26,7 @@ import (
 type testSSHServer struct {
 	addr    string
 	hostKey ssh.PublicKey
-	mu sync.Mutex
+	mu      sync.Mutex
 	// streams are the unix socket paths clients asked for.
 	streams []string
 }
