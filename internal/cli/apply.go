@@ -33,7 +33,7 @@ func runApply(ctx context.Context, env *Env, args []string) int {
 	if wantsColdBoot(args) {
 		return runColdBoot(ctx, env, args)
 	}
-	fs := newFlags(env, "apply", "[--dry-run] [--policy FILE] [--connect-socket PATH] (--all | DOMAIN...)", `
+	fs := newFlags(env, "apply", "[--dry-run] [--detailed-exitcode] [--policy FILE] [-c URI] (--all | DOMAIN...)", `
 Rewrite the persistent definitions of existing libvirt domains to the
 policy now, talking to libvirt directly (the same rewrite "virtmq rewrite"
 prints and virtmq-agent applies when a domain is defined).
@@ -61,7 +61,7 @@ a domain named on the command line is transient and does not comply;
 	path := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
 	dryRun := fs.Bool("dry-run", false, "print the plan and the diff but redefine nothing")
 	all := fs.Bool("all", false, "apply to every domain libvirt knows")
-	socket := addConnectFlag(fs)
+	cf := addConnectFlags(fs)
 	pos, code, done := parseFlags(env, fs, args)
 	if done {
 		return code
@@ -76,7 +76,7 @@ a domain named on the command line is transient and does not comply;
 		fmt.Fprintf(env.Stderr, "virtmq apply: %v\n", err)
 		return ExitFailure
 	}
-	conn, err := dialLibvirt(ctx, env, *socket)
+	conn, _, err := dialLibvirt(ctx, env, cf)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "virtmq apply: %v\n", err)
 		return ExitFailure

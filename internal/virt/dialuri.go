@@ -57,17 +57,14 @@ func (o DialOptions) home() string {
 // DialURI connects to the QEMU system driver that u names and returns the
 // connection and where it went (a socket path, or host:port and the
 // remote socket). Like Dial, the context bounds each attempt
-// (DefaultDialTimeout when it has no deadline). The error names the URI;
-// for ssh it says why a host key or a login was refused (ErrHostKey).
-// DialURI never falls back to another host or transport than u's.
+// (DefaultDialTimeout when it has no deadline). The error says what failed
+// (for ssh, why a host key or a login was refused: ErrHostKey) but not u:
+// the caller names the URI and where it came from. DialURI never falls
+// back to another host or transport than u's.
 func DialURI(ctx context.Context, u URI, opts DialOptions) (Conn, string, error) {
 	switch u.Transport {
 	case TransportUnix:
-		c, sock, err := Dial(ctx, opts.sockets(u.Socket))
-		if err != nil {
-			return nil, "", fmt.Errorf("%s: %w", u, err)
-		}
-		return c, sock, nil
+		return Dial(ctx, opts.sockets(u.Socket))
 	case TransportTCP:
 		return dialRemote(ctx, u, func(timeout time.Duration) socket.Dialer {
 			host, port := splitAddr(u.Addr())
@@ -92,7 +89,7 @@ func DialURI(ctx context.Context, u URI, opts DialOptions) (Conn, string, error)
 func dialRemote(ctx context.Context, u URI, newDialer func(time.Duration) socket.Dialer) (Conn, string, error) {
 	c, err := dialOne(ctx, newDialer)
 	if err != nil {
-		return nil, "", fmt.Errorf("failed to connect to libvirt at %s: %w", u, err)
+		return nil, "", fmt.Errorf("failed to connect to libvirt at %s: %w", u.Addr(), err)
 	}
 	return c, u.Addr(), nil
 }

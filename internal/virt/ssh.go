@@ -32,7 +32,7 @@ var defaultKeyFiles = []string{"id_ed25519", "id_ecdsa", "id_rsa"}
 // first remote daemon socket that answers through the ssh connection.
 func dialSSH(ctx context.Context, u URI, opts DialOptions) (Conn, string, error) {
 	fail := func(err error) (Conn, string, error) {
-		return nil, "", fmt.Errorf("failed to connect to libvirt at %s: %w", u, err)
+		return nil, "", fmt.Errorf("failed to connect to libvirt through ssh: %w", err)
 	}
 	cfg, err := sshConfig(u, opts)
 	if err != nil {

@@ -161,7 +161,13 @@ func ParseURI(s string) (URI, error) {
 // UnixSocketURI is the URI of the local system driver through socket
 // (qemu+unix:///system?socket=PATH), what --connect-socket means.
 func UnixSocketURI(socket string) (URI, error) {
-	return ParseURI("qemu+unix:///system?socket=" + url.QueryEscape(socket))
+	q := socket
+	if strings.ContainsFunc(q, func(r rune) bool {
+		return !(r == '/' || r == '.' || r == '_' || r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+	}) {
+		q = url.QueryEscape(q)
+	}
+	return ParseURI("qemu+unix:///system?socket=" + q)
 }
 
 // Remote reports whether the URI reaches libvirt over the network: its

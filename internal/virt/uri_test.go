@@ -90,6 +90,9 @@ func TestUnixSocketURI(t *testing.T) {
 	if u.Transport != TransportUnix || u.Socket != "/tmp/a b&c" || u.Remote() {
 		t.Errorf("got %+v", u)
 	}
+	if u, _ := UnixSocketURI("/run/libvirt/libvirt-sock"); u.String() != "qemu+unix:///system?socket=/run/libvirt/libvirt-sock" {
+		t.Errorf("String() = %q", u)
+	}
 	if (URI{}).Remote() || (URI{}).String() != LocalURI {
 		t.Error("zero URI is not the local one")
 	}
