@@ -528,7 +528,7 @@ hotplug_vcpu() {
 # is refused; a URI that does not connect fails instead of falling back to
 # the local host; verify skips the host-local checks on a remote URI.
 remote_ssh() {
-	local d=${P}remote dir=$RUN/ssh port uri home out local rc sshd_pid mkrun=
+	local d=${P}remote dir=$RUN/ssh port uri home out here rc sshd_pid mkrun= k
 	rm -rf "$dir"
 	mkdir -m 0700 -p "$dir" "$dir/home/.ssh"
 	home=$dir/home
@@ -571,15 +571,15 @@ remote_ssh() {
 	# A domain the agent has not rewritten yet (frozen): a change to report.
 	kill -STOP "$(agent_pid)"
 	define_domain "$d" --vcpus 2
-	local=$(remote "$BIN/virtmq" apply --dry-run --policy "$POLICY" --all 2>&1) || fail "local dry run: $local"
+	here=$(remote "$BIN/virtmq" apply --dry-run --policy "$POLICY" --all 2>&1) || fail "local dry run: $here"
 	out=$(remote "$BIN/virtmq" apply -c "$uri" --dry-run --policy "$POLICY" --all 2>&1) ||
 		{ cat "$dir/sshd.log" >&2; fail "apply -c $uri --dry-run --all: $out"; }
 	check_match "remote dry run lists $d" "$out" "$d \(shut off\):"
 	check_match "remote dry run: $d would be redefined" "$out" "queues 1 -> 2"
-	check "remote dry run = local dry run (the same libvirtd)" "$out" "$local"
+	check "remote dry run = local dry run (the same libvirtd)" "$out" "$here"
 	out=$(remote env LIBVIRT_DEFAULT_URI="$uri" "$BIN/virtmq" apply --dry-run --policy "$POLICY" --all 2>&1) ||
 		fail "LIBVIRT_DEFAULT_URI=$uri apply --dry-run --all: $out"
-	check "LIBVIRT_DEFAULT_URI=qemu+ssh dry run = local dry run" "$out" "$local"
+	check "LIBVIRT_DEFAULT_URI=qemu+ssh dry run = local dry run" "$out" "$here"
 	rc=0
 	remote "$BIN/virtmq" apply -c "$uri" --dry-run --detailed-exitcode --policy "$POLICY" "$d" >/dev/null 2>&1 || rc=$?
 	check "apply --dry-run --detailed-exitcode with a change: exit" "$rc" 2
