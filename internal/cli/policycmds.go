@@ -79,20 +79,23 @@ type planNICOuput struct {
 }
 
 func runPlan(_ context.Context, env *Env, args []string) int {
-	fs := newFlags(env, "plan", "[--policy FILE] [--json] DOMAIN.xml...", `
+	fs := newFlags(env, "plan", "[--policy FILE] [--json] [--detailed-exitcode] DOMAIN.xml...", `
 Show, for each NIC of each domain XML file ("-" reads stdin), the current
 queue count, the count N the policy wants, the in-guest combined count M,
 the rule that decided and why. Reads files only; talks to nothing.
-Exits 1 when a file cannot be read or parsed.`)
+Exits 1 when a file cannot be read or parsed, 2 on a usage error, else 0.
+With --detailed-exitcode (terraform's): 0 no definition changes, 2 some
+does, 1 on any error.`)
 	path := fs.String("policy", "", "policy `file`")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	detailed := fs.Bool("detailed-exitcode", false, detailedUsage)
 	pos, code, done := parseFlags(env, fs, args)
 	if done {
-		return code
+		return detailedExit(wantsDetailed(args), code, false)
 	}
 	if len(pos) == 0 {
 		fs.Usage()
-		return ExitUsage
+		return detailedExit(*detailed, ExitUsage, false)
 	}
 	p, err := loadPolicy(env, *path)
 	if err != nil {
@@ -124,7 +127,7 @@ Exits 1 when a file cannot be read or parsed.`)
 			fmt.Fprintf(env.Stderr, "virtmq plan: %v\n", err)
 			return ExitFailure
 		}
-		return status
+		return detailedExit(*detailed, status, planChanges(out))
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DOMAIN\tMAC\tTYPE\tMODEL\tCURRENT\tWANTED\tGUEST M\tRULE\tREASON")
@@ -149,7 +152,7 @@ Exits 1 when a file cannot be read or parsed.`)
 		return ExitFailure
 	}
 	fmt.Fprintln(env.Stdout, "(* = the definition changes; the running domain takes it at its next cold boot)")
-	return status
+	return detailedExit(*detailed, status, planChanges(out))
 }
 
 func toPlanOutput(file string, plan policy.Plan) planOutput {
