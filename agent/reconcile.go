@@ -69,6 +69,10 @@ type domainView struct {
 	// live is the running domain (its NICs' running queues and aliases);
 	// nil when it does not run.
 	live *policy.Domain
+	// liveOnly has the MACs of the NICs the running domain has and its
+	// definition lacks (hot-plugged without --config): a cold boot removes
+	// them, so they never make it pending one.
+	liveOnly map[string]bool
 }
 
 // managed reports whether the plan manages any NIC: only then does a guest
@@ -222,6 +226,7 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 	}
 
 	var live *policy.Domain
+	var liveOnly map[string]bool
 	if d.Active {
 		doc, err := call(ctx, a, func(ctx context.Context) ([]byte, error) {
 			return conn.DomainXML(ctx, d, virt.XMLLive)
@@ -240,7 +245,7 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 		}
 		if d.Persistent && live != nil {
 			// Hot-plugged NICs and the vCPUs online (see hotplug.go).
-			plan = mergeLivePlan(plan, pol.Decide(live))
+			plan, liveOnly = mergeLivePlan(plan, pol.Decide(live))
 		}
 		if !d.Persistent {
 			// A transient domain has no definition: decide from what runs.
@@ -255,7 +260,7 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 		return &domainView{d: d}, nil, nil
 	}
 
-	v := &domainView{d: d, plan: plan, live: live}
+	v := &domainView{d: d, plan: plan, live: live, liveOnly: liveOnly}
 	_, rebootOK := power(conn)
 	now := a.cfg.Now()
 	var state string
