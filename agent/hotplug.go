@@ -41,14 +41,15 @@ const (
 // decided on its live XML): M of each NIC where it depends on the vCPUs
 // online (they change with setvcpus --live), and the NICs hot-plugged
 // without --config, which the definition lacks (a cold boot removes them).
-func mergeLivePlan(def, live policy.Plan) policy.Plan {
+// liveOnly has the MACs of those.
+func mergeLivePlan(def, live policy.Plan) (out policy.Plan, liveOnly map[string]bool) {
 	byMAC := make(map[string]policy.NICPlan, len(live.NICs))
 	for _, n := range live.NICs {
 		if n.MAC != "" {
 			byMAC[n.MAC] = n
 		}
 	}
-	out := def
+	out = def
 	out.NICs = make([]policy.NICPlan, 0, len(def.NICs)+len(live.NICs))
 	inDef := make(map[string]bool, len(def.NICs))
 	for _, n := range def.NICs {
@@ -61,9 +62,13 @@ func mergeLivePlan(def, live policy.Plan) policy.Plan {
 	for _, n := range live.NICs {
 		if n.MAC != "" && !inDef[n.MAC] {
 			out.NICs = append(out.NICs, n)
+			if liveOnly == nil {
+				liveOnly = map[string]bool{}
+			}
+			liveOnly[n.MAC] = true
 		}
 	}
-	return out
+	return out, liveOnly
 }
 
 // vcpuDependent reports whether the guest's M of a running domain depends

@@ -103,6 +103,36 @@ func TestHotplugNIC(t *testing.T) {
 	}
 }
 
+// A NIC plugged --live only and single-queue: the message says to plug it
+// again with queues (a cold boot removes it), and under apply_at:
+// next-reboot the domain's reboot is not turned into a cold boot for it.
+func TestHotplugLiveOnlySingleQueue(t *testing.T) {
+	h := newHarness(t)
+	must(t, os.WriteFile(h.cfg.PolicyPath, []byte(nextRebootPolicy), 0o644))
+	h.start()
+	mustDefine(t, h.fake, domainXML("lo", 4, 4, mac(1)))
+	must(t, h.fake.Start("lo"))
+	h.waitState("lo", status.StateCompliant)
+	must(t, h.fake.AttachInterface("lo", nicXML(mac(2), 0), true, false))
+	d := h.waitState("lo", status.StatePendingColdBoot)
+	for _, want := range []string{mac(2) + " runs 1, wants 4", "a cold boot removes it", "attach it again with <driver queues='N'/>"} {
+		if !strings.Contains(d.Problem, want) {
+			t.Errorf("problem = %q, want it to contain %q", d.Problem, want)
+		}
+	}
+	if strings.Contains(d.Problem, "applies at") {
+		t.Errorf("problem = %q: a live-only NIC gets nothing from a reboot or a cold boot", d.Problem)
+	}
+	must(t, h.fake.GuestReboot("lo"))
+	h.settle()
+	if n := h.fake.Calls(virttest.MethodSuspendDomain) + h.fake.Calls(virttest.MethodDestroyDomain); n != 0 {
+		t.Errorf("suspend+destroy calls = %d: the reboot was made a cold boot that removes the plugged NIC", n)
+	}
+	if def, _ := h.fake.InactiveXML("lo"); bytes.Contains(def, []byte(mac(2))) {
+		t.Error("the live-only NIC was written into the definition")
+	}
+}
+
 // A NIC added with --config only sends no event: the STOPPED event's
 // reconcile rewrites it before the next start.
 func TestConfigOnlyNICRewrittenAtStop(t *testing.T) {

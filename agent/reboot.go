@@ -61,12 +61,13 @@ func coldBootsAtReboot(v *domainView) bool {
 }
 
 // runningChanges lists the managed NICs of a running domain whose running
-// queue count is not the wanted one: "52:54:00:00:00:01 1→4 queues".
+// queue count is not the wanted one: "52:54:00:00:00:01 1→4 queues". A
+// live-only NIC is not one: the cold boot would remove it.
 func runningChanges(v *domainView) string {
 	running := v.live.QueuesByMAC()
 	var parts []string
 	for _, n := range v.plan.NICs {
-		if q, ok := running[n.MAC]; ok && n.Managed && q != n.Wanted {
+		if q, ok := running[n.MAC]; ok && n.Managed && q != n.Wanted && !v.liveOnly[n.MAC] {
 			parts = append(parts, fmt.Sprintf("%s %d→%d queues", n.MAC, q, n.Wanted))
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -219,5 +220,65 @@ func TestNextRebootConnectionLost(t *testing.T) {
 	}
 	if f := intentFiles(t, h); len(f) != 0 {
 		t.Errorf("intents left: %v", f)
+	}
+}
+
+// TestNextRebootResumesWhenNoLongerAsked: the domain is paused at its
+// reboot, and before the agent's recheck it is redefined by hand so that
+// the policy no longer asks for a change (1 vCPU: below min_vcpus, left
+// alone). The agent resumes the reboot as it was instead of destroying
+// it, and forgets the intent.
+func TestNextRebootResumesWhenNoLongerAsked(t *testing.T) {
+	h, _ := pendingHarness(t, nextRebootPolicy, nil)
+	var (
+		mu          sync.Mutex
+		pausedSeen  bool
+		intentsSeen int
+		redefineErr error
+	)
+	h.fake.OnCall(func(method string, _ virt.Domain, err error) {
+		if method != virttest.MethodSuspendDomain || err != nil {
+			return
+		}
+		// Between the pause and the recheck: the agent's next call reads
+		// the definition afresh.
+		_, derr := h.fake.Define(domainXML("web", 1, 0, mac(1)))
+		mu.Lock()
+		defer mu.Unlock()
+		pausedSeen = h.fake.Paused("web")
+		intentsSeen = len(intentFiles(t, h))
+		redefineErr = derr
+	})
+	must(t, h.fake.GuestReboot("web"))
+	h.waitFor("web resumed", func(status.Snapshot) bool {
+		return h.fake.Calls(virttest.MethodResumeDomain) == 1 && !h.fake.Paused("web")
+	})
+	h.settle()
+	h.fake.OnCall(nil)
+	mu.Lock()
+	if redefineErr != nil {
+		t.Fatalf("redefine: %v", redefineErr)
+	}
+	if !pausedSeen || intentsSeen != 1 {
+		t.Errorf("at the pause: paused = %v, intents = %d; want true, 1", pausedSeen, intentsSeen)
+	}
+	mu.Unlock()
+	// The second REBOOT event of the same reset finds nothing to do either.
+	for m, want := range map[string]int{virttest.MethodSuspendDomain: 1, virttest.MethodResumeDomain: 1, virttest.MethodDestroyDomain: 0, virttest.MethodStartDomain: 0} {
+		if n := h.fake.Calls(m); n != want {
+			t.Errorf("%s calls = %d, want %d", m, n, want)
+		}
+	}
+	if !h.fake.Active("web") || h.fake.Paused("web") {
+		t.Error("web is not running")
+	}
+	if got := runningQueues(t, h.fake, "web"); got != 1 {
+		t.Errorf("running queues = %d, want the old 1 (same QEMU)", got)
+	}
+	if f := intentFiles(t, h); len(f) != 0 {
+		t.Errorf("intents left: %v", f)
+	}
+	if d, _ := findDomain(h.agent.Snapshot(), "web"); d.State == status.StatePendingColdBoot {
+		t.Errorf("state = %s after the policy stopped asking", d.State)
 	}
 }

@@ -72,6 +72,10 @@ type domainView struct {
 	// observe says the policy was in mode observe: the view gets no guest
 	// job (no guest agent command, no QMP check).
 	observe bool
+	// liveOnly has the MACs of the NICs the running domain has and its
+	// definition lacks (hot-plugged without --config): a cold boot removes
+	// them, so they never make it pending one.
+	liveOnly map[string]bool
 }
 
 // managed reports whether the plan manages any NIC: only then does a guest
@@ -231,6 +235,7 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 	}
 
 	var live *policy.Domain
+	var liveOnly map[string]bool
 	if d.Active {
 		doc, err := call(ctx, a, func(ctx context.Context) ([]byte, error) {
 			return conn.DomainXML(ctx, d, virt.XMLLive)
@@ -249,7 +254,7 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 		}
 		if d.Persistent && live != nil {
 			// Hot-plugged NICs and the vCPUs online (see hotplug.go).
-			plan = mergeLivePlan(plan, pol.Decide(live))
+			plan, liveOnly = mergeLivePlan(plan, pol.Decide(live))
 		}
 		if !d.Persistent {
 			// A transient domain has no definition: decide from what runs.
@@ -264,7 +269,7 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 		return &domainView{d: d}, nil, nil
 	}
 
-	v := &domainView{d: d, plan: plan, live: live, observe: observe}
+	v := &domainView{d: d, plan: plan, live: live, observe: observe, liveOnly: liveOnly}
 	_, rebootOK := power(conn)
 	now := a.cfg.Now()
 	var state string

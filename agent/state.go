@@ -69,7 +69,7 @@ func deriveState(in stateInput) derived {
 	}
 	out := derived{nics: make([]status.NIC, 0, len(plan.NICs)), rewritten: in.rewritten}
 	managed := false
-	var pending, guestWould []string
+	var pending, guestWould, replug []string
 	for _, n := range plan.NICs {
 		ns := status.NIC{MAC: n.MAC, Managed: n.Managed, Wanted: n.Wanted, Defined: n.Current, Rule: n.Rule, TargetDevice: taps[n.MAC]}
 		if in.redefined && n.Change() {
@@ -83,7 +83,11 @@ func deriveState(in stateInput) derived {
 		}
 		if q, ok := running[n.MAC]; ok {
 			ns.Running = q
-			if n.Managed && q != n.Wanted {
+			switch {
+			case !n.Managed || q == n.Wanted:
+			case in.v.liveOnly[n.MAC]:
+				replug = append(replug, fmt.Sprintf("%s runs %d, wants %d", n.MAC, q, n.Wanted))
+			default:
 				pending = append(pending, fmt.Sprintf("%s runs %d, wants %d", n.MAC, q, n.Wanted))
 			}
 			if m := min(n.Combined, q); in.v.observe && n.Managed && n.GuestStep && m >= 1 && q > 1 {
@@ -118,17 +122,28 @@ func deriveState(in stateInput) derived {
 			out.problem = "transient domain with " + describeChanges(plan) +
 				": virtmq never redefines transient domains; define it persistently, or let the libvirt hook log or (mode enforce) refuse its start"
 		}
-	case len(pending) > 0:
+	case len(pending) > 0 || len(replug) > 0:
 		out.state = status.StatePendingColdBoot
-		out.problem = "running with other queue counts than its definition (" + strings.Join(pending, "; ") + "): "
-		switch {
-		case plan.ApplyAt == policy.ApplyNextReboot && in.rebootOK:
-			out.problem += "applies at the guest's next reboot (apply_at: next-reboot: virtmq-agent makes it a cold boot), or at the next cold boot"
-		case plan.ApplyAt == policy.ApplyNextReboot:
-			out.problem += "applies at the next cold boot (shut down, then start): apply_at: next-reboot is not available on this libvirt connection (no REBOOT events), falling back to cold-boot"
-		default:
-			out.problem += "applies at the next cold boot (shut down, then start; a reboot keeps the running count)"
+		var parts []string
+		if len(pending) > 0 {
+			p := "running with other queue counts than its definition (" + strings.Join(pending, "; ") + "): "
+			switch {
+			case plan.ApplyAt == policy.ApplyNextReboot && in.rebootOK:
+				p += "applies at the guest's next reboot (apply_at: next-reboot: virtmq-agent makes it a cold boot), or at the next cold boot"
+			case plan.ApplyAt == policy.ApplyNextReboot:
+				p += "applies at the next cold boot (shut down, then start): apply_at: next-reboot is not available on this libvirt connection (no REBOOT events), falling back to cold-boot"
+			default:
+				p += "applies at the next cold boot (shut down, then start; a reboot keeps the running count)"
+			}
+			parts = append(parts, p)
 		}
+		if len(replug) > 0 {
+			// A cold boot removes a NIC plugged --live only: nothing but a
+			// new plug gives it its queues.
+			parts = append(parts, "hot-plugged live only, not in the definition ("+strings.Join(replug, "; ")+
+				"): a cold boot removes it; detach it and attach it again with <driver queues='N'/> (add --config to keep it)")
+		}
+		out.problem = strings.Join(parts, "; and ")
 	case in.rewritten && !d.Active:
 		out.state = status.StateRewritten
 	default:

@@ -72,6 +72,12 @@ func TestDeriveState(t *testing.T) {
 		want:    derived{state: status.StatePendingColdBoot, rewritten: true, nics: []status.NIC{{MAC: m, Managed: true, Wanted: 4, Defined: 4, Running: 1, GuestWanted: 4, Rule: "defaults"}}},
 		problem: "running with other queue counts than its definition (" + m + " runs 1, wants 4): applies at the next cold boot",
 	}, {
+		name: "hot-plugged live only, single-queue: re-plug it, a cold boot removes it",
+		in: stateInput{v: &domainView{d: active, plan: policy.Plan{ApplyAt: policy.ApplyNextReboot, NICs: []policy.NICPlan{nic(1, 4, true)}}, live: running(1),
+			liveOnly: map[string]bool{m: true}}, rebootOK: true},
+		want:    derived{state: status.StatePendingColdBoot, nics: []status.NIC{{MAC: m, Managed: true, Wanted: 4, Defined: 1, Running: 1, GuestWanted: 4, Rule: "defaults"}}},
+		problem: "hot-plugged live only, not in the definition (" + m + " runs 1, wants 4): a cold boot removes it; detach it and attach it again with <driver queues='N'/>",
+	}, {
 		name: "redefined while shut off: rewritten",
 		in:   stateInput{v: &domainView{d: persistent, plan: policy.Plan{NICs: []policy.NICPlan{nic(1, 4, true)}}}, redefined: true, rewritten: true},
 		want: derived{state: status.StateRewritten, rewritten: true, nics: []status.NIC{{MAC: m, Managed: true, Wanted: 4, Defined: 4, GuestWanted: 4, Rule: "defaults"}}},
@@ -96,6 +102,9 @@ func TestDeriveState(t *testing.T) {
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := deriveState(tc.in)
+			if strings.Contains(tc.name, "live only") && strings.Contains(got.problem, "applies at") {
+				t.Errorf("problem = %q: a live-only NIC does not get its queues at a reboot or cold boot", got.problem)
+			}
 			if tc.problem != "" {
 				if !strings.Contains(got.problem, tc.problem) {
 					t.Errorf("problem = %q, want it to contain %q", got.problem, tc.problem)

@@ -6,15 +6,18 @@
 #      connected -> guest queues set and verified
 #   C. host->guest TCP throughput and 64-byte UDP packet rate with the same
 #      domain at queues=1 and queues=N (N = vCPUs)
+#   D. apply_at: next-reboot: a guest reboot of a domain pending a cold boot
+#      (the agent pauses, destroys and starts it) against a plain guest
+#      reboot of the same domain; prints next_reboot_ratio=<x>
 # Prints each part and a summary table (markdown); writes
 # bench/results/realstack.json. Nothing here asserts on a time: the checks
 # only make sure each figure measures what it says (the hook did or did not
 # run, the guest has the queues, ...). Cleans up whatever it made.
 #
 # Environment (defaults): BENCH_STARTS=20 (per arm), BENCH_DEFINES=20,
-# BENCH_BOOTS=5, BENCH_NET_RUNS=3 (per test and queue count), BENCH_NET_SECONDS=5,
+# BENCH_BOOTS=5 (B2, and D per arm), BENCH_NET_RUNS=3 (per test and queue count), BENCH_NET_SECONDS=5,
 # BENCH_VCPUS=4, BENCH_VCPUS_LARGE=8 (0: skip; one run per test),
-# BENCH_UDP_KPPS=200 (UDP offered, all streams together), BENCH_PARTS="a b c" (a subset runs
+# BENCH_UDP_KPPS=200 (UDP offered, all streams together), BENCH_PARTS="a b c d" (a subset runs
 # only those parts; the JSON then has null for the others), plus the
 # e2e harness's VIRTMQ_E2E_* (e2e/README.md).
 set -euo pipefail
@@ -42,7 +45,7 @@ NET_RUNS=${BENCH_NET_RUNS:-3}
 NET_SECONDS=${BENCH_NET_SECONDS:-5}
 VCPUS=${BENCH_VCPUS:-4}
 VCPUS_LARGE=${BENCH_VCPUS_LARGE:-8}
-PARTS=" ${BENCH_PARTS:-a b c} "
+PARTS=" ${BENCH_PARTS:-a b c d} "
 
 RESULTS=$REPO/bench/results
 BW=$VIRTMQ_E2E_STATE/bench  # the bench's own hooks dir, policy, sockets
@@ -560,6 +563,103 @@ part_c() {
 				else $c[1].tests[$t].value.median / $c[0].tests[$t].value.median end)}) | from_entries)]}' >"$BW/c.json"
 }
 
+# --- D. apply_at: next-reboot against a plain reboot ---------------------------------------
+
+# D: one 4-vCPU domain, the agent running with apply_at: next-reboot. Two
+# arms, alternating, BOOTS each:
+#   armed: the domain runs with one queue while its definition (the agent's
+#          rewrite) has 4 (pending-cold-boot; made so, untimed, by defining
+#          and starting it while the agent is stopped, as e2e/reboot.sh does);
+#          a guest `reboot` -> the agent pauses it at the reset, destroys it
+#          and starts it from its definition
+#   plain: the same domain right after, compliant (4 queues running): a
+#          guest `reboot` is an ordinary reset of the same QEMU
+# Timed, the same way for both: from the guest-exec of `/bin/busybox reboot`
+# (its reply may never come) until the running XML has 4 queues and qemu-ga
+# answers from a new boot (the guest's boot_id changed), polled every 0.2 s.
+# next_reboot_ratio = median armed / median plain. Only the plain windows
+# record the rest of the machine's load: an armed one sees its QEMU exit.
+REBOOT_MS=''
+# reboot_once ARM: one timed guest reboot of ${P}reboot; checks the arm did
+# what it says (armed: a new QEMU, the domain id changed; plain: the same one).
+reboot_once() {
+	local arm=$1 d=${P}reboot boot id t0 t1 now end
+	boot=$(guest_boot_id "$d") || e2e_die "D: no boot id from $d"
+	id=$(e2e_virsh domid "$d")
+	[[ $arm == armed ]] || win_begin
+	t0=$(now_us)
+	guest_run "$d" /bin/busybox reboot
+	end=$((SECONDS + 240)) t1=''
+	while ((SECONDS < end)); do
+		if [[ $(live_queues "$d" 2>/dev/null) == 4 ]] &&
+			now=$(GUEST_EXEC_TIMEOUT=5 guest_boot_id "$d" 2>/dev/null) && [[ -n $now && $now != "$boot" ]]; then
+			t1=$(now_us)
+			break
+		fi
+		sleep 0.2
+	done
+	[[ $arm == armed ]] || win_end d >/dev/null
+	[[ -n $t1 ]] || e2e_die "D: $arm reboot of $d: not back with 4 queues and a new boot after 240 s (log: $AGENT_LOG, console: $(console_log "$d"))"
+	case $arm/$(e2e_virsh domid "$d") in
+	armed/"$id") e2e_die "D: the armed reboot of $d kept domain id $id: no cold boot" ;;
+	armed/* | plain/"$id") ;;
+	*) e2e_die "D: the plain reboot of $d changed the domain id: a cold boot" ;;
+	esac
+	REBOOT_MS=$(ms "$t0" "$t1")
+}
+
+state_is() { [[ $(status_of "$1" .state) == "$2" ]]; }
+
+# reboot_pending: ${P}reboot runs with one queue, its definition has 4, the
+# agent says pending-cold-boot and armed for the next reboot, qemu-ga answers.
+reboot_pending() {
+	local d=${P}reboot st
+	agent_stop
+	e2e_virsh destroy "$d" >/dev/null 2>&1 || true
+	define_domain "$d" --vcpus 4
+	e2e_virsh start "$d" >/dev/null
+	agent_start
+	e2e_wait 30 defined_queues_are "$d" 4 || e2e_die "D: the agent did not rewrite $d"
+	e2e_wait 30 state_is "$d" pending-cold-boot || e2e_die "D: $d is not pending-cold-boot (state: $(status_of "$d" .state))"
+	[[ -z $(live_queues "$d") ]] || e2e_die "D: $d runs with queues $(live_queues "$d"), want one pair"
+	wait_for_agent "$d" 120 || e2e_die "D: no qemu-ga in $d"
+	st=$(status_of "$d" .problem)
+	[[ $st == *"next reboot"* ]] || e2e_die "D: $d is not armed for its next reboot (problem: $st)"
+}
+
+part_d() {
+	local d=${P}reboot i armed=() plain=() r
+	log "D. apply_at: next-reboot: guest reboot of a pending domain (paused, destroyed, started) against a plain guest reboot of the same domain, $BOOTS each, alternating"
+	write_policy audit next-reboot
+	rm -rf "$BW/state"
+	: >"$BW/other-d.list"
+	for ((i = 1; i <= BOOTS; i++)); do
+		reboot_pending
+		reboot_once armed
+		armed+=("$REBOOT_MS")
+		e2e_wait 60 state_is "$d" compliant || e2e_die "D: $d is not compliant after its armed reboot (state: $(status_of "$d" .state))"
+		wait_for_agent "$d" 120 || e2e_die "D: no qemu-ga in $d"
+		reboot_once plain
+		plain+=("$REBOOT_MS")
+		log "  round $i: armed reboot ${armed[-1]} ms, plain reboot ${plain[-1]} ms"
+	done
+	[[ -z $(ls -A "$BW/state/restart" 2>/dev/null) ]] || e2e_die "D: restart intents left: $(ls "$BW/state/restart")"
+	agent_stop
+	e2e_virsh destroy "$d" >/dev/null
+	e2e_virsh undefine "$d" >/dev/null
+	rm -rf "$BW/state"
+	write_policy audit
+	r=$(ratio "$(stats "${armed[@]}" | jq .median)" "$(stats "${plain[@]}" | jq .median)")
+	log "  next_reboot_ratio=$r (armed / plain guest reboot, medians)"
+	jq -n --argjson a "$(stats "${armed[@]}")" --argjson p "$(stats "${plain[@]}")" \
+		--argjson sa "$(arr "${armed[@]}")" --argjson sp "$(arr "${plain[@]}")" --argjson r "$r" \
+		'{what: "guest `/bin/busybox reboot` (through qemu-ga guest-exec) of one 4-vCPU TCG domain, the agent running with apply_at: next-reboot; armed = the domain pending a cold boot (runs with 1 queue, defined with 4): the agent pauses it at the reset, destroys it and starts it from its definition; plain = the same domain, compliant, right after: an ordinary reset of the same QEMU; the arms alternate",
+		  how: "from the guest-exec of reboot until the running XML has queues 4 and qemu-ga answers from a new boot (the guest boot_id changed), polled every 0.2 s; armed checked to have a new domain id, plain the same one",
+		  armed_reboot_ms: $a, plain_reboot_ms: $p,
+		  next_reboot_ratio: $r, next_reboot_ratio_how: "armed_reboot_ms.median / plain_reboot_ms.median",
+		  samples_ms: {armed: $sa, plain: $sp}}' >"$BW/d.json"
+}
+
 # --- report -------------------------------------------------------------------------------
 
 host_json() {
@@ -580,7 +680,7 @@ report() {
 		. as $r | .host as $h |
 		"host: \($h.nproc) cores (\($h.cpu_model)), \($h.mem_mib) MiB, kernel \($h.kernel); libvirt \($h.libvirt), QEMU \($h.qemu), \($h.accel), vhost-net: \($h.vhost_net); load average at start \($h.loadavg_at_start), at end \($h.loadavg_at_end); took \($r.took_seconds) s",
 		def load(x): if x == null then "-" else "median \(f(x.others.median)), max \(f(x.others.max)) (steal max \(f(x.steal.max)))" end;
-		"rest of the machine during the measured windows, in cores: virsh starts \(load($r.other_load_cores.virsh_start)); agent \(load($r.other_load_cores.agent)); network runs \(load($r.other_load_cores.network))",
+		"rest of the machine during the measured windows, in cores: virsh starts \(load($r.other_load_cores.virsh_start)); agent \(load($r.other_load_cores.agent)); network runs \(load($r.other_load_cores.network)); reboots \(load($r.other_load_cores.next_reboot))",
 		# disturbed: a part whose typical window saw the rest of the machine at work,
 		# or a network run (5 s: long enough for its maximum to mean something)
 		([$r.other_load_cores[]? | objects | .others.median + .steal.median] + [$r.network.cases[]?.tests[] | .other_cores_max + .steal_cores_max] |
@@ -603,6 +703,9 @@ report() {
 		row("agent: DEFINED received → DefineXML returned (agent log)"; .agent_define.agent_event_to_define_returned_ms; "ms"),
 		row("agent: qemu-ga connected → guest Combined set (status)"; .agent_guest.connected_to_guest_step_done_ms; "ms"),
 		row("agent: qemu-ga connected → QMP verified (agent log)"; .agent_guest.connected_to_qmp_verified_ms; "ms"),
+		row("guest reboot → back with 4 queues and qemu-ga, plain (same QEMU)"; .next_reboot.plain_reboot_ms; "ms"),
+		row("guest reboot → back with 4 queues and qemu-ga, armed (apply_at: next-reboot)"; .next_reboot.armed_reboot_ms; "ms"),
+		(.next_reboot // empty | "| next_reboot_ratio: armed / plain reboot (medians) | \(f(.next_reboot_ratio)) | | |"),
 		(.network // empty | "",
 		"| host → guest, medians of \($r.network.cases[0].tests.tcp_single.value.n) runs (larger vCPU count: 1 run) of \($r.network.seconds_per_run) s | vCPUs | queues=1 | queues=N | N/1 | rx packets per queue at queues=N (%) |",
 		"| --- | ---: | ---: | ---: | ---: | --- |",
@@ -640,21 +743,23 @@ main() {
 		hook_set off
 	fi
 	[[ $PARTS != *" c "* ]] || part_c
+	[[ $PARTS != *" d "* ]] || part_d
 
-	for f in a b1 b2 c; do [[ -f $BW/$f.json ]] || echo null >"$BW/$f.json"; done
+	for f in a b1 b2 c d; do [[ -f $BW/$f.json ]] || echo null >"$BW/$f.json"; done
 	jq -n --argjson host "$(host_json "$load")" --slurpfile a "$BW/a.json" --slurpfile b1 "$BW/b1.json" \
-		--slurpfile b2 "$BW/b2.json" --slurpfile c "$BW/c.json" --arg at "$(date -u +%FT%TZ)" \
+		--slurpfile b2 "$BW/b2.json" --slurpfile c "$BW/c.json" --slurpfile d "$BW/d.json" --arg at "$(date -u +%FT%TZ)" \
 		--arg load_end "$(cut -d' ' -f1-3 /proc/loadavg)" --argjson took $((SECONDS - T0)) \
-		--argjson oa "$(other_json a)" --argjson ob "$(other_json b)" --argjson oc "$(other_json c)" \
+		--argjson oa "$(other_json a)" --argjson ob "$(other_json b)" --argjson oc "$(other_json c)" --argjson od "$(other_json d)" \
 		'{generated: $at, took_seconds: $took, host: ($host + {loadavg_at_end: $load_end}),
-		  other_load_cores: {what: "cores the rest of the machine used during each measured window (a start, a define, a boot, a network run): others = user+nice+system of /proc/stat minus the bench (its process group, libvirtd, virtlogd, QEMU) and kernel threads; steal = the hypervisor", virsh_start: $oa, agent: $ob, network: $oc},
-		  virsh_start: $a[0], agent_define: $b1[0], agent_guest: $b2[0], network: $c[0]}' \
+		  other_load_cores: {what: "cores the rest of the machine used during each measured window (a start, a define, a boot, a network run): others = user+nice+system of /proc/stat minus the bench (its process group, libvirtd, virtlogd, QEMU) and kernel threads; steal = the hypervisor", virsh_start: $oa, agent: $ob, network: $oc, next_reboot: $od},
+		  virsh_start: $a[0], agent_define: $b1[0], agent_guest: $b2[0], network: $c[0], next_reboot: $d[0]}' \
 		>"$RESULTS/realstack.json.tmp"
 	mv "$RESULTS/realstack.json.tmp" "$RESULTS/realstack.json"
 	echo
 	echo "== real stack ($RESULTS/realstack.json)"
 	report
 	jq -r '.virsh_start // empty | "start_hook_ratio=\(.start_hook_ratio)"' "$RESULTS/realstack.json"
+	jq -r '.next_reboot // empty | "next_reboot_ratio=\(.next_reboot_ratio)"' "$RESULTS/realstack.json"
 }
 
 main "$@"

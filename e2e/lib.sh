@@ -458,6 +458,15 @@ guest_exec() {
 	return "$(jq -r '.return | if has("exitcode") then .exitcode elif has("signal") then 128 + .signal else 125 end' <<<"$st")"
 }
 
+# guest_run DOMAIN ARGV...: start ARGV in the guest through guest-exec and
+# do not wait for it: a reboot or poweroff may never let the reply come.
+guest_run() {
+	local dom=$1 req
+	shift
+	req=$(jq -nc --arg p "$1" '{execute:"guest-exec", arguments:{path:$p, arg:$ARGS.positional}}' --args "${@:2}")
+	qga "$dom" "$req" 5 >/dev/null 2>&1 || true
+}
+
 # console_boots DOMAIN: how many times the guest's /init reached "ready" (from
 # the console log, which survives reboots and restores: works without guest-exec).
 console_boots() {

@@ -26,15 +26,6 @@ pending_domain() {
 	wait_for_agent "$d" 120
 }
 
-# guest_run DOMAIN ARGV...: start ARGV in the guest through guest-exec and
-# do not wait for it: a reboot or poweroff may never let the reply come.
-guest_run() {
-	local dom=$1 req
-	shift
-	req=$(jq -nc --arg p "$1" '{execute:"guest-exec", arguments:{path:$p, arg:$ARGS.positional}}' --args "${@:2}")
-	qga "$dom" "$req" 5 >/dev/null 2>&1 || true
-}
-
 # came_back_cold NAME OLD_ID: NAME runs a new QEMU (a cold boot) with its
 # definition's 4 queues, the guest at M=2, and virtmq verify passes.
 came_back_cold() {
