@@ -447,55 +447,59 @@ func (c *Conn) DefineXML(ctx context.Context, doc []byte) error {
 
 // AgentCommand implements virt.Conn through the SetAgent function.
 func (c *Conn) AgentCommand(ctx context.Context, v virt.Domain, cmd []byte, timeout time.Duration) ([]byte, error) {
-	if err := c.begin(ctx, MethodAgentCommand); err != nil {
-		c.end(MethodAgentCommand, v, err)
-		return nil, err
-	}
-	c.d.mu.Lock()
-	x := c.d.findDomain(v)
-	f := c.d.agent
-	active := x != nil && x.active
-	c.d.mu.Unlock()
-	var out []byte
-	var err error
-	switch {
-	case x == nil:
-		err = notFound(v.Name)
-	case !active:
-		err = fmt.Errorf("%w: domain %q is not running", virt.ErrAgentUnavailable, v.Name)
-	case f == nil:
-		err = fmt.Errorf("%w: QEMU guest agent is not connected", virt.ErrAgentUnavailable)
-	default:
-		out, err = f(ctx, v, cmd, timeout)
-	}
-	c.end(MethodAgentCommand, v, err)
-	return out, err
+	return c.commandCall(ctx, MethodAgentCommand, v,
+		func(name string) error {
+			return fmt.Errorf("%w: domain %q is not running", virt.ErrAgentUnavailable, name)
+		},
+		func() ([]byte, error) {
+			c.d.mu.Lock()
+			f := c.d.agent
+			c.d.mu.Unlock()
+			if f == nil {
+				return nil, fmt.Errorf("%w: QEMU guest agent is not connected", virt.ErrAgentUnavailable)
+			}
+			return f(ctx, v, cmd, timeout)
+		})
 }
 
 // MonitorCommand implements virt.Conn through the SetMonitor function.
 func (c *Conn) MonitorCommand(ctx context.Context, v virt.Domain, cmd []byte) ([]byte, error) {
-	if err := c.begin(ctx, MethodMonitorCommand); err != nil {
-		c.end(MethodMonitorCommand, v, err)
-		return nil, err
-	}
-	c.d.mu.Lock()
-	x := c.d.findDomain(v)
-	f := c.d.monitor
-	active := x != nil && x.active
-	c.d.mu.Unlock()
+	return c.commandCall(ctx, MethodMonitorCommand, v,
+		func(name string) error {
+			return fmt.Errorf("requested operation is not valid: domain %q is not running", name)
+		},
+		func() ([]byte, error) {
+			c.d.mu.Lock()
+			f := c.d.monitor
+			c.d.mu.Unlock()
+			if f == nil {
+				return []byte(`{"error":{"class":"CommandNotFound","desc":"The command has not been found"}}`), nil
+			}
+			return f(ctx, v, cmd)
+		})
+}
+
+// commandCall runs a command on a running domain's agent or monitor: the
+// call's fault, then libvirt's errors for a domain that does not exist or
+// does not run (notRunning), then send.
+func (c *Conn) commandCall(ctx context.Context, method string, v virt.Domain, notRunning func(name string) error, send func() ([]byte, error)) ([]byte, error) {
 	var out []byte
-	var err error
-	switch {
-	case x == nil:
-		err = notFound(v.Name)
-	case !active:
-		err = fmt.Errorf("requested operation is not valid: domain %q is not running", v.Name)
-	case f == nil:
-		out = []byte(`{"error":{"class":"CommandNotFound","desc":"The command has not been found"}}`)
-	default:
-		out, err = f(ctx, v, cmd)
+	err := c.begin(ctx, method)
+	if err == nil {
+		c.d.mu.Lock()
+		x := c.d.findDomain(v)
+		active := x != nil && x.active
+		c.d.mu.Unlock()
+		switch {
+		case x == nil:
+			err = notFound(v.Name)
+		case !active:
+			err = notRunning(v.Name)
+		default:
+			out, err = send()
+		}
 	}
-	c.end(MethodMonitorCommand, v, err)
+	c.end(method, v, err)
 	return out, err
 }
 
