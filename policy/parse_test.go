@@ -310,9 +310,16 @@ func TestParseErrors(t *testing.T) {
 		{"empty", "", "p.yaml: empty file (a policy needs at least version: 1)"},
 		{"comments only", "# nothing\n", "p.yaml: empty file (a policy needs at least version: 1)"},
 		{"null document", "~\n", "p.yaml:1:1: empty document (a policy needs at least version: 1)"},
-		{"syntax", v + "mode: a: b\n", "p.yaml:2: invalid YAML: mapping values are not allowed in this context"},
-		{"tab", v + "\tmode: off\n", "p.yaml:2: invalid YAML: found a tab character that violates indentation"},
-		{"unknown anchor", v + "mode: *x\n", "p.yaml: invalid YAML: unknown anchor 'x' referenced"},
+		{"syntax", v + "mode: a: b\n", `p.yaml:2:8: invalid YAML: mapping values are not allowed in this context (is this key indented deeper than the one above it, or is a value with ": " unquoted?)`},
+		{"tab", v + "\tmode: off\n", "p.yaml:2:1: invalid YAML: a tab in the indentation (YAML indents with spaces only): found a tab character that violates indentation"},
+		{"tab in a list", v + "rules:\n\t- name: a\n", "p.yaml:3:1: invalid YAML: a tab in the indentation (YAML indents with spaces only): found character that cannot start any token"},
+		{"tab after spaces", v + "rules:\n  - name: a\n  \tmatch: {}\n", "p.yaml:4:3: invalid YAML: a tab in the indentation (YAML indents with spaces only): found a tab character that violates indentation"},
+		{"unknown anchor", v + "mode: *x\n", `p.yaml:2:7: invalid YAML: unknown anchor "x" referenced by *x; a value that starts with * (a glob) must be quoted: "*x"`},
+		{"unquoted glob", v + "rules:\n  - name: a # *web\n    match:\n      domain: [db, *web]\n", `p.yaml:5:20: invalid YAML: unknown anchor "web" referenced by *web; a value that starts with * (a glob) must be quoted: "*web"`},
+		{"unquoted glob with a star", v + "rules:\n  - name: a\n    match:\n      domain: *-db*\n", `p.yaml:5:15: invalid YAML: an alias (*name) or anchor (&name) with a bad name: did not find expected alphabetic or numeric character; a value that starts with * (a glob) must be quoted: "*..."`},
+		{"key indented less", v + "defaults:\n  queues: 4\n max: 8\n", "p.yaml:4:2: invalid YAML: did not find expected key (is this line indented like the keys above it? the block starts at line 3)"},
+		{"key indented deeper", v + "defaults:\n  queues: 4\n   max: 8\n", `p.yaml:4:7: invalid YAML: mapping values are not allowed in this context (is this key indented deeper than the one above it, or is a value with ": " unquoted?)`},
+		{"rule key indented less", v + "rules:\n  - name: a\n    match:\n      domain: web\n   set:\n      queues: 4\n", "p.yaml:6:4: invalid YAML: did not find expected '-' indicator (is this line indented like the keys above it? the block starts at line 2)"},
 		{"two documents", v + "---\n" + v, "p.yaml:2:1: a second YAML document; a policy file holds one"},
 		{"not a mapping", "- version: 1\n", "p.yaml:1:1: must be a mapping, not a list"},
 		{"missing version", "mode: apply\n", "p.yaml:1:1: version: missing (add version: 1)"},
@@ -600,6 +607,30 @@ func TestParseMode(t *testing.T) {
 		}
 		if got, want := p.Mode().Acts(), tt.want != ModeObserve; got != want {
 			t.Errorf("%q: Acts() = %v, want %v", tt.in, got, want)
+		}
+	}
+}
+
+// TestDocErrorExamples parses each "with an error" example of
+// docs/policy.md's Errors section and compares what Parse says with the
+// output printed below it.
+func TestDocErrorExamples(t *testing.T) {
+	doc, err := os.ReadFile("../docs/policy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const marker = "```yaml\n# policy.yaml, with an error:\n"
+	parts := strings.Split(string(doc), marker)[1:]
+	if len(parts) != 3 {
+		t.Fatalf("found %d error examples, want 3; update this test with the doc", len(parts))
+	}
+	for i, part := range parts {
+		in, rest, _ := strings.Cut(part, "```")
+		_, rest, _ = strings.Cut(rest, "```\n")
+		want, _, _ := strings.Cut(rest, "```")
+		_, err := Parse("policy.yaml", []byte(in))
+		if err == nil || err.Error() != strings.TrimSpace(want) {
+			t.Errorf("example %d:\n%s\ngot:  %v\nwant: %s", i, in, err, want)
 		}
 	}
 }
