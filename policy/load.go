@@ -222,3 +222,18 @@ func parseSources(main source, dropIns []source) (*Policy, error) {
 
 // maxErrors is the most problems Parse and Load report.
 const maxErrors = 100
+
+// ParseDropIn parses one drop-in file by itself, over the built-in
+// defaults: what `virtmq lint policy.d/50-x.yaml` checks. Problems that
+// need the other files (a rule name used twice, min > max after merging)
+// show only when the whole policy is loaded.
+func ParseDropIn(name string, data []byte) (*Policy, error) {
+	doc, errs := parseFile(name, data, true)
+	errs.sortByPosition()
+	p, berrs := build([]*fileDoc{doc})
+	errs = append(errs, berrs...)
+	if len(errs) > 0 {
+		return nil, errs.err()
+	}
+	return p, nil
+}

@@ -70,12 +70,13 @@ func TestPlan(t *testing.T) {
 	if !strings.Contains(errOut.String(), "built-in default policy") {
 		t.Errorf("stderr %q does not say the built-in default is used", errOut)
 	}
-	var got []planOutput
-	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+	var rep planReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
 		t.Fatalf("plan --json output is not JSON: %v\n%s", err, out)
 	}
-	if len(got) != 1 || len(got[0].NICs) != 1 {
-		t.Fatalf("got %+v, want one domain with one NIC", got)
+	got := rep.Domains
+	if rep.FormatVersion != 1 || len(rep.Errors) != 0 || len(got) != 1 || len(got[0].NICs) != 1 {
+		t.Fatalf("got %+v, want format_version 1 and one domain with one NIC", rep)
 	}
 	n := got[0].NICs[0]
 	if got[0].Domain != "web1" || n.MAC != "52:54:00:12:34:56" || n.Current != 1 || n.Wanted != 4 || !n.Change || n.Combined != 4 || n.Rule != "defaults" {

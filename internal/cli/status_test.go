@@ -80,7 +80,7 @@ func TestStatusTable(t *testing.T) {
 	snap := testSnapshot()
 	sock := serveStatus(t, snap)
 	r := newTestRun(t, nil, nil)
-	if code := Main(context.Background(), r.env, []string{"status", "--status-socket", sock}); code != ExitOK {
+	if code := Main(context.Background(), r.env, []string{"status", "-o", "wide", "--status-socket", sock}); code != ExitOK {
 		t.Fatalf("exit %d, stderr:\n%s", code, r.stderr)
 	}
 	out := r.stdout.String()
@@ -131,6 +131,8 @@ func TestStatusJSON(t *testing.T) {
 	if err := json.Unmarshal(r.stdout.Bytes(), &got); err != nil {
 		t.Fatalf("output is not a snapshot: %v\n%s", err, r.stdout)
 	}
+	snap.FormatVersion = 1 // filled in for an agent that does not send it
+	snap.Domains[3].NICs = []status.NIC{}
 	if !reflect.DeepEqual(got, snap) {
 		t.Errorf("snapshot changed on the way:\ngot  %+v\nwant %+v", got, snap)
 	}

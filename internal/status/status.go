@@ -20,13 +20,20 @@ const (
 	StateWouldRedefine = "would-redefine"
 )
 
+// FormatVersion is the format_version of the Snapshot's JSON: it changes
+// only when a field changes meaning or goes away (docs/json.md).
+const FormatVersion = 1
+
 // Snapshot is the whole state the agent serves.
 type Snapshot struct {
-	Generated time.Time `json:"generated"`
-	Version   string    `json:"version"`
-	Libvirt   Libvirt   `json:"libvirt"`
-	Policy    Policy    `json:"policy"`
-	Domains   []Domain  `json:"domains"`
+	// FormatVersion is FormatVersion; 0 from agents older than the field,
+	// whose snapshot has the shape of version 1.
+	FormatVersion int       `json:"format_version"`
+	Generated     time.Time `json:"generated"`
+	Version       string    `json:"version"`
+	Libvirt       Libvirt   `json:"libvirt"`
+	Policy        Policy    `json:"policy"`
+	Domains       []Domain  `json:"domains"`
 }
 
 // Libvirt is the agent's connection state.
