@@ -569,11 +569,109 @@ observe_mode() {
 	for x in "$d" "$b"; do e2e_virsh undefine "$x" >/dev/null; done
 }
 
+# h. libvirt on another host, over ssh (qemu+ssh://): a private sshd on a
+# loopback port with its own host key, root's login by an agent-held key,
+# known_hosts in a temporary HOME. The remote dry run lists what the local
+# one does; LIBVIRT_DEFAULT_URI is honoured; an unknown or changed host key
+# is refused; a URI that does not connect fails instead of falling back to
+# the local host; verify skips the host-local checks on a remote URI.
+remote_ssh() {
+	local d=${P}remote dir=$RUN/ssh port uri home out here rc sshd_pid mkrun= k
+	rm -rf "$dir"
+	mkdir -m 0700 -p "$dir" "$dir/home/.ssh"
+	home=$dir/home
+	[[ -x /usr/sbin/sshd ]] || fail "no /usr/sbin/sshd: run e2e/setup.sh (openssh-server)"
+	port=$(free_port) || fail "no free port for sshd"
+	uri="qemu+ssh://root@127.0.0.1:$port/system"
+	for k in host_key other_host_key client_key; do ssh-keygen -q -t ed25519 -N '' -C "virtmq-e2e $k" -f "$dir/$k"; done
+	cp "$dir/client_key.pub" "$dir/authorized_keys"
+	cat >"$dir/sshd_config" <<-EOF
+		ListenAddress 127.0.0.1:$port
+		HostKey $dir/host_key
+		AuthorizedKeysFile $dir/authorized_keys
+		PermitRootLogin prohibit-password
+		PubkeyAuthentication yes
+		PasswordAuthentication no
+		KbdInteractiveAuthentication no
+		UsePAM no
+		StrictModes no
+		AllowStreamLocalForwarding yes
+		PidFile none
+		LogLevel VERBOSE
+	EOF
+	# sshd wants its privilege separation folder (openssh-server's
+	# tmpfiles.d makes it at boot): make it when missing, remove it after.
+	[[ -d /run/sshd ]] || { mkdir -m 0755 /run/sshd && mkrun=1; }
+	/usr/sbin/sshd -D -e -f "$dir/sshd_config" 2>"$dir/sshd.log" &
+	sshd_pid=$!
+	eval "$(ssh-agent -s -a "$dir/agent.sock")" >/dev/null
+	# shellcheck disable=SC2064 # expand now: the pids of this run
+	trap "kill -CONT \$(agent_pid) 2>/dev/null || true; kill $sshd_pid 2>/dev/null || true; kill $SSH_AGENT_PID 2>/dev/null || true
+		[[ -z '$mkrun' ]] || rmdir /run/sshd 2>/dev/null || true
+		e2e_virsh destroy '$d' >/dev/null 2>&1 || true; e2e_virsh undefine '$d' >/dev/null 2>&1 || true" EXIT
+	ssh-add -q "$dir/client_key" 2>/dev/null
+	e2e_wait 10 bash -c "ss -Hltn 'sport = :$port' | grep -q ." || { cat "$dir/sshd.log" >&2; fail "sshd did not listen on 127.0.0.1:$port"; }
+	echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$dir/host_key.pub")" >"$home/.ssh/known_hosts"
+	# The CLI as a remote admin runs it: HOME's known_hosts, the agent's key
+	# (no key file in HOME), the harness's LIBVIRT_DEFAULT_URI unset.
+	remote() { env -u LIBVIRT_DEFAULT_URI HOME="$home" SSH_AUTH_SOCK="$dir/agent.sock" "$@"; }
+
+	# A domain the agent has not rewritten yet (frozen): a change to report.
+	kill -STOP "$(agent_pid)"
+	define_domain "$d" --vcpus 2
+	here=$(remote "$BIN/virtmq" apply --dry-run --policy "$POLICY" --all 2>&1) || fail "local dry run: $here"
+	out=$(remote "$BIN/virtmq" apply -c "$uri" --dry-run --policy "$POLICY" --all 2>&1) ||
+		{ cat "$dir/sshd.log" >&2; fail "apply -c $uri --dry-run --all: $out"; }
+	check_match "remote dry run lists $d" "$out" "$d \(shut off\):"
+	check_match "remote dry run: $d would be redefined" "$out" "queues 1 -> 2"
+	check "remote dry run = local dry run (the same libvirtd)" "$out" "$here"
+	out=$(remote env LIBVIRT_DEFAULT_URI="$uri" "$BIN/virtmq" apply --dry-run --policy "$POLICY" --all 2>&1) ||
+		fail "LIBVIRT_DEFAULT_URI=$uri apply --dry-run --all: $out"
+	check "LIBVIRT_DEFAULT_URI=qemu+ssh dry run = local dry run" "$out" "$here"
+	rc=0
+	remote "$BIN/virtmq" apply -c "$uri" --dry-run --detailed-exitcode --policy "$POLICY" "$d" >/dev/null 2>&1 || rc=$?
+	check "apply --dry-run --detailed-exitcode with a change: exit" "$rc" 2
+	kill -CONT "$(agent_pid)"
+	eventually 30 "agent rewrote $d" 2 defined_queues "$d"
+	rc=0
+	remote "$BIN/virtmq" apply -c "$uri" --dry-run --detailed-exitcode --policy "$POLICY" "$d" >/dev/null 2>&1 || rc=$?
+	check "apply --dry-run --detailed-exitcode, compliant: exit" "$rc" 0
+
+	# Refusals: never another host, never an unchecked key.
+	rc=0
+	out=$(env LIBVIRT_DEFAULT_URI='qemu+unix:///system?socket=/nonexistent' "$BIN/virtmq" apply --dry-run --policy "$POLICY" --all 2>&1) || rc=$?
+	check "LIBVIRT_DEFAULT_URI to a missing socket: exit" "$rc" 1
+	check_match "LIBVIRT_DEFAULT_URI to a missing socket: error" "$out" "connect to libvirt at qemu\+unix:///system\?socket=/nonexistent \(from \\\$LIBVIRT_DEFAULT_URI\)"
+	[[ $out != *"$d"* ]] || fail "LIBVIRT_DEFAULT_URI to a missing socket listed local domains: $out"
+	echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$dir/other_host_key.pub")" >"$home/.ssh/known_hosts"
+	rc=0
+	out=$(remote "$BIN/virtmq" apply -c "$uri" --dry-run --policy "$POLICY" --all 2>&1) || rc=$?
+	check "changed host key: exit" "$rc" 1
+	check_match "changed host key: refused" "$out" "ssh host key not trusted: \[127.0.0.1\]:$port offered ssh-ed25519 key SHA256:.* the host key changed"
+	: >"$home/.ssh/known_hosts"
+	rc=0
+	out=$(remote "$BIN/virtmq" apply -c "$uri" --dry-run --policy "$POLICY" --all 2>&1) || rc=$?
+	check "unknown host: exit" "$rc" 1
+	check_match "unknown host: refused" "$out" "ssh host key not trusted: \[127.0.0.1\]:$port is not in"
+	echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$dir/host_key.pub")" >"$home/.ssh/known_hosts"
+
+	# verify through ssh: libvirt-side checks run, host-local ones SKIP.
+	e2e_virsh start "$d" >/dev/null
+	wait_for_agent "$d" 120
+	eventually 90 "guest Combined current" 2 guest_current "$d"
+	out=$(remote "$BIN/virtmq" verify -c "$uri" --policy "$POLICY" "$d" 2>&1) || fail "verify -c $uri $d: $out"
+	check_match "remote verify: QMP checked" "$out" "OK   [0-9a-f:]+ QMP num-vqs 5: queue pairs 2 = wanted 2"
+	check_match "remote verify: guest checked" "$out" "OK   guest [a-z0-9]+ combined 2 = wanted 2"
+	check_match "remote verify: tap skipped" "$out" "SKIP [0-9a-f:]+ tap [a-z0-9]+: remote host \($(sed 's/[.+?]/\\&/g' <<<"$uri")\): host-local check not run"
+	check_match "remote verify: /dev/kvm skipped" "$out" "SKIP host: /dev/kvm: remote host"
+	check_match "remote verify: vhost skipped" "$out" "SKIP vhost workers: remote host"
+}
+
 # shellcheck source=e2e/reboot.sh
 source "$E2E_DIR/reboot.sh"
 
 ALL=(zero_touch reboot save_restore restarts enforce_audit observe_mode race degraded_guests kill9_redefine libvirtd_outage passwords slow_libvirt
-	prometheus_view cold_boot_rolling hotplug_nic hotplug_vcpu next_reboot_guest next_reboot_virsh next_reboot_poweroff next_reboot_kill9)
+	prometheus_view cold_boot_rolling hotplug_nic hotplug_vcpu remote_ssh next_reboot_guest next_reboot_virsh next_reboot_poweroff next_reboot_kill9)
 
 main() {
 	local s rc

@@ -10,7 +10,8 @@ umask 022
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PACKAGES=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-guest-agent ethtool
-	busybox-static libxml2-utils iperf3 jq lz4 iproute2 util-linux procps prometheus curl)
+	busybox-static libxml2-utils iperf3 jq lz4 iproute2 util-linux procps prometheus curl
+	openssh-server openssh-client)
 [[ $(id -u) == 0 ]] || e2e_die "run as root"
 
 # Another apt/dpkg run (e.g. the lead's background install, logging to
@@ -48,8 +49,20 @@ install_packages() {
 	e2e_log "installing ${missing[*]}"
 	apt_update_once
 	wait_for_apt
+	# The harness starts the daemons it needs itself (libvirtd, and sshd
+	# on a loopback port for remote_ssh): installing must not start
+	# system services (an sshd on :22 that would linger). Containers
+	# usually have a policy-rc.d that says so; add one for the install
+	# when there is none.
+	local rcd=
+	if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+		rcd=/usr/sbin/policy-rc.d
+		printf '#!/bin/sh\n# virtmq e2e/setup.sh: no service starts during its install\nexit 101\n' >"$rcd"
+		chmod 0755 "$rcd"
+	fi
 	DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=600 \
-		install --no-install-recommends "${missing[@]}" >/dev/null
+		install --no-install-recommends "${missing[@]}" >/dev/null || { [[ -z $rcd ]] || rm -f "$rcd"; return 1; }
+	[[ -z $rcd ]] || rm -f "$rcd"
 }
 
 guest_hash() {

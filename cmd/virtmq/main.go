@@ -32,14 +32,8 @@ func main() {
 	os.Exit(code)
 }
 
-// dial connects to libvirt through socket (from --connect-socket or
-// $VIRTMQ_LIBVIRT_SOCKET), else through the first of virt.DefaultSockets
-// that answers.
-func dial(ctx context.Context, socket string) (virt.Conn, error) {
-	sockets := virt.DefaultSockets
-	if socket != "" {
-		sockets = []string{socket}
-	}
-	c, _, err := virt.Dial(ctx, sockets)
+// dial connects to the libvirt URI the command line picked.
+func dial(ctx context.Context, uri virt.URI) (virt.Conn, error) {
+	c, _, err := virt.DialURI(ctx, uri, virt.DialOptions{Getenv: os.Getenv})
 	return c, err
 }

@@ -30,9 +30,13 @@ const (
 // runApply is `virtmq apply`: see its usage text.
 func runApply(ctx context.Context, env *Env, args []string) int {
 	if wantsColdBoot(args) {
+		if wantsDetailed(args) {
+			fmt.Fprintln(env.Stderr, "virtmq apply: --detailed-exitcode is not an option of --cold-boot (see its exit codes in apply --cold-boot --help)")
+			return ExitFailure
+		}
 		return runColdBoot(ctx, env, args)
 	}
-	fs := newFlags(env, "apply", "[--dry-run] [--policy FILE] [--connect-socket PATH] (--all | DOMAIN...)", `
+	fs := newFlags(env, "apply", "[--dry-run] [--detailed-exitcode] [--policy FILE] [-c URI] (--all | DOMAIN...)", `
 Rewrite the persistent definitions of existing libvirt domains to the
 policy now, talking to libvirt directly (the same rewrite "virtmq rewrite"
 prints and virtmq-agent applies when a domain is defined).
@@ -54,29 +58,34 @@ With --cold-boot, pending running domains are also shut down and started
 again, one rolling batch at a time: see "virtmq apply --cold-boot --help".
 
 Exits 1 when any domain could not be read, rewritten or redefined, or when
-a domain named on the command line is transient and does not comply;
-0 otherwise.`)
+a domain named on the command line is transient and does not comply, or
+when libvirt cannot be reached at the URI (-c, else $LIBVIRT_DEFAULT_URI:
+never another host); 2 on a usage error; 0 otherwise. With
+--detailed-exitcode (terraform's convention, for drift checks with
+--dry-run): 0 no definition changes, 2 some domain was (with --dry-run:
+would be) redefined, 1 on any error, usage errors included.`)
 	fs.Bool("cold-boot", false, "rolling cold boot of pending domains (see apply --cold-boot --help)")
 	path := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
 	dryRun := fs.Bool("dry-run", false, "print the plan and the diff but redefine nothing")
 	all := fs.Bool("all", false, "apply to every domain libvirt knows")
 	wide := fs.Bool("wide", false, "print each NIC's reason in full (by default lines are cut to 100 columns)")
-	socket := addConnectFlag(fs)
+	detailed := fs.Bool("detailed-exitcode", false, detailedUsage)
+	cf := addConnectFlags(fs)
 	pos, code, done := parseFlags(env, fs, args)
 	if done {
-		return code
+		return detailedExit(wantsDetailed(args), code, false)
 	}
 	if *all == (len(pos) > 0) {
 		fmt.Fprintln(env.Stderr, "virtmq apply: give either --all or domain names")
 		fs.Usage()
-		return ExitUsage
+		return detailedExit(*detailed, ExitUsage, false)
 	}
 	p, err := loadPolicy(env, *path)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "virtmq apply: %v\n", err)
 		return ExitFailure
 	}
-	conn, err := dialLibvirt(ctx, env, *socket)
+	conn, _, err := dialLibvirt(ctx, env, cf)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "virtmq apply: %v\n", err)
 		return ExitFailure
@@ -139,7 +148,7 @@ a domain named on the command line is transient and does not comply;
 	}
 	fmt.Fprintf(env.Stdout, "apply: %d %s, %d already compliant, %d transient, %d failed\n",
 		a.count[applyRedefined], verb, a.count[applyCompliant], a.count[applyTransient], a.count[applyFailed])
-	return status
+	return detailedExit(*detailed, status, a.count[applyRedefined] > 0)
 }
 
 // applier applies the policy to one domain at a time.

@@ -169,7 +169,7 @@ func TestApplyErrors(t *testing.T) {
 		fault    string
 		wantCode int
 		stderr   []string
-		sockets  []string
+		uris     []string
 	}{
 		{name: "no domain", fake: fake, args: []string{"nosuch", "db"}, wantCode: ExitFailure,
 			stderr: []string{"virtmq apply: nosuch: no such domain"}},
@@ -177,12 +177,25 @@ func TestApplyErrors(t *testing.T) {
 			stderr: []string{"give either --all or domain names", "Usage: virtmq apply"}},
 		{name: "all and names", fake: fake, args: []string{"--all", "db"}, wantCode: ExitUsage},
 		{name: "dial fails", fake: nil, args: []string{"--all", "--connect-socket", "/nonexistent/sock"}, wantCode: ExitFailure,
-			stderr: []string{"virtmq apply: connect to libvirt at /nonexistent/sock:"}, sockets: []string{"/nonexistent/sock"}},
+			stderr: []string{"virtmq apply: connect to libvirt at qemu+unix:///system?socket=/nonexistent/sock (from --connect-socket):"},
+			uris:   []string{"qemu+unix:///system?socket=/nonexistent/sock"}},
 		{name: "socket from environment", fake: fake, args: []string{"db"}, vars: map[string]string{SocketEnvVar: "/env/sock"},
-			wantCode: ExitOK, sockets: []string{"/env/sock"}},
+			wantCode: ExitOK, uris: []string{"qemu+unix:///system?socket=/env/sock"}},
 		{name: "flag beats environment", fake: fake, args: []string{"db", "--connect-socket", "/flag/sock"},
-			vars: map[string]string{SocketEnvVar: "/env/sock"}, wantCode: ExitOK, sockets: []string{"/flag/sock"}},
-		{name: "default sockets", fake: fake, args: []string{"db"}, wantCode: ExitOK, sockets: []string{""}},
+			vars: map[string]string{SocketEnvVar: "/env/sock"}, wantCode: ExitOK, uris: []string{"qemu+unix:///system?socket=/flag/sock"}},
+		{name: "default URI", fake: fake, args: []string{"db"}, wantCode: ExitOK, uris: []string{"qemu:///system"}},
+		{name: "URI from environment", fake: fake, args: []string{"db"}, vars: map[string]string{URIEnvVar: "qemu+ssh://root@h/system"},
+			wantCode: ExitOK, uris: []string{"qemu+ssh://root@h/system"}},
+		{name: "-c beats environment", fake: fake, args: []string{"db", "-c", "qemu+tcp://h/system"},
+			vars: map[string]string{URIEnvVar: "qemu+ssh://root@h/system", SocketEnvVar: "/env/sock"}, wantCode: ExitOK, uris: []string{"qemu+tcp://h/system"}},
+		{name: "--connect", fake: fake, args: []string{"--connect=qemu+ssh://h:2222/system", "db"}, wantCode: ExitOK, uris: []string{"qemu+ssh://h:2222/system"}},
+		{name: "unusable URI in environment never falls back", fake: fake, args: []string{"--all"},
+			vars: map[string]string{URIEnvVar: "qemu:///session"}, wantCode: ExitFailure, uris: []string{},
+			stderr: []string{"virtmq apply: connect to libvirt: $LIBVIRT_DEFAULT_URI: unsupported libvirt URI \"qemu:///session\""}},
+		{name: "environment URI that fails to connect", fake: nil, args: []string{"--all"},
+			vars: map[string]string{URIEnvVar: "qemu+unix:///system?socket=/nonexistent"}, wantCode: ExitFailure,
+			stderr: []string{"connect to libvirt at qemu+unix:///system?socket=/nonexistent (from $LIBVIRT_DEFAULT_URI):"},
+			uris:   []string{"qemu+unix:///system?socket=/nonexistent"}},
 		{name: "list fails", fake: fake, args: []string{"--all"}, fault: virttest.MethodListDomains, wantCode: ExitFailure,
 			stderr: []string{"virtmq apply: list domains:"}},
 		{name: "read fails", fake: fake, args: []string{"db"}, fault: virttest.MethodDomainXML, wantCode: ExitFailure,
@@ -201,8 +214,8 @@ func TestApplyErrors(t *testing.T) {
 				t.Errorf("exit %d, want %d; stderr:\n%s", code, tt.wantCode, r.stderr)
 			}
 			wantLines(t, "stderr", r.stderr.String(), tt.stderr...)
-			if tt.sockets != nil && strings.Join(r.sockets, ",") != strings.Join(tt.sockets, ",") {
-				t.Errorf("dialed %q, want %q", r.sockets, tt.sockets)
+			if tt.uris != nil && strings.Join(r.uris, ",") != strings.Join(tt.uris, ",") {
+				t.Errorf("dialed %q, want %q", r.uris, tt.uris)
 			}
 		})
 	}
@@ -213,9 +226,9 @@ func TestApplyHelp(t *testing.T) {
 	if code := Main(context.Background(), r.env, []string{"apply", "--help"}); code != ExitOK {
 		t.Fatalf("exit %d", code)
 	}
-	wantLines(t, "help", r.stdout.String(), "Usage: virtmq apply", "--dry-run", "--all", "--connect-socket",
+	wantLines(t, "help", r.stdout.String(), "Usage: virtmq apply", "--dry-run", "--all", "-c URI", "-connect URI", "-connect-socket", "-detailed-exitcode",
 		"next cold boot", "Transient domains", "Exits 1")
-	if len(r.sockets) != 0 {
+	if len(r.uris) != 0 {
 		t.Error("--help dialed libvirt")
 	}
 }
@@ -254,8 +267,8 @@ func (c recordingConn) DomainXML(ctx context.Context, d virt.Domain, flags virt.
 func (r *testRun) recordReads() *xmlReads {
 	rec := &xmlReads{}
 	dial := r.env.Dial
-	r.env.Dial = func(ctx context.Context, socket string) (virt.Conn, error) {
-		c, err := dial(ctx, socket)
+	r.env.Dial = func(ctx context.Context, uri virt.URI) (virt.Conn, error) {
+		c, err := dial(ctx, uri)
 		if err != nil {
 			return nil, err
 		}

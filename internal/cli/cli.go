@@ -29,10 +29,10 @@ type Env struct {
 	DefaultPolicyPath string
 	// ReadFile reads a named input file; os.ReadFile outside tests.
 	ReadFile func(string) ([]byte, error)
-	// Dial connects to libvirt's QEMU driver for apply and verify: through
-	// socket when it is not empty, else through the first default socket
-	// that answers (virt.Dial outside tests). The caller closes the Conn.
-	Dial func(ctx context.Context, socket string) (virt.Conn, error)
+	// Dial connects to the libvirt QEMU system driver uri names, for the
+	// commands that talk to libvirt (virt.DialURI outside tests). It never
+	// connects anywhere else than uri says. The caller closes the Conn.
+	Dial func(ctx context.Context, uri virt.URI) (virt.Conn, error)
 	// Terminal reports that stdout and stderr are a terminal: then long
 	// runs (apply --all) draw a progress line on stderr.
 	Terminal bool

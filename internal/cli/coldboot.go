@@ -112,7 +112,7 @@ func runColdBoot(ctx context.Context, env *Env, args []string) int {
 // coldBootMain is runColdBoot on a given host with a given poll interval
 // (tests pass a fixture tree and a short one).
 func coldBootMain(ctx context.Context, env *Env, args []string, host verify.Host, poll time.Duration) int {
-	fs := newFlags(env, "apply --cold-boot", "[--dry-run] [--parallel K] [--shutdown-timeout D] [--force] [--boot-timeout D] [--policy FILE] [--connect-socket PATH] [--status-socket PATH] (--all | DOMAIN|GLOB...)", coldBootUsage)
+	fs := newFlags(env, "apply --cold-boot", "[--dry-run] [--parallel K] [--shutdown-timeout D] [--force] [--boot-timeout D] [--policy FILE] [-c URI] [--status-socket PATH] (--all | DOMAIN|GLOB...)", coldBootUsage)
 	fs.Bool("cold-boot", true, "restart the selected pending domains (this mode)")
 	pol := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
 	dryRun := fs.Bool("dry-run", false, "list what would restart and why; change nothing")
@@ -122,7 +122,7 @@ func coldBootMain(ctx context.Context, env *Env, args []string, host verify.Host
 	force := fs.Bool("force", false, "force the domain off (virsh destroy) after --shutdown-timeout")
 	boot := fs.Duration("boot-timeout", 5*time.Minute, "wait this `long` after the start for the guest step and verification")
 	statusAt := fs.String("status-socket", status.DefaultSocket, "virtmq-agent's status `socket`, polled for the guest step")
-	socket := addConnectFlag(fs)
+	cf := addConnectFlags(fs)
 	pos, code, done := parseFlags(env, fs, args)
 	if done {
 		return code
@@ -143,12 +143,21 @@ func coldBootMain(ctx context.Context, env *Env, args []string, host verify.Host
 		fmt.Fprintf(env.Stderr, "virtmq apply: %v\n", err)
 		return ExitFailure
 	}
-	conn, err := dialLibvirt(ctx, env, *socket)
+	conn, uri, err := dialLibvirt(ctx, env, cf)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "virtmq apply: %v\n", err)
 		return ExitFailure
 	}
 	defer conn.Close()
+	if uri.Remote() {
+		// The host checks and the agent's status socket are this host's,
+		// not the remote one's: skip the former, and run the guest step
+		// here unless --status-socket names a socket on purpose.
+		host.Remote = uri.String()
+		if !flagSet(fs, "status-socket") {
+			*statusAt = ""
+		}
+	}
 	cb := &coldBoot{env: env, conn: conn, policy: p, host: host, statusAt: *statusAt, force: *force,
 		shutdown: *shutdown, boot: *boot, poll: poll}
 
@@ -384,6 +393,9 @@ func (cb *coldBoot) waitOff(ctx context.Context, d virt.Domain, timeout time.Dur
 // waitGuestStep waits for the guest step of the domain's new boot: by
 // virtmq-agent when its status socket answers, else by running it here.
 func (cb *coldBoot) waitGuestStep(ctx context.Context, t *coldBootTarget, booted time.Time) (string, error) {
+	if cb.statusAt == "" {
+		return "run here", cb.guestStep(ctx, t)
+	}
 	if _, err := status.Fetch(ctx, cb.statusAt); err == nil {
 		return "by virtmq-agent", cb.waitAgent(ctx, t.d, booted)
 	}

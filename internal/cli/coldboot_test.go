@@ -78,3 +78,20 @@ func TestColdBootDeafGuestLeftRunning(t *testing.T) {
 		t.Errorf("destroy %d, start %d; want 1, 1", fake.Calls(virttest.MethodDestroyDomain), fake.Calls(virttest.MethodStartDomain))
 	}
 }
+
+// On a remote URI the local agent's status socket is not the remote
+// host's: the guest step runs here, and the host checks are skipped.
+func TestColdBootRemote(t *testing.T) {
+	fake := virttest.New()
+	pendingWeb(t, fake)
+	r := newTestRun(t, fake, nil)
+	args := []string{"--cold-boot", "--policy", testPolicy, "-c", "qemu+ssh://root@host2/system",
+		"--shutdown-timeout", "50ms", "--force", "--boot-timeout", "200ms", "web"}
+	coldBootMain(context.Background(), r.env, args, verify.Host{}, 5*time.Millisecond)
+	// The fake guest has no agent: the guest step tried here says so.
+	wantLines(t, "stdout", r.stdout.String(), "starting", "guest step did not finish", "last: guest-info: guest agent is not connected")
+	wantNot(t, "stdout", r.stdout.String(), "virtmq-agent")
+	if got := r.uris; len(got) != 1 || got[0] != "qemu+ssh://root@host2/system" {
+		t.Errorf("dialed %q", got)
+	}
+}

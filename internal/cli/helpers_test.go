@@ -19,8 +19,8 @@ const testPolicy = "testdata/policy.yaml"
 type testRun struct {
 	env            *Env
 	stdout, stderr *bytes.Buffer
-	// sockets records the socket argument of each Dial.
-	sockets []string
+	// uris records the URI of each Dial.
+	uris []string
 }
 
 // newTestRun returns an Env whose Dial connects to fake (nil: Dial fails)
@@ -35,8 +35,8 @@ func newTestRun(t *testing.T, fake *virttest.Conn, vars map[string]string) *test
 		Getenv:            func(k string) string { return vars[k] },
 		DefaultPolicyPath: filepath.Join(t.TempDir(), "policy.yaml"),
 		ReadFile:          os.ReadFile,
-		Dial: func(ctx context.Context, socket string) (virt.Conn, error) {
-			r.sockets = append(r.sockets, socket)
+		Dial: func(ctx context.Context, uri virt.URI) (virt.Conn, error) {
+			r.uris = append(r.uris, uri.String())
 			if fake == nil {
 				return nil, os.ErrNotExist
 			}

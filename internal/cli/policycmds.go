@@ -209,7 +209,7 @@ type fileError struct {
 }
 
 func runPlan(_ context.Context, env *Env, args []string) int {
-	fs := newFlags(env, "plan", "[--policy FILE] [--json | -o wide] DOMAIN.xml...", `
+	fs := newFlags(env, "plan", "[--policy FILE] [--json | -o wide] [--detailed-exitcode] DOMAIN.xml...", `
 Show, for each NIC of each domain XML file ("-" reads stdin), the current
 queue count, the count N the policy wants, the in-guest combined count M,
 the rule that decided and why. Reads files only; talks to nothing: take
@@ -218,16 +218,20 @@ what virtmq rewrites).
 
 The table fits 100 columns: it leaves out TYPE and MODEL, heads CURRENT,
 WANTED and GUEST M as CUR, WANT and M, and cuts long cells ("…");
--o wide prints every column in full. With several files, a
-FILE column says where each domain comes from. With --json it prints one
-JSON document (see docs/json.md), with the files that failed in "errors".
-Exits 1 when a file cannot be read or parsed.`)
+-o wide prints every column in full. With several files, a FILE column
+says where each domain comes from. With --json it prints one JSON
+document (see docs/json.md), with the files that failed in "errors".
+
+Exits 1 when a file cannot be read or parsed, 2 on a usage error, else 0.
+With --detailed-exitcode (terraform's): 0 no definition changes, 2 some
+does, 1 on any error.`)
 	path := fs.String("policy", "", "policy `file`")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	format, wideFlag := addOutputFlags(fs)
+	detailed := fs.Bool("detailed-exitcode", false, detailedUsage)
 	pos, code, done := parseFlags(env, fs, args)
 	if done {
-		return code
+		return detailedExit(wantsDetailed(args), code, false)
 	}
 	wide, jsonOut, err := outputFormat(*format, *wideFlag, *asJSON)
 	if err != nil {
@@ -236,7 +240,7 @@ Exits 1 when a file cannot be read or parsed.`)
 	}
 	if len(pos) == 0 {
 		fs.Usage()
-		return ExitUsage
+		return detailedExit(*detailed, ExitUsage, false)
 	}
 	p, err := loadPolicy(env, *path)
 	if err != nil {
@@ -266,12 +270,12 @@ Exits 1 when a file cannot be read or parsed.`)
 		if err := writeJSON(env, "plan", rep); err != nil {
 			return ExitFailure
 		}
-		return status
+		return detailedExit(*detailed, status, planChanges(rep.Domains))
 	}
 	if err := printPlan(env.Stdout, rep.Domains, len(pos) > 1, wide); err != nil {
 		return ExitFailure
 	}
-	return status
+	return detailedExit(*detailed, status, planChanges(rep.Domains))
 }
 
 // printPlan prints the plan table, one row per NIC, and the legend of

@@ -33,7 +33,8 @@ cuts long states ("…"); -o wide prints every column in full. With --json
 it prints the agent's snapshot as JSON (see docs/json.md).
 
 Exits 1 when the agent cannot be reached (not running, or no permission
-to its socket), 0 otherwise.`)
+to its socket), and, after printing the status, when the agent is not
+connected to libvirt or its last policy reload failed; 0 otherwise.`)
 	asJSON := fs.Bool("json", false, "print the agent's JSON snapshot instead of a table")
 	format, wideFlag := addOutputFlags(fs)
 	sock := fs.String("status-socket", status.DefaultSocket, "virtmq-agent status `socket`")
@@ -61,13 +62,29 @@ to its socket), 0 otherwise.`)
 		if err := writeJSON(env, "status", normalizeSnapshot(snap)); err != nil {
 			return ExitFailure
 		}
-		return ExitOK
+		return unhealthy(env, snap)
 	}
 	if err := printStatus(env.Stdout, snap, wide); err != nil {
 		fmt.Fprintf(env.Stderr, "virtmq status: %v\n", err)
 		return ExitFailure
 	}
-	return ExitOK
+	return unhealthy(env, snap)
+}
+
+// unhealthy says on stderr what is wrong with the agent, and returns
+// ExitFailure when it is not connected to libvirt or its last policy
+// reload failed, ExitOK otherwise.
+func unhealthy(env *Env, s status.Snapshot) int {
+	code := ExitOK
+	if !s.Libvirt.Connected {
+		fmt.Fprintln(env.Stderr, "virtmq status: virtmq-agent is not connected to libvirt")
+		code = ExitFailure
+	}
+	if s.Policy.LastReloadError != "" {
+		fmt.Fprintln(env.Stderr, "virtmq status: virtmq-agent's last policy reload failed (it keeps the previous policy)")
+		code = ExitFailure
+	}
+	return code
 }
 
 // normalizeSnapshot fills in what an older agent leaves out, so that

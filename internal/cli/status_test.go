@@ -141,10 +141,49 @@ func TestStatusJSON(t *testing.T) {
 func TestStatusNoDomains(t *testing.T) {
 	sock := serveStatus(t, status.Snapshot{Libvirt: status.Libvirt{LastError: "dial unix: no such file"}})
 	r := newTestRun(t, nil, nil)
-	if code := Main(context.Background(), r.env, []string{"status", "--status-socket", sock}); code != ExitOK {
-		t.Fatalf("exit %d, stderr:\n%s", code, r.stderr)
+	if code := Main(context.Background(), r.env, []string{"status", "--status-socket", sock}); code != ExitFailure {
+		t.Fatalf("exit %d, want 1 (libvirt not connected), stderr:\n%s", code, r.stderr)
 	}
 	wantLines(t, "status", r.stdout.String(), "libvirt: NOT connected: dial unix: no such file", "no domains")
+	wantLines(t, "stderr", r.stderr.String(), "virtmq status: virtmq-agent is not connected to libvirt")
+}
+
+// TestStatusUnhealthyExit: the status is printed, and the exit code says
+// whether the agent is healthy.
+func TestStatusUnhealthyExit(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		change func(*status.Snapshot)
+		want   int
+		stderr string
+	}{
+		{"healthy", func(*status.Snapshot) {}, ExitOK, ""},
+		{"libvirt not connected", func(s *status.Snapshot) { s.Libvirt.Connected = false }, ExitFailure, "not connected to libvirt"},
+		{"reload failed", func(s *status.Snapshot) { s.Policy.LastReloadError = "policy.yaml:1:1: bad" }, ExitFailure, "last policy reload failed"},
+	} {
+		for _, asJSON := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/json=%v", tt.name, asJSON), func(t *testing.T) {
+				snap := testSnapshot()
+				tt.change(&snap)
+				args := []string{"status", "--status-socket", serveStatus(t, snap)}
+				if asJSON {
+					args = append(args, "--json")
+				}
+				r := newTestRun(t, nil, nil)
+				if code := Main(context.Background(), r.env, args); code != tt.want {
+					t.Errorf("exit %d, want %d", code, tt.want)
+				}
+				if r.stdout.Len() == 0 {
+					t.Error("nothing printed")
+				}
+				if tt.stderr != "" {
+					wantLines(t, "stderr", r.stderr.String(), tt.stderr)
+				} else if r.stderr.Len() != 0 {
+					t.Errorf("stderr: %s", r.stderr)
+				}
+			})
+		}
+	}
 }
 
 func TestStatusAgentNotRunning(t *testing.T) {

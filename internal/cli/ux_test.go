@@ -23,7 +23,7 @@ func TestJSONFormatVersionAndEmptyLists(t *testing.T) {
 	os.WriteFile(bad, []byte("<domain><name>x</name"), 0o644)
 	pol := filepath.Join(dir, "p.yaml")
 	os.WriteFile(pol, []byte("version: 1\nmode: strict\n"), 0o644)
-	empty := serveStatus(t, status.Snapshot{})
+	empty := serveStatus(t, status.Snapshot{Libvirt: status.Libvirt{Connected: true}})
 
 	for _, tt := range []struct {
 		args     []string

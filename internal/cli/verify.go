@@ -59,7 +59,7 @@ func runVerify(ctx context.Context, env *Env, args []string) int {
 
 // verifyMain is runVerify on a given host (tests pass a fixture tree).
 func verifyMain(ctx context.Context, env *Env, args []string, host verify.Host) int {
-	fs := newFlags(env, "verify", "[--policy FILE] [--json] [--connect-socket PATH] [--timeout D] DOMAIN", `
+	fs := newFlags(env, "verify", "[--policy FILE] [--json] [-c URI] [--timeout D] DOMAIN", `
 Check a running domain end to end against the policy, talking to libvirt
 directly (not to virtmq-agent); the whole manual multiqueue check on demand.
 For each NIC the policy manages:
@@ -90,7 +90,7 @@ does not fail. QMP commands through libvirt taint the domain
 Exits 1 when any check FAILs or the domain is not running, 0 otherwise.`)
 	path := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
 	asJSON := fs.Bool("json", false, "print the checks as JSON")
-	socket := addConnectFlag(fs)
+	cf := addConnectFlags(fs)
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up after this `duration`")
 	pos, code, done := parseFlags(env, fs, args)
 	if done {
@@ -120,11 +120,14 @@ Exits 1 when any check FAILs or the domain is not running, 0 otherwise.`)
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
 	}
-	conn, err := dialLibvirt(ctx, env, *socket)
+	conn, uri, err := dialLibvirt(ctx, env, cf)
 	if err != nil {
 		return fail("%v", err)
 	}
 	defer conn.Close()
+	if uri.Remote() {
+		host.Remote = uri.String()
+	}
 	d, err := conn.LookupDomain(ctx, name)
 	if errors.Is(err, virt.ErrNotFound) {
 		return fail("%s: no such domain", name)

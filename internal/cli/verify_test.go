@@ -70,6 +70,37 @@ func TestVerifyPass(t *testing.T) {
 	}
 }
 
+// TestVerifyRemote: on a remote URI the checks that read this host are
+// skipped, saying so; those through libvirt run.
+func TestVerifyRemote(t *testing.T) {
+	fake := virttest.New()
+	h := startDB(t, fake, 4)
+	tap := verifytest.LiveTap(t, fake, "db", 0)
+	h.SetTap(tap, 1, 3) // would FAIL if it were read
+	verifytest.SetMonitor(fake, map[string]int{"net0": 9}, true)
+	verifytest.SetGuest(fake, verifytest.LinuxGuest("52:54:00:ab:cd:01", guest.Channels{Max: 4, Current: 4}))
+
+	const uri = "qemu+ssh://root@host2/system"
+	code, r := runVerifyTest(t, fake, h.Host, "-c", uri, "db")
+	if code != ExitOK {
+		t.Errorf("exit %d; stderr:\n%s\nstdout:\n%s", code, r.stderr, r.stdout)
+	}
+	wantLines(t, "report", r.stdout.String(),
+		"SKIP host: /dev/kvm: remote host ("+uri+"): host-local check not run",
+		"OK   host: libvirt answers a capabilities call",
+		"OK   52:54:00:ab:cd:01 QMP num-vqs 9: queue pairs 4 = wanted 4",
+		"SKIP 52:54:00:ab:cd:01 tap "+tap+": remote host ("+uri+"): host-local check not run",
+		"OK   guest eth0 combined 4 = wanted 4",
+		"SKIP vhost workers: remote host ("+uri+"): host-local check not run",
+	)
+	if taps := h.Taps(); len(taps) != 0 {
+		t.Errorf("ip ran on %q for a remote domain", taps)
+	}
+	if strings.Join(r.uris, ",") != uri {
+		t.Errorf("dialed %q", r.uris)
+	}
+}
+
 func TestVerifyFailures(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -308,7 +339,7 @@ func TestVerifyNotRunning(t *testing.T) {
 	}{
 		{"shut off", []string{"db"}, fake, ExitFailure, "virtmq verify: db is not running: there is nothing to verify"},
 		{"unknown", []string{"nosuch"}, fake, ExitFailure, "virtmq verify: nosuch: no such domain"},
-		{"no libvirt", []string{"db"}, nil, ExitFailure, "virtmq verify: connect to libvirt:"},
+		{"no libvirt", []string{"db"}, nil, ExitFailure, "virtmq verify: connect to libvirt at qemu:///system (from default):"},
 		{"no domain given", nil, fake, ExitUsage, "Usage: virtmq verify"},
 		{"two domains", []string{"db", "web"}, fake, ExitUsage, "Usage: virtmq verify"},
 	}
@@ -329,5 +360,5 @@ func TestVerifyHelp(t *testing.T) {
 		t.Fatalf("exit %d", code)
 	}
 	wantLines(t, "help", r.stdout.String(), "Usage: virtmq verify", "x-query-virtio-status", "ip -d link show dev TAP",
-		"ethtool -l", "vhost-<qemu pid>", "SKIP", "custom-monitor", "--connect-socket", "--timeout", "Exits 1")
+		"ethtool -l", "vhost-<qemu pid>", "SKIP", "custom-monitor", "-c URI", "-connect URI", "-connect-socket", "--timeout", "Exits 1")
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +32,16 @@ type Host struct {
 	EtcRoot string
 	// Now is the clock that times libvirt's answers (time.Now when nil).
 	Now func() time.Time
+	// Remote, when not empty, is the libvirt URI of another host the
+	// domain runs on: the checks that read this host (/dev/kvm, the tap,
+	// the vhost workers) are then skipped, saying so. The checks through
+	// libvirt (QMP, the guest, libvirt's answer time) still run.
+	Remote string
+}
+
+// remoteSkip is the message of a host-local check skipped on a remote host.
+func (h Host) remoteSkip(what text) text {
+	return text{format: what.format + ": remote host (%s): host-local check not run", args: append(slices.Clone(what.args), Raw(h.Remote))}
 }
 
 // DefaultHost is the real host.

@@ -167,8 +167,14 @@ func eachEntry(path string, f func(fields []string)) {
 // whatever the domain: libvirt's QEMU user cannot open /dev/kvm, and
 // capabilities calls that take seconds (the symptom, whatever the cause).
 func (v *verifier) hostHealth(ctx context.Context) {
-	why, err := v.host.kvmProblem()
+	var why string
+	var err error
+	if v.host.Remote == "" {
+		why, err = v.host.kvmProblem()
+	}
 	switch {
+	case v.host.Remote != "":
+		v.add(Skip, "host-kvm", "", nil, nil, nil, v.host.remoteSkip(msg("host: /dev/kvm")))
 	case err != nil:
 		v.add(Skip, "host-kvm", "", nil, nil, err, msg("host: cannot check /dev/kvm: %v", err))
 	case why != "":

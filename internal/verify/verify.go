@@ -208,6 +208,10 @@ func (v *verifier) tap(ctx context.Context, n policy.NICPlan, ifc policy.Interfa
 		return
 	}
 	tap := Raw(ifc.TargetDev)
+	if v.host.Remote != "" {
+		v.add(Skip, "tap-queues", n.MAC, nil, nil, nil, v.host.remoteSkip(msg("%s tap %s", n.MAC, tap)))
+		return
+	}
 	c, err := v.host.tapQueues(ctx, ifc.TargetDev)
 	switch {
 	case errors.Is(err, errNoIP), errors.Is(err, errNoTapQueues):
@@ -312,6 +316,10 @@ func (v *verifier) guest(ctx context.Context, n policy.NICPlan) {
 // vhost counts the vhost-<qemu pid> worker threads: one per queue pair of
 // each NIC that uses vhost-net.
 func (v *verifier) vhost() {
+	if v.host.Remote != "" {
+		v.add(Skip, "vhost-workers", "", nil, nil, nil, v.host.remoteSkip(msg("vhost workers")))
+		return
+	}
 	if !v.host.hasVhostNet() {
 		v.add(Skip, "vhost-workers", "", nil, nil, nil,
 			msg("vhost workers: no %s on this host: QEMU uses userspace virtio-net", v.host.DevRoot+"/vhost-net"))

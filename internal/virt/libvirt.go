@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/digitalocean/go-libvirt"
+	"github.com/digitalocean/go-libvirt/socket"
 	"github.com/digitalocean/go-libvirt/socket/dialers"
 )
 
@@ -43,7 +44,9 @@ func Dial(ctx context.Context, sockets []string) (Conn, string, error) {
 			errs = append(errs, fmt.Errorf("%s: %w", p, err))
 			continue
 		}
-		c, err := dialOne(ctx, p)
+		c, err := dialOne(ctx, func(timeout time.Duration) socket.Dialer {
+			return dialers.NewLocal(dialers.WithSocket(p), dialers.WithLocalTimeout(timeout))
+		})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", p, err))
 			continue
@@ -53,12 +56,14 @@ func Dial(ctx context.Context, sockets []string) (Conn, string, error) {
 	return nil, "", fmt.Errorf("failed to connect to libvirt: %w", errors.Join(errs...))
 }
 
-func dialOne(ctx context.Context, path string) (*libvirtConn, error) {
+// dialOne connects through the dialer newDialer returns for the attempt's
+// timeout and makes libvirt's qemu:///system handshake on it.
+func dialOne(ctx context.Context, newDialer func(timeout time.Duration) socket.Dialer) (*libvirtConn, error) {
 	timeout := DefaultDialTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = max(time.Until(dl), time.Millisecond)
 	}
-	l := libvirt.NewWithDialer(dialers.NewLocal(dialers.WithSocket(path), dialers.WithLocalTimeout(timeout)))
+	l := libvirt.NewWithDialer(newDialer(timeout))
 	done := make(chan error, 1)
 	go func() { done <- l.ConnectToURI(libvirt.QEMUSystem) }()
 	tctx, cancel := context.WithTimeout(ctx, timeout)

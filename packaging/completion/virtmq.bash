@@ -42,7 +42,7 @@ _virtmq() {
         -o) COMPREPLY=($(compgen -W "wide json" -- "$cur")); return ;;
         esac
         if [[ $cur == -* ]]; then
-            COMPREPLY=($(compgen -W "--json -o --policy --wide --help" -- "$cur"))
+            COMPREPLY=($(compgen -W "--detailed-exitcode --json -o --policy --wide --help" -- "$cur"))
         else
             COMPREPLY=($(compgen -f -- "$cur"))
         fi
@@ -61,11 +61,13 @@ _virtmq() {
         case $prev in
         --connect-socket|--policy|--status-socket) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         --boot-timeout) return ;;
+        -c) return ;;
+        --connect) return ;;
         --parallel) return ;;
         --shutdown-timeout) return ;;
         esac
         if [[ $cur == -* ]]; then
-            COMPREPLY=($(compgen -W "--all --boot-timeout --cold-boot --connect-socket --dry-run --force --parallel --policy --shutdown-timeout --status-socket --wide --help" -- "$cur"))
+            COMPREPLY=($(compgen -W "--all --boot-timeout -c --cold-boot --connect --connect-socket --detailed-exitcode --dry-run --force --parallel --policy --shutdown-timeout --status-socket --wide --help" -- "$cur"))
         else
             COMPREPLY=($(compgen -W "$(virsh list --all --name 2>/dev/null)" -- "$cur"))
         fi
@@ -82,10 +84,12 @@ _virtmq() {
     verify)
         case $prev in
         --connect-socket|--policy) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        -c) return ;;
+        --connect) return ;;
         --timeout) return ;;
         esac
         if [[ $cur == -* ]]; then
-            COMPREPLY=($(compgen -W "--connect-socket --json --policy --timeout --help" -- "$cur"))
+            COMPREPLY=($(compgen -W "-c --connect --connect-socket --json --policy --timeout --help" -- "$cur"))
         else
             COMPREPLY=($(compgen -W "$(virsh list --all --name 2>/dev/null)" -- "$cur"))
         fi
