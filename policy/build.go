@@ -17,6 +17,8 @@ func builtinPartial() partial {
 		allowAbove: opt[bool]{v: s.AllowAboveVCPUs, set: true},
 		guestStep:  opt[bool]{v: s.GuestStep, set: true},
 		combined:   opt[CombinedSetting]{v: s.Combined, set: true},
+		vhostUser:  opt[bool]{v: s.AllowVHostUser, set: true},
+		handSet:    opt[HandSet]{v: s.HandSet, set: true},
 	}
 }
 
@@ -36,6 +38,8 @@ func (p partial) overlay(o partial) partial {
 	over(&p.allowAbove, o.allowAbove)
 	over(&p.guestStep, o.guestStep)
 	over(&p.combined, o.combined)
+	over(&p.vhostUser, o.vhostUser)
+	over(&p.handSet, o.handSet)
 	return p
 }
 
@@ -50,6 +54,8 @@ func (p partial) settings() Settings {
 		AllowAboveVCPUs: p.allowAbove.v,
 		GuestStep:       p.guestStep.v,
 		Combined:        p.combined.v,
+		AllowVHostUser:  p.vhostUser.v,
+		HandSet:         p.handSet.v,
 	}
 }
 

@@ -18,7 +18,7 @@ const MaxFileSize = 1 << 20
 // Known keys, in the order the docs list them; used in "unknown key" messages.
 var (
 	topKeys      = []string{"version", "mode", "on_error", "defaults", "rules"}
-	settingsKeys = []string{"queues", "min", "max", "min_vcpus", "budget", "allow_above_vcpus", "guest_step", "combined"}
+	settingsKeys = []string{"queues", "min", "max", "min_vcpus", "budget", "allow_above_vcpus", "guest_step", "combined", "allow_vhostuser", "hand_set"}
 	ruleKeys     = []string{"name", "match", "exclude", "set"}
 	matchKeys    = []string{"domain", "vcpus", "os", "labels", "nic_type", "network", "bridge", "mac_prefix"}
 	// nicTypes are libvirt's <interface type> values (virDomainNetType);
@@ -68,6 +68,8 @@ type partial struct {
 	minVCPUs, budget      opt[int]
 	allowAbove, guestStep opt[bool]
 	combined              opt[CombinedSetting]
+	vhostUser             opt[bool]
+	handSet               opt[HandSet]
 }
 
 // fileDoc is what one file says, before merging.
@@ -198,13 +200,20 @@ func (p *parser) settings(n *yaml.Node, path string) partial {
 			} else if ok {
 				s.budget = opt[int]{i, true, at}
 			}
-		case "allow_above_vcpus", "guest_step":
+		case "allow_above_vcpus", "guest_step", "allow_vhostuser":
 			if b, ok := p.boolean(v, kpath); ok {
-				if key == "guest_step" {
+				switch key {
+				case "guest_step":
 					s.guestStep = opt[bool]{b, true, at}
-				} else {
+				case "allow_vhostuser":
+					s.vhostUser = opt[bool]{b, true, at}
+				default:
 					s.allowAbove = opt[bool]{b, true, at}
 				}
+			}
+		case "hand_set":
+			if h, ok := p.enum(v, kpath, string(HandSetKeep), string(HandSetOverride)); ok {
+				s.handSet = opt[HandSet]{HandSet(h), true, at}
 			}
 		default:
 			p.unknown(k, kpath, settingsKeys)

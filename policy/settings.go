@@ -54,7 +54,25 @@ type Settings struct {
 	GuestStep bool
 	// Combined is where M, the in-guest combined channel count, comes from.
 	Combined CombinedSetting
+	// AllowVHostUser opts vhost-user NICs in. They are left alone by
+	// default: QEMU refuses to start a domain whose vhost-user backend
+	// (OVS-DPDK, passt, snabb, ...) supports fewer queues than asked, and
+	// virtmq cannot see the backend's limit.
+	AllowVHostUser bool
+	// HandSet says what happens to a queue count virtmq did not write
+	// (a person's <driver queues='1'/> on a firewall appliance): keep it
+	// (the default) or override it.
+	HandSet HandSet
 }
+
+// HandSet is the value of `hand_set`.
+type HandSet string
+
+// What Decide does with a queue count virtmq did not write.
+const (
+	HandSetKeep     HandSet = "keep"     // leave it, report "kept: set by hand"
+	HandSetOverride HandSet = "override" // decide as if it were not there
+)
 
 // builtinSettings are the defaults when no file sets a key. They are the
 // values docs/policy.md documents; change both together.
@@ -67,6 +85,7 @@ func builtinSettings() Settings {
 		Budget:    0,
 		GuestStep: true,
 		Combined:  CombinedSetting{Kind: CombinedQueues},
+		HandSet:   HandSetKeep,
 	}
 }
 
