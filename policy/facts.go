@@ -72,7 +72,7 @@ type Interface struct {
 	Teaming string
 	// Written is the queue count virtmq last wrote into this NIC's
 	// definition, from the domain's record
-	// (<metadata><virtmq:written xmlns:virtmq="https://virtmq.dev/xmlns/written/1"><virtmq:nic mac='...' queues='N'/>),
+	// (<metadata><virtmq:written xmlns:virtmq='https://virtmq.dev/xmlns/written/1'><virtmq:nic mac='...' queues='N'/>),
 	// matched by MAC; 0 when virtmq never wrote one. A Queues that is set
 	// and differs from Written was set by hand.
 	Written int
