@@ -88,10 +88,10 @@ type scanner struct {
 	text  []byte // character data of the current <name>, <uuid>, <vcpu> or <label>
 
 	seenName, seenUUID, seenVCPU, seenOS, seenOSType, seenMeta, seenWritten bool
-	identStart                                                       int
-	vcpuLine                     int
-	labelName                    string
-	rootDone                     bool
+	identStart                                                              int
+	vcpuLine                                                                int
+	labelName                                                               string
+	rootDone                                                                bool
 	// The first occurrence of each <interface> child is the one libvirt
 	// reads (its XPath lookups take the first match).
 	seenModel, seenMAC, seenSource, seenTarget, seenAlias, seenTeaming bool
