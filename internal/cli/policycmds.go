@@ -45,11 +45,14 @@ with a one-line summary when the policy is valid.`)
 
 // planOutput is one domain's plan as `virtmq plan --json` prints it.
 type planOutput struct {
-	File    string         `json:"file"`
-	Domain  string         `json:"domain"`
-	Mode    policy.Mode    `json:"mode"`
-	Changes bool           `json:"changes"`
-	NICs    []planNICOuput `json:"nics"`
+	File    string      `json:"file"`
+	Domain  string      `json:"domain"`
+	Mode    policy.Mode `json:"mode"`
+	Changes bool        `json:"changes"`
+	// Skip says why virtmq leaves the whole domain alone, when it does.
+	Skip     string         `json:"skip,omitempty"`
+	NICs     []planNICOuput `json:"nics"`
+	Warnings []string       `json:"warnings,omitempty"`
 }
 
 type planNICOuput struct {
@@ -61,6 +64,7 @@ type planNICOuput struct {
 	Wanted    int    `json:"wanted_queues"`
 	Change    bool   `json:"change"`
 	Managed   bool   `json:"managed"`
+	Kept      bool   `json:"kept,omitempty"`
 	GuestStep bool   `json:"guest_step"`
 	Combined  int    `json:"guest_combined,omitempty"`
 	Rule      string `json:"rule"`
@@ -71,8 +75,12 @@ func runPlan(_ context.Context, env *Env, args []string) int {
 	fs := newFlags(env, "plan", "[--policy FILE] [--json] DOMAIN.xml...", `
 Show, for each NIC of each domain XML file ("-" reads stdin), the current
 queue count, the count N the policy wants, the in-guest combined count M,
-the rule that decided and why. Reads files only; talks to nothing.
-Exits 1 when a file cannot be read or parsed.`)
+the rule that decided and why; every NIC virtmq leaves alone says why
+(not virtio, vhost-user, set by hand, the domain's exclude label, ...).
+Warnings (a NIC cut below its rule's wish by the domain's budget) follow
+the table. Reads files only; talks to nothing, so it cannot know which
+type network NICs sit on a hostdev pool (virtmq-agent reads the network
+and skips them). Exits 1 when a file cannot be read or parsed.`)
 	path := fs.String("policy", "", "policy `file`")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	pos, code, done := parseFlags(env, fs, args)
@@ -131,22 +139,32 @@ Exits 1 when a file cannot be read or parsed.`)
 				d.Domain, orDash(n.MAC), n.Type, orDash(n.Model), n.Current, wanted, m, n.Rule, n.Reason)
 		}
 		if len(d.NICs) == 0 {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\tno <interface>\n", d.Domain)
+			why := "no <interface>"
+			if d.Skip != "" {
+				why = d.Skip
+			}
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t%s\n", d.Domain, why)
 		}
 	}
 	if err := tw.Flush(); err != nil {
 		return ExitFailure
+	}
+	for _, d := range out {
+		for _, w := range d.Warnings {
+			fmt.Fprintf(env.Stdout, "warning: %s: %s\n", d.Domain, w)
+		}
 	}
 	fmt.Fprintln(env.Stdout, "(* = the definition changes; the running domain takes it at its next cold boot)")
 	return status
 }
 
 func toPlanOutput(file string, plan policy.Plan) planOutput {
-	o := planOutput{File: file, Domain: plan.Domain, Mode: plan.Mode, Changes: !plan.Compliant(), NICs: []planNICOuput{}}
+	o := planOutput{File: file, Domain: plan.Domain, Mode: plan.Mode, Changes: !plan.Compliant(), Skip: plan.Skip,
+		NICs: []planNICOuput{}, Warnings: plan.Warnings}
 	for _, n := range plan.NICs {
 		o.NICs = append(o.NICs, planNICOuput{
 			Index: n.Index, MAC: n.MAC, Type: n.Type, Model: n.Model,
-			Current: n.Current, Wanted: n.Wanted, Change: n.Change(), Managed: n.Managed,
+			Current: n.Current, Wanted: n.Wanted, Change: n.Change(), Managed: n.Managed, Kept: n.Kept,
 			GuestStep: n.GuestStep, Combined: n.Combined, Rule: n.Rule, Reason: n.Reason,
 		})
 	}
