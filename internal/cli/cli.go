@@ -1,5 +1,5 @@
 // Package cli implements the virtmq command: lint, plan, rewrite, apply,
-// status and verify. cmd/virtmq only builds an Env and calls Main.
+// status, verify, exclude and include. cmd/virtmq only builds an Env and calls Main.
 package cli
 
 import (
@@ -56,6 +56,8 @@ func Commands() []Command {
 		{"apply", "rewrite persistent domain definitions in libvirt now", runApply},
 		{"status", "show what virtmq-agent knows about each domain and NIC", runStatus},
 		{"verify", "check a running domain end to end: host, QMP and guest", runVerify},
+		{"exclude", "label domains so that virtmq leaves them alone", runExclude},
+		{"include", "remove the exclude label: virtmq manages the domains again", runInclude},
 	}
 }
 

@@ -77,6 +77,11 @@ const (
 	EventStopped                     // shut off, destroyed, crashed
 	EventAgentConnected              // qemu-guest-agent channel connected (after every boot and reboot)
 	EventAgentDisconnected           // qemu-guest-agent channel disconnected
+	// EventMetadataChanged: a <metadata> element changed through the
+	// metadata API (virDomainSetMetadata, e.g. `virtmq exclude`); libvirt
+	// sends no DEFINED for it. Event.Namespace names the element's
+	// namespace when libvirt says it.
+	EventMetadataChanged
 )
 
 // String returns the kind's name, for logs.
@@ -94,6 +99,8 @@ func (k EventKind) String() string {
 		return "agent-connected"
 	case EventAgentDisconnected:
 		return "agent-disconnected"
+	case EventMetadataChanged:
+		return "metadata-changed"
 	}
 	return "other"
 }
@@ -104,6 +111,9 @@ type Event struct {
 	Domain Domain // Name and UUID are set; Persistent/Active are not reliable: look the domain up
 	// Detail is libvirt's event detail number, for logging.
 	Detail int
+	// Namespace is the namespace URI of the changed element, for
+	// EventMetadataChanged; empty otherwise.
+	Namespace string
 }
 
 // XMLFlags selects what DomainXML returns. They combine with |.
@@ -157,8 +167,16 @@ type Conn interface {
 	// capability cache, and probes QEMU again (seconds) when the cache is
 	// invalid: timing it tells whether libvirt is healthy.
 	Capabilities(ctx context.Context) ([]byte, error)
-	// Events streams lifecycle and guest-agent events until ctx ends or
-	// the connection drops (then the channel is closed).
+	// SetMetadata sets the domain's <metadata> element in namespace ns to
+	// element, written with the namespace prefix key; an empty element
+	// removes it (virDomainSetMetadata with VIR_DOMAIN_METADATA_ELEMENT).
+	// It changes the persistent definition of a persistent domain and the
+	// live XML of a running one, without a redefine: libvirt emits
+	// EventMetadataChanged, not EventDefined. d must come from
+	// LookupDomain or ListDomains (Persistent and Active pick the flags).
+	SetMetadata(ctx context.Context, d Domain, ns, key, element string) error
+	// Events streams lifecycle, guest-agent and metadata-change events
+	// until ctx ends or the connection drops (then the channel is closed).
 	Events(ctx context.Context) (<-chan Event, error)
 	// Disconnected is closed when the connection is lost.
 	Disconnected() <-chan struct{}
