@@ -100,6 +100,11 @@ func build(docs []*fileDoc) (*Policy, ErrorList) {
 
 	// Drop-ins are host-local exceptions: their rules come first.
 	order := append(append([]*fileDoc(nil), docs[1:]...), docs[0])
+	for _, d := range docs {
+		p.warnings = append(p.warnings, d.warns...)
+	}
+	p.warnings = append(p.warnings, lintRules(order)...)
+	p.warnings.sortByFile(p.sources)
 	for _, d := range order {
 		for _, r := range d.rules {
 			eff := defaults.overlay(r.set)

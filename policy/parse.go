@@ -75,6 +75,7 @@ type partial struct {
 // fileDoc is what one file says, before merging.
 type fileDoc struct {
 	name     string
+	warns    ErrorList
 	mode     opt[Mode]
 	onError  opt[OnError]
 	defaults partial
@@ -86,6 +87,7 @@ type rawRule struct {
 	name    string
 	at      loc // the rule's mapping
 	nameAt  loc
+	matchAt loc // the match key; unset when the rule has none
 	match   Match
 	exclude bool
 	set     partial
@@ -137,6 +139,7 @@ func (p *parser) parseFile(data []byte, dropIn bool) (*fileDoc, ErrorList) {
 	if !version && !dropIn {
 		p.errorf(root, "version", "missing (add version: 1)")
 	}
+	doc.warns = p.warns
 	return doc, p.errs
 }
 
@@ -331,6 +334,7 @@ func (p *parser) rules(n *yaml.Node, path string) []rawRule {
 				}
 			case "match":
 				r.match = p.match(v, kpath)
+				r.matchAt = p.loc(k, kpath)
 			case "exclude":
 				r.exclude, _ = p.boolean(v, kpath)
 			case "set":

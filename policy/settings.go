@@ -12,9 +12,17 @@ type Policy struct {
 	onError  OnError
 	defaults Settings
 	// rules are in evaluation order: drop-in rules first, then the main file's.
-	rules   []Rule
-	sources []string
+	rules    []Rule
+	sources  []string
+	warnings ErrorList
 }
+
+// Warnings returns what `virtmq lint` reports as warnings: things that are
+// valid but probably not what the author meant (a rule that can never
+// match, a number written in hexadecimal, a limit no domain can reach), and
+// a note on rules that match only through libosinfo metadata. Each is
+// located like an error; Msg starts with "warning: " or "note: ".
+func (p *Policy) Warnings() []*Error { return append([]*Error(nil), p.warnings...) }
 
 // Mode returns what the hook does at prepare with a non-compliant domain.
 func (p *Policy) Mode() Mode { return p.mode }

@@ -118,3 +118,30 @@ func TestPlanCorpus(t *testing.T) {
 	}
 	t.Logf("%d domains, %d NICs, %d left alone, each with its reason", len(plans), nics, skipped)
 }
+
+func TestLintWarnings(t *testing.T) {
+	pol := filepath.Join(t.TempDir(), "policy.yaml")
+	os.WriteFile(pol, []byte("version: 1\ndefaults: {max: 0x10}\nrules:\n  - {name: web, match: {domain: \"web*\"}}\n  - {name: web1, match: {domain: web1}}\n"), 0o644)
+	for _, tt := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"lint", "--policy", pol}, ExitOK},
+		{[]string{"lint", "--strict", "--policy", pol}, ExitFailure},
+	} {
+		env, out, _ := testEnv(t, "")
+		if code := Main(context.Background(), env, tt.args); code != tt.code {
+			t.Errorf("%v: exit %d, want %d:\n%s", tt.args, code, tt.code, out)
+		}
+		wantLines(t, "lint", out.String(),
+			pol+":2:17: defaults.max: warning: 0x10 is not written in decimal: it means 16",
+			pol+":5:5: rules[1]: warning: rule web1 can never match: rule web ("+pol+":4:5)",
+			"ok, 2 warnings")
+	}
+	// Notes alone never fail, even with --strict: the shipped default has one.
+	env, out, _ := testEnv(t, "")
+	if code := Main(context.Background(), env, []string{"lint", "--strict"}); code != ExitOK {
+		t.Errorf("lint --strict of the default: exit %d:\n%s", code, out)
+	}
+	wantLines(t, "lint", out.String(), "note: rule windows matches on os")
+}
