@@ -25,7 +25,7 @@ func TestParseDefault(t *testing.T) {
 	if p.Mode() != ModeAudit || p.OnError() != OnErrorAllow {
 		t.Errorf("mode, on_error = %s, %s; want audit, allow (the default must be safe for any fleet)", p.Mode(), p.OnError())
 	}
-	want := Settings{Queues: QueuesSetting{Kind: QueuesVCPUs}, Min: 1, Max: 8, MinVCPUs: 2, GuestStep: true, Combined: CombinedSetting{Kind: CombinedQueues}, HandSet: HandSetKeep}
+	want := Settings{Queues: QueuesSetting{Kind: QueuesVCPUs}, Min: 1, Max: 8, MinVCPUs: 2, Budget: 64, GuestStep: true, Combined: CombinedSetting{Kind: CombinedQueues}, HandSet: HandSetKeep}
 	if got := p.Defaults(); got != want {
 		t.Errorf("defaults = %+v, want %+v", got, want)
 	}

@@ -90,7 +90,7 @@ func builtinSettings() Settings {
 		Min:       1,
 		Max:       8,
 		MinVCPUs:  2,
-		Budget:    0,
+		Budget:    64,
 		GuestStep: true,
 		Combined:  CombinedSetting{Kind: CombinedQueues},
 		HandSet:   HandSetKeep,
