@@ -14,7 +14,7 @@ FUZZTIME ?= 10s
 # make fuzz FUZZMINIMIZE=60s.
 FUZZMINIMIZE ?= 100x
 
-.PHONY: all build test unit fuzz e2e bench bench-scale demo lint packages package-test clean FORCE
+.PHONY: all build test unit fuzz monitoring-test e2e bench bench-scale demo lint packages package-test clean FORCE
 
 all: build
 
@@ -24,8 +24,9 @@ bin/%: FORCE
 	$(GOBUILD) -o $@ ./cmd/$*
 
 # The README's test command: lint, unit tests (race detector), a short fuzz of
-# every parser, then the real-stack suite (root only; it skips loudly otherwise).
-test: lint unit fuzz e2e
+# every parser, the monitoring mixin's promtool tests, then the real-stack
+# suite (root only; it skips loudly otherwise).
+test: lint unit fuzz monitoring-test e2e
 
 unit:
 	$(GO) test -race -count=1 ./...
@@ -34,13 +35,18 @@ unit:
 # in testdata/fuzz/ to become a regression test.
 fuzz:
 	@set -e; for t in ./internal/domxml:FuzzRewrite ./internal/domxml:FuzzParse ./policy:FuzzParse ./internal/guest:FuzzParseChannels ./internal/guest:FuzzParseInterrupts \
-	    ./internal/guest:FuzzDecodeCapped ./internal/guest:FuzzConfigureReplies ./internal/cli:FuzzParseTapQueues; do \
+	    ./internal/guest:FuzzDecodeCapped ./internal/guest:FuzzConfigureReplies ./internal/verify:FuzzParseTapQueues; do \
 	  pkg=$${t%%:*}; name=$${t##*:}; \
 	  if $(GO) test -list "^$$name$$" $$pkg 2>/dev/null | grep -qx "$$name"; then \
 	    echo "fuzz $$pkg $$name ($(FUZZTIME), minimize $(FUZZMINIMIZE))"; \
 	    $(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) $$pkg; \
 	  else echo "fuzz $$pkg $$name: no such target"; exit 1; fi; \
 	done
+
+# promtool check/test of packaging/monitoring (installs Debian's prometheus
+# package for promtool when it is missing; needs root then).
+monitoring-test:
+	packaging/monitoring/test.sh
 
 e2e: build
 	@if [ "$$(id -u)" != 0 ]; then \

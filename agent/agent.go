@@ -79,8 +79,8 @@ type Agent struct {
 	everConnected bool
 	// fromDisk is set once a policy was loaded from a file (Run, then the
 	// loop goroutine only): from then on the built-in default is never
-	// taken, so a policy file that vanished cannot silently turn enforce
-	// into audit or drop the drop-ins' exclusions.
+	// taken, so a policy file that vanished cannot silently turn observe
+	// into apply, enforce into apply, or drop the drop-ins' exclusions.
 	fromDisk bool
 }
 
@@ -107,7 +107,7 @@ func New(cfg Config) (*Agent, error) {
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		)
 	}
-	a.metrics, err = newMetrics(a.reg, a.store.counts, build.Version, build.Commit, runtime.Version())
+	a.metrics, err = newMetrics(a.reg, a.store.counts, a.store.snapshot, build.Version, build.Commit, runtime.Version())
 	if err != nil {
 		return nil, fmt.Errorf("agent: failed to register metrics: %w", err)
 	}

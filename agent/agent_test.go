@@ -262,7 +262,7 @@ func TestStartupAndShutdown(t *testing.T) {
 	}
 	snap, err := status.Fetch(context.Background(), h.cfg.StatusSocket)
 	must(t, err)
-	if snap.Libvirt.Connected || snap.Policy.Mode != "audit" || len(snap.Policy.Sources) != 1 {
+	if snap.Libvirt.Connected || snap.Policy.Mode != "apply" || len(snap.Policy.Sources) != 1 {
 		t.Errorf("snapshot before libvirt = %+v", snap)
 	}
 	close(release)

@@ -9,12 +9,9 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
-	"github.com/digitalocean/go-qemu/qmp"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/virtmq/virtmq/internal/domxml"
 	"github.com/virtmq/virtmq/internal/guest"
-	"github.com/virtmq/virtmq/internal/qmpcheck"
 	"github.com/virtmq/virtmq/internal/status"
 	"github.com/virtmq/virtmq/internal/virt"
 	"github.com/virtmq/virtmq/policy"
@@ -41,22 +38,20 @@ const (
 	// DefaultMaxRedefines is how many times in a row the agent redefines a
 	// domain whose definition still differs from the rewrite afterwards.
 	DefaultMaxRedefines = 3
+	// DefaultStateDir is where the agent keeps its restart intents.
+	DefaultStateDir = "/var/lib/virtmq"
 )
 
 // DialFunc connects to libvirt; virt.Dial is the real one.
 type DialFunc func(ctx context.Context, sockets []string) (virt.Conn, string, error)
 
-// RewriteFunc is the define-time rewrite; domxml.Apply is the real one.
-type RewriteFunc func(p *policy.Policy, doc []byte) ([]byte, policy.Plan, error)
-
 // GuestFunc runs the guest step for one NIC; guest.Configure is the real one.
 type GuestFunc func(ctx context.Context, a guest.Agent, mac string, combined int, opt guest.Options) (guest.Result, error)
 
-// QMPFunc queries one NIC's virtio status; qmpcheck.Query is the real one.
-type QMPFunc func(m qmp.Monitor, alias string) (qmpcheck.NICStatus, error)
-
 // Config is everything virtmq-agent needs. Zero fields take the defaults;
-// the function fields are the boundaries tests replace.
+// the function fields are the boundaries tests replace (the rewrite,
+// domxml.Apply, and the QMP check, qmpcheck.Query, are called as they are:
+// tests drive them through the fake libvirt's XML and QMP replies).
 type Config struct {
 	// PolicyPath is an explicit policy file (--policy). Empty means
 	// $VIRTMQ_POLICY, else DefaultPolicyPath when it exists, else the
@@ -71,6 +66,10 @@ type Config struct {
 	LibvirtSockets []string
 	// StatusSocket is where the status is served (default status.DefaultSocket).
 	StatusSocket string
+	// StateDir holds what must survive the agent (default
+	// DefaultStateDir): the intents of domains stopped at their reboot to
+	// cold boot them (apply_at: next-reboot), finished at the next start.
+	StateDir string
 	// MetricsListen is the address of the Prometheus endpoint (/metrics);
 	// empty disables it.
 	MetricsListen string
@@ -119,6 +118,14 @@ type Config struct {
 	// error for it instead (reset by a policy reload or a reconnect).
 	MaxRedefines int
 
+	// VCPUCheckInterval is how often the live vCPU count of running
+	// domains with combined: vcpus is read (setvcpus --live sends no
+	// event); DefinitionCheckInterval how often every definition is read
+	// again (attach-interface --config sends none either). Zero takes the
+	// default (DefaultVCPUCheckInterval, DefaultDefinitionCheckInterval);
+	// negative turns the check off. See hotplug.go.
+	VCPUCheckInterval, DefinitionCheckInterval time.Duration
+
 	// Reload delivers reload requests (SIGHUP): the policy is read again
 	// and every domain reconciled. May be nil.
 	Reload <-chan os.Signal
@@ -137,12 +144,8 @@ type Config struct {
 
 	// Dial connects to libvirt (default virt.Dial).
 	Dial DialFunc
-	// Rewrite is the define-time rewrite (default domxml.Apply).
-	Rewrite RewriteFunc
 	// GuestStep runs the in-guest step for one NIC (default guest.Configure).
 	GuestStep GuestFunc
-	// QMPQuery verifies one NIC over QMP (default qmpcheck.Query).
-	QMPQuery QMPFunc
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// AfterFunc runs f in its own goroutine after d, unless stop is called
@@ -159,66 +162,37 @@ func (c Config) withDefaults() (Config, error) {
 		c.ReconnectMin < 0 || c.ReconnectMax < 0 || c.RetryMin < 0 || c.RetryMax < 0 {
 		return c, errors.New("agent: negative concurrency, count or timeout")
 	}
-	if c.DefaultPolicyPath == "" {
-		c.DefaultPolicyPath = policy.DefaultPath
-	}
+	defaultTo(&c.DefaultPolicyPath, policy.DefaultPath)
 	if c.Getenv == nil {
 		c.Getenv = os.Getenv
 	}
 	if len(c.LibvirtSockets) == 0 {
 		c.LibvirtSockets = virt.DefaultSockets
 	}
-	if c.StatusSocket == "" {
-		c.StatusSocket = status.DefaultSocket
-	}
-	if c.Concurrency == 0 {
-		c.Concurrency = DefaultConcurrency
-	}
-	if c.GuestTimeout == 0 {
-		c.GuestTimeout = DefaultGuestTimeout
-	}
-	if c.GuestAttempts == 0 {
-		c.GuestAttempts = DefaultGuestAttempts
-	}
-	if c.GuestRetryDelay == 0 {
-		c.GuestRetryDelay = DefaultGuestRetryDelay
-	}
-	if c.GuestRetryMax == 0 {
-		c.GuestRetryMax = DefaultGuestRetryMax
-	}
-	if c.GuestSlice == 0 {
-		c.GuestSlice = DefaultGuestSlice
-	}
-	if c.DialTimeout == 0 {
-		c.DialTimeout = DefaultDialTimeout
-	}
-	if c.CallTimeout == 0 {
-		c.CallTimeout = DefaultCallTimeout
-	}
-	if c.QMPTimeout == 0 {
-		c.QMPTimeout = DefaultQMPTimeout
-	}
-	if c.ReconnectMin == 0 {
-		c.ReconnectMin = DefaultReconnectMin
-	}
-	if c.ReconnectMax == 0 {
-		c.ReconnectMax = DefaultReconnectMax
-	}
+	defaultTo(&c.StatusSocket, status.DefaultSocket)
+	defaultTo(&c.StateDir, DefaultStateDir)
+	defaultTo(&c.Concurrency, DefaultConcurrency)
+	defaultTo(&c.GuestTimeout, DefaultGuestTimeout)
+	defaultTo(&c.GuestAttempts, DefaultGuestAttempts)
+	defaultTo(&c.GuestRetryDelay, DefaultGuestRetryDelay)
+	defaultTo(&c.GuestRetryMax, DefaultGuestRetryMax)
+	defaultTo(&c.GuestSlice, DefaultGuestSlice)
+	defaultTo(&c.DialTimeout, DefaultDialTimeout)
+	defaultTo(&c.CallTimeout, DefaultCallTimeout)
+	defaultTo(&c.QMPTimeout, DefaultQMPTimeout)
+	defaultTo(&c.ReconnectMin, DefaultReconnectMin)
+	defaultTo(&c.ReconnectMax, DefaultReconnectMax)
 	if c.ReconnectMax < c.ReconnectMin {
 		return c, fmt.Errorf("agent: reconnect backoff maximum %v is below the minimum %v", c.ReconnectMax, c.ReconnectMin)
 	}
-	if c.RetryMin == 0 {
-		c.RetryMin = DefaultRetryMin
-	}
+	defaultTo(&c.RetryMin, DefaultRetryMin)
 	if c.RetryMax == 0 {
 		c.RetryMax = max(DefaultRetryMax, c.RetryMin)
 	}
 	if c.RetryMax < c.RetryMin {
 		return c, fmt.Errorf("agent: retry backoff maximum %v is below the minimum %v", c.RetryMax, c.RetryMin)
 	}
-	if c.MaxRedefines == 0 {
-		c.MaxRedefines = DefaultMaxRedefines
-	}
+	defaultTo(&c.MaxRedefines, DefaultMaxRedefines)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -234,14 +208,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Dial == nil {
 		c.Dial = virt.Dial
 	}
-	if c.Rewrite == nil {
-		c.Rewrite = domxml.Apply
-	}
 	if c.GuestStep == nil {
 		c.GuestStep = guest.Configure
-	}
-	if c.QMPQuery == nil {
-		c.QMPQuery = qmpcheck.Query
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -250,4 +218,12 @@ func (c Config) withDefaults() (Config, error) {
 		c.AfterFunc = func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
 	}
 	return c, nil
+}
+
+// defaultTo sets *v to def when it is the zero value (the field was left unset).
+func defaultTo[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
 }

@@ -183,9 +183,9 @@ func TestGuestExecStatusStuck(t *testing.T) {
 			})
 			took := time.Since(start)
 			h.settle()
-			if n.GuestStep != reasonTimeout || !strings.Contains(n.Problem, tc.problem) {
+			if n.GuestStep != string(guest.ReasonTimeout) || !strings.Contains(n.Problem, tc.problem) {
 				js, _ := json.Marshal(n)
-				t.Errorf("stuck NIC = %s; want guest step %q, problem containing %q", js, reasonTimeout, tc.problem)
+				t.Errorf("stuck NIC = %s; want guest step %q, problem containing %q", js, string(guest.ReasonTimeout), tc.problem)
 			}
 			if took < stuckFor/2 || took > 5*stuckFor {
 				t.Errorf("the stuck step ended after %v; its bound is %v", took, stuckFor)

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/virtmq/virtmq/internal/domxml"
 	"github.com/virtmq/virtmq/internal/guest"
 	"github.com/virtmq/virtmq/internal/qmpcheck"
 	"github.com/virtmq/virtmq/internal/status"
@@ -23,64 +22,34 @@ const (
 )
 
 // runJob is the scheduler's runFunc: one attempt of a domain's guest step
-// (bounded by GuestTimeout) and/or QMP check (QMPTimeout per NIC). The
-// lookups run under the fast slot the run starts with; guest agent
-// commands and QMP checks take their turns through l (see scheduler).
-func (a *Agent) runJob(ctx context.Context, ref virt.Domain, j job, attempt int, l *lease) (retry bool) {
+// (bounded by GuestTimeout) and/or QMP check (QMPTimeout per NIC), on the
+// domain's newest view (reconcile made it: nothing is looked up, read or
+// decided again here). Guest agent commands and QMP checks take their
+// turns through l (see scheduler).
+func (a *Agent) runJob(ctx context.Context, v *domainView, j job, attempt int, l *lease) (retry bool) {
+	if v.live == nil {
+		return false // it stopped or is gone meanwhile: its next start schedules a job
+	}
+	if v.observe {
+		// Queued before a reload into mode observe: no guest agent
+		// command, no QMP check (it taints the domain custom-monitor).
+		return false
+	}
 	conn := a.currentConn()
 	if conn == nil {
 		return false // the resync after the reconnect schedules it again
 	}
-	log := a.cfg.Logger.With("component", "guest", "domain", ref.Name)
-
-	d, err := call(ctx, a.cfg.CallTimeout, func(ctx context.Context) (virt.Domain, error) {
-		return conn.LookupDomain(ctx, domainKey(ref))
-	})
-	if err != nil || !d.Active {
-		if err != nil && !errors.Is(err, virt.ErrNotFound) && !a.isLost(conn, err) {
-			log.Warn("cannot look up the domain for the guest step", "err", err)
-		}
-		return false
-	}
-	doc, err := call(ctx, a.cfg.CallTimeout, func(ctx context.Context) ([]byte, error) {
-		return conn.DomainXML(ctx, d, virt.XMLLive)
-	})
-	if err != nil {
-		if !errors.Is(err, virt.ErrNotFound) && !a.isLost(conn, err) {
-			log.Warn("cannot read the live XML for the guest step", "err", err)
-		}
-		return false
-	}
-	live, err := domxml.Parse(doc)
-	if err != nil {
-		log.Warn("cannot parse the live XML", "err", err)
-		return false
-	}
-	if d.Persistent && !isLive(live) {
-		return false // it stopped meanwhile
-	}
-	var plan policy.Plan
-	if !a.store.view(d.UUID, func(r *record) {
-		if r.hasPlan {
-			plan = r.plan
-		}
-	}) || plan.NICs == nil {
-		// Not reconciled yet (or it failed): decide from what runs.
-		if _, plan, err = a.cfg.Rewrite(a.pol.Load(), doc); err != nil {
-			log.Warn("cannot apply the policy to the live XML", "err", err)
-			return false
-		}
-	}
+	log := a.cfg.Logger.With("component", "guest", "domain", v.d.Name)
 	if j.guest {
 		gctx, cancel := context.WithTimeout(ctx, a.cfg.GuestTimeout)
 		if attempt > 1 {
 			l.demote() // it failed last time: take turns with the other slow guests
 		}
-		retry = a.guestStep(gctx, log, conn, d, plan, live, attempt, l)
+		retry = a.guestStep(gctx, log, conn, v, attempt, l)
 		cancel()
 	}
 	if ctx.Err() == nil {
-		a.verify(ctx, log, conn, d, plan, live, l)
+		a.verify(ctx, log, conn, v, l)
 	}
 	return retry
 }
@@ -88,16 +57,11 @@ func (a *Agent) runJob(ctx context.Context, ref virt.Domain, j job, attempt int,
 // guestStep sets the guest's combined channel count on each NIC the plan
 // asks for and records the outcome. It reports whether a transient failure
 // is worth another attempt.
-func (a *Agent) guestStep(ctx context.Context, log *slog.Logger, conn virt.Conn, d virt.Domain, plan policy.Plan, live *policy.Domain, attempt int, l *lease) (retry bool) {
-	running := map[string]int{}
-	for _, ifc := range live.Interfaces {
-		if ifc.MAC != "" {
-			running[ifc.MAC] = max(ifc.Queues, 1)
-		}
-	}
+func (a *Agent) guestStep(ctx context.Context, log *slog.Logger, conn virt.Conn, v *domainView, attempt int, l *lease) (retry bool) {
+	d, running := v.d, v.live.QueuesByMAC()
 	ag := turnAgent{Agent: virt.GuestAgent{Conn: conn, Domain: d}, l: l}
 	var actions []string
-	for _, n := range plan.NICs {
+	for _, n := range v.plan.NICs {
 		if !n.Managed || !n.GuestStep || n.Combined < 1 {
 			continue
 		}
@@ -120,7 +84,8 @@ func (a *Agent) guestStep(ctx context.Context, log *slog.Logger, conn virt.Conn,
 		if err != nil && errors.Is(ctx.Err(), context.Canceled) {
 			return false // shutting down
 		}
-		reason, transient := classify(err)
+		c := classify(err)
+		reason := string(c.Reason)
 		now := a.cfg.Now()
 		a.recordGuest(d, n.MAC, func(ns *status.NIC) {
 			ns.GuestWanted = m
@@ -137,7 +102,7 @@ func (a *Agent) guestStep(ctx context.Context, log *slog.Logger, conn virt.Conn,
 			}
 			ns.GuestStep = reason
 			ns.Problem = "guest step: " + err.Error()
-			if transient {
+			if c.Transient {
 				next := a.sched.retryDelay(attempt).Round(time.Second)
 				if attempt < a.cfg.GuestAttempts {
 					ns.Problem += fmt.Sprintf(" (attempt %d; next try in %v)", attempt, next)
@@ -150,10 +115,10 @@ func (a *Agent) guestStep(ctx context.Context, log *slog.Logger, conn virt.Conn,
 			a.metrics.guestFailures.WithLabelValues(reason).Inc()
 			log.Warn("guest step failed", "mac", n.MAC, "combined", m, "reason", reason, "attempt", attempt, "err", err)
 			actions = append(actions, fmt.Sprintf("%s: %s", n.MAC, reason))
-			if transient {
+			if c.Transient {
 				retry = true
 			}
-			if reason == reasonNoAgent || reason == reasonLibvirt || reason == reasonExecDisabled || reason == reasonNotLinux {
+			if c.DomainWide {
 				break // the same for every NIC
 			}
 			continue
@@ -179,12 +144,13 @@ func (a *Agent) guestStep(ctx context.Context, log *slog.Logger, conn virt.Conn,
 
 // verify asks QEMU, over QMP through libvirt, how many virtqueues each
 // managed NIC has and whether the guest negotiated multiqueue.
-func (a *Agent) verify(ctx context.Context, log *slog.Logger, conn virt.Conn, d virt.Domain, plan policy.Plan, live *policy.Domain, l *lease) {
+func (a *Agent) verify(ctx context.Context, log *slog.Logger, conn virt.Conn, v *domainView, l *lease) {
+	d := v.d
 	byMAC := map[string]policy.Interface{}
-	for _, ifc := range live.Interfaces {
+	for _, ifc := range v.live.Interfaces {
 		byMAC[ifc.MAC] = ifc
 	}
-	for _, n := range plan.NICs {
+	for _, n := range v.plan.NICs {
 		ifc, ok := byMAC[n.MAC]
 		if !n.Managed || !ok || ifc.Alias == "" {
 			continue
@@ -193,7 +159,7 @@ func (a *Agent) verify(ctx context.Context, log *slog.Logger, conn virt.Conn, d 
 		var err error
 		if terr := l.turn(ctx, func() {
 			qctx, cancel := context.WithTimeout(ctx, a.cfg.QMPTimeout)
-			st, err = a.cfg.QMPQuery(virt.Monitor{Ctx: qctx, Conn: conn, Domain: d}, ifc.Alias)
+			st, err = qmpcheck.Query(virt.Monitor{Ctx: qctx, Conn: conn, Domain: d}, ifc.Alias)
 			cancel()
 		}); terr != nil {
 			return // ctx ended
@@ -258,36 +224,13 @@ func (a *Agent) recordGuest(d virt.Domain, mac string, f func(ns *status.NIC)) {
 	})
 }
 
-// classify maps a guest step error to its reason label and whether it is
-// worth another attempt. The reasons the guest gives are final: retrying
-// them would only taint the domain and fill the logs.
-func classify(err error) (reason string, transient bool) {
-	switch {
-	case err == nil:
-		return "", false
-	case errors.Is(err, guest.ErrExecDisabled):
-		return reasonExecDisabled, false
-	case errors.Is(err, guest.ErrCommandDisabled):
-		return reasonCmdDisabled, false
-	case errors.Is(err, guest.ErrNotLinux):
-		return reasonNotLinux, false
-	case errors.Is(err, guest.ErrNoEthtool):
-		return reasonNoEthtool, false
-	case errors.Is(err, guest.ErrDenied):
-		return reasonDenied, false
-	case errors.Is(err, guest.ErrAboveMax):
-		return reasonAboveMax, false
-	case errors.Is(err, guest.ErrNoAgent):
-		// The agent-connected event schedules the step again.
-		return reasonNoAgent, false
-	case errors.Is(err, virt.ErrDisconnected), errors.Is(err, virt.ErrNotFound):
-		// The resync after the reconnect schedules it again.
-		return reasonLibvirt, false
-	case errors.Is(err, guest.ErrNoInterface):
-		// Early in boot the NIC may not be up yet.
-		return reasonNoInterface, true
-	case errors.Is(err, guest.ErrTimeout), errors.Is(err, virt.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
-		return reasonTimeout, true
+// classify is guest.Classify plus the one case package guest cannot know:
+// libvirt is gone, or the domain (virt.ErrDisconnected, virt.ErrNotFound).
+// That holds for every NIC, and is not retried here: the resync after the
+// reconnect (or the domain's next start) schedules the step again.
+func classify(err error) guest.Class {
+	if errors.Is(err, virt.ErrDisconnected) || errors.Is(err, virt.ErrNotFound) {
+		return guest.Class{Reason: guest.ReasonLibvirt, DomainWide: true}
 	}
-	return reasonError, true
+	return guest.Classify(err)
 }

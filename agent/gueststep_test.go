@@ -111,9 +111,13 @@ func TestGuestStepOnAgentConnected(t *testing.T) {
 	want := status.NIC{
 		MAC: recordedMAC, Managed: true, Wanted: 4, Defined: 4, Running: 4, QMPVirtqueues: 9, MQ: true,
 		Rule: "defaults", GuestIfName: "eth0", GuestWanted: 4, GuestCurrent: 4, GuestMax: 4, GuestStep: guestDone, GuestAt: n.GuestAt,
+		TargetDevice: "vnet1", // the live XML's <target dev>
 	}
 	if n != want {
 		t.Errorf("NIC =\n%+v\nwant\n%+v", n, want)
+	}
+	if d.StateSince.IsZero() {
+		t.Error("StateSince is not set")
 	}
 	if d.State != status.StateCompliant || !strings.Contains(d.LastAction, "eth0 combined 1→4") {
 		t.Errorf("domain = %+v", d)
@@ -158,13 +162,13 @@ func TestGuestExecDisabledNotRetried(t *testing.T) {
 	})
 	h.settle()
 	n := nicOf(t, d)
-	if n.GuestStep != reasonExecDisabled || !strings.Contains(n.Problem, "guest-exec is disabled") {
+	if n.GuestStep != string(guest.ReasonExecDisabled) || !strings.Contains(n.Problem, "guest-exec is disabled") {
 		t.Errorf("NIC = %+v", n)
 	}
 	if c := g.count("guest-info"); c != 1 {
 		t.Errorf("guest-info calls = %d, want 1: a reason the guest gives is not retried", c)
 	}
-	if v := testutil.ToFloat64(h.agent.metrics.guestFailures.WithLabelValues(reasonExecDisabled)); v != 1 {
+	if v := testutil.ToFloat64(h.agent.metrics.guestFailures.WithLabelValues(string(guest.ReasonExecDisabled))); v != 1 {
 		t.Errorf("exec_disabled failures = %v, want 1", v)
 	}
 }
@@ -176,8 +180,8 @@ func TestGuestReasons(t *testing.T) {
 		queues int
 		reason string
 	}{
-		{"no ethtool", func(g *recordedGuest) { g.noEthtool = true }, 4, reasonNoEthtool},
-		{"above max", func(g *recordedGuest) { g.max = 2 }, 4, reasonAboveMax},
+		{"no ethtool", func(g *recordedGuest) { g.noEthtool = true }, 4, string(guest.ReasonNoEthtool)},
+		{"above max", func(g *recordedGuest) { g.max = 2 }, 4, string(guest.ReasonAboveMax)},
 		{"hostile interface name", func(g *recordedGuest) {
 			g.interfaces = bytes.Replace(g.interfaces, []byte(`"name":"eth0"`), []byte(`"name":"eth0;reboot"`), 1)
 		}, 4, ""},
@@ -324,13 +328,13 @@ func TestGuestTimeoutOthersServed(t *testing.T) {
 		f, _ := findDomain(s, "fast")
 		sl, _ := findDomain(s, "slow")
 		return len(f.NICs) == 1 && f.NICs[0].GuestStep == guestDone &&
-			len(sl.NICs) == 1 && sl.NICs[0].GuestStep == reasonTimeout
+			len(sl.NICs) == 1 && sl.NICs[0].GuestStep == string(guest.ReasonTimeout)
 	})
 	h.settle()
 	if n := slow.count("guest-info"); n != 3 {
 		t.Errorf("slow guest-info calls = %d, want 3 (bounded retries)", n)
 	}
-	if v := testutil.ToFloat64(h.agent.metrics.guestFailures.WithLabelValues(reasonTimeout)); v != 3 {
+	if v := testutil.ToFloat64(h.agent.metrics.guestFailures.WithLabelValues(string(guest.ReasonTimeout))); v != 3 {
 		t.Errorf("timeout failures = %v, want 3", v)
 	}
 }
@@ -400,35 +404,39 @@ func TestGuestAgentAdapter(t *testing.T) {
 	must(t, m.Disconnect())
 }
 
+// The agent's classifier is guest.Classify plus libvirt's own failures.
 func TestClassify(t *testing.T) {
 	for _, tc := range []struct {
-		err       error
-		reason    string
-		transient bool
+		err        error
+		reason     guest.Reason
+		transient  bool
+		domainWide bool
 	}{
-		{fmt.Errorf("x: %w", guest.ErrExecDisabled), reasonExecDisabled, false},
-		{fmt.Errorf("x: %w", guest.ErrCommandDisabled), reasonCmdDisabled, false},
-		{fmt.Errorf("x: %w", guest.ErrNotLinux), reasonNotLinux, false},
-		{fmt.Errorf("x: %w", guest.ErrNoEthtool), reasonNoEthtool, false},
-		{fmt.Errorf("x: %w", guest.ErrDenied), reasonDenied, false},
-		{fmt.Errorf("x: %w", guest.ErrAboveMax), reasonAboveMax, false},
-		{fmt.Errorf("x: %w", guest.ErrNoAgent), reasonNoAgent, false},
-		{fmt.Errorf("x: %w", virt.ErrDisconnected), reasonLibvirt, false},
-		{fmt.Errorf("x: %w", guest.ErrNoInterface), reasonNoInterface, true},
-		{fmt.Errorf("x: %w", guest.ErrTimeout), reasonTimeout, true},
-		{context.DeadlineExceeded, reasonTimeout, true},
-		{errors.New("ethtool -L succeeded but reads 1"), reasonError, true},
+		{fmt.Errorf("x: %w", guest.ErrExecDisabled), guest.ReasonExecDisabled, false, true},
+		{fmt.Errorf("x: %w", guest.ErrCommandDisabled), guest.ReasonCmdDisabled, false, true},
+		{fmt.Errorf("x: %w", guest.ErrNotLinux), guest.ReasonNotLinux, false, true},
+		{fmt.Errorf("x: %w", guest.ErrNoEthtool), guest.ReasonNoEthtool, false, false},
+		{fmt.Errorf("x: %w", guest.ErrDenied), guest.ReasonDenied, false, false},
+		{fmt.Errorf("x: %w", guest.ErrAboveMax), guest.ReasonAboveMax, false, false},
+		{fmt.Errorf("x: %w", guest.ErrNoAgent), guest.ReasonNoAgent, false, true},
+		{fmt.Errorf("x: %w", virt.ErrDisconnected), guest.ReasonLibvirt, false, true},
+		{fmt.Errorf("x: %w", virt.ErrNotFound), guest.ReasonLibvirt, false, true},
+		{fmt.Errorf("x: %w", guest.ErrNoInterface), guest.ReasonNoInterface, true, false},
+		{fmt.Errorf("x: %w", guest.ErrTimeout), guest.ReasonTimeout, true, true},
+		{context.DeadlineExceeded, guest.ReasonTimeout, true, true},
+		{fmt.Errorf("x: %w", guest.ErrBudget), guest.ReasonBudget, true, true},
+		{errors.New("ethtool -L succeeded but reads 1"), guest.ReasonError, true, false},
 	} {
-		r, tr := classify(tc.err)
-		if r != tc.reason || tr != tc.transient {
-			t.Errorf("classify(%v) = %q, %v; want %q, %v", tc.err, r, tr, tc.reason, tc.transient)
+		c := classify(tc.err)
+		if c.Reason != tc.reason || c.Transient != tc.transient || c.DomainWide != tc.domainWide {
+			t.Errorf("classify(%v) = %+v; want reason %q, transient %v, domain-wide %v", tc.err, c, tc.reason, tc.transient, tc.domainWide)
 		}
 		found := false
-		for _, g := range guestReasons {
-			found = found || g == r
+		for _, g := range guest.Reasons {
+			found = found || g == c.Reason
 		}
 		if !found {
-			t.Errorf("reason %q is not in guestReasons", r)
+			t.Errorf("reason %q is not in guest.Reasons", c.Reason)
 		}
 	}
 }

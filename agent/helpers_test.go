@@ -25,7 +25,7 @@ import (
 
 // testPolicy is the policy most tests run with: N = vCPUs up to 8, M = N.
 const testPolicy = `version: 1
-mode: audit
+mode: apply
 defaults:
   queues: vcpus
   max: 8
@@ -102,6 +102,7 @@ func newHarness(t testing.TB) *harness {
 		DefaultPolicyPath: filepath.Join(dir, "none.yaml"),
 		Getenv:            func(string) string { return "" },
 		StatusSocket:      filepath.Join(dir, "run", "status.sock"),
+		StateDir:          filepath.Join(dir, "state"),
 		Concurrency:       4,
 		GuestTimeout:      5 * time.Second,
 		GuestRetryDelay:   5 * time.Millisecond,

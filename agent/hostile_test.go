@@ -133,7 +133,7 @@ func TestReconnectStormKeepsBackoff(t *testing.T) {
 			return false
 		}
 		n = d.NICs[0]
-		return n.GuestStep == reasonTimeout
+		return n.GuestStep == string(guest.ReasonTimeout)
 	})
 	if !strings.Contains(n.Problem, "(attempt 1; next try when the guest agent reconnects, not before 1h0m0s)") {
 		t.Errorf("Problem = %q, want the attempt and the next try", n.Problem)

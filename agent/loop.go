@@ -49,6 +49,8 @@ func (a *Agent) loop(ctx context.Context) {
 		a.sd.ping(time.Now())
 	}
 
+	vcpuTick, defTick, stopTicks := a.periodicTicks()
+	defer stopTicks()
 	bo := backoff{min: a.cfg.ReconnectMin, max: a.cfg.ReconnectMax}
 	var (
 		s        *session
@@ -183,6 +185,24 @@ func (a *Agent) loop(ctx context.Context) {
 			resync = nil
 			doSync()
 
+		case <-vcpuTick:
+			if s != nil {
+				if err := a.checkVCPUs(ctx, s.conn); err != nil && a.isLost(s.conn, err) {
+					drop(err)
+					continue
+				}
+				a.updateStatus(s)
+			}
+
+		case <-defTick:
+			if s != nil {
+				if err := a.checkDefinitions(ctx, s.conn); err != nil && a.isLost(s.conn, err) {
+					drop(err)
+					continue
+				}
+				a.updateStatus(s)
+			}
+
 		case <-a.retry.wake:
 			if s == nil {
 				// The resync after the reconnect reconciles every domain.
@@ -209,7 +229,6 @@ func (a *Agent) loop(ctx context.Context) {
 		case <-lost:
 			drop(nil)
 		}
-		a.sd.kick(time.Now())
 	}
 }
 
@@ -254,42 +273,70 @@ func collect(ev virt.Event, events <-chan virt.Event) []virt.Event {
 }
 
 // handle reconciles the domains a batch of events touched, each once, and
-// schedules guest steps and QMP checks. It returns an error only when the
-// connection is unusable.
+// schedules guest steps and QMP checks on the views the reconciles made
+// (see scheduleJob). A guest agent that connected needs no reconcile: its
+// domain's last view is current, as every change of the domain brings an
+// event that reconciles it; only a domain without a view yet is
+// reconciled for it. It returns an error only when the connection is
+// unusable.
 func (a *Agent) handle(ctx context.Context, conn virt.Conn, batch []virt.Event) error {
 	var dirty []virt.Domain
 	seen := map[string]bool{}
 	jobs := map[string]job{}
 	refs := map[string]virt.Domain{}
+	seenReboot := map[string]bool{}
+	var reboots []virt.Domain
+	reconcile := func(d virt.Domain) {
+		if key := domainKey(d); !seen[key] {
+			seen[key] = true
+			dirty = append(dirty, d)
+		}
+	}
 	for _, ev := range batch {
 		d := ev.Domain
 		key := domainKey(d)
 		a.log.Debug("event", "domain", d.Name, "kind", ev.Kind, "detail", ev.Detail)
 		switch ev.Kind {
 		case virt.EventDefined, virt.EventUndefined, virt.EventStarted, virt.EventStopped:
-			if !seen[key] {
-				seen[key] = true
-				dirty = append(dirty, d)
-			}
+			reconcile(d)
 			if ev.Kind == virt.EventStarted {
 				jobs[key] = jobs[key].merge(job{verify: true, boot: true})
 				refs[key] = d
 			}
+		case virt.EventDeviceAdded:
+			// A hot-plugged NIC (see hotplug.go): no DEFINED comes with it.
+			reconcile(d)
+			jobs[key] = jobs[key].merge(job{guest: true, verify: true})
+			refs[key] = d
+		case virt.EventRebooted:
+			if !seenReboot[key] {
+				seenReboot[key] = true
+				reboots = append(reboots, d)
+			}
 		case virt.EventAgentConnected:
 			jobs[key] = jobs[key].merge(job{guest: true, verify: true})
 			refs[key] = d
+			if a.store.lastView(d.UUID) == nil && !a.retry.waiting(d) {
+				reconcile(d)
+			}
 		}
 	}
-	for _, d := range dirty {
-		if err := a.reconcile(ctx, conn, d, false); err != nil && a.isLost(conn, err) {
+	// Reboots first: a domain to cold boot is paused as soon as possible.
+	for _, d := range reboots {
+		if err := a.onReboot(ctx, conn, d); err != nil && (a.isLost(conn, err) || ctx.Err() != nil) {
 			return err
 		}
-		a.sd.kick(time.Now())
+	}
+	views := map[string]*domainView{}
+	for _, d := range dirty {
+		v, err := a.reconcile(ctx, conn, d, false)
+		if err != nil && a.isLost(conn, err) {
+			return err
+		}
+		views[domainKey(d)] = v
 	}
 	for key, j := range jobs {
-		if a.wantsJob(refs[key]) {
-			a.sched.schedule(refs[key], j)
-		}
+		a.scheduleJob(refs[key], views[key], j)
 	}
 	return nil
 }
@@ -299,41 +346,21 @@ func (a *Agent) handle(ctx context.Context, conn virt.Conn, batch []virt.Event) 
 func (a *Agent) retryDue(ctx context.Context, conn virt.Conn) error {
 	for _, d := range a.retry.takeDue() {
 		a.log.Debug("retrying", "domain", d.Name)
-		if err := a.reconcile(ctx, conn, d, false); err != nil && (a.isLost(conn, err) || ctx.Err() != nil) {
+		if _, err := a.reconcile(ctx, conn, d, false); err != nil && (a.isLost(conn, err) || ctx.Err() != nil) {
 			return err
 		}
-		a.sd.kick(time.Now())
 	}
 	return nil
-}
-
-// wantsJob reports whether a guest step or QMP check can matter for d: not
-// when its last plan manages none of its NICs (nothing is sent to its
-// guest agent or QEMU then). A domain not reconciled yet gets the job.
-func (a *Agent) wantsJob(d virt.Domain) bool {
-	want := true
-	a.store.view(d.UUID, func(r *record) {
-		if !r.hasPlan {
-			return
-		}
-		want = false
-		for _, n := range r.plan.NICs {
-			if n.Managed {
-				want = true
-				return
-			}
-		}
-	})
-	return want
 }
 
 // resync reconciles every domain, forgets the ones that are gone and
 // schedules the guest step (and QMP check) for every running domain.
 func (a *Agent) resync(ctx context.Context, conn virt.Conn) error {
 	a.store.resetRedefines()
-	cctx, cancel := context.WithTimeout(ctx, a.cfg.CallTimeout)
-	doms, err := conn.ListDomains(cctx)
-	cancel()
+	if err := a.finishIntents(ctx, conn); err != nil {
+		return fmt.Errorf("resync: %w", err)
+	}
+	doms, err := call(ctx, a, conn.ListDomains)
 	if err != nil {
 		return fmt.Errorf("resync: %w", err)
 	}
@@ -341,13 +368,13 @@ func (a *Agent) resync(ctx context.Context, conn virt.Conn) error {
 	keep := make(map[string]bool, len(doms))
 	for _, d := range doms {
 		keep[d.UUID] = true
-		if err := a.reconcile(ctx, conn, d, true); err != nil && (a.isLost(conn, err) || ctx.Err() != nil) {
+		v, err := a.reconcile(ctx, conn, d, true)
+		if err != nil && (a.isLost(conn, err) || ctx.Err() != nil) {
 			return err
 		}
-		if d.Active && a.wantsJob(d) {
-			a.sched.schedule(d, job{guest: true, verify: true})
+		if d.Active {
+			a.scheduleJob(d, v, job{guest: true, verify: true})
 		}
-		a.sd.kick(time.Now())
 	}
 	a.store.retain(keep)
 	a.retry.retain(keep)

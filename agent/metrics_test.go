@@ -14,16 +14,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/virtmq/virtmq/internal/guest"
 	"github.com/virtmq/virtmq/internal/status"
 	"github.com/virtmq/virtmq/internal/virt/virttest"
 )
 
 // testMetrics returns metrics on a fresh pedantic registry with fixed
-// build labels and the given domain counts.
+// build labels, the given domain counts and the domains of testSnapshot.
 func testMetrics(t *testing.T, counts map[string]int) (*metrics, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
-	m, err := newMetrics(reg, func() map[string]int { return counts }, "1.2.3", "abc1234", "go1.26.0")
+	m, err := newMetrics(reg, func() map[string]int { return counts }, testSnapshot, "1.2.3", "abc1234", "go1.26.0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,8 +67,8 @@ func TestMetricsGolden(t *testing.T) {
 	m.rewrites.Add(5)
 	m.rewriteFailures.Inc()
 	m.guestSteps.Add(4)
-	m.guestFailures.WithLabelValues(reasonExecDisabled).Inc()
-	m.guestFailures.WithLabelValues(reasonTimeout).Add(2)
+	m.guestFailures.WithLabelValues(string(guest.ReasonExecDisabled)).Inc()
+	m.guestFailures.WithLabelValues(string(guest.ReasonTimeout)).Add(2)
 
 	golden := filepath.Join("testdata", "metrics.golden")
 	if os.Getenv("UPDATE_GOLDEN") != "" {
@@ -138,6 +139,7 @@ virtmq_domains{state="retrying"} 0
 virtmq_domains{state="rewritten"} 1
 virtmq_domains{state="transient"} 0
 virtmq_domains{state="unmanaged"} 0
+virtmq_domains{state="would-redefine"} 0
 `
 	if err := testutil.GatherAndCompare(h.cfg.Registry, strings.NewReader(want), "virtmq_domains"); err != nil {
 		t.Error(err)

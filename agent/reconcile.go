@@ -29,23 +29,77 @@ import (
 // a fresh read, so a redefine that timed out but landed is found there
 // and not made again. Any other outcome clears the domain's retry.
 //
+// It returns the domain's view, the one its guest jobs run on (see
+// domainView), or nil when the domain's reconcile failed (the store keeps
+// its last view). A view of a domain that is gone or stopped has no live
+// part. Every view goes to the scheduler (refresh), so that a job already
+// queued for the domain runs on it; a job parked while the domain waited
+// for its retry is scheduled with it.
+//
 // It returns an error only when the caller must stop (the connection is
 // lost or ctx ended); every other problem is recorded in the domain's
 // status. It runs on the loop goroutine only.
-func (a *Agent) reconcile(ctx context.Context, conn virt.Conn, d virt.Domain, known bool) error {
-	again, err := a.reconcileOnce(ctx, conn, d, known)
+func (a *Agent) reconcile(ctx context.Context, conn virt.Conn, d virt.Domain, known bool) (*domainView, error) {
+	v, again, err := a.reconcileOnce(ctx, conn, d, known)
 	switch {
 	case err != nil:
 		// Lost or cancelled: the resync after the reconnect redoes every
 		// domain. A pending retry stays armed (it is skipped while
 		// disconnected).
-		return err
+		return nil, err
 	case again != nil:
 		a.retryLater(again)
-	default:
-		a.retry.done(d)
+		return nil, nil
 	}
-	return nil
+	if v != nil {
+		a.sched.refresh(v)
+	}
+	if j, parked := a.retry.done(d); parked {
+		a.scheduleJob(d, v, j)
+	}
+	return v, nil
+}
+
+// domainView is one reconcile's view of a domain: what the guest job of
+// the domain then works with, so that it neither reads nor decides again.
+// It is never changed once made (the scheduler's workers share it).
+type domainView struct {
+	d    virt.Domain // as looked up: Persistent and Active are fresh
+	plan policy.Plan // from the definition, or the live XML of a transient domain
+	// live is the running domain (its NICs' running queues and aliases);
+	// nil when it does not run.
+	live *policy.Domain
+	// observe says the policy was in mode observe: the view gets no guest
+	// job (no guest agent command, no QMP check).
+	observe bool
+}
+
+// managed reports whether the plan manages any NIC: only then does a guest
+// job send anything to the domain's guest agent or QEMU.
+func (v *domainView) managed() bool {
+	for _, n := range v.plan.NICs {
+		if n.Managed {
+			return true
+		}
+	}
+	return false
+}
+
+// scheduleJob schedules j for d on v, the view d's reconcile just made.
+// Without one (its reconcile failed, or none ran) j waits for the retry's
+// view when d waits for a reconcile retry, else it runs on d's last view.
+// Only a running domain whose plan manages a NIC gets a job, and only in
+// a mode that acts (not observe).
+func (a *Agent) scheduleJob(d virt.Domain, v *domainView, j job) {
+	if v == nil {
+		if a.retry.park(d, j) {
+			return
+		}
+		v = a.store.lastView(d.UUID)
+	}
+	if v != nil && v.live != nil && v.managed() && !v.observe {
+		a.sched.schedule(v, j)
+	}
 }
 
 // failure is a libvirt call in reconcile that failed for a transient reason.
@@ -87,50 +141,54 @@ func (a *Agent) retryLater(f *failure) {
 	})
 }
 
-// reconcileOnce is one try of reconcile: it returns the transient failure
-// to retry, or the error that stops the caller.
-func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain, known bool) (*failure, error) {
+// reconcileOnce is one try of reconcile: it returns the view, the
+// transient failure to retry, or the error that stops the caller.
+func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain, known bool) (*domainView, *failure, error) {
 	log := a.log.With("domain", d.Name)
 	// readFailed, with the domain as known at the failure.
-	readFailed := func(what string, err error) (*failure, error) {
+	readFailed := func(what string, err error) (*domainView, *failure, error) {
+		var gone *domainView
+		if errors.Is(err, virt.ErrNotFound) {
+			gone = &domainView{d: d}
+		}
 		f, err := a.readFailed(ctx, conn, d, what, err)
 		if f != nil {
 			f.d, f.fresh = d, known
 		}
-		return f, err
+		return gone, f, err
 	}
 	if !known {
-		got, err := call(ctx, a.cfg.CallTimeout, func(ctx context.Context) (virt.Domain, error) {
+		got, err := call(ctx, a, func(ctx context.Context) (virt.Domain, error) {
 			return conn.LookupDomain(ctx, domainKey(d))
 		})
-		a.sd.kick(time.Now())
 		if err != nil {
 			return readFailed("look up", err)
 		}
 		d, known = got, true
 	}
 	pol := a.pol.Load()
+	observe := !pol.Mode().Acts()
 
 	var (
 		plan      policy.Plan
 		redefined bool // by this reconcile
 		landed    bool // by an earlier one whose redefine failed, but landed
 		changes   string
+		would     string // the changes a redefine would make, in mode observe
 	)
 	if d.Persistent {
-		doc, err := call(ctx, a.cfg.CallTimeout, func(ctx context.Context) ([]byte, error) {
+		doc, err := call(ctx, a, func(ctx context.Context) ([]byte, error) {
 			return conn.DomainXML(ctx, d, virt.XMLInactive|virt.XMLSecure)
 		})
-		a.sd.kick(time.Now())
 		if err != nil {
 			return readFailed("read the definition of", err)
 		}
-		out, p, err := a.cfg.Rewrite(pol, doc)
+		out, p, err := domxml.Apply(pol, doc)
 		if err != nil {
 			a.metrics.rewriteFailures.Inc()
 			log.Warn("cannot rewrite the domain definition", "err", err)
 			a.fail(d, "rewrite failed", fmt.Sprintf("cannot rewrite the definition: %v", err))
-			return nil, nil
+			return nil, nil, nil
 		}
 		plan = p
 		if sent, what := a.retry.pending(d); sent != nil && bytes.Equal(out, doc) && bytes.Equal(doc, sent) {
@@ -139,31 +197,33 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 			landed, changes = true, what
 			log.Info("redefined the domain with the policy's queue counts (the redefine that failed had landed)", "changes", changes, "running", d.Active)
 		}
-		if !bytes.Equal(out, doc) {
+		if !bytes.Equal(out, doc) && observe {
+			would = describeChanges(plan)
+			log.Debug("mode observe: not redefining", "would", would)
+		} else if !bytes.Equal(out, doc) {
 			changes = describeChanges(plan)
 			n := 0
 			a.store.view(d.UUID, func(r *record) { n = r.redefines })
 			if n >= a.cfg.MaxRedefines {
 				a.fail(d, "redefine skipped", fmt.Sprintf(
 					"libvirt did not keep the rewritten definition after %d redefines (%s); not redefining again until the policy is reloaded or the agent reconnects", n, changes))
-				return nil, nil
+				return nil, nil, nil
 			}
 			a.metrics.rewrites.Inc()
-			err := callErr(ctx, a.cfg.CallTimeout, func(ctx context.Context) error { return conn.DefineXML(ctx, out) })
-			a.sd.kick(time.Now())
+			_, err := call(ctx, a, func(ctx context.Context) (struct{}, error) { return struct{}{}, conn.DefineXML(ctx, out) })
 			if err != nil {
 				a.metrics.rewriteFailures.Inc()
 				if a.isLost(conn, err) || ctx.Err() != nil {
 					log.Warn("connection lost while redefining the domain; retrying after reconnect", "err", err)
-					return nil, err
+					return nil, nil, err
 				}
 				err = fmt.Errorf("failed to redefine domain %q with %s: %w", d.Name, changes, err)
 				if transient(err) {
-					return &failure{d: d, fresh: true, err: err, sent: out, changes: changes, define: true}, nil
+					return nil, &failure{d: d, fresh: true, err: err, sent: out, changes: changes, define: true}, nil
 				}
 				log.Warn("libvirt refused the redefine", "changes", changes, "err", err)
 				a.fail(d, "redefine failed", err.Error())
-				return nil, nil
+				return nil, nil, nil
 			}
 			redefined = true
 			log.Info("redefined the domain with the policy's queue counts", "changes", changes, "running", d.Active)
@@ -172,41 +232,46 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 
 	var live *policy.Domain
 	if d.Active {
-		doc, err := call(ctx, a.cfg.CallTimeout, func(ctx context.Context) ([]byte, error) {
+		doc, err := call(ctx, a, func(ctx context.Context) ([]byte, error) {
 			return conn.DomainXML(ctx, d, virt.XMLLive)
 		})
-		a.sd.kick(time.Now())
 		if err != nil {
 			return readFailed("read the live XML of", err)
 		}
 		if live, err = domxml.Parse(doc); err != nil {
 			a.fail(d, "", fmt.Sprintf("cannot parse the live XML: %v", err))
-			return nil, nil
+			return nil, nil, nil
 		}
 		if d.Persistent && !isLive(live) {
 			// The domain stopped between the lookup and the read: libvirt
 			// returned the definition. Its STOPPED event follows.
 			live = nil
 		}
+		if d.Persistent && live != nil {
+			// Hot-plugged NICs and the vCPUs online (see hotplug.go).
+			plan = mergeLivePlan(plan, pol.Decide(live))
+		}
 		if !d.Persistent {
 			// A transient domain has no definition: decide from what runs.
-			if _, plan, err = a.cfg.Rewrite(pol, doc); err != nil {
+			if _, plan, err = domxml.Apply(pol, doc); err != nil {
 				a.fail(d, "", fmt.Sprintf("cannot apply the policy to the live XML: %v", err))
-				return nil, nil
+				return nil, nil, nil
 			}
 		}
 	} else if !d.Persistent {
 		// A transient domain that stopped is gone.
 		a.store.remove(d.UUID)
-		return nil, nil
+		return &domainView{d: d}, nil, nil
 	}
 
+	v := &domainView{d: d, plan: plan, live: live, observe: observe}
+	_, rebootOK := power(conn)
 	now := a.cfg.Now()
 	var state string
 	a.store.update(d.UUID, func(r *record) {
 		r.st.Name, r.st.UUID = d.Name, d.UUID
 		r.st.Persistent, r.st.Active = d.Persistent, d.Active
-		r.plan, r.hasPlan = plan, true
+		r.view = v
 		r.st.Attempts, r.st.RetryAt = 0, time.Time{}
 		switch {
 		case redefined:
@@ -222,80 +287,13 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 		case d.Persistent:
 			r.redefines = 0
 		}
-		r.aliases = map[string]string{}
-		running := map[string]int{}
-		if live != nil {
-			for _, ifc := range live.Interfaces {
-				if ifc.MAC == "" {
-					continue
-				}
-				running[ifc.MAC] = max(ifc.Queues, 1)
-				if ifc.Alias != "" {
-					r.aliases[ifc.MAC] = ifc.Alias
-				}
-			}
-		}
-		old := map[string]status.NIC{}
-		for _, n := range r.st.NICs {
-			old[n.MAC] = n
-		}
-		r.st.NICs = r.st.NICs[:0:0]
-		managed := false
-		var pending []string
-		for _, n := range plan.NICs {
-			ns := status.NIC{MAC: n.MAC, Managed: n.Managed, Wanted: n.Wanted, Defined: n.Current, Rule: n.Rule}
-			if redefined && n.Change() {
-				ns.Defined = n.Wanted
-			}
-			if n.Managed {
-				managed = true
-				if n.GuestStep {
-					ns.GuestWanted = n.Combined
-				}
-			}
-			if q, ok := running[n.MAC]; ok {
-				ns.Running = q
-				if n.Managed && q != n.Wanted {
-					pending = append(pending, fmt.Sprintf("%s runs %d, wants %d", n.MAC, q, n.Wanted))
-				}
-			}
-			if o, ok := old[n.MAC]; ok && d.Active {
-				// Keep what the guest step and QMP learned during this run.
-				ns.QMPVirtqueues, ns.MQ = o.QMPVirtqueues, o.MQ
-				ns.GuestIfName, ns.GuestCurrent, ns.GuestMax = o.GuestIfName, o.GuestCurrent, o.GuestMax
-				ns.GuestStep, ns.GuestAt, ns.Problem = o.GuestStep, o.GuestAt, o.Problem
-			}
-			r.st.NICs = append(r.st.NICs, ns)
-		}
-		r.st.Problem = ""
-		switch {
-		case !managed:
-			state = status.StateUnmanaged
-		case !d.Persistent:
-			if plan.Compliant() {
-				state = status.StateCompliant
-			} else {
-				state = status.StateTransient
-				r.st.Problem = "transient domain with " + describeChanges(plan) +
-					": virtmq never redefines transient domains; define it persistently, or let the libvirt hook audit or refuse its start"
-			}
-		case len(pending) > 0:
-			state = status.StatePendingColdBoot
-			r.st.Problem = "running with other queue counts than its definition (" + strings.Join(pending, "; ") +
-				"): applies at the next cold boot (shut down, then start; a reboot keeps the running count)"
-		case r.rewritten && !d.Active:
-			state = status.StateRewritten
-		default:
-			state = status.StateCompliant
-			if live != nil {
-				// It runs with the definition: the rewrite has applied.
-				r.rewritten = false
-			}
-		}
-		r.st.State = state
+		out := deriveState(stateInput{v: v, redefined: redefined, rewritten: r.rewritten, would: would, old: r.st.NICs, rebootOK: rebootOK})
+		r.st.NICs, r.st.State, r.st.Problem, r.rewritten = out.nics, out.state, out.problem, out.rewritten
+		r.st.Would = out.would
+		state = out.state
 	})
 	log.Debug("reconciled", "state", state, "persistent", d.Persistent, "active", d.Active)
-	return nil, nil
+	return v, nil, nil
 }
 
 // isLive reports whether a domain XML libvirt returned as live really
@@ -362,19 +360,4 @@ func describeChanges(p policy.Plan) string {
 		return "no queue change"
 	}
 	return strings.Join(parts, ", ")
-}
-
-// call runs f with a context bounded by timeout; hitting the bound gives
-// virt.ErrCallTimeout ("libvirt call timed out after 10s").
-func call[T any](ctx context.Context, timeout time.Duration, f func(ctx context.Context) (T, error)) (T, error) {
-	cctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	v, err := f(cctx)
-	return v, callTimedOut(ctx, timeout, err)
-}
-
-func callErr(ctx context.Context, timeout time.Duration, f func(ctx context.Context) error) error {
-	cctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	return callTimedOut(ctx, timeout, f(cctx))
 }

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"errors"
 	"slices"
 	"sync"
@@ -47,6 +46,10 @@ type retry struct {
 	// reason, and changes what it changed: it may have landed anyway.
 	sent    []byte
 	changes string
+	// job is a guest job that came while d waited (parked): it is
+	// scheduled with the view of d's next reconcile that gets through.
+	job    job
+	parked bool
 }
 
 func newRetries(lo, hi time.Duration, afterFunc func(time.Duration, func()) func() bool) *retries {
@@ -127,8 +130,29 @@ func (r *retries) pending(d virt.Domain) ([]byte, string) {
 	return nil, ""
 }
 
-// done forgets d: it reconciled, failed for good, or is gone.
-func (r *retries) done(d virt.Domain) { r.drop(domainKey(d)) }
+// waiting reports whether d waits for a retry.
+func (r *retries) waiting(d virt.Domain) bool { return r.byKey[domainKey(d)] != nil }
+
+// park keeps j for d when d waits for a retry, and reports whether it does.
+func (r *retries) park(d virt.Domain, j job) bool {
+	e := r.byKey[domainKey(d)]
+	if e == nil {
+		return false
+	}
+	e.job, e.parked = e.job.merge(j), true
+	return true
+}
+
+// done forgets d: it reconciled, failed for good, or is gone. It returns
+// the job parked for d, if any.
+func (r *retries) done(d virt.Domain) (j job, parked bool) {
+	key := domainKey(d)
+	if e := r.byKey[key]; e != nil {
+		j, parked = e.job, e.parked
+	}
+	r.drop(key)
+	return j, parked
+}
 
 func (r *retries) drop(key string) {
 	if e := r.byKey[key]; e != nil {
@@ -152,27 +176,3 @@ func (r *retries) stopAll() {
 		r.drop(k)
 	}
 }
-
-// callTimedOut turns the deadline of a bounded libvirt call into
-// virt.ErrCallTimeout with the bound, so that the error says what
-// happened ("libvirt call timed out after 10s") instead of "context
-// deadline exceeded"; err is returned as it is otherwise, also when the
-// parent ctx ended.
-func callTimedOut(ctx context.Context, timeout time.Duration, err error) error {
-	if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	return &callTimeoutError{after: timeout, err: err}
-}
-
-// callTimeoutError is a libvirt call that hit its deadline.
-type callTimeoutError struct {
-	after time.Duration
-	err   error // with context.DeadlineExceeded
-}
-
-func (e *callTimeoutError) Error() string {
-	return virt.ErrCallTimeout.Error() + " after " + e.after.String()
-}
-
-func (e *callTimeoutError) Unwrap() []error { return []error{virt.ErrCallTimeout, e.err} }

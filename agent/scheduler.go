@@ -4,8 +4,6 @@ import (
 	"context"
 	"sync"
 	"time"
-
-	"github.com/virtmq/virtmq/internal/virt"
 )
 
 // job is what a domain's worker does next.
@@ -21,11 +19,11 @@ func (j job) merge(o job) job {
 	return job{guest: j.guest || o.guest, verify: j.verify || o.verify, boot: j.boot || o.boot}
 }
 
-// runFunc runs one attempt of a job, taking its turns through l; it
-// reports whether the job should be tried again later (a transient
-// failure). attempt counts the domain's guest step attempts since its last
-// success or boot, this one included.
-type runFunc func(ctx context.Context, d virt.Domain, j job, attempt int, l *lease) (retry bool)
+// runFunc runs one attempt of a job on the domain's newest view, taking
+// its turns through l; it reports whether the job should be tried again
+// later (a transient failure). attempt counts the domain's guest step
+// attempts since its last success or boot, this one included.
+type runFunc func(ctx context.Context, v *domainView, j job, attempt int, l *lease) (retry bool)
 
 // scheduler runs jobs with at most one worker per domain and bounds how
 // much of the host one domain can hold.
@@ -52,6 +50,10 @@ type runFunc func(ctx context.Context, d virt.Domain, j job, attempt int, l *lea
 // wait out the backoff. A success, a reason the guest gives (not retried),
 // or a boot of the domain (job.boot: the STARTED event) forgets the
 // failures. Retry waits hold no slot.
+//
+// Views. A job runs on the newest view of its domain the scheduler was
+// given (schedule, refresh), not the one it was scheduled with: a run that
+// waited out a backoff while the domain stopped or restarted sees that.
 type scheduler struct {
 	ctx      context.Context
 	sem      chan struct{} // fast slots
@@ -70,7 +72,7 @@ type scheduler struct {
 }
 
 type slot struct {
-	d    virt.Domain
+	v    *domainView // the newest
 	next job
 	has  bool          // next holds a job to run
 	wake chan struct{} // the domain's backoff was reset
@@ -119,19 +121,20 @@ func (s *scheduler) retryDelay(failures int) time.Duration {
 	return min(d, s.maxDelay)
 }
 
-// schedule queues j for d. It never blocks.
-func (s *scheduler) schedule(d virt.Domain, j job) {
+// schedule queues j for the domain of v, to run on v (or a newer view).
+// It never blocks.
+func (s *scheduler) schedule(v *domainView, j job) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ctx.Err() != nil {
 		return
 	}
-	key := domainKey(d)
+	key := domainKey(v.d)
 	if j.boot {
 		delete(s.backoff, key)
 	}
 	if sl := s.slots[key]; sl != nil {
-		sl.d, sl.next, sl.has = d, sl.next.merge(j), true
+		sl.v, sl.next, sl.has = v, sl.next.merge(j), true
 		if j.boot {
 			select {
 			case sl.wake <- struct{}{}:
@@ -140,10 +143,20 @@ func (s *scheduler) schedule(d virt.Domain, j job) {
 		}
 		return
 	}
-	sl := &slot{d: d, next: j, has: true, wake: make(chan struct{}, 1)}
+	sl := &slot{v: v, next: j, has: true, wake: make(chan struct{}, 1)}
 	s.slots[key] = sl
 	s.wg.Add(1)
 	go s.work(key, sl)
+}
+
+// refresh gives the domain's queued or waiting job, if any, the newer view
+// v; it schedules nothing.
+func (s *scheduler) refresh(v *domainView) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sl := s.slots[domainKey(v.d)]; sl != nil {
+		sl.v = v
+	}
 }
 
 // holdoff is how long the domain's backoff still defers its next run.
@@ -180,7 +193,7 @@ func (s *scheduler) work(key string, sl *slot) {
 			return
 		}
 		s.mu.Lock()
-		j, d := sl.next, sl.d
+		j, v := sl.next, sl.v
 		sl.next, sl.has = job{}, false
 		attempt := 1
 		if b := s.backoff[key]; b != nil {
@@ -189,7 +202,7 @@ func (s *scheduler) work(key string, sl *slot) {
 		s.mu.Unlock()
 
 		l := s.newLease()
-		retry := s.run(s.ctx, d, j, attempt, l)
+		retry := s.run(s.ctx, v, j, attempt, l)
 		l.end()
 
 		s.mu.Lock()

@@ -81,11 +81,16 @@ func TestRedefineKeepsConsolePasswords(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			h := newHarness(t)
 			reads := h.recordReads()
-			h.start()
 			doc := virttest.GraphicsPasswdXML()
-			mustDefine(t, h.fake, doc)
 			if running {
+				// Running before the agent starts: its resync redefines a
+				// running domain (started with the old count).
+				mustDefine(t, h.fake, doc)
 				must(t, h.fake.Start("console"))
+				h.start()
+			} else {
+				h.start()
+				mustDefine(t, h.fake, doc)
 			}
 			state := status.StateRewritten
 			if running {

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/virtmq/virtmq/internal/status"
-	"github.com/virtmq/virtmq/policy"
 )
 
 // states lists every domain state, for metrics and counts.
@@ -19,23 +18,21 @@ var states = []string{
 	status.StateUnmanaged,
 	status.StateRetrying,
 	status.StateError,
+	status.StateWouldRedefine,
 }
 
 // record is what the agent knows about one domain.
 type record struct {
 	st status.Domain
-	// plan is the last decision: from the definition for a persistent
-	// domain, from the live XML for a transient one.
-	plan    policy.Plan
-	hasPlan bool
+	// view is what the last reconcile that got through learned (a failed
+	// one keeps the previous view): the guest jobs run on it.
+	view *domainView
 	// rewritten is set when the agent redefined the domain and cleared
 	// once it runs with the definition.
 	rewritten bool
 	// redefines counts redefines in a row that did not make the
 	// definition compliant (a loop guard).
 	redefines int
-	// aliases maps a NIC's MAC to its device alias in the live XML.
-	aliases map[string]string
 }
 
 // store holds the agent's state behind one mutex; every method is safe
@@ -62,7 +59,11 @@ func (s *store) update(uuid string, f func(r *record)) {
 		r = &record{st: status.Domain{UUID: uuid}}
 		s.domains[uuid] = r
 	}
+	was := r.st.State
 	f(r)
+	if r.st.State != was {
+		r.st.StateSince = s.now()
+	}
 }
 
 // view runs f on the domain's record if it exists; f must not keep r.
@@ -75,6 +76,16 @@ func (s *store) view(uuid string, f func(r *record)) bool {
 	}
 	f(r)
 	return true
+}
+
+// lastView returns the domain's last view, or nil.
+func (s *store) lastView(uuid string) *domainView {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r := s.domains[uuid]; r != nil {
+		return r.view
+	}
+	return nil
 }
 
 func (s *store) remove(uuid string) {
@@ -153,4 +164,17 @@ func (s *store) snapshot() status.Snapshot {
 		return strings.Compare(a.UUID, b.UUID)
 	})
 	return snap
+}
+
+// liveViews returns the last views of the domains that run.
+func (s *store) liveViews() []*domainView {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*domainView
+	for _, r := range s.domains {
+		if r.view != nil && r.view.live != nil {
+			out = append(out, r.view)
+		}
+	}
+	return out
 }

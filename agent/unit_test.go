@@ -20,8 +20,8 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.StatusSocket != status.DefaultSocket || len(c.LibvirtSockets) != 2 || c.Concurrency != DefaultConcurrency ||
-		c.GuestTimeout != DefaultGuestTimeout || c.CallTimeout != DefaultCallTimeout || c.Dial == nil || c.Rewrite == nil ||
-		c.GuestStep == nil || c.QMPQuery == nil || c.Logger == nil || c.Notify == nil || c.Watchdog == nil ||
+		c.GuestTimeout != DefaultGuestTimeout || c.CallTimeout != DefaultCallTimeout || c.Dial == nil ||
+		c.GuestStep == nil || c.Logger == nil || c.Notify == nil || c.Watchdog == nil ||
 		c.RetryMin != DefaultRetryMin || c.RetryMax != DefaultRetryMax || c.AfterFunc == nil {
 		t.Errorf("defaults = %+v", c)
 	}
@@ -61,16 +61,16 @@ func TestSchedulerRetries(t *testing.T) {
 	defer cancel()
 	var mu sync.Mutex
 	runs := map[string]int{}
-	s := newScheduler(ctx, schedOptions{concurrency: 1, slice: time.Minute, attempts: 3, delay: time.Second}, func(_ context.Context, d virt.Domain, j job, attempt int, _ *lease) bool {
+	s := newScheduler(ctx, schedOptions{concurrency: 1, slice: time.Minute, attempts: 3, delay: time.Second}, func(_ context.Context, v *domainView, j job, attempt int, _ *lease) bool {
 		mu.Lock()
-		runs[d.Name]++
+		runs[v.d.Name]++
 		mu.Unlock()
-		return d.Name == "bad"
+		return v.d.Name == "bad"
 	})
-	s.schedule(virt.Domain{Name: "bad", UUID: "1"}, job{guest: true})
+	s.schedule(&domainView{d: virt.Domain{Name: "bad", UUID: "1"}}, job{guest: true})
 	time.Sleep(5 * time.Millisecond) // bad runs, then waits to retry
 	start := time.Now()
-	s.schedule(virt.Domain{Name: "good", UUID: "2"}, job{guest: true})
+	s.schedule(&domainView{d: virt.Domain{Name: "good", UUID: "2"}}, job{guest: true})
 	for {
 		mu.Lock()
 		n := runs["good"]
@@ -100,13 +100,13 @@ func TestSchedulerAttemptsBounded(t *testing.T) {
 	defer cancel()
 	var n atomic.Int32
 	done := make(chan struct{})
-	s := newScheduler(ctx, schedOptions{concurrency: 2, slice: time.Minute, attempts: 3, delay: time.Millisecond}, func(_ context.Context, d virt.Domain, j job, attempt int, _ *lease) bool {
+	s := newScheduler(ctx, schedOptions{concurrency: 2, slice: time.Minute, attempts: 3, delay: time.Millisecond}, func(_ context.Context, v *domainView, j job, attempt int, _ *lease) bool {
 		if n.Add(1) == 3 {
 			close(done)
 		}
 		return true
 	})
-	s.schedule(virt.Domain{Name: "bad", UUID: "1"}, job{guest: true})
+	s.schedule(&domainView{d: virt.Domain{Name: "bad", UUID: "1"}}, job{guest: true})
 	<-done
 	time.Sleep(50 * time.Millisecond)
 	if got := n.Load(); got != 3 {

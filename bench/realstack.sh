@@ -285,7 +285,7 @@ part_a() {
 		--argjson h "$(stats "${inhook[@]}")" --argjson sh "$(arr "${inhook[@]}")" \
 		--argjson wf "$(stats "${floor[@]}")" --argjson swf "$(arr "${floor[@]}")" \
 		--argjson f "$(stats "${infloor[@]}")" --argjson sf "$(arr "${infloor[@]}")" --argjson hr "$hr" \
-		--arg policy "$(if [[ -f /etc/virtmq/policy.yaml ]]; then echo /etc/virtmq/policy.yaml; else echo "built-in default (= policy/default.yaml, audit)"; fi)" \
+		--arg policy "$(if [[ -f /etc/virtmq/policy.yaml ]]; then echo /etc/virtmq/policy.yaml; else echo "built-in default (= policy/default.yaml, apply)"; fi)" \
 		'{what: "wall time of `virsh start` (process start to return; QEMU started and resumed, not the guest boot) of the e2e guest, domain destroyed between starts; with = qemu.d/50-virtmq -> bin/virtmq-hook (the packaged symlink), floor = qemu.d/50-virtmq -> bin/bench-floor (a static Go binary that reads stdin and exits), without = no qemu hook at all; the three interleaved, SIGHUP to libvirtd at every switch",
 		  hook_policy: $policy, runs_each: ($sw | length),
 		  without_hook_ms: $wo, with_hook_ms: $w, with_floor_ms: $wf,
@@ -622,7 +622,7 @@ main() {
 	mkdir -p "$RESULTS" "$HOOKS/qemu.d" "$VIRTMQ_E2E_LOGDIR"
 	rm -f "$HOOKS/qemu.d/"* "$BW"/*.json "$BW"/*.jsonl "$BW"/other-*.list
 	: >"$AGENT_LOG"
-	write_policy audit
+	write_policy apply
 	trap on_exit EXIT
 	VIRTMQ_E2E_HOOKS_DIR=$HOOKS daemons_start
 	cleanup_domains

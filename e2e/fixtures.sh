@@ -9,9 +9,12 @@
 #   STATUS_SOCK    the agent's status socket
 #   AGENT_LOG      where the agent logs
 #   AGENT_PIDFILE  the agent's pid (a file: scenarios run in subshells)
+# and optionally:
+#   METRICS_LISTEN the agent's --metrics-listen address (empty: no endpoint)
 
-# write_policy MODE: the test policy. combined 2 makes the guest step do real
-# work: the kernel alone would enable min(vCPUs, N) = 4 pairs.
+# write_policy MODE [APPLY_AT]: the test policy. combined 2 makes the guest
+# step do real work: the kernel alone would enable min(vCPUs, N) = 4 pairs.
+# APPLY_AT defaults to cold-boot.
 write_policy() {
 	cat >"$POLICY" <<-YAML
 		version: 1
@@ -21,6 +24,7 @@ write_policy() {
 		  queues: vcpus
 		  max: 8
 		  combined: 2
+		  apply_at: ${2:-cold-boot}
 	YAML
 }
 
@@ -33,6 +37,18 @@ install_hook() {
 		exec $BIN/virtmq-hook --policy $POLICY "\$@"
 	SH
 	chmod 0755 "$1/qemu.d/50-virtmq"
+	# A test switch: with the file kill-agent-at-release.DOMAIN beside the agent's pidfile, the
+	# release of DOMAIN (its QEMU stopped) kills virtmq-agent with SIGKILL,
+	# right after the stop and before anything could start it again.
+	cat >"$1/qemu.d/40-kill-agent" <<-SH
+		#!/bin/sh
+		if [ "\$2" = release ] && [ -e "${AGENT_PIDFILE%/*}/kill-agent-at-release.\$1" ]; then
+			rm -f "${AGENT_PIDFILE%/*}/kill-agent-at-release.\$1"
+			kill -KILL "\$(cat "$AGENT_PIDFILE")" 2>/dev/null
+		fi
+		exit 0
+	SH
+	chmod 0755 "$1/qemu.d/40-kill-agent"
 }
 
 agent_pid() { cat "$AGENT_PIDFILE" 2>/dev/null; }
@@ -41,7 +57,7 @@ pid_gone() { ! pid_alive "$1"; } # zombies count as gone: PID 1 reaps slowly her
 # agent_start: virtmq-agent on the harness's libvirtd, until its status answers.
 agent_start() {
 	"$BIN/virtmq-agent" --policy "$POLICY" --socket "$LIBVIRT_SOCK" --status-socket "$STATUS_SOCK" \
-		--log-level debug >>"$AGENT_LOG" 2>&1 &
+		--state-dir "${AGENT_PIDFILE%/*}/state" ${METRICS_LISTEN:+--metrics-listen "$METRICS_LISTEN"} --log-level debug >>"$AGENT_LOG" 2>&1 &
 	echo $! >"$AGENT_PIDFILE"
 	e2e_wait 10 "$BIN/virtmq" status --status-socket "$STATUS_SOCK" ||
 		e2e_die "virtmq-agent did not answer on $STATUS_SOCK (log: $AGENT_LOG)"
@@ -54,6 +70,68 @@ agent_stop() {
 	kill -TERM "$pid" 2>/dev/null || true
 	e2e_wait 10 pid_gone "$pid" || kill -KILL "$pid" 2>/dev/null || true
 	rm -f "$AGENT_PIDFILE"
+}
+
+# --- Prometheus -------------------------------------------------------------------
+# A real Prometheus server (Debian's prometheus package; its systemd service
+# is not used) on a free loopback port with a temporary storage folder,
+# scraping the agent every second with the shipped rules loaded.
+PROM_DIR=$VIRTMQ_E2E_STATE/prometheus
+PROM_PIDFILE=$PROM_DIR/pid
+PROM_URLFILE=$PROM_DIR/url # a file: scenarios run in subshells
+
+# free_port: a TCP port nothing listens on at the moment.
+free_port() {
+	local p _
+	for _ in $(seq 100); do
+		p=$((20000 + RANDOM % 40000))
+		[[ -z $(ss -Hltn "sport = :$p") ]] && { echo "$p"; return 0; }
+	done
+	return 1
+}
+
+prom_url() { cat "$PROM_URLFILE" 2>/dev/null; }
+prom_ready() { curl -fsS "$(prom_url)/-/ready" >/dev/null; }
+
+# prometheus_start TARGET RULES: Prometheus scraping TARGET (host:port) as
+# job virtmq-agent every second, with the rule file RULES, until it is ready.
+prometheus_start() {
+	local target=$1 rules=$2 port pid
+	prometheus_stop
+	rm -rf "$PROM_DIR"
+	mkdir -p "$PROM_DIR/data"
+	port=$(free_port) || e2e_die "no free port for Prometheus"
+	cat >"$PROM_DIR/prometheus.yml" <<-YAML
+		global:
+		  scrape_interval: 1s
+		  evaluation_interval: 1s
+		rule_files: ['$rules']
+		scrape_configs:
+		  - job_name: virtmq-agent
+		    static_configs:
+		      - targets: ['$target']
+	YAML
+	/usr/bin/prometheus --config.file="$PROM_DIR/prometheus.yml" --storage.tsdb.path="$PROM_DIR/data" \
+		--web.listen-address="127.0.0.1:$port" >>"$VIRTMQ_E2E_LOGDIR/prometheus.log" 2>&1 &
+	pid=$!
+	echo "$pid" >"$PROM_PIDFILE"
+	echo "http://127.0.0.1:$port" >"$PROM_URLFILE"
+	e2e_wait 60 prom_ready || e2e_die "Prometheus did not get ready on 127.0.0.1:$port (log: $VIRTMQ_E2E_LOGDIR/prometheus.log)"
+	e2e_log "Prometheus pid $pid on 127.0.0.1:$port scrapes $target"
+}
+
+prometheus_stop() {
+	local pid
+	pid=$(cat "$PROM_PIDFILE" 2>/dev/null) || return 0
+	[[ $(cat "/proc/$pid/comm" 2>/dev/null) == prometheus ]] && stop_pid "$pid" 30
+	rm -f "$PROM_PIDFILE" "$PROM_URLFILE"
+}
+
+# prom_query PROMQL [JQ]: an instant query through the HTTP API; prints
+# JQ (default: each series' labels and value, one a line) of the result.
+prom_query() {
+	local each='.data.result[] | "\(.metric | del(.__name__) | tostring) \(.value[1])"'
+	curl -fsS --get --data-urlencode "query=$1" "$(prom_url)/api/v1/query" | jq -r "${2:-$each}"
 }
 
 # status_json: the agent's state (virtmq status --json).

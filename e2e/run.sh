@@ -21,6 +21,7 @@ POLICY=$RUN/policy.yaml
 STATUS_SOCK=$RUN/status.sock
 AGENT_LOG=$VIRTMQ_E2E_LOGDIR/agent.log
 AGENT_PIDFILE=$RUN/agent.pid # a file: scenarios run in subshells and restart the agent
+METRICS_LISTEN=${METRICS_LISTEN:-} # the agent's metrics endpoint; main picks a free port
 P=${VIRTMQ_E2E_PREFIX}
 T0=$SECONDS
 PASSED=() FAILED=()
@@ -30,6 +31,7 @@ source "$E2E_DIR/fixtures.sh"
 
 on_exit() {
 	local rc=$?
+	prometheus_stop
 	agent_stop
 	daemons_stop started
 	if ((${#FAILED[@]})); then
@@ -152,7 +154,7 @@ restarts() {
 }
 
 # 4. enforce refuses a transient non-compliant domain with a clear message;
-# audit lets it start and the agent reports it.
+# apply lets it start and the agent reports it.
 enforce_audit() {
 	local d=${P}transient out
 	write_policy enforce
@@ -161,7 +163,7 @@ enforce_audit() {
 		fail "enforce mode let a non-compliant transient domain start"
 	fi
 	check_match "enforce refusal message" "$out" "virtmq: domain \"$d\" NIC $(guest_mac "$d") has queues=1, policy wants 4"
-	write_policy audit
+	write_policy apply
 	domain_xml "$d" | e2e_virsh create /dev/stdin >/dev/null
 	eventually 30 "agent reports the transient domain" transient status_of "$d" .state
 	e2e_virsh destroy "$d" >/dev/null
@@ -413,18 +415,177 @@ slow_libvirt() {
 	for d in "$dr" "$dd"; do e2e_virsh undefine "$d" >/dev/null; done
 }
 
-ALL=(zero_touch reboot save_restore restarts enforce_audit race degraded_guests kill9_redefine libvirtd_outage passwords slow_libvirt)
+# 12. a real Prometheus server scrapes the agent while a domain waits for a
+# cold boot (made as in race): its HTTP API returns the domain with its
+# state, since when, the NIC's queue counts by source, and the shipped
+# recording rules' fleet total.
+prometheus_view() {
+	local d=${P}prom uuid mac q
+	prometheus_start "$METRICS_LISTEN" "$REPO/packaging/monitoring/virtmq-rules.yml"
+	eventually 30 "Prometheus scrapes the agent: up" 1 prom_query 'up{job="virtmq-agent"}' '.data.result[0].value[1]'
+	kill -STOP "$(agent_pid)"
+	define_domain "$d"
+	e2e_virsh start "$d" >/dev/null
+	kill -CONT "$(agent_pid)"
+	eventually 30 "agent state" pending-cold-boot status_of "$d" .state
+	uuid=$(status_of "$d" .uuid)
+	mac=$(status_of "$d" '.nics[0].mac')
+	q="virtmq_domain_state{job=\"virtmq-agent\",domain=\"$d\",state=\"pending-cold-boot\"}"
+	eventually 30 "Prometheus: $q" "$uuid 1" prom_query "$q" '.data.result[] | "\(.metric.uuid) \(.value[1])"'
+	check "Prometheus: the states $d is in" \
+		"$(prom_query "virtmq_domain_state{domain=\"$d\"} == 1" '[.data.result[].metric.state] | join(",")')" pending-cold-boot
+	check "Prometheus: $d pending for less than 10 minutes" \
+		"$(prom_query "time() - virtmq_domain_state_since_timestamp_seconds{domain=\"$d\",state=\"pending-cold-boot\"} < 600" '.data.result | length')" 1
+	check "Prometheus: queues of $d by source" \
+		"$(prom_query "virtmq_interface_queues{domain=\"$d\"}" '[.data.result[] | "\(.metric.mac_address) \(.metric.source)=\(.value[1])"] | sort | join(" ")')" \
+		"$mac defined=4 $mac running=1 $mac wanted=4"
+	eventually 30 "Prometheus: the recording rule job_state:virtmq_domains:sum counts it" 1 \
+		prom_query 'job_state:virtmq_domains:sum{state="pending-cold-boot"} >= 1' '.data.result | length'
+	e2e_virsh destroy "$d" >/dev/null
+	prometheus_stop
+}
+
+# e. a rolling cold boot of three pending domains, two at a time: all come
+# back compliant, none is left off. The tiny guest has no ACPI power-button
+# handler (no acpid), so the graceful shutdown times out and --force ends it.
+cold_boot_rolling() {
+	local d ds=("${P}roll1" "${P}roll2" "${P}roll3") out rc=0
+	kill -STOP "$(agent_pid)"
+	for d in "${ds[@]}"; do
+		define_domain "$d" --vcpus 2
+		e2e_virsh start "$d" >/dev/null
+	done
+	kill -CONT "$(agent_pid)"
+	for d in "${ds[@]}"; do
+		eventually 30 "agent state of $d" pending-cold-boot status_of "$d" .state
+	done
+	for d in "${ds[@]}"; do wait_for_agent "$d" 120; done
+	out=$("$BIN/virtmq" apply --cold-boot --dry-run --policy "$POLICY" --all 2>&1)
+	check_match "dry run lists ${P}roll1" "$out" "${P}roll1: would restart: .* runs 1, wants 2"
+	"$BIN/virtmq" apply --cold-boot --parallel 2 --shutdown-timeout 15s --force --boot-timeout 4m \
+		--policy "$POLICY" --status-socket "$STATUS_SOCK" "${P}roll*" >"$RUN/coldboot.out" 2>&1 || rc=$?
+	cat "$RUN/coldboot.out" >&2
+	check "apply --cold-boot exit code" "$rc" 0
+	for d in "${ds[@]}"; do
+		check "$d running" "$(e2e_virsh domstate "$d")" running
+		check "$d running queues" "$(live_queues "$d")" 2
+		check "$d agent state" "$(status_of "$d" .state)" compliant
+	done
+	for d in "${ds[@]}"; do
+		e2e_virsh destroy "$d" >/dev/null
+		e2e_virsh undefine "$d" >/dev/null
+	done
+}
+
+# f. NIC hot-plug: --live --config single-queue → the persistent copy is
+# rewritten and the domain is pending; a NIC plugged --live with queues gets
+# the guest step (DEVICE_ADDED is the only event libvirt sends).
+hotplug_nic() {
+	local d=${P}hotnic m2=52:54:00:77:00:02 m3=52:54:00:77:00:03
+	boot_rewritten "$d" --vcpus 2
+	eventually 30 "agent state before" compliant status_of "$d" .state
+	e2e_virsh attach-interface "$d" bridge "$VIRTMQ_E2E_BRIDGE" --model virtio --mac "$m2" --live --config >/dev/null
+	eventually 30 "persistent copy of the plugged NIC rewritten: queues" 2 \
+		bash -c "virsh -q -c '$VIRTMQ_E2E_URI' dumpxml --inactive '$d' | xmllint --xpath 'string(/domain/devices/interface[mac/@address=\"$m2\"]/driver/@queues)' -"
+	eventually 30 "agent state after a single-queue plug" pending-cold-boot status_of "$d" .state
+	e2e_virsh attach-device "$d" /dev/stdin --live >/dev/null <<-XML
+		<interface type='bridge'><source bridge='$VIRTMQ_E2E_BRIDGE'/><mac address='$m3'/><model type='virtio'/><driver queues='2'/></interface>
+	XML
+	eventually 90 "guest step on the NIC plugged with queues" done status_of "$d" ".nics[] | select(.mac == \"$m3\") | .guest_step"
+	check "its guest combined" "$(status_of "$d" ".nics[] | select(.mac == \"$m3\") | .guest_current")" 2
+	e2e_virsh destroy "$d" >/dev/null
+	e2e_virsh undefine "$d" >/dev/null
+}
+
+# g. vCPU hot-plug 2 → 4 with combined: vcpus: no event; the agent's live
+# vCPU check (every 15 s) runs the guest step again and Combined follows.
+hotplug_vcpu() {
+	local d=${P}hotcpu
+	cat >"$POLICY" <<-YAML
+		version: 1
+		mode: apply
+		on_error: allow
+		defaults:
+		  queues: vcpus
+		  max: 8
+		  combined: vcpus
+	YAML
+	kill -HUP "$(agent_pid)"
+	trap 'write_policy apply; kill -HUP "$(agent_pid)"' EXIT
+	boot_rewritten "$d" --vcpus 4 --current-vcpus 2
+	eventually 90 "guest Combined with 2 vCPUs online" 2 guest_current "$d"
+	e2e_virsh setvcpus "$d" 4 --live >/dev/null
+	eventually 60 "guest Combined after setvcpus --live 4" 4 guest_current "$d"
+	eventually 10 "agent status guest_wanted" 4 status_of "$d" '.nics[0].guest_wanted'
+	e2e_virsh destroy "$d" >/dev/null
+	e2e_virsh undefine "$d" >/dev/null
+}
+
+# agent_mode MODE: the suite's policy in MODE, the agent reloaded (SIGHUP).
+agent_mode() {
+	write_policy "$1"
+	kill -HUP "$(agent_pid)"
+	eventually 10 "agent policy mode" "$1" bash -c "'$BIN/virtmq' status --json --status-socket '$STATUS_SOCK' | jq -r .policy.mode"
+}
+
+# taints DOMAIN: the custom-ga-command (qemu-agent-command, so every
+# guest-exec) and custom-monitor (QMP) taints in libvirt's log of DOMAIN.
+taints() { grep -Eo 'tainted: custom-(ga-command|monitor)' "/var/log/libvirt/qemu/$1.log" 2>/dev/null | sort -u | tr '\n' ' ' || true; }
+
+# qga_connected DOMAIN: libvirt sees qemu-ga's port open (read from the live
+# XML: no guest agent command, no taint).
+qga_connected() { e2e_virsh dumpxml "$1" | grep -q "name='org.qemu.guest_agent.0' state='connected'"; }
+
+# 12. mode observe: a new user sees the plan in virtmq status without any VM
+# changing: nothing is redefined, no guest agent command nor QMP reaches a
+# booted domain (no taint in libvirt's log); then mode apply converges.
+observe_mode() {
+	local d=${P}obs b=${P}obsrun mac
+	trap 'agent_mode apply >/dev/null 2>&1 || write_policy apply' EXIT
+	agent_mode observe
+	define_domain "$d" # 4 vCPUs, no queues: apply would redefine it
+	rm -f "/var/log/libvirt/qemu/$b.log"
+	define_domain "$b" --queues 4 # compliant definition: apply would run the guest step (combined 2) and QMP
+	e2e_virsh start "$b" >/dev/null
+	eventually 30 "observe: $d state" would-redefine status_of "$d" .state
+	check "observe: $d would" "$(status_of "$d" '.would | join(";")')" "redefine: $(guest_mac "$d") 1→4 queues"
+	check "observe: $d definition untouched" "$(defined_queues "$d")" ""
+	e2e_wait 120 qga_connected "$b" || fail "no qemu-ga port in $b after 120s; console: $(console_log "$b")"
+	sleep 5 # the agent got the guest agent's connect event: what would it do?
+	mac=$(guest_mac "$b")
+	check "observe: $b would" "$(status_of "$b" '.would | join(";")')" "guest step: set combined 2 on $mac"
+	check "observe: $b guest step, QMP" "$(status_of "$b" '[.nics[0].guest_step, .nics[0].qmp_virtqueues] | map(. // "-") | join(",")')" "-,-"
+	check "observe: $b taints in libvirt's log (guest agent, QMP)" "$(taints "$b")" ""
+	check "observe: $d definition still untouched" "$(defined_queues "$d")" ""
+
+	agent_mode apply
+	eventually 30 "apply: agent rewrote $d" 4 defined_queues "$d"
+	eventually 30 "apply: $d state" rewritten status_of "$d" .state
+	eventually 90 "apply: $b guest step" done status_of "$b" '.nics[0].guest_step'
+	eventually 30 "apply: $b taints (the agent's guest step and QMP)" "tainted: custom-ga-command tainted: custom-monitor " taints "$b"
+	check "apply: $b would" "$(status_of "$b" '.would // [] | length')" 0
+	check "apply: $b guest Combined current" "$(guest_current "$b")" 2
+	e2e_virsh destroy "$b" >/dev/null
+	for x in "$d" "$b"; do e2e_virsh undefine "$x" >/dev/null; done
+}
+
+# shellcheck source=e2e/reboot.sh
+source "$E2E_DIR/reboot.sh"
+
+ALL=(zero_touch reboot save_restore restarts enforce_audit observe_mode race degraded_guests kill9_redefine libvirtd_outage passwords slow_libvirt
+	prometheus_view cold_boot_rolling hotplug_nic hotplug_vcpu next_reboot_guest next_reboot_virsh next_reboot_poweroff next_reboot_kill9)
 
 main() {
 	local s rc
 	(($#)) || set -- "${ALL[@]}"
 	mkdir -p "$RUN" "$VIRTMQ_E2E_LOGDIR"
 	: >"$AGENT_LOG"
-	write_policy audit
+	write_policy apply
 	install_hook "$RUN/hooks"
 	trap on_exit EXIT
 	VIRTMQ_E2E_HOOKS_DIR=$RUN/hooks daemons_start
 	cleanup_domains
+	[[ -n $METRICS_LISTEN ]] || METRICS_LISTEN=127.0.0.1:$(free_port)
 	agent_start
 	for s in "$@"; do
 		e2e_log "=== scenario $s"

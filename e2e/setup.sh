@@ -10,7 +10,7 @@ umask 022
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PACKAGES=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-guest-agent ethtool
-	busybox-static libxml2-utils iperf3 jq lz4 iproute2 util-linux procps)
+	busybox-static libxml2-utils iperf3 jq lz4 iproute2 util-linux procps prometheus curl)
 [[ $(id -u) == 0 ]] || e2e_die "run as root"
 
 # Another apt/dpkg run (e.g. the lead's background install, logging to

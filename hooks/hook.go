@@ -4,8 +4,8 @@
 // arguments and the domain XML on stdin.
 //
 // libvirt ignores hook output at prepare, so the hook cannot rewrite the
-// XML there: at prepare it only decides and, by policy, audits (logs) or
-// enforces (refuses the start). At migrate and restore, where libvirt would
+// XML there: at prepare it only decides and, by the policy's mode, logs
+// each non-compliant NIC (observe, apply) or refuses the start (enforce). At migrate and restore, where libvirt would
 // take a replacement XML, changing queues would break the incoming state, so
 // it prints nothing. It never calls libvirt (that deadlocks: libvirt holds
 // the domain while the hook runs) nor the network, and it never blocks a
@@ -150,8 +150,8 @@ func prepare(cfg Config, log *slog.Logger, domain string, k *known) int {
 		// A policy was configured (--policy, VIRTMQ_POLICY, or drop-ins
 		// beside the default path) and its main file is gone. Its mode and
 		// on_error went with it; the hook has no memory of them, and the
-		// built-in default (audit) could turn an enforce host into an
-		// audit one. So it refuses, as enforce with on_error: deny does.
+		// built-in default (apply) could turn an enforce host into one that
+		// only logs. So it refuses, as enforce with on_error: deny does.
 		k.set(policy.ModeEnforce, policy.OnErrorDeny)
 		log.Error("virtmq policy is missing; refusing the start", "err", err)
 		fmt.Fprintf(cfg.Stderr, "virtmq: domain %q: %v (a configured virtmq policy that is missing refuses every start)\n", domain, err)
@@ -168,9 +168,6 @@ func prepare(cfg Config, log *slog.Logger, domain string, k *known) int {
 	doc, err := readBounded(cfg.Stdin, domxml.MaxSize)
 	if err != nil {
 		return internalError(cfg, log, domain, pol.Mode(), pol.OnError(), fmt.Errorf("read domain XML from stdin: %w", err))
-	}
-	if pol.Mode() == policy.ModeOff {
-		return ExitAllow
 	}
 	dom, err := domxml.Parse(doc)
 	if err != nil {

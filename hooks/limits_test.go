@@ -48,7 +48,8 @@ func TestTimeLimit(t *testing.T) {
 	}{
 		{"enforce", "deny", ExitDeny},
 		{"enforce", "allow", ExitAllow},
-		{"audit", "deny", ExitAllow},
+		{"apply", "deny", ExitAllow},
+		{"observe", "deny", ExitAllow},
 	}
 	for _, tt := range tests {
 		t.Run(tt.mode+"/"+tt.onErr, func(t *testing.T) {
@@ -157,8 +158,8 @@ func TestPolicyFileKinds(t *testing.T) {
 }
 
 // TestMissingPolicy: a configured policy that is gone refuses the start;
-// it does not fall back to the built-in default (audit), which would turn
-// an enforce host into an audit one. A host with nothing configured uses
+// it does not fall back to the built-in default (apply), which would turn
+// an enforce host into one that only logs. A host with nothing configured uses
 // the built-in default.
 func TestMissingPolicy(t *testing.T) {
 	web1 := fixture(t, "web1.xml")
@@ -193,7 +194,7 @@ func TestMissingPolicy(t *testing.T) {
 	t.Run("nothing configured", func(t *testing.T) {
 		got := run1(t, "", filepath.Join(t.TempDir(), "policy.yaml"))
 		if got.code != ExitAllow || got.stderr != "" {
-			t.Errorf("code %d stderr %q, want the built-in default (audit): allowed", got.code, got.stderr)
+			t.Errorf("code %d stderr %q, want the built-in default (apply): allowed", got.code, got.stderr)
 		}
 	})
 }

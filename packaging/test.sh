@@ -183,7 +183,7 @@ stop_libvirtd() {
 
 cleanup() {
 	local rc=$?
-	rm -f /etc/virtmq/policy.d/99-package-test.yaml
+	rm -f /etc/virtmq/policy.d/99-package-test.yaml /etc/virtmq/policy.d/00-mode.yaml
 	if [ -n "${agent_pid:-}" ]; then kill -TERM "$agent_pid" 2>/dev/null || true; fi
 	stop_libvirtd
 	if [ "$installed_by_us" = 1 ] && dpkg-query -W virtmq >/dev/null 2>&1; then
@@ -257,6 +257,7 @@ for f in /usr/sbin/virtmq /usr/sbin/virtmq-agent /usr/sbin/virtmq-hook \
 	/usr/lib/systemd/system/virtmq-agent.service /usr/lib/systemd/system-preset/50-virtmq.preset \
 	/usr/share/man/man8/virtmq.8.gz /usr/share/man/man8/virtmq-agent.8.gz /usr/share/man/man8/virtmq-hook.8.gz \
 	/usr/share/man/man5/virtmq-policy.5.gz /usr/share/virtmq/virtmq-install-legacy-hook \
+	/usr/share/virtmq/monitoring/virtmq-rules.yml /usr/share/virtmq/monitoring/virtmq-dashboard.json \
 	/usr/share/licenses/virtmq/LICENSE; do
 	check "rpm lists $f" grep -qx "$f" "$work/rpm.list"
 done
@@ -272,6 +273,7 @@ check "rpm %post presets the agent" grep -q 'systemctl --no-reload preset' "$wor
 check "rpm %preun disables on erase" grep -q 'systemctl --no-reload disable' "$work/rpm.scripts"
 check "rpm %postun try-restarts on upgrade" grep -q 'systemctl try-restart' "$work/rpm.scripts"
 check "rpm %post reloads libvirt" grep -q 'try-reload-or-restart libvirtd.service' "$work/rpm.scripts"
+check "rpm %post prints the mode in force" grep -q '^virtmq mode' "$work/rpm.scripts"
 check "rpm scripts guard systemctl start/stop with /run/systemd/system" grep -q '\[ -d /run/systemd/system \]' "$work/rpm.scripts"
 for s in post preun postun; do
 	check "rpm %$s script works without systemd as PID 1 (sh -n)" sh -n "packaging/scripts/rpm/$s"
@@ -308,6 +310,8 @@ else
 	exit 1
 fi
 sed 's/^/   /' "$work/install.log"
+check "the postinst printed the mode in force, in one line" \
+	test "$(grep -c '^virtmq: mode apply (from /etc/virtmq/policy.yaml): virtmq-agent redefines persistent domains' "$work/install.log")" = 1
 
 for f in /usr/sbin/virtmq /usr/sbin/virtmq-agent /usr/sbin/virtmq-hook; do
 	check "$f is executable" test -x "$f"
@@ -316,6 +320,9 @@ check "hook symlink /etc/libvirt/hooks/qemu.d/50-virtmq -> /usr/sbin/virtmq-hook
 	test "$(readlink /etc/libvirt/hooks/qemu.d/50-virtmq)" = /usr/sbin/virtmq-hook
 check "/etc/virtmq/policy.yaml is the shipped default" cmp /etc/virtmq/policy.yaml policy/default.yaml
 check "/etc/virtmq/policy.yaml is a conffile" bash -c "dpkg-query -W -f='\${Conffiles}' virtmq | grep -q ' /etc/virtmq/policy.yaml '"
+for f in virtmq-rules.yml virtmq-dashboard.json; do
+	check "the monitoring mixin: /usr/share/virtmq/monitoring/$f is the shipped one" cmp "/usr/share/virtmq/monitoring/$f" "packaging/monitoring/$f"
+done
 check "/etc/virtmq/policy.d is an empty directory" bash -c '[ -d /etc/virtmq/policy.d ] && [ -z "$(ls -A /etc/virtmq/policy.d)" ]'
 check "the agent unit is installed" test -f /usr/lib/systemd/system/virtmq-agent.service
 check "the agent is enabled (deb-systemd-helper)" test -L /etc/systemd/system/multi-user.target.wants/virtmq-agent.service
@@ -354,7 +361,7 @@ run_hook() { # run_hook XML DOMAIN OP SUBOP EXTRA
 }
 since=$(date '+%Y-%m-%d %H:%M:%S')
 if run_hook "$testdata/pkgtest-web.xml" virtmq-pkgtest-web prepare begin -; then
-	ok "hook at prepare begin on a non-compliant domain exits 0 (audit)"
+	ok "hook at prepare begin on a non-compliant domain exits 0 (apply)"
 else
 	fail "hook at prepare begin exited $?: $(cat "$work/hook.err")"
 fi
@@ -404,7 +411,10 @@ if [ -n "$our_libvirtd" ]; then
 	rm -f /etc/virtmq/policy.d/99-package-test.yaml
 	check "libvirtd survived the postinst's SIGHUP" kill -0 "$our_libvirtd"
 
-	step "the installed agent, sandboxed like its unit, rewrites a new definition"
+	step "the installed agent, sandboxed like its unit: observe first, then apply"
+	# How the shipped policy says to start in observe: a drop-in.
+	printf 'mode: observe\n' >/etc/virtmq/policy.d/00-mode.yaml
+	check "virtmq mode says observe with the drop-in" bash -c "/usr/sbin/virtmq mode | grep -q '^virtmq: mode observe (from /etc/virtmq/policy.yaml, /etc/virtmq/policy.d/00-mode.yaml)'"
 	# What the unit's sandbox does that can be done without systemd: no
 	# capabilities, no new privileges, a read-only file system but for
 	# /run/virtmq (RuntimeDirectory=). It must still reach libvirt's socket.
@@ -428,10 +438,20 @@ if [ -n "$our_libvirtd" ]; then
 	fi
 	if inns virsh -c qemu:///system define "$testdata/pkgtest-web.xml" >/dev/null 2>>"$work/check.log"; then
 		for _ in $(seq 100); do
+			inns /usr/sbin/virtmq status --json 2>/dev/null | grep -q '"state": "would-redefine"' && break
+			sleep 0.2
+		done
+		check "mode observe: virtmq status shows the plan (would-redefine)" \
+			bash -c "nsenter -t $ns_pid -m -- /usr/sbin/virtmq status --json | grep -q 'redefine: 52:54:00:7a:51:01 1→4 queues'"
+		check "mode observe: the definition is unchanged" \
+			bash -c "! nsenter -t $ns_pid -m -- virsh -c qemu:///system dumpxml --inactive virtmq-pkgtest-web | grep -q \"queues=\""
+		rm -f /etc/virtmq/policy.d/00-mode.yaml
+		kill -HUP "$agent_pid" 2>/dev/null || true
+		for _ in $(seq 100); do
 			inns virsh -c qemu:///system dumpxml --inactive virtmq-pkgtest-web 2>/dev/null | grep -q "queues='4'" && break
 			sleep 0.2
 		done
-		check "the agent redefined virtmq-pkgtest-web with <driver queues='4'/>" \
+		check "after SIGHUP into mode apply, the agent redefined virtmq-pkgtest-web with <driver queues='4'/>" \
 			bash -c "nsenter -t $ns_pid -m -- virsh -c qemu:///system dumpxml --inactive virtmq-pkgtest-web | grep -q \"queues='4'\""
 		inns /usr/sbin/virtmq status >"$work/status.txt" 2>&1 || true
 		sed 's/^/   /' "$work/status.txt"

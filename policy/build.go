@@ -19,6 +19,7 @@ func builtinPartial() partial {
 		combined:   opt[CombinedSetting]{v: s.Combined, set: true},
 		vhostUser:  opt[bool]{v: s.AllowVHostUser, set: true},
 		handSet:    opt[HandSet]{v: s.HandSet, set: true},
+		applyAt:    opt[ApplyAt]{v: s.ApplyAt, set: true},
 	}
 }
 
@@ -40,6 +41,7 @@ func (p partial) overlay(o partial) partial {
 	over(&p.combined, o.combined)
 	over(&p.vhostUser, o.vhostUser)
 	over(&p.handSet, o.handSet)
+	over(&p.applyAt, o.applyAt)
 	return p
 }
 
@@ -56,6 +58,7 @@ func (p partial) settings() Settings {
 		Combined:        p.combined.v,
 		AllowVHostUser:  p.vhostUser.v,
 		HandSet:         p.handSet.v,
+		ApplyAt:         p.applyAt.v,
 	}
 }
 
@@ -67,7 +70,7 @@ func build(docs []*fileDoc) (*Policy, ErrorList) {
 	errorAt := func(l loc, format string, args ...any) {
 		errs = append(errs, &Error{File: l.file, Line: l.line, Column: l.col, Path: l.path, Msg: fmt.Sprintf(format, args...)})
 	}
-	p := &Policy{mode: ModeAudit, onError: OnErrorAllow}
+	p := &Policy{mode: DefaultMode, onError: OnErrorAllow}
 	defaults := builtinPartial()
 	for _, d := range docs {
 		p.sources = append(p.sources, d.name)

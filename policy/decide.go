@@ -35,6 +35,12 @@ func (p *Policy) Decide(d *Domain) Plan {
 	plan.NICs = make([]NICPlan, len(d.Interfaces))
 	// libvirt assumes one vCPU without <vcpu>; never divide by or cap at 0.
 	vcpus := max(d.MaxVCPUs, 1)
+	// combined: vcpus follows the vCPUs online (current=; in the live XML
+	// it follows setvcpus --live), as Linux's virtio_net does at probe.
+	online := vcpus
+	if d.CurrentVCPUs > 0 {
+		online = min(d.CurrentVCPUs, vcpus)
+	}
 	budget, managed := 0, 0
 	for i := range d.Interfaces {
 		nic := &d.Interfaces[i]
@@ -81,6 +87,9 @@ func (p *Policy) Decide(d *Domain) Plan {
 			continue
 		}
 		np.Managed = true
+		if plan.ApplyAt != ApplyNextReboot {
+			plan.ApplyAt = s.ApplyAt
+		}
 		np.Wanted, np.Reason = s.wanted(vcpus)
 		if defaulted {
 			np.Reason += "; no <model>: libvirt's default here is virtio"
@@ -90,7 +99,7 @@ func (p *Policy) Decide(d *Domain) Plan {
 		}
 		if s.GuestStep {
 			np.GuestStep = true
-			np.Combined = s.Combined.eval(np.Wanted, vcpus)
+			np.Combined = s.Combined.eval(np.Wanted, online)
 		}
 		managed++
 		if s.Budget > 0 && (budget == 0 || s.Budget < budget) {

@@ -169,6 +169,13 @@ func TestDecide(t *testing.T) {
 			want:   []NICPlan{managed(0, 1, 8, 8, "defaults", "queues=vcpus → 16; max 8 → 8")},
 		},
 		{
+			// N from the maximum, M from the vCPUs online (hot-plug raises it).
+			name:   "combined vcpus follows the vCPUs online",
+			policy: "defaults: {combined: vcpus}\n",
+			d:      Domain{MaxVCPUs: 4, CurrentVCPUs: 2, Interfaces: []Interface{nic(0)}},
+			want:   []NICPlan{managed(0, 1, 4, 2, "defaults", "queues=vcpus → 4")},
+		},
+		{
 			name:   "combined fixed",
 			policy: "defaults: {combined: 2}\n",
 			d:      Domain{MaxVCPUs: 16, Interfaces: []Interface{nic(0)}},
@@ -310,7 +317,7 @@ func TestDecide(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p := mustParse(t, tt.policy)
 			plan := p.Decide(&tt.d)
-			if plan.Domain != tt.d.Name || plan.Mode != ModeAudit || plan.OnError != OnErrorAllow {
+			if plan.Domain != tt.d.Name || plan.Mode != ModeApply || plan.OnError != OnErrorAllow {
 				t.Errorf("plan header = %q %s %s", plan.Domain, plan.Mode, plan.OnError)
 			}
 			compareNICs(t, tt.name, plan.NICs, tt.want)

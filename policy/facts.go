@@ -84,3 +84,16 @@ type Interface struct {
 	// type network NIC).
 	NetworkForward string
 }
+
+// QueuesByMAC maps each interface's MAC to the queue pairs it has (runs
+// with, for live XML): Queues, or 1 when absent. Interfaces without a MAC
+// are left out.
+func (d *Domain) QueuesByMAC() map[string]int {
+	m := make(map[string]int, len(d.Interfaces))
+	for _, ifc := range d.Interfaces {
+		if ifc.MAC != "" {
+			m[ifc.MAC] = max(ifc.Queues, 1)
+		}
+	}
+	return m
+}

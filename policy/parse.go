@@ -18,7 +18,7 @@ const MaxFileSize = 1 << 20
 // Known keys, in the order the docs list them; used in "unknown key" messages.
 var (
 	topKeys      = []string{"version", "mode", "on_error", "defaults", "rules"}
-	settingsKeys = []string{"queues", "min", "max", "min_vcpus", "budget", "allow_above_vcpus", "guest_step", "combined", "allow_vhostuser", "hand_set"}
+	settingsKeys = []string{"queues", "min", "max", "min_vcpus", "budget", "allow_above_vcpus", "guest_step", "combined", "allow_vhostuser", "hand_set", "apply_at"}
 	ruleKeys     = []string{"name", "match", "exclude", "set"}
 	matchKeys    = []string{"domain", "vcpus", "os", "labels", "nic_type", "network", "bridge", "mac_prefix"}
 	// nicTypes are libvirt's <interface type> values (virDomainNetType);
@@ -70,12 +70,13 @@ type partial struct {
 	combined              opt[CombinedSetting]
 	vhostUser             opt[bool]
 	handSet               opt[HandSet]
+	applyAt               opt[ApplyAt]
 }
 
 // fileDoc is what one file says, before merging.
 type fileDoc struct {
 	name     string
-	warns    ErrorList
+	warns    ErrorList // lint warnings and notes (Msg starts with "warning: " or "note: ")
 	mode     opt[Mode]
 	onError  opt[OnError]
 	defaults partial
@@ -119,8 +120,8 @@ func (p *parser) parseFile(data []byte, dropIn bool) (*fileDoc, ErrorList) {
 				p.errorf(v, kpath, "version %d is not supported (must be 1)", n)
 			}
 		case "mode":
-			if s, ok := p.enum(v, kpath, "off", "audit", "enforce"); ok {
-				doc.mode = opt[Mode]{Mode(s), true, p.loc(v, kpath)}
+			if m, ok := p.mode(v, kpath); ok {
+				doc.mode = opt[Mode]{m, true, p.loc(v, kpath)}
 			}
 		case "on_error":
 			if s, ok := p.enum(v, kpath, "allow", "deny"); ok {
@@ -141,6 +142,28 @@ func (p *parser) parseFile(data []byte, dropIn bool) (*fileDoc, ErrorList) {
 	}
 	doc.warns = p.warns
 	return doc, p.errs
+}
+
+// mode parses observe | apply | enforce, and the earlier releases' modes
+// as aliases with a lint warning.
+func (p *parser) mode(n *yaml.Node, path string) (Mode, bool) {
+	s, ok := p.scalar(n, path)
+	if !ok {
+		return "", false
+	}
+	switch m := Mode(s); m {
+	case ModeObserve, ModeApply, ModeEnforce:
+		return m, true
+	}
+	if m, ok := modeAliases[s]; ok {
+		n := resolve(n)
+		p.warns = append(p.warns, &Error{File: p.file, Line: n.Line, Column: n.Column, Path: path,
+			Msg: fmt.Sprintf("warning: %q is read as %q, what the agent always did with it: it rewrites definitions and runs ethtool in guests%s; "+
+				"write mode: apply to keep that, or mode: observe to only report", s, m, aliasNote[s])})
+		return m, true
+	}
+	p.errorf(resolve(n), path, "%q is not one of observe, apply, enforce", s)
+	return "", false
 }
 
 // count parses a decimal count of at most 9 digits (no sign, no overflow).
@@ -183,6 +206,10 @@ func (p *parser) settings(n *yaml.Node, path string) partial {
 		case "combined":
 			if c, ok := p.combined(v, kpath); ok {
 				s.combined = opt[CombinedSetting]{c, true, at}
+			}
+		case "apply_at":
+			if s2, ok := p.enum(v, kpath, string(ApplyColdBoot), string(ApplyNextReboot)); ok {
+				s.applyAt = opt[ApplyAt]{ApplyAt(s2), true, at}
 			}
 		case "min", "max":
 			if i, ok := p.integer(v, kpath); ok && p.queueLimit(resolve(v), kpath, key, i) {

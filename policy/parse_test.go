@@ -22,10 +22,15 @@ func TestParseDefault(t *testing.T) {
 	if got, want := d.Sources(), []string{"(embedded default)"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("Default().Sources() = %q, want %q", got, want)
 	}
-	if p.Mode() != ModeAudit || p.OnError() != OnErrorAllow {
-		t.Errorf("mode, on_error = %s, %s; want audit, allow (the default must be safe for any fleet)", p.Mode(), p.OnError())
+	if p.Mode() != ModeApply || p.OnError() != OnErrorAllow {
+		t.Errorf("mode, on_error = %s, %s; want apply, allow (the product is zero-touch and never blocks a start)", p.Mode(), p.OnError())
 	}
-	want := Settings{Queues: QueuesSetting{Kind: QueuesVCPUs}, Min: 1, Max: 8, MinVCPUs: 2, Budget: 64, GuestStep: true, Combined: CombinedSetting{Kind: CombinedQueues}, HandSet: HandSetKeep}
+	for _, w := range p.Warnings() {
+		if strings.HasPrefix(w.Msg, "warning: ") {
+			t.Errorf("shipped policy has a warning: %v", w)
+		}
+	}
+	want := Settings{Queues: QueuesSetting{Kind: QueuesVCPUs}, Min: 1, Max: 8, MinVCPUs: 2, Budget: 64, GuestStep: true, Combined: CombinedSetting{Kind: CombinedQueues}, HandSet: HandSetKeep, ApplyAt: ApplyNextReboot}
 	if got := p.Defaults(); got != want {
 		t.Errorf("defaults = %+v, want %+v", got, want)
 	}
@@ -59,7 +64,7 @@ func TestParseDefault(t *testing.T) {
 		}},
 	} {
 		got := d.Decide(tt.d)
-		if got.Mode != ModeAudit || got.OnError != OnErrorAllow || got.Domain != tt.d.Name {
+		if got.Mode != ModeApply || got.OnError != OnErrorAllow || got.Domain != tt.d.Name {
 			t.Errorf("%s: plan header = %q %s %s", tt.d.Name, got.Domain, got.Mode, got.OnError)
 		}
 		compareNICs(t, tt.d.Name, got.NICs, tt.want)
@@ -110,7 +115,7 @@ func TestDocExamples(t *testing.T) {
 	if got := ruleNames(p); !reflect.DeepEqual(got, []string{"lab-network", "qemu-macs", "windows", "appliances", "storage-nic", "legacy-guests"}) {
 		t.Errorf("rule order = %q", got)
 	}
-	if p.Mode() != ModeAudit || p.Defaults().Max != 4 || p.Defaults().Queues.String() != "vcpus/2" || p.Defaults().Budget != 24 {
+	if p.Mode() != ModeObserve || p.Defaults().Max != 4 || p.Defaults().Queues.String() != "vcpus/2" || p.Defaults().Budget != 24 {
 		t.Errorf("merged mode, defaults = %s, %+v", p.Mode(), p.Defaults())
 	}
 }
@@ -234,7 +239,7 @@ rules:
 	if p.Mode() != ModeEnforce || p.OnError() != OnErrorDeny {
 		t.Errorf("mode, on_error = %s, %s", p.Mode(), p.OnError())
 	}
-	def := Settings{Queues: QueuesSetting{QueuesPercent, 50}, Min: 2, Max: 16, MinVCPUs: 0, Budget: 12, AllowAboveVCPUs: true, GuestStep: false, Combined: CombinedSetting{CombinedFixed, 3}, HandSet: HandSetKeep}
+	def := Settings{Queues: QueuesSetting{QueuesPercent, 50}, Min: 2, Max: 16, MinVCPUs: 0, Budget: 12, AllowAboveVCPUs: true, GuestStep: false, Combined: CombinedSetting{CombinedFixed, 3}, HandSet: HandSetKeep, ApplyAt: ApplyNextReboot}
 	if got := p.Defaults(); got != def {
 		t.Errorf("defaults = %+v\nwant %+v", got, def)
 	}
@@ -312,20 +317,20 @@ func TestParseErrors(t *testing.T) {
 		{"unknown anchor", v + "mode: *x\n", "p.yaml: invalid YAML: unknown anchor 'x' referenced"},
 		{"two documents", v + "---\n" + v, "p.yaml:2:1: a second YAML document; a policy file holds one"},
 		{"not a mapping", "- version: 1\n", "p.yaml:1:1: must be a mapping, not a list"},
-		{"missing version", "mode: off\n", "p.yaml:1:1: version: missing (add version: 1)"},
+		{"missing version", "mode: apply\n", "p.yaml:1:1: version: missing (add version: 1)"},
 		{"version 2", "version: 2\n", "p.yaml:1:10: version: version 2 is not supported (must be 1)"},
 		{"version string", "version: \"1\"\n", "p.yaml:1:10: version: must be an integer, not a string"},
 		{"version huge", "version: 99999999999999999999\n", "p.yaml:1:10: version: must be an integer, not a number"},
-		{"unknown key", v + "mdoe: off\n", "p.yaml:2:1: mdoe: unknown key (known keys: version, mode, on_error, defaults, rules)"},
-		{"duplicate key", v + "mode: off\nmode: audit\n", "p.yaml:3:1: mode: duplicate key (first at line 2)"},
+		{"unknown key", v + "mdoe: apply\n", "p.yaml:2:1: mdoe: unknown key (known keys: version, mode, on_error, defaults, rules)"},
+		{"duplicate key", v + "mode: apply\nmode: observe\n", "p.yaml:3:1: mode: duplicate key (first at line 2)"},
 		{"merge key", v + "defaults:\n  <<: {max: 4}\n", "p.yaml:3:3: defaults: merge keys (<<) are not supported"},
 		{"non-string key", v + "defaults:\n  [a]: 1\n", "p.yaml:3:3: defaults: keys must be strings, not a list"},
-		{"mode enum", v + "mode: strict\n", `p.yaml:2:7: mode: "strict" is not one of off, audit, enforce`},
-		{"mode type", v + "mode: [audit]\n", "p.yaml:2:7: mode: must be a string, not a list"},
+		{"mode enum", v + "mode: strict\n", `p.yaml:2:7: mode: "strict" is not one of observe, apply, enforce`},
+		{"mode type", v + "mode: [apply]\n", "p.yaml:2:7: mode: must be a string, not a list"},
 		{"mode bool", v + "mode: true\n", "p.yaml:2:7: mode: must be a string, not a boolean"},
 		{"on_error enum", v + "on_error: ignore\n", `p.yaml:2:11: on_error: "ignore" is not one of allow, deny`},
 		{"defaults type", v + "defaults: 4\n", "p.yaml:2:11: defaults: must be a mapping, not an integer"},
-		{"settings unknown", v + "defaults: {maxx: 4}\n", "p.yaml:2:12: defaults.maxx: unknown key (known keys: queues, min, max, min_vcpus, budget, allow_above_vcpus, guest_step, combined, allow_vhostuser, hand_set)"},
+		{"settings unknown", v + "defaults: {maxx: 4}\n", "p.yaml:2:12: defaults.maxx: unknown key (known keys: queues, min, max, min_vcpus, budget, allow_above_vcpus, guest_step, combined, allow_vhostuser, hand_set, apply_at)"},
 		{"queues word", v + "defaults: {queues: cpus}\n", `p.yaml:2:20: defaults.queues: "cpus" is not a queue count (an integer, vcpus, vcpus/K or P%)`},
 		{"queues zero", v + "defaults: {queues: 0}\n", "p.yaml:2:20: defaults.queues: queues 0 is less than 1"},
 		{"queues above tap", v + "defaults: {queues: \"300\"}\n", "p.yaml:2:20: defaults.queues: queues 300 is more than 256, the kernel's limit of queues per tap"},
@@ -376,7 +381,7 @@ func TestParseErrors(t *testing.T) {
 		{"too large", v + "#" + strings.Repeat("x", MaxFileSize), "p.yaml: file is larger than 1048576 bytes"},
 		{"several", "version: 3\nmode: x\nrules:\n  - match: {vcpus: a}\n  - name: b\n    set: {max: 0}\n",
 			"p.yaml:1:10: version: version 3 is not supported (must be 1)\n" +
-				`p.yaml:2:7: mode: "x" is not one of off, audit, enforce` + "\n" +
+				`p.yaml:2:7: mode: "x" is not one of observe, apply, enforce` + "\n" +
 				"p.yaml:4:5: rules[0]: missing name\n" +
 				`p.yaml:4:20: rules[0].match.vcpus: "a" is not a range` + "\n" +
 				"p.yaml:6:16: rules[1].set.max: max 0 is less than 1"},
@@ -435,7 +440,7 @@ rules:
 `)
 	d := filepath.Join(dir, "policy.d")
 	write(t, filepath.Join(d, "20-b.yaml"), "defaults: {max: 4}\nrules:\n  - name: b-1\n  - name: b-2\n")
-	write(t, filepath.Join(d, "10-a.yaml"), "version: 1\nmode: audit\non_error: deny\ndefaults: {max: 12, budget: 10}\nrules:\n  - name: a-1\n")
+	write(t, filepath.Join(d, "10-a.yaml"), "version: 1\nmode: observe\non_error: deny\ndefaults: {max: 12, budget: 10}\nrules:\n  - name: a-1\n")
 	// Byte order, not locale order: '1' < '2' < 'Z' < 'a'.
 	write(t, filepath.Join(d, "Z-upper.yaml"), "rules:\n  - name: z\n")
 	write(t, filepath.Join(d, "a-lower.yaml"), "rules:\n  - name: lower\n")
@@ -468,8 +473,8 @@ rules:
 	if got, want := ruleNames(p), []string{"a-1", "b-1", "b-2", "z", "lower", "main-1", "main-2"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("rules = %q, want %q", got, want)
 	}
-	if p.Mode() != ModeAudit || p.OnError() != OnErrorDeny {
-		t.Errorf("mode, on_error = %s, %s; want the drop-in's audit, deny", p.Mode(), p.OnError())
+	if p.Mode() != ModeObserve || p.OnError() != OnErrorDeny {
+		t.Errorf("mode, on_error = %s, %s; want the drop-in's observe, deny", p.Mode(), p.OnError())
 	}
 	// max from the last drop-in that sets it, budget from 10-a, min_vcpus from main.
 	if s := p.Defaults(); s.Max != 4 || s.Budget != 10 || s.MinVCPUs != 4 || s.Min != 1 {
@@ -559,5 +564,44 @@ func TestParseAliasBomb(t *testing.T) {
 	}
 	if got := list[maxErrors].Error(); !strings.HasPrefix(got, "p.yaml: ") || !strings.HasSuffix(got, " more problems not shown") {
 		t.Errorf("last problem = %s", got)
+	}
+}
+
+// TestParseMode: the three modes, a policy without one, and the earlier
+// releases' modes, read as apply with a located warning.
+func TestParseMode(t *testing.T) {
+	for _, tt := range []struct {
+		in       string
+		want     Mode
+		wantWarn string
+	}{
+		{"version: 1\n", ModeApply, ""},
+		{"version: 1\nmode: observe\n", ModeObserve, ""},
+		{"version: 1\nmode: apply\n", ModeApply, ""},
+		{"version: 1\nmode: enforce\n", ModeEnforce, ""},
+		{"version: 1\nmode: audit\n", ModeApply, `p.yaml:2:7: mode: warning: "audit" is read as "apply", what the agent always did with it: ` +
+			"it rewrites definitions and runs ethtool in guests; write mode: apply to keep that, or mode: observe to only report"},
+		{"version: 1\nmode: off\n", ModeApply, `p.yaml:2:7: mode: warning: "off" is read as "apply", what the agent always did with it: ` +
+			"it rewrites definitions and runs ethtool in guests (and the hook now logs non-compliant starts); " +
+			"write mode: apply to keep that, or mode: observe to only report"},
+	} {
+		p, err := Parse("p.yaml", []byte(tt.in))
+		if err != nil {
+			t.Errorf("%q: %v", tt.in, err)
+			continue
+		}
+		if p.Mode() != tt.want {
+			t.Errorf("%q: mode %s, want %s", tt.in, p.Mode(), tt.want)
+		}
+		var warns []string
+		for _, w := range p.Warnings() {
+			warns = append(warns, w.Error())
+		}
+		if got := strings.Join(warns, "\n"); got != tt.wantWarn {
+			t.Errorf("%q: warnings\n%s\nwant\n%s", tt.in, got, tt.wantWarn)
+		}
+		if got, want := p.Mode().Acts(), tt.want != ModeObserve; got != want {
+			t.Errorf("%q: Acts() = %v, want %v", tt.in, got, want)
+		}
 	}
 }

@@ -4,15 +4,38 @@
 // beyond Load reading the policy files.
 package policy
 
-// Mode says what the libvirt hook does at prepare with a non-compliant domain.
+// Mode is the one knob for what virtmq does about a domain the policy
+// wants changed, for the agent and the libvirt hook alike.
 type Mode string
 
-// Hook modes.
+// Modes. Each includes what the one before it does.
 const (
-	ModeOff     Mode = "off"     // do nothing
-	ModeAudit   Mode = "audit"   // log each non-compliant NIC, let it start
-	ModeEnforce Mode = "enforce" // refuse the start
+	// ModeObserve: the agent and the hook only report what they would do
+	// (status, metrics, logs); the agent redefines nothing and sends no
+	// command to guests or QEMU.
+	ModeObserve Mode = "observe"
+	// ModeApply: the agent redefines persistent domains and runs the guest
+	// step; the hook logs each non-compliant NIC at start and lets it start.
+	ModeApply Mode = "apply"
+	// ModeEnforce: apply, and the hook refuses a non-compliant start.
+	ModeEnforce Mode = "enforce"
 )
+
+// DefaultMode is the mode of a policy that sets none: what the agent has
+// always done without one.
+const DefaultMode = ModeApply
+
+// modeAliases are the modes of earlier releases, accepted with a warning:
+// both meant what apply does now for the agent, which never read the
+// mode; audit's hook logged as apply's does, off's hook was silent.
+var modeAliases = map[string]Mode{"audit": ModeApply, "off": ModeApply}
+
+// aliasNote is what changes for the hook when an alias is read as its mode.
+var aliasNote = map[string]string{"off": " (and the hook now logs non-compliant starts)"}
+
+// Acts reports whether the agent changes anything in this mode: redefines
+// domains, runs guest steps and QMP checks.
+func (m Mode) Acts() bool { return m != ModeObserve }
 
 // OnError says what the hook does in enforce mode when virtmq itself fails
 // (bad policy, unreadable XML).
@@ -45,6 +68,11 @@ type Plan struct {
 	// that ends below its rule's wish because the domain's budget is
 	// shared; `virtmq plan` prints them.
 	Warnings []string
+	// ApplyAt says when a running domain gets the new queue counts:
+	// ApplyNextReboot when the settings of any managed NIC ask for it (one
+	// cold boot applies every NIC), else ApplyColdBoot; empty when no NIC
+	// is managed.
+	ApplyAt ApplyAt
 }
 
 // NICPlan is the decision for one <interface>.

@@ -19,7 +19,7 @@ const EnvVar = "VIRTMQ_POLICY"
 // an explicit or environment path that does not exist, or a default path
 // that is gone while policy.d beside it still holds drop-ins. Callers must
 // not fall back to the built-in default then (that would silently turn an
-// enforce host into an audit one and drop its exclusions).
+// observe or enforce host into an apply one and drop its exclusions).
 var ErrMissing = errors.New("policy file is missing")
 
 // Resolve picks and loads the policy every virtmq program uses: the explicit

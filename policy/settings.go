@@ -17,15 +17,17 @@ type Policy struct {
 	warnings ErrorList
 }
 
-// Warnings returns what `virtmq lint` reports as warnings: things that are
-// valid but probably not what the author meant (a rule that can never
-// match, a number written in hexadecimal, a limit no domain can reach), and
-// a note on rules that match only through libosinfo metadata. Each is
-// located like an error; Msg starts with "warning: " or "note: ".
-func (p *Policy) Warnings() []*Error { return append([]*Error(nil), p.warnings...) }
-
-// Mode returns what the hook does at prepare with a non-compliant domain.
+// Mode returns what the agent and the hook do about a non-compliant
+// domain (see Mode); an alias of an earlier release is already resolved.
 func (p *Policy) Mode() Mode { return p.mode }
+
+// Warnings returns what `virtmq lint` reports as warnings: things that are
+// valid but probably not what the author meant (a mode of an earlier
+// release, a rule that can never match, a number written in hexadecimal,
+// a limit no domain can reach), and a note on rules that match only
+// through libosinfo metadata. Each is located like an error, in file
+// order; Msg starts with "warning: " or "note: ".
+func (p *Policy) Warnings() []*Error { return append([]*Error(nil), p.warnings...) }
 
 // OnError returns what the hook does in enforce mode when virtmq fails.
 func (p *Policy) OnError() OnError { return p.onError }
@@ -71,6 +73,10 @@ type Settings struct {
 	// (a person's <driver queues='1'/> on a firewall appliance): keep it
 	// (the default) or override it.
 	HandSet HandSet
+	// ApplyAt says when a running domain that is pending a cold boot gets
+	// its new queue count: at the next cold boot someone makes, or at the
+	// guest's next reboot, which virtmq-agent turns into a cold boot.
+	ApplyAt ApplyAt
 }
 
 // HandSet is the value of `hand_set`.
@@ -80,6 +86,18 @@ type HandSet string
 const (
 	HandSetKeep     HandSet = "keep"     // leave it, report "kept: set by hand"
 	HandSetOverride HandSet = "override" // decide as if it were not there
+)
+
+// ApplyAt is the value of `apply_at`.
+type ApplyAt string
+
+// When a running domain gets a new queue count.
+const (
+	// ApplyColdBoot waits for someone to shut the domain down and start it.
+	ApplyColdBoot ApplyAt = "cold-boot"
+	// ApplyNextReboot makes the guest's next reboot a cold boot (the agent
+	// stops the domain at the reset and starts it again).
+	ApplyNextReboot ApplyAt = "next-reboot"
 )
 
 // builtinSettings are the defaults when no file sets a key. They are the
@@ -94,6 +112,7 @@ func builtinSettings() Settings {
 		GuestStep: true,
 		Combined:  CombinedSetting{Kind: CombinedQueues},
 		HandSet:   HandSetKeep,
+		ApplyAt:   ApplyNextReboot,
 	}
 }
 
@@ -156,7 +175,7 @@ type CombinedKind int
 // Kinds of combined settings.
 const (
 	CombinedQueues CombinedKind = iota // M is N
-	CombinedVCPUs                      // M is the maximum vCPU count (then capped at N)
+	CombinedVCPUs                      // M is the vCPUs online (<vcpu current=>; then capped at N)
 	CombinedFixed                      // M is the integer N (then capped at N queues)
 )
 
@@ -179,12 +198,12 @@ func (c CombinedSetting) String() string {
 	}
 }
 
-// eval computes M from N and the maximum vCPU count: never above N, at least 1.
-func (c CombinedSetting) eval(n, vcpus int) int {
+// eval computes M from N and the vCPUs online: never above N, at least 1.
+func (c CombinedSetting) eval(n, online int) int {
 	m := n
 	switch c.Kind {
 	case CombinedVCPUs:
-		m = vcpus
+		m = online
 	case CombinedFixed:
 		m = c.N
 	}

@@ -29,14 +29,7 @@ func (c slowConn) wait(ctx context.Context) error {
 	if c.lat <= 0 {
 		return ctx.Err()
 	}
-	t := time.NewTimer(c.lat)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return sleepCtx(ctx, c.lat)
 }
 
 func (c slowConn) ListDomains(ctx context.Context) ([]virt.Domain, error) {
@@ -147,14 +140,8 @@ func (h *host) agentCommand(ctx context.Context, d virt.Domain, cmd []byte, time
 	if g == nil || !g.booted.Load() {
 		return nil, fmt.Errorf("%w: QEMU guest agent is not connected", virt.ErrAgentUnavailable)
 	}
-	if h.guestLat > 0 {
-		t := time.NewTimer(h.guestLat)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		}
+	if err := sleepCtx(ctx, h.guestLat); err != nil {
+		return nil, err
 	}
 	return g.agent.Command(ctx, cmd, timeout)
 }
@@ -289,4 +276,19 @@ func domainXML(name, uuid, mac string) []byte {
   </devices>
 </domain>
 `, name, uuid, mac)
+}
+
+// sleepCtx waits d, or until ctx ends (then it returns ctx's error).
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

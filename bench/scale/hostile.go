@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -85,12 +83,8 @@ func (g hostileGuest) Command(ctx context.Context, cmd []byte, timeout time.Dura
 		return nil, fmt.Errorf("%w: guest agent did not answer within %v", virt.ErrTimeout, timeout)
 	case g.kind == hostileMany && c.Execute != "guest-info" && c.Execute != "guest-get-osinfo" && c.Execute != "guest-network-get-interfaces":
 		// Answered just before the timeout.
-		t := time.NewTimer(max(timeout-50*time.Millisecond, 0))
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
+		if err := sleepCtx(ctx, timeout-50*time.Millisecond); err != nil {
+			return nil, err
 		}
 	}
 	return g.inner.Command(ctx, cmd, timeout)
@@ -123,37 +117,12 @@ func (h *host) addHostile(name, mac, kind string, interfaces int, cmds *int64, m
 // (concurrency, guest timeout, guest options) against the fakes.
 func runHostile(o options, ho hostileOptions) (hostileResult, error) {
 	res := hostileResult{Hostile: map[string]int{hostileStall: ho.Stall, hostileMany: ho.Many, hostileReconnect: ho.Reconnect}, Good: ho.Good, CapS: ho.Cap.Seconds()}
-	dir, err := os.MkdirTemp("", "vmqhostile")
-	if err != nil {
-		return res, err
-	}
-	defer os.RemoveAll(dir)
-
 	h := newHost(o.LibvirtLatency, o.GuestLatency)
-	a, err := agent.New(agent.Config{
-		DefaultPolicyPath: filepath.Join(dir, "none.yaml"),
-		Getenv:            func(string) string { return "" },
-		StatusSocket:      filepath.Join(dir, "status.sock"),
-		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Notify:            func(string) error { return nil },
-		Watchdog:          func() (time.Duration, error) { return 0, nil },
-		Dial:              h.dial,
-	})
+	a, stop, err := startAgent(h, 10*time.Second, agent.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return res, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	runErr := make(chan error, 1)
-	go func() { runErr <- a.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-runErr
-	}()
-	for start := time.Now(); !a.Snapshot().Libvirt.Connected; time.Sleep(time.Millisecond) {
-		if time.Since(start) > 10*time.Second {
-			return res, errors.New("the agent did not connect to the fake libvirt")
-		}
-	}
+	defer stop()
 
 	type dom struct {
 		name, kind string
@@ -225,7 +194,7 @@ func runHostile(o options, ho hostileOptions) (hostileResult, error) {
 			return res, err
 		}
 	}
-	sctx, scancel := context.WithCancel(ctx)
+	sctx, scancel := context.WithCancel(context.Background())
 	defer scancel()
 	var wg sync.WaitGroup
 	for _, d := range hostile {

@@ -33,41 +33,17 @@ type profiles struct{ cpu, mem string }
 // reconciled; then, when idleFor > 0, measures the idle agent's CPU.
 func runStorm(n int, o options, idleFor time.Duration, prof profiles) (storm, error) {
 	res := storm{Domains: n}
-	dir, err := os.MkdirTemp("", "vmqscale")
-	if err != nil {
-		return res, err
-	}
-	defer os.RemoveAll(dir)
-
 	h := newHost(o.LibvirtLatency, o.GuestLatency)
-	a, err := agent.New(agent.Config{
-		DefaultPolicyPath: filepath.Join(dir, "none.yaml"), // the built-in default policy
-		Getenv:            func(string) string { return "" },
-		StatusSocket:      filepath.Join(dir, "status.sock"),
-		Concurrency:       o.Concurrency,
-		Guest:             guest.Options{PollInterval: o.PollInterval},
-		Logger:            slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Notify:            func(string) error { return nil },
-		Watchdog:          func() (time.Duration, error) { return 0, nil },
-		Dial:              h.dial,
+	a, stop, err := startAgent(h, o.Timeout, agent.Config{
+		Concurrency: o.Concurrency,
+		Guest:       guest.Options{PollInterval: o.PollInterval},
+		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
 		return res, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	runErr := make(chan error, 1)
-	go func() { runErr <- a.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-runErr
-	}()
+	defer stop()
 	deadline := time.Now().Add(o.Timeout)
-	for !a.Snapshot().Libvirt.Connected {
-		if time.Now().After(deadline) {
-			return res, errors.New("the agent did not connect to the fake libvirt")
-		}
-		time.Sleep(time.Millisecond)
-	}
 
 	// The domains, their guests, and a signal per domain when the
 	// agent's redefine returned.
@@ -118,7 +94,7 @@ func runStorm(n int, o options, idleFor time.Duration, prof profiles) (storm, er
 	calls0 := h.libvirtCalls.Load()
 	cpu0 := cpuTime()
 	start := time.Now()
-	sctx, scancel := context.WithDeadline(ctx, deadline)
+	sctx, scancel := context.WithDeadline(context.Background(), deadline)
 	defer scancel()
 	errc := make(chan error, n)
 	var wg sync.WaitGroup
@@ -259,4 +235,40 @@ func pending[T any](s status.Snapshot, names map[string]T) string {
 		}
 	}
 	return fmt.Sprintf("%d domains in the status", len(s.Domains))
+}
+
+// startAgent runs an agent on h with cfg (its paths, clock and systemd
+// hooks set for a bench run: the built-in default policy, a status socket
+// in a temp dir, no systemd) and waits until it is connected. stop ends it
+// and removes the temp dir.
+func startAgent(h *host, connectWithin time.Duration, cfg agent.Config) (a *agent.Agent, stop func(), err error) {
+	dir, err := os.MkdirTemp("", "vmqbench")
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.DefaultPolicyPath = filepath.Join(dir, "none.yaml") // the built-in default policy
+	cfg.Getenv = func(string) string { return "" }
+	cfg.StatusSocket = filepath.Join(dir, "status.sock")
+	cfg.Notify = func(string) error { return nil }
+	cfg.Watchdog = func() (time.Duration, error) { return 0, nil }
+	cfg.Dial = h.dial
+	if a, err = agent.New(cfg); err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- a.Run(ctx) }()
+	stop = func() {
+		cancel()
+		<-runErr
+		os.RemoveAll(dir)
+	}
+	for start := time.Now(); !a.Snapshot().Libvirt.Connected; time.Sleep(time.Millisecond) {
+		if time.Since(start) > connectWithin {
+			stop()
+			return nil, nil, errors.New("the agent did not connect to the fake libvirt")
+		}
+	}
+	return a, stop, nil
 }

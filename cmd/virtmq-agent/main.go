@@ -63,6 +63,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		policyPath    = fs.String("policy", "", "policy `file` (default $"+policy.EnvVar+", else "+policy.DefaultPath+" with drop-ins in policy.d/, else the default policy built in)")
 		sockets       = fs.String("socket", strings.Join(virt.DefaultSockets, ","), "libvirt unix `sockets` to try in order, comma-separated")
 		statusSocket  = fs.String("status-socket", status.DefaultSocket, "unix `socket` serving the agent's state as JSON (virtmq status)")
+		stateDir      = fs.String("state-dir", agent.DefaultStateDir, "`folder` for what must survive the agent (the restart intents of apply_at: next-reboot)")
 		metricsListen = fs.String("metrics-listen", "", "serve Prometheus metrics on `address` (e.g. 127.0.0.1:9465) at /metrics; off when empty")
 		concurrency   = fs.Int("concurrency", agent.DefaultConcurrency, "how many domains get guest steps or QMP checks at once")
 		guestTimeout  = fs.Duration("guest-timeout", agent.DefaultGuestTimeout, "bound for one guest step attempt of one domain (all its NICs)")
@@ -117,6 +118,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Getenv:            os.Getenv,
 		LibvirtSockets:    socks,
 		StatusSocket:      *statusSocket,
+		StateDir:          *stateDir,
 		MetricsListen:     *metricsListen,
 		Concurrency:       *concurrency,
 		GuestTimeout:      *guestTimeout,

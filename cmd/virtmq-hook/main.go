@@ -23,9 +23,8 @@ operation with the domain XML on stdin.
 
 At "prepare begin" it decides, with the virtmq policy, the virtio-net queue
 count of each NIC and, when the domain does not comply:
-  mode: audit    logs one line per NIC (journald, else stderr) and exits 0
-  mode: enforce  prints one line per NIC on stderr and exits 1: libvirt refuses the start
-  mode: off      does nothing
+  mode: observe, apply  logs one line per NIC (journald, else stderr) and exits 0
+  mode: enforce         prints one line per NIC on stderr and exits 1: libvirt refuses the start
 It never rewrites the XML: libvirt ignores hook output at prepare. virtmq-agent
 or "virtmq apply" rewrite the persistent definition instead. For migrate and
 restore it prints nothing (queues must not change there); every other

@@ -30,6 +30,9 @@ const (
 
 // runApply is `virtmq apply`: see its usage text.
 func runApply(ctx context.Context, env *Env, args []string) int {
+	if wantsColdBoot(args) {
+		return runColdBoot(ctx, env, args)
+	}
 	fs := newFlags(env, "apply", "[--dry-run] [--policy FILE] [--connect-socket PATH] (--all | DOMAIN...)", `
 Rewrite the persistent definitions of existing libvirt domains to the
 policy now, talking to libvirt directly (the same rewrite "virtmq rewrite"
@@ -48,9 +51,13 @@ Transient domains (virsh create) have no definition to rewrite: they are
 reported, and the libvirt hook audits them at start (or refuses the start
 with mode: enforce).
 
+With --cold-boot, pending running domains are also shut down and started
+again, one rolling batch at a time: see "virtmq apply --cold-boot --help".
+
 Exits 1 when any domain could not be read, rewritten or redefined, or when
 a domain named on the command line is transient and does not comply;
 0 otherwise.`)
+	fs.Bool("cold-boot", false, "rolling cold boot of pending domains (see apply --cold-boot --help)")
 	path := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
 	dryRun := fs.Bool("dry-run", false, "print the plan and the diff but redefine nothing")
 	all := fs.Bool("all", false, "apply to every domain libvirt knows")
@@ -223,10 +230,7 @@ func (a *applier) runningNote(ctx context.Context, w io.Writer, d virt.Domain, p
 		var dom *policy.Domain
 		dom, err = domxml.Parse(live)
 		if err == nil {
-			running := map[string]int{}
-			for _, ifc := range dom.Interfaces {
-				running[ifc.MAC] = max(ifc.Queues, 1)
-			}
+			running := dom.QueuesByMAC()
 			for _, n := range plan.NICs {
 				if r, ok := running[n.MAC]; ok && n.Managed && r != n.Wanted {
 					differ = append(differ, fmt.Sprintf("%s runs %d, definition %d", n.MAC, r, n.Wanted))

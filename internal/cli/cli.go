@@ -1,5 +1,7 @@
 // Package cli implements the virtmq command: lint, plan, rewrite, apply,
-// status, verify, exclude and include. cmd/virtmq only builds an Env and calls Main.
+// status, verify, mode, exclude and include. cmd/virtmq only builds an Env
+// and calls Main. The checks of verify are package verify's; here they are
+// printed, their outside text made printable.
 package cli
 
 import (
@@ -51,6 +53,7 @@ type Command struct {
 func Commands() []Command {
 	return []Command{
 		{"lint", "check the policy files; print file:line:col: errors", runLint},
+		{"mode", "say in one line which mode is in force and what it does", runMode},
 		{"plan", "show, per NIC, the queue count the policy wants and why", runPlan},
 		{"rewrite", "print a domain XML with the policy's queues applied", runRewrite},
 		{"apply", "rewrite persistent domain definitions in libvirt now", runApply},
@@ -160,7 +163,7 @@ func loadPolicy(env *Env, explicit string) (*policy.Policy, error) {
 		return nil, err
 	}
 	if embedded {
-		fmt.Fprintf(env.Stderr, "virtmq: no policy at %s and none given: using the built-in default policy (audit mode)\n", env.DefaultPolicyPath)
+		fmt.Fprintf(env.Stderr, "virtmq: no policy at %s and none given: using the built-in default policy (mode apply)\n", env.DefaultPolicyPath)
 	}
 	return p, nil
 }

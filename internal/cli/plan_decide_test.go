@@ -136,7 +136,7 @@ func TestLintWarnings(t *testing.T) {
 		wantLines(t, "lint", out.String(),
 			pol+":2:17: defaults.max: warning: 0x10 is not written in decimal: it means 16",
 			pol+":5:5: rules[1]: warning: rule web1 can never match: rule web ("+pol+":4:5)",
-			"ok, 2 warnings")
+			"warnings: 2)")
 	}
 	// Notes alone never fail, even with --strict: the shipped default has one.
 	env, out, _ := testEnv(t, "")

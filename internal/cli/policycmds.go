@@ -16,12 +16,13 @@ func runLint(_ context.Context, env *Env, args []string) int {
 	fs := newFlags(env, "lint", "[--policy FILE] [--strict]", `
 Check the policy file and its policy.d/ drop-ins. Prints one
 "file:line:col: path: message" line per problem and exits 1, or exits 0
-with a one-line summary when the policy is valid. A valid policy may
-still get warnings, in the same format ("warning: ..."): a rule after a
+when the policy is valid: one "file:line:col: path: warning: message"
+line per warning, then a one-line summary. A valid policy may still get
+warnings: a mode of an earlier release (audit, off), a rule after a
 catch-all or shadowed by an earlier rule (it can never match), a number
 written in hexadecimal, octal or binary, a limit no domain can reach; and
-a note on rules that only libosinfo metadata can select. Warnings exit 0
-unless --strict (notes never fail).`)
+a note ("note: ...") on rules that only libosinfo metadata can select.
+Warnings exit 0 unless --strict (notes never fail).`)
 	path := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
 	strict := fs.Bool("strict", false, "exit 1 when there are warnings")
 	pos, code, done := parseFlags(env, fs, args)
@@ -51,12 +52,12 @@ unless --strict (notes never fail).`)
 			warnings++
 		}
 	}
-	summary := "ok"
+	summary := ""
 	if warnings > 0 {
-		summary = fmt.Sprintf("ok, %d warnings", warnings)
+		summary = fmt.Sprintf(", warnings: %d", warnings)
 	}
-	fmt.Fprintf(env.Stdout, "%s: %s (mode %s, on_error %s, rules: %d)\n",
-		strings.Join(p.Sources(), ", "), summary, p.Mode(), p.OnError(), len(p.Rules()))
+	fmt.Fprintf(env.Stdout, "%s: ok (mode %s, on_error %s, rules: %d%s)\n",
+		strings.Join(p.Sources(), ", "), p.Mode(), p.OnError(), len(p.Rules()), summary)
 	if warnings > 0 && *strict {
 		return ExitFailure
 	}

@@ -144,3 +144,51 @@ func TestHelp(t *testing.T) {
 		t.Errorf("unknown command: %q", errOut)
 	}
 }
+
+// TestLintDeprecatedMode: a deprecated mode is a warning with its place; lint
+// still exits 0.
+func TestLintDeprecatedMode(t *testing.T) {
+	pol := filepath.Join(t.TempDir(), "p.yaml")
+	os.WriteFile(pol, []byte("version: 1\nmode: audit\n"), 0o644)
+	env, out, _ := testEnv(t, "")
+	if code := Main(context.Background(), env, []string{"lint", "--policy", pol}); code != ExitOK {
+		t.Errorf("exit %d, want 0: %q", code, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], pol+`:2:7: mode: warning: "audit" is read as "apply"`) ||
+		!strings.HasSuffix(lines[1], "ok (mode apply, on_error allow, rules: 0, warnings: 1)") {
+		t.Errorf("lint output:\n%s", out)
+	}
+}
+
+func TestMode(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, s string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(s), 0o644)
+		return p
+	}
+	for _, tt := range []struct {
+		args     []string
+		wantCode int
+		want     string
+	}{
+		{[]string{"--policy", write("o.yaml", "version: 1\nmode: observe\n")}, ExitOK,
+			"virtmq: mode observe (from " + dir + "/o.yaml): virtmq-agent and the hook only report"},
+		{[]string{"--policy", write("a.yaml", "version: 1\n")}, ExitOK,
+			"virtmq: mode apply (from " + dir + "/a.yaml): virtmq-agent redefines persistent domains"},
+		{[]string{"--policy", write("e.yaml", "version: 1\nmode: enforce\n")}, ExitOK, "the hook refuses to start a non-compliant VM"},
+		{[]string{"--policy", write("old.yaml", "version: 1\nmode: audit\n")}, ExitOK, "mode apply (from " + dir + "/old.yaml) (virtmq lint: 1 warning(s))"},
+		{[]string{"--policy", write("bad.yaml", "version: 1\nmode: strict\nbogus: 1\n")}, ExitFailure,
+			`virtmq: the policy does not load, virtmq-agent will not start (virtmq lint lists every problem): ` + dir + `/bad.yaml:2:7: mode: "strict" is not one of observe, apply, enforce` + "\n"},
+		{nil, ExitOK, "virtmq: mode apply (from the built-in default, no "},
+	} {
+		env, out, _ := testEnv(t, "")
+		if code := Main(context.Background(), env, append([]string{"mode"}, tt.args...)); code != tt.wantCode {
+			t.Errorf("mode %v: exit %d, want %d; out %q", tt.args, code, tt.wantCode, out)
+		}
+		if !strings.Contains(out.String(), tt.want) || strings.Count(out.String(), "\n") != 1 {
+			t.Errorf("mode %v: output %q, want one line with %q", tt.args, out, tt.want)
+		}
+	}
+}

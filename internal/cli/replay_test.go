@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/virtmq/virtmq/internal/verify/verifytest"
 	"github.com/virtmq/virtmq/internal/virt"
 	"github.com/virtmq/virtmq/internal/virt/virttest"
 )
@@ -126,10 +127,10 @@ func TestVerifyReplay(t *testing.T) {
 	agent := &replayAgent{t: t, execs: map[int]string{}}
 	fake.SetAgent(agent.command)
 
-	h := newHostFixture(t, d.Name, false, 0) // recorded without vhost-net
-	h.ipOut["vnet0"] = string(ipOut)
+	h := verifytest.NewHost(t, d.Name, false, 0) // recorded without vhost-net
+	h.SetIPOutput("vnet0", string(ipOut))
 
-	code, r := runVerifyTest(t, fake, h.host, d.Name)
+	code, r := runVerifyTest(t, fake, h.Host, d.Name)
 	if code != ExitFailure {
 		t.Errorf("exit %d, want %d; stderr:\n%s", code, ExitFailure, r.stderr)
 	}
@@ -144,7 +145,7 @@ func TestVerifyReplay(t *testing.T) {
 		"OK   guest eth0 combined 4 = wanted 4",
 		"OK   guest eth0 max combined 4 = queues 4",
 		"OK   guest eth0 virtio interrupts: 4 input, 4 output = queues 4",
-		"SKIP vhost workers: no " + h.host.DevRoot + "/vhost-net on this host: QEMU uses userspace virtio-net",
+		"SKIP vhost workers: no " + h.Host.DevRoot + "/vhost-net on this host: QEMU uses userspace virtio-net",
 		"virtmq-e2e-smoke does NOT comply with the policy: 8 OK, 1 FAIL, 1 SKIP",
 	}
 	if got := strings.TrimSpace(r.stdout.String()); got != strings.Join(want, "\n") {
@@ -181,10 +182,10 @@ func TestVerifyReplayExecBlocked(t *testing.T) {
 		}
 		return nil, fmt.Errorf("replay: %s was not recorded", cmd)
 	})
-	h := newHostFixture(t, d.Name, false, 0)
-	h.setTap("vnet0", 4, 0)
+	h := verifytest.NewHost(t, d.Name, false, 0)
+	h.SetTap("vnet0", 4, 0)
 
-	code, r := runVerifyTest(t, fake, h.host, d.Name)
+	code, r := runVerifyTest(t, fake, h.Host, d.Name)
 	wantLines(t, "report", r.stdout.String(),
 		"SKIP 52:54:00:b4:f7:07 guest: ", "guest-exec is disabled by the guest's qemu-ga policy")
 	wantNot(t, "report", r.stdout.String(), "FAIL 52:54:00:b4:f7:07 guest")

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/virtmq/virtmq/internal/status"
+	"github.com/virtmq/virtmq/policy"
 )
 
 // statusTimeout bounds one status socket exchange.
@@ -105,6 +106,9 @@ func printStatus(w io.Writer, s status.Snapshot) error {
 	fmt.Fprintf(w, "agent:   %s, snapshot %s\n", orDash(s.Version), fmtTime(s.Generated))
 	fmt.Fprintf(w, "libvirt: %s\n", lv)
 	fmt.Fprintf(w, "policy:  %s (mode %s, loaded %s)\n", orDash(strings.Join(s.Policy.Sources, ", ")), orDash(s.Policy.Mode), fmtTime(s.Policy.LoadedAt))
+	if s.Policy.Mode == string(policy.ModeObserve) {
+		fmt.Fprintln(w, "         mode observe: the agent changes nothing; \"would:\" is what it does in mode apply")
+	}
 	if s.Policy.LastReloadError != "" {
 		fmt.Fprintf(w, "         last reload FAILED, previous policy kept: %s\n", printable(s.Policy.LastReloadError))
 	}
@@ -127,6 +131,9 @@ func printStatus(w io.Writer, s status.Snapshot) error {
 		}
 		if d.Problem != "" {
 			domState += ": " + printable(d.Problem)
+		}
+		if len(d.Would) > 0 {
+			domState = join(domState, "would: "+printable(strings.Join(d.Would, "; ")))
 		}
 		if len(d.NICs) == 0 {
 			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t%s\t%s\t%s\n", printable(d.Name), action, at, orDash(domState))

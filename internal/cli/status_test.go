@@ -22,7 +22,7 @@ func testSnapshot() status.Snapshot {
 		Generated: at.Add(time.Minute),
 		Version:   "virtmq-agent 1.2.3",
 		Libvirt:   status.Libvirt{Connected: true, Socket: "/run/libvirt/virtqemud-sock", Since: at, Reconnects: 2},
-		Policy:    status.Policy{Sources: []string{"/etc/virtmq/policy.yaml"}, Mode: "audit", LoadedAt: at},
+		Policy:    status.Policy{Sources: []string{"/etc/virtmq/policy.yaml"}, Mode: "observe", LoadedAt: at},
 		Domains: []status.Domain{
 			{
 				Name: "web", UUID: "0b6c2f6e-3d41-4d6a-9c0e-6f1b7a2e9d01", Persistent: true, Active: true,
@@ -44,6 +44,9 @@ func testSnapshot() status.Snapshot {
 			{Name: "off", Persistent: true, State: status.StateRewritten, Problem: "bad\x1b[2Jname",
 				NICs: []status.NIC{{MAC: "52:54:00:00:00:09", Managed: true, Wanted: 2, Defined: 2}}},
 			{Name: "tmp", State: status.StateTransient, Active: true},
+			{Name: "new", Persistent: true, State: status.StateWouldRedefine, Problem: "mode observe: the agent would redefine it",
+				Would: []string{"redefine: 52:54:00:00:00:0a 1→4 queues"},
+				NICs:  []status.NIC{{MAC: "52:54:00:00:00:0a", Managed: true, Wanted: 4, Defined: 1}}},
 		},
 	}
 }
@@ -85,7 +88,8 @@ func TestStatusTable(t *testing.T) {
 	wantLines(t, "status", out,
 		"agent:   virtmq-agent 1.2.3",
 		"libvirt: connected via /run/libvirt/virtqemud-sock since "+fmtTime(snap.Libvirt.Since)+" (2 reconnects)",
-		"policy:  /etc/virtmq/policy.yaml (mode audit, loaded ",
+		"policy:  /etc/virtmq/policy.yaml (mode observe, loaded ",
+		`mode observe: the agent changes nothing; "would:" is what it does in mode apply`,
 		"DOMAIN  MAC                WANTED  DEFINED  RUNNING  QMP VQS  GUEST IF  GUEST CUR/MAX",
 		"LAST ACTION  AT", "STATE / PROBLEM",
 		"redefined    "+at,
@@ -96,6 +100,7 @@ func TestStatusTable(t *testing.T) {
 		"compliant; guest: guest-exec is disabled by the guest's qemu-ga policy",
 		"off", "rewritten: bad?[2Jname",
 		"tmp", "transient",
+		"would-redefine: mode observe: the agent would redefine it; would: redefine: 52:54:00:00:00:0a 1→4 queues",
 	)
 	// One row per NIC; the domain's action is on its first row only.
 	lines := strings.Split(out, "\n")

@@ -10,10 +10,14 @@ const (
 	StateCompliant       = "compliant"         // definition and running config match the policy
 	StateRewritten       = "rewritten"         // the agent redefined it; applies at next start
 	StatePendingColdBoot = "pending-cold-boot" // running with fewer/more queues than its (rewritten) definition
-	StateTransient       = "transient"         // transient and non-compliant: only the hook can act (audit/enforce)
+	StateTransient       = "transient"         // transient and non-compliant: only the hook can act (log, or refuse in mode enforce)
 	StateUnmanaged       = "unmanaged"         // no NIC the policy manages
 	StateRetrying        = "retrying"          // a libvirt call failed for a transient reason (timeout, busy daemon); retried with backoff
 	StateError           = "error"             // the agent could not read or redefine it, and will not retry by itself
+	// StateWouldRedefine: mode observe, and the definition differs from
+	// the policy: the agent would redefine it in mode apply (Domain.Would
+	// says how).
+	StateWouldRedefine = "would-redefine"
 )
 
 // Snapshot is the whole state the agent serves.
@@ -58,7 +62,15 @@ type Domain struct {
 	// a row failed, and when the next one is due.
 	Attempts int       `json:"attempts,omitempty"`
 	RetryAt  time.Time `json:"retry_at,omitzero"`
-	NICs     []NIC     `json:"nics"`
+	// Would is set in mode observe: what the agent would do to the domain
+	// in mode apply and does not, one action per entry, e.g.
+	// "redefine: 52:54:00:00:00:01 1→4 queues" or
+	// "guest step: set combined 4 on 52:54:00:00:00:01".
+	Would []string `json:"would,omitempty"`
+	NICs  []NIC    `json:"nics"`
+
+	// StateSince is when the domain entered State; zero when unknown.
+	StateSince time.Time `json:"state_since,omitzero"`
 }
 
 // NIC is one interface's state. Zero counts mean unknown.
@@ -81,4 +93,9 @@ type NIC struct {
 	GuestStep string    `json:"guest_step,omitempty"`
 	GuestAt   time.Time `json:"guest_at,omitempty"`
 	Problem   string    `json:"problem,omitempty"`
+
+	// TargetDevice is the host side of the NIC, <target dev> in the live
+	// XML (the tap, e.g. vnet3); empty while the domain is not running or
+	// while the reconcile loop does not fill it in.
+	TargetDevice string `json:"target_device,omitempty"`
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -85,6 +86,8 @@ type libvirtConn struct {
 	// disconnected is captured right after connecting: go-libvirt replaces
 	// its channel on each ConnectToURI.
 	disconnected <-chan struct{}
+	// rebootEvents says the last Events call got the REBOOT events.
+	rebootEvents atomic.Bool
 }
 
 var _ Conn = (*libvirtConn)(nil)
@@ -373,8 +376,25 @@ func (c *libvirtConn) MonitorCommand(ctx context.Context, d Domain, cmd []byte) 
 	return []byte(r), nil
 }
 
+// stateErr adds ErrInvalidState to libvirt's "operation is not valid"
+// (already running, not running).
+func stateErr(err error) error {
+	var le libvirt.Error
+	if errors.As(err, &le) && libvirt.ErrorNumber(le.Code) == libvirt.ErrOperationInvalid {
+		return fmt.Errorf("%w: %w", ErrInvalidState, err)
+	}
+	return err
+}
+
+// ShutdownDomain implements Conn: the ACPI power button.
+func (c *libvirtConn) ShutdownDomain(ctx context.Context, d Domain) error {
+	return c.power(ctx, d, "shut down", func(ld libvirt.Domain) error {
+		return c.l.DomainShutdownFlags(ld, libvirt.DomainShutdownAcpiPowerBtn)
+	})
+}
+
 // Events implements Conn: lifecycle events merged with guest-agent
-// lifecycle events. The channel is closed when ctx ends or the connection
+// lifecycle and device-added events. The channel is closed when ctx ends or the connection
 // drops; the caller must keep reading it until then.
 func (c *libvirtConn) Events(ctx context.Context) (<-chan Event, error) {
 	ctx, cancel := context.WithCancel(ctx)
@@ -389,6 +409,20 @@ func (c *libvirtConn) Events(ctx context.Context) (<-chan Event, error) {
 		drain(lc)
 		return nil, fmt.Errorf("failed to subscribe to guest agent events: %w", c.mapErr(err))
 	}
+	dev, err := c.l.SubscribeEvents(ctx, libvirt.DomainEventIDDeviceAdded, libvirt.OptDomain{})
+	if err != nil {
+		cancel()
+		drain(lc)
+		drain(ag)
+		return nil, fmt.Errorf("failed to subscribe to device-added events: %w", c.mapErr(err))
+	}
+	// The REBOOT event is optional: without it apply_at: next-reboot falls
+	// back to cold-boot (see RebootEvents).
+	rb, err := c.l.SubscribeEvents(ctx, libvirt.DomainEventIDReboot, libvirt.OptDomain{})
+	if err != nil {
+		rb = nil
+	}
+	c.rebootEvents.Store(err == nil)
 	// Metadata changes (`virtmq exclude`) are wanted but not vital: a
 	// libvirt without the event still serves everything else.
 	md, err := c.l.SubscribeEvents(ctx, libvirt.DomainEventIDMetadataChange, libvirt.OptDomain{})
@@ -404,6 +438,10 @@ func (c *libvirtConn) Events(ctx context.Context) (<-chan Event, error) {
 			cancel()
 			go drain(lc)
 			go drain(ag)
+			go drain(dev)
+			if rb != nil {
+				go drain(rb)
+			}
 			if md != nil {
 				go drain(md)
 			}
@@ -425,6 +463,24 @@ func (c *libvirtConn) Events(ctx context.Context) (<-chan Event, error) {
 					continue
 				}
 				ev = agentEvent(a)
+			case m, ok := <-dev:
+				if !ok {
+					return
+				}
+				a, isDev := m.(*libvirt.DomainEventCallbackDeviceAddedMsg)
+				if !isDev {
+					continue
+				}
+				ev = Event{Kind: EventDeviceAdded, Domain: Domain{Name: a.Dom.Name, UUID: formatUUID(a.Dom.UUID)}, Alias: a.DevAlias}
+			case m, ok := <-rb:
+				if !ok {
+					return
+				}
+				r, isReboot := m.(*libvirt.DomainEventCallbackRebootMsg)
+				if !isReboot {
+					continue
+				}
+				ev = Event{Kind: EventRebooted, Domain: Domain{Name: r.Msg.Dom.Name, UUID: formatUUID(r.Msg.Dom.UUID)}}
 			case m, ok := <-md:
 				if !ok {
 					return

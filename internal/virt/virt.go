@@ -36,6 +36,12 @@ var ErrCallTimeout = errors.New("libvirt call timed out")
 // same XML fails again, so retrying it is pointless.
 var ErrInvalidDefinition = errors.New("libvirt refused the definition")
 
+// ErrInvalidState is returned by StartDomain, ShutdownDomain and DestroyDomain when the
+// domain is not in a state the operation applies to
+// (VIR_ERR_OPERATION_INVALID: "domain is already running", "domain is not
+// running").
+var ErrInvalidState = errors.New("operation not valid in the domain's state")
+
 // AgentError is the guest agent's error reply to a command, as libvirt
 // reports it ("unable to execute QEMU agent command 'NAME': DESC"): the
 // agent is there but refused or failed the command.
@@ -77,6 +83,12 @@ const (
 	EventStopped                     // shut off, destroyed, crashed
 	EventAgentConnected              // qemu-guest-agent channel connected (after every boot and reboot)
 	EventAgentDisconnected           // qemu-guest-agent channel disconnected
+	// EventDeviceAdded: a device was hot-plugged into a running domain
+	// (DEVICE_ADDED; Event.Alias names it). libvirt 9.0 sends it, and no
+	// DEFINED, for "virsh attach-interface --live --config" too; a
+	// "--config"-only attach and "setvcpus" send no event at all.
+	EventDeviceAdded
+	EventRebooted // the guest was reset (VIR_DOMAIN_EVENT_ID_REBOOT): a guest or virsh reboot
 	// EventMetadataChanged: a <metadata> element changed through the
 	// metadata API (virDomainSetMetadata, e.g. `virtmq exclude`); libvirt
 	// sends no DEFINED for it. Event.Namespace names the element's
@@ -99,6 +111,10 @@ func (k EventKind) String() string {
 		return "agent-connected"
 	case EventAgentDisconnected:
 		return "agent-disconnected"
+	case EventDeviceAdded:
+		return "device-added"
+	case EventRebooted:
+		return "rebooted"
 	case EventMetadataChanged:
 		return "metadata-changed"
 	}
@@ -114,6 +130,8 @@ type Event struct {
 	// Namespace is the namespace URI of the changed element, for
 	// EventMetadataChanged; empty otherwise.
 	Namespace string
+	// Alias is the device alias of EventDeviceAdded ("net1").
+	Alias string
 }
 
 // XMLFlags selects what DomainXML returns. They combine with |.
@@ -175,8 +193,21 @@ type Conn interface {
 	// EventMetadataChanged, not EventDefined. d must come from
 	// LookupDomain or ListDomains (Persistent and Active pick the flags).
 	SetMetadata(ctx context.Context, d Domain, ns, key, element string) error
-	// Events streams lifecycle, guest-agent and metadata-change events
-	// until ctx ends or the connection drops (then the channel is closed).
+	// StartDomain starts (cold boots) a persistent domain that is shut off
+	// (virDomainCreate). It returns once QEMU runs, not when the guest
+	// has booted.
+	StartDomain(ctx context.Context, d Domain) error
+	// ShutdownDomain asks the guest to power off by pressing the ACPI power
+	// button (virDomainShutdownFlags with VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN).
+	// It returns at once: the domain stops when (and if) the guest obeys;
+	// watch for EventStopped or look the domain up.
+	ShutdownDomain(ctx context.Context, d Domain) error
+	// DestroyDomain forces a running domain off (virDomainDestroy), like
+	// pulling the plug.
+	DestroyDomain(ctx context.Context, d Domain) error
+	// Events streams lifecycle, guest-agent, device-added, reboot and
+	// metadata-change events until ctx ends or the connection drops (then
+	// the channel is closed).
 	Events(ctx context.Context) (<-chan Event, error)
 	// Disconnected is closed when the connection is lost.
 	Disconnected() <-chan struct{}

@@ -37,6 +37,9 @@ const (
 	MethodMonitorCommand = "MonitorCommand"
 	MethodCapabilities   = "Capabilities"
 	MethodEvents         = "Events"
+	MethodStartDomain    = "StartDomain"
+	MethodShutdownDomain = "ShutdownDomain"
+	MethodDestroyDomain  = "DestroyDomain"
 	MethodDial           = "Dial"
 
 	// MethodDomainXMLSecure counts only the DomainXML calls that asked
@@ -73,6 +76,8 @@ type daemon struct {
 	onCall    CallFunc
 	nextID    int
 	stalls    []chan struct{} // for the next DefineXML calls (StallDefine)
+	deafACPI  map[string]bool // domain names whose guest ignores ShutdownDomain (SetIgnoreACPI)
+	noReboot  bool            // RebootEvents reports false (SetRebootEvents)
 }
 
 type domain struct {
@@ -81,6 +86,10 @@ type domain struct {
 	active     bool
 	inactive   []byte // persistent definition (nil for transient)
 	live       []byte // live XML while active
+	paused     bool   // suspended (while active)
+	// saved is the live XML of a managed save image (ManagedSave): a
+	// plain start restores it, with the queues it ran with.
+	saved []byte
 }
 
 func (d *domain) virt() virt.Domain {
@@ -746,6 +755,10 @@ func (c *Conn) Start(name string) error {
 	}
 	x.active = true
 	x.live = c.d.liveXML(x.inactive)
+	if x.saved != nil {
+		// libvirt restores a managed save image: the live XML it saved.
+		x.live, x.saved = x.saved, nil
+	}
 	v := x.virt()
 	c.d.mu.Unlock()
 	c.d.emit(virt.Event{Kind: virt.EventStarted, Domain: virt.Domain{Name: v.Name, UUID: v.UUID}})
@@ -836,6 +849,7 @@ func (c *Conn) Stop(name string) error {
 	}
 	x.active = false
 	x.live = nil
+	x.paused = false
 	if !x.persistent {
 		delete(c.d.domains, x.uuid)
 	}

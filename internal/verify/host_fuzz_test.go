@@ -1,4 +1,4 @@
-package cli
+package verify
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 func FuzzParseTapQueues(f *testing.F) {
 	for _, p := range []string{
 		filepath.Join("testdata", "ip-link-vnet0-mq4.txt"),
-		filepath.Join("..", "..", "agent", "testdata", "recorded", "ip-d-link-show-tap.txt"),
+		filepath.Join(recordedDir, "ip-d-link-show-tap.txt"),
 	} {
 		if b, err := os.ReadFile(p); err == nil {
 			f.Add(b)

@@ -1,4 +1,4 @@
-package cli
+package verify
 
 import (
 	"bufio"
@@ -36,7 +36,7 @@ type account struct {
 // /dev/kvm is 0600 root:root; libvirt then finds its cached QEMU
 // capabilities invalid on every call ("KVM was enabled when probing ...,
 // but it is not available now") and probes QEMU again each time.
-func (h verifyHost) kvmProblem() (string, error) {
+func (h Host) kvmProblem() (string, error) {
 	fi, err := os.Stat(filepath.Join(h.DevRoot, "kvm"))
 	if err != nil || fi.Mode()&fs.ModeCharDevice == 0 {
 		return "", nil // no /dev/kvm: nothing to open
@@ -71,7 +71,7 @@ func (h verifyHost) kvmProblem() (string, error) {
 
 // qemuAccount finds the user libvirt runs QEMU as: qemu.conf's user
 // setting, else the distribution default that exists.
-func (h verifyHost) qemuAccount() (account, error) {
+func (h Host) qemuAccount() (account, error) {
 	names := qemuUsers
 	if u := qemuConfUser(filepath.Join(h.EtcRoot, "libvirt", "qemu.conf")); u != "" {
 		names = []string{u}
@@ -109,7 +109,7 @@ func qemuConfUser(path string) string {
 }
 
 // lookupAccount reads name's uid and groups from ETC/passwd and ETC/group.
-func (h verifyHost) lookupAccount(name string) (account, bool) {
+func (h Host) lookupAccount(name string) (account, bool) {
 	a := account{name: name, uid: -1, groups: map[int]bool{}}
 	eachEntry(filepath.Join(h.EtcRoot, "passwd"), func(f []string) {
 		if len(f) >= 4 && f[0] == name {
@@ -138,7 +138,7 @@ func (h verifyHost) lookupAccount(name string) (account, bool) {
 }
 
 // idName is the name of a uid (file "passwd") or gid ("group"), else the number.
-func (h verifyHost) idName(file string, id int) string {
+func (h Host) idName(file string, id int) string {
 	name := strconv.Itoa(id)
 	eachEntry(filepath.Join(h.EtcRoot, file), func(f []string) {
 		if len(f) >= 3 && f[2] == strconv.Itoa(id) && name == strconv.Itoa(id) {
@@ -170,17 +170,17 @@ func (v *verifier) hostHealth(ctx context.Context) {
 	why, err := v.host.kvmProblem()
 	switch {
 	case err != nil:
-		v.add(checkSkip, "host-kvm", "", nil, nil, "host: cannot check /dev/kvm: %v", err)
+		v.add(Skip, "host-kvm", "", nil, nil, err, msg("host: cannot check /dev/kvm: %v", err))
 	case why != "":
-		v.add(checkFail, "host-kvm", "", nil, nil,
-			"host: %s, so libvirt probes QEMU again on every call that needs its capabilities (seconds each: defines and starts time out); "+
-				"fix: chgrp kvm /dev/kvm; chmod 0660 /dev/kvm (what Debian's udev rule sets at boot)", why)
+		v.add(Fail, "host-kvm", "", nil, nil, nil,
+			msg("host: %s, so libvirt probes QEMU again on every call that needs its capabilities (seconds each: defines and starts time out); "+
+				"fix: chgrp kvm /dev/kvm; chmod 0660 /dev/kvm (what Debian's udev rule sets at boot)", why))
 	}
 
 	// The first call may legitimately probe QEMU once (an empty or stale
 	// cache); the second must be fast.
 	if _, err := v.conn.Capabilities(ctx); err != nil {
-		v.add(checkFail, "host-libvirt", "", nil, nil, "host: libvirt capabilities: %v", err)
+		v.add(Fail, "host-libvirt", "", nil, nil, err, msg("host: libvirt capabilities: %v", err))
 		return
 	}
 	t0 := v.host.now()
@@ -190,21 +190,21 @@ func (v *verifier) hostHealth(ctx context.Context) {
 	limit := int(slowCapabilities.Milliseconds())
 	switch {
 	case err != nil:
-		v.add(checkFail, "host-libvirt", "", nil, nil, "host: libvirt capabilities: %v", err)
+		v.add(Fail, "host-libvirt", "", nil, nil, err, msg("host: libvirt capabilities: %v", err))
 	case took > slowCapabilities:
 		hint := "a libvirt that re-probes QEMU on every call: see libvirtd's log with virt-admin daemon-log-filters 1:qemu.qemu_capabilities"
 		if why != "" {
 			hint = "see host-kvm"
 		}
-		v.add(checkFail, "host-libvirt", "", &ms, &limit,
-			"host: libvirt took %s for a capabilities call right after another (healthy: about 20 ms; %s)", took.Round(time.Millisecond), hint)
+		v.add(Fail, "host-libvirt", "", &ms, &limit, nil,
+			msg("host: libvirt took %s for a capabilities call right after another (healthy: about 20 ms; %s)", took.Round(time.Millisecond), hint))
 	default:
-		v.add(checkOK, "host-libvirt", "", &ms, &limit, "host: libvirt answers a capabilities call in %s", took.Round(time.Millisecond))
+		v.add(OK, "host-libvirt", "", &ms, &limit, nil, msg("host: libvirt answers a capabilities call in %s", took.Round(time.Millisecond)))
 	}
 }
 
 // now is the host's clock.
-func (h verifyHost) now() time.Time {
+func (h Host) now() time.Time {
 	if h.Now != nil {
 		return h.Now()
 	}

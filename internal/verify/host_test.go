@@ -1,4 +1,4 @@
-package cli
+package verify
 
 import (
 	"context"
@@ -10,6 +10,20 @@ import (
 	"testing"
 )
 
+// readFile reads a fixture.
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// recordedDir holds replies recorded on the real stack by e2e/smoke.sh --record
+// (see its README).
+const recordedDir = "../testdata/recorded"
+
 func TestParseTapQueues(t *testing.T) {
 	tests := []struct {
 		name               string
@@ -17,7 +31,7 @@ func TestParseTapQueues(t *testing.T) {
 		active, disabled   int
 		wantErr, wantNoTap bool
 	}{
-		{name: "fixture, 4 of 4", out: string(readFixture(t, "ip-link-vnet0-mq4.txt")), active: 4},
+		{name: "fixture, 4 of 4", out: string(readFile(t, filepath.Join("testdata", "ip-link-vnet0-mq4.txt"))), active: 4},
 		// Seen on the real stack (DESIGN §7): 2/2, 1/3, 4/0.
 		{name: "2 of 4", out: "tun type tap pi off vnet_hdr on multi_queue numqueues 2 numdisabled 2 persist off", active: 2, disabled: 2},
 		{name: "1 of 4", out: "    tun type tap pi off vnet_hdr on multi_queue numqueues 1 numdisabled 3 persist off\n", active: 1, disabled: 3},
@@ -61,7 +75,7 @@ func TestParseTapQueues(t *testing.T) {
 // the real stack (internal/testdata/recorded, written by e2e/smoke.sh --record):
 // a 4-queue NIC after "ethtool -L eth0 combined 2".
 func TestParseTapQueuesRecorded(t *testing.T) {
-	b, err := os.ReadFile("../testdata/recorded/ip-d-link-show-tap.txt")
+	b, err := os.ReadFile(filepath.Join(recordedDir, "ip-d-link-show-tap.txt"))
 	if errors.Is(err, os.ErrNotExist) {
 		t.Skip("no recorded ip -d link output")
 	}
@@ -107,7 +121,7 @@ func TestTapQueuesRunsIP(t *testing.T) {
 	ip := filepath.Join(dir, "sbin", "ip")
 	// The fake ip prints its argv, then the recorded output.
 	writeExecutable(t, ip, "#!/bin/sh\necho \"argv: $*\"\necho 'tun type tap multi_queue numqueues 4 numdisabled 2'\n")
-	h := defaultVerifyHost()
+	h := DefaultHost()
 	h.IPPaths = []string{filepath.Join(dir, "usr", "sbin", "ip"), "relative/ip", ip}
 
 	var gotArgs []string
@@ -192,14 +206,14 @@ func TestVhostWorkers(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			proc := t.TempDir()
 			procTree(t, proc, 4242, tt.tasks, tt.kthreads)
-			h := verifyHost{ProcRoot: proc}
+			h := Host{ProcRoot: proc}
 			got, err := h.vhostWorkers(4242)
 			if err != nil || got != tt.want {
 				t.Errorf("vhostWorkers = %d, %v; want %d", got, err, tt.want)
 			}
 		})
 	}
-	h := verifyHost{ProcRoot: t.TempDir()}
+	h := Host{ProcRoot: t.TempDir()}
 	if _, err := h.vhostWorkers(1); err == nil {
 		t.Error("no error for a missing QEMU process")
 	}
@@ -213,7 +227,7 @@ func TestQEMUPID(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(dir, "db.pid"), []byte("4242"), 0o644)
 	os.WriteFile(filepath.Join(dir, "bad.pid"), []byte("x\n"), 0o644)
-	h := verifyHost{RunRoot: run}
+	h := Host{RunRoot: run}
 	if pid, err := h.qemuPID("db"); err != nil || pid != 4242 {
 		t.Errorf("qemuPID(db) = %d, %v", pid, err)
 	}

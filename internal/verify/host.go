@@ -1,4 +1,4 @@
-package cli
+package verify
 
 import (
 	"bytes"
@@ -13,9 +13,9 @@ import (
 	"time"
 )
 
-// verifyHost is the host side "virtmq verify" reads: every path is a
-// parameter so tests can point it at a fixture tree.
-type verifyHost struct {
+// Host is the host side the checks read: every path is a parameter so
+// tests can point it at a fixture tree (see package verifytest).
+type Host struct {
 	// ProcRoot is /proc.
 	ProcRoot string
 	// RunRoot is /run; libvirt keeps QEMU's pid in RUN/libvirt/qemu/DOMAIN.pid.
@@ -33,9 +33,9 @@ type verifyHost struct {
 	Now func() time.Time
 }
 
-// defaultVerifyHost is the real host.
-func defaultVerifyHost() verifyHost {
-	return verifyHost{
+// DefaultHost is the real host.
+func DefaultHost() Host {
+	return Host{
 		ProcRoot: "/proc",
 		RunRoot:  "/run",
 		DevRoot:  "/dev",
@@ -56,7 +56,8 @@ var errNoIP = errors.New("no ip command")
 var errNoTapQueues = errors.New("no numqueues in ip -d link output (not a tun/tap device)")
 
 // runCommand runs path with args (no shell) and returns its stdout, capped.
-// A failure carries the first line of stderr.
+// A failure carries the first line of stderr as the command printed it:
+// the check that prints it marks it Raw.
 func runCommand(ctx context.Context, path string, args ...string) ([]byte, error) {
 	var stdout, stderr cappedBuffer
 	stdout.max, stderr.max = maxCommandOutput, 4<<10
@@ -66,7 +67,7 @@ func runCommand(ctx context.Context, path string, args ...string) ([]byte, error
 	if err := cmd.Run(); err != nil {
 		msg, _, _ := strings.Cut(strings.TrimSpace(stderr.buf.String()), "\n")
 		if msg != "" {
-			return nil, fmt.Errorf("%s: %w: %s", path, err, printable(msg))
+			return nil, fmt.Errorf("%s: %w: %s", path, err, msg)
 		}
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -134,9 +135,9 @@ type tapQueueCounts struct {
 func (c tapQueueCounts) Total() int { return c.Active + c.Disabled }
 
 // tapQueues runs `ip -d link show dev TAP` and parses its queue counts.
-func (h verifyHost) tapQueues(ctx context.Context, tap string) (tapQueueCounts, error) {
+func (h Host) tapQueues(ctx context.Context, tap string) (tapQueueCounts, error) {
 	if !validIfName(tap) {
-		return tapQueueCounts{}, fmt.Errorf("invalid tap name %q", printable(tap))
+		return tapQueueCounts{}, fmt.Errorf("invalid tap name %q", tap)
 	}
 	ip, ok := findExecutable(h.IPPaths)
 	if !ok {
@@ -165,7 +166,7 @@ func parseTapQueues(out []byte) (tapQueueCounts, error) {
 		case "numqueues", "numdisabled":
 			n, err := strconv.Atoi(f[i+1])
 			if err != nil || n < 0 || n > maxTapCount {
-				return tapQueueCounts{}, fmt.Errorf("ip -d link: bad %s value %q", f[i], printable(f[i+1]))
+				return tapQueueCounts{}, fmt.Errorf("ip -d link: bad %s value %q", f[i], f[i+1])
 			}
 			if f[i] == "numqueues" {
 				c.Active = n
@@ -182,15 +183,15 @@ func parseTapQueues(out []byte) (tapQueueCounts, error) {
 }
 
 // hasVhostNet reports whether DEV/vhost-net exists.
-func (h verifyHost) hasVhostNet() bool {
+func (h Host) hasVhostNet() bool {
 	_, err := os.Stat(filepath.Join(h.DevRoot, "vhost-net"))
 	return err == nil
 }
 
 // qemuPID reads the pid libvirt recorded for a running domain's QEMU.
-func (h verifyHost) qemuPID(domain string) (int, error) {
+func (h Host) qemuPID(domain string) (int, error) {
 	if domain == "" || domain == "." || domain == ".." || strings.ContainsAny(domain, "/\x00") {
-		return 0, fmt.Errorf("invalid domain name %q", printable(domain))
+		return 0, fmt.Errorf("invalid domain name %q", domain)
 	}
 	p := filepath.Join(h.RunRoot, "libvirt", "qemu", domain+".pid")
 	b, err := os.ReadFile(p)
@@ -207,7 +208,7 @@ func (h verifyHost) qemuPID(domain string) (int, error) {
 // vhostWorkers counts the threads named vhost-PID: since Linux 6.4 they are
 // tasks of QEMU itself (PROC/PID/task/*/comm); before, kernel threads of
 // their own (PROC/*/comm), looked for only when QEMU has none.
-func (h verifyHost) vhostWorkers(pid int) (int, error) {
+func (h Host) vhostWorkers(pid int) (int, error) {
 	want := "vhost-" + strconv.Itoa(pid)
 	countIn := func(pattern string) (int, error) {
 		comms, err := filepath.Glob(pattern)

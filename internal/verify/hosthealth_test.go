@@ -1,4 +1,4 @@
-package cli
+package verify
 
 import (
 	"context"
@@ -68,7 +68,7 @@ func TestKVMProblem(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
-			h := verifyHost{DevRoot: filepath.Join(root, "dev"), EtcRoot: filepath.Join(root, "etc")}
+			h := Host{DevRoot: filepath.Join(root, "dev"), EtcRoot: filepath.Join(root, "etc")}
 			writeAccounts(t, h.EtcRoot, tc.qemuConf)
 			if err := os.MkdirAll(h.DevRoot, 0o755); err != nil {
 				t.Fatal(err)
@@ -108,7 +108,7 @@ func TestKVMPermissionRule(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
-			h := verifyHost{DevRoot: filepath.Join(root, "dev"), EtcRoot: filepath.Join(root, "etc")}
+			h := Host{DevRoot: filepath.Join(root, "dev"), EtcRoot: filepath.Join(root, "etc")}
 			writeAccounts(t, h.EtcRoot, "")
 			if err := os.MkdirAll(h.DevRoot, 0o755); err != nil {
 				t.Fatal(err)
@@ -145,12 +145,12 @@ func TestHostHealthSlowLibvirt(t *testing.T) {
 		name   string
 		each   time.Duration
 		fail   bool
-		status string
+		status Status
 		msg    string
 	}{
-		{name: "healthy", each: 20 * time.Millisecond, status: checkOK, msg: "answers a capabilities call in 20ms"},
-		{name: "re-probing", each: 4 * time.Second, status: checkFail, msg: "took 4s for a capabilities call right after another"},
-		{name: "failing", fail: true, status: checkFail, msg: "libvirt capabilities: "},
+		{name: "healthy", each: 20 * time.Millisecond, status: OK, msg: "answers a capabilities call in 20ms"},
+		{name: "re-probing", each: 4 * time.Second, status: Fail, msg: "took 4s for a capabilities call right after another"},
+		{name: "failing", fail: true, status: Fail, msg: "libvirt capabilities: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fake := virttest.New()
@@ -167,14 +167,14 @@ func TestHostHealthSlowLibvirt(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			v := verifier{conn: conn, host: verifyHost{DevRoot: t.TempDir(), Now: func() time.Time { return clock }}}
+			v := verifier{conn: conn, host: Host{DevRoot: t.TempDir(), Now: func() time.Time { return clock }}}
 			v.hostHealth(context.Background())
 			if len(v.checks) != 1 {
 				t.Fatalf("checks: %+v, want one", v.checks)
 			}
 			c := v.checks[0]
-			if c.Status != tc.status || c.Name != "host-libvirt" || !strings.Contains(c.Message, tc.msg) {
-				t.Errorf("check = %s %s %q; want %s host-libvirt containing %q", c.Status, c.Name, c.Message, tc.status, tc.msg)
+			if c.Status != tc.status || c.Name != "host-libvirt" || !strings.Contains(c.Message(nil), tc.msg) {
+				t.Errorf("check = %s %s %q; want %s host-libvirt containing %q", c.Status, c.Name, c.Message(nil), tc.status, tc.msg)
 			}
 		})
 	}

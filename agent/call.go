@@ -1,0 +1,52 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/virtmq/virtmq/internal/virt"
+)
+
+// call is the agent's one way to make a libvirt call: f runs with a
+// context bounded by CallTimeout (hitting it gives virt.ErrCallTimeout,
+// "libvirt call timed out after 10s"), then the systemd watchdog is pinged
+// when due. Only the loop goroutine calls it, so a ping says the loop makes
+// progress; the guest workers make no libvirt calls of their own but
+// guest agent and QMP commands, bounded by their own timeouts.
+//
+// internal/virt has a call helper of its own, another layer: it makes a
+// go-libvirt call, which takes no context, return early when ctx ends.
+// internal/guest's is another again: it encodes one guest agent command,
+// counts it against the step's budget and decodes the reply.
+func call[T any](ctx context.Context, a *Agent, f func(ctx context.Context) (T, error)) (T, error) {
+	cctx, cancel := context.WithTimeout(ctx, a.cfg.CallTimeout)
+	defer cancel()
+	v, err := f(cctx)
+	a.sd.kick(time.Now())
+	return v, callTimedOut(ctx, a.cfg.CallTimeout, err)
+}
+
+// callTimedOut turns the deadline of a bounded libvirt call into
+// virt.ErrCallTimeout with the bound, so that the error says what
+// happened ("libvirt call timed out after 10s") instead of "context
+// deadline exceeded"; err is returned as it is otherwise, also when the
+// parent ctx ended.
+func callTimedOut(ctx context.Context, timeout time.Duration, err error) error {
+	if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return &callTimeoutError{after: timeout, err: err}
+}
+
+// callTimeoutError is a libvirt call that hit its deadline.
+type callTimeoutError struct {
+	after time.Duration
+	err   error // with context.DeadlineExceeded
+}
+
+func (e *callTimeoutError) Error() string {
+	return virt.ErrCallTimeout.Error() + " after " + e.after.String()
+}
+
+func (e *callTimeoutError) Unwrap() []error { return []error{virt.ErrCallTimeout, e.err} }

@@ -1,0 +1,227 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/virtmq/virtmq/internal/guest"
+	"github.com/virtmq/virtmq/internal/status"
+	"github.com/virtmq/virtmq/internal/virt"
+	"github.com/virtmq/virtmq/internal/virt/virttest"
+)
+
+// steps records the M of every guest step per MAC.
+type steps struct {
+	mu sync.Mutex
+	m  map[string][]int
+}
+
+func (s *steps) fn(_ context.Context, _, mac string, m int) (guest.Result, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string][]int{}
+	}
+	s.m[mac] = append(s.m[mac], m)
+	return okResult(m), nil
+}
+
+func (s *steps) last(mac string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l := s.m[mac]; len(l) > 0 {
+		return l[len(l)-1]
+	}
+	return 0
+}
+
+func nicXML(m string, queues int) []byte {
+	d := ""
+	if queues > 0 {
+		d = fmt.Sprintf("<driver queues='%d'/>", queues)
+	}
+	return []byte(fmt.Sprintf("<interface type='bridge'><mac address='%s'/><source bridge='br0'/><model type='virtio'/>%s</interface>\n", m, d))
+}
+
+func nicByMAC(d status.Domain, m string) (status.NIC, bool) {
+	for _, n := range d.NICs {
+		if n.MAC == m {
+			return n, true
+		}
+	}
+	return status.NIC{}, false
+}
+
+func TestHotplugNIC(t *testing.T) {
+	h := newHarness(t)
+	var st steps
+	h.cfg.GuestStep = newFakeGuestStep(st.fn).step
+	h.start()
+	mustDefine(t, h.fake, domainXML("hp", 4, 4, mac(1)))
+	must(t, h.fake.Start("hp"))
+	must(t, h.fake.AgentConnect("hp"))
+	h.waitState("hp", status.StateCompliant)
+
+	// --live --config with queues: DEVICE_ADDED only; the guest step runs.
+	must(t, h.fake.AttachInterface("hp", nicXML(mac(2), 4), true, true))
+	h.waitFor("guest step on the plugged NIC", func(s status.Snapshot) bool {
+		d, _ := findDomain(s, "hp")
+		n, ok := nicByMAC(d, mac(2))
+		return ok && n.GuestStep == guestDone && d.State == status.StateCompliant
+	})
+
+	// --live only with queues: not in the definition, still stepped.
+	must(t, h.fake.AttachInterface("hp", nicXML(mac(3), 4), true, false))
+	h.waitFor("guest step on the live-only NIC", func(s status.Snapshot) bool {
+		d, _ := findDomain(s, "hp")
+		n, ok := nicByMAC(d, mac(3))
+		return ok && n.GuestStep == guestDone
+	})
+	if st.last(mac(3)) != 4 {
+		t.Errorf("M of the live-only NIC = %d, want 4", st.last(mac(3)))
+	}
+
+	// --live --config single-queue: pending, and the definition rewritten.
+	must(t, h.fake.AttachInterface("hp", nicXML(mac(4), 0), true, true))
+	d := h.waitState("hp", status.StatePendingColdBoot)
+	if !strings.Contains(d.Problem, mac(4)+" runs 1, wants 4") {
+		t.Errorf("problem = %q", d.Problem)
+	}
+	h.settle()
+	def, _ := h.fake.InactiveXML("hp")
+	if i := bytes.Index(def, []byte(mac(4))); i < 0 || !bytes.Contains(def[i:], []byte("queues='4'")) {
+		t.Errorf("the persistent copy of the plugged NIC was not rewritten:\n%s", def)
+	}
+	if bytes.Contains(def, []byte(mac(3))) {
+		t.Error("the live-only NIC was written into the definition")
+	}
+}
+
+// A NIC added with --config only sends no event: the STOPPED event's
+// reconcile rewrites it before the next start.
+func TestConfigOnlyNICRewrittenAtStop(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	mustDefine(t, h.fake, domainXML("co", 4, 4, mac(1)))
+	must(t, h.fake.Start("co"))
+	h.waitState("co", status.StateCompliant)
+	must(t, h.fake.AttachInterface("co", nicXML(mac(2), 0), false, true))
+	h.settle()
+	must(t, h.fake.Stop("co"))
+	h.waitFor("rewritten", func(status.Snapshot) bool {
+		def, _ := h.fake.InactiveXML("co")
+		i := bytes.Index(def, []byte(mac(2)))
+		return i >= 0 && bytes.Contains(def[i:], []byte("queues='4'"))
+	})
+}
+
+// A shut-off domain changed with --config (no event) is found by the
+// periodic re-read of the definitions.
+func TestDefinitionCheck(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.DefinitionCheckInterval = 150 * time.Millisecond // > settle's quiet time
+	h.start()
+	mustDefine(t, h.fake, domainXML("off", 4, 4, mac(1)))
+	h.waitState("off", status.StateCompliant)
+	must(t, h.fake.AttachInterface("off", nicXML(mac(2), 0), false, true))
+	h.waitFor("rewritten", func(status.Snapshot) bool {
+		def, _ := h.fake.InactiveXML("off")
+		i := bytes.Index(def, []byte(mac(2)))
+		return i >= 0 && bytes.Contains(def[i:], []byte("queues='4'"))
+	})
+	// Nothing else: a compliant definition is not redefined again.
+	time.Sleep(50 * time.Millisecond)
+	n := h.fake.Calls(virttest.MethodDefineXML)
+	time.Sleep(400 * time.Millisecond)
+	if m := h.fake.Calls(virttest.MethodDefineXML); m != n {
+		t.Errorf("%d redefines of a compliant definition", m-n)
+	}
+}
+
+const vcpusPolicy = `version: 1
+mode: audit
+defaults:
+  queues: vcpus
+  max: 8
+  min_vcpus: 2
+  guest_step: true
+  combined: vcpus
+`
+
+func vcpuDomain(name string, maxV, cur int, m string) []byte {
+	return bytes.Replace(domainXML(name, maxV, maxV, m),
+		[]byte(fmt.Sprintf("<vcpu placement='static'>%d</vcpu>", maxV)),
+		[]byte(fmt.Sprintf("<vcpu placement='static' current='%d'>%d</vcpu>", cur, maxV)), 1)
+}
+
+func TestVCPUHotplug(t *testing.T) {
+	h := newHarness(t)
+	must(t, os.WriteFile(h.cfg.PolicyPath, []byte(vcpusPolicy), 0o644))
+	h.cfg.VCPUCheckInterval = 150 * time.Millisecond
+	var st steps
+	h.cfg.GuestStep = newFakeGuestStep(st.fn).step
+	h.start()
+	mustDefine(t, h.fake, vcpuDomain("cpu", 4, 2, mac(1)))
+	must(t, h.fake.Start("cpu"))
+	must(t, h.fake.AgentConnect("cpu"))
+	h.waitFor("M=2", func(s status.Snapshot) bool {
+		d, _ := findDomain(s, "cpu")
+		n, ok := nicByMAC(d, mac(1))
+		return ok && n.GuestStep == guestDone && n.GuestWanted == 2
+	})
+	must(t, h.fake.SetLiveVCPUs("cpu", 4))
+	h.waitFor("M=4", func(s status.Snapshot) bool {
+		d, _ := findDomain(s, "cpu")
+		n, ok := nicByMAC(d, mac(1))
+		return ok && n.GuestWanted == 4 && n.GuestCurrent == 4 && st.last(mac(1)) == 4
+	})
+}
+
+// The periodic checks' idle cost with 100 running domains and nothing
+// changed: one round of the check is one op; µs/domain/round and
+// xml-reads/domain/round are per domain.
+func BenchmarkCheckVCPUs(b *testing.B)       { benchCheck(b, true) }
+func BenchmarkCheckDefinitions(b *testing.B) { benchCheck(b, false) }
+
+func benchCheck(b *testing.B, vcpus bool) {
+	const domains = 100
+	h := newHarness(b)
+	must(b, os.WriteFile(h.cfg.PolicyPath, []byte(vcpusPolicy), 0o644))
+	h.cfg.VCPUCheckInterval, h.cfg.DefinitionCheckInterval = -1, -1
+	h.cfg.GuestStep = newFakeGuestStep(func(_ context.Context, _, _ string, m int) (guest.Result, error) {
+		return okResult(m), nil
+	}).step
+	h.start()
+	for i := range domains {
+		name := fmt.Sprintf("vm%d", i)
+		mustDefine(b, h.fake, vcpuDomain(name, 4, 2, mac(i)))
+		must(b, h.fake.Start(name))
+	}
+	h.settle()
+	conn := h.agent.currentConn()
+	ctx := context.Background()
+	calls := h.fake.Calls(virttest.MethodDomainXML)
+	b.ResetTimer()
+	for range b.N {
+		var err error
+		if vcpus {
+			err = h.agent.checkVCPUs(ctx, conn)
+		} else {
+			err = h.agent.checkDefinitions(ctx, conn)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/domains, "µs/domain/round")
+	b.ReportMetric(float64(h.fake.Calls(virttest.MethodDomainXML)-calls)/float64(b.N)/domains, "xml-reads/domain/round")
+}
+
+var _ virt.Conn = (*virttest.Conn)(nil)

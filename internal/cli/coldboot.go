@@ -1,0 +1,525 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/virtmq/virtmq/internal/domxml"
+	"github.com/virtmq/virtmq/internal/guest"
+	"github.com/virtmq/virtmq/internal/status"
+	"github.com/virtmq/virtmq/internal/verify"
+	"github.com/virtmq/virtmq/internal/virt"
+	"github.com/virtmq/virtmq/policy"
+)
+
+// ExitLeftOff is apply --cold-boot's exit code when a domain that was
+// running could not be started again: it is shut off now.
+const ExitLeftOff = 3
+
+// coldBootUsage is apply --cold-boot's usage text.
+const coldBootUsage = `
+A rolling cold boot of running domains whose NICs run with other queue
+counts than the policy wants (pending-cold-boot), for a maintenance window,
+like "kubectl rollout restart" for VMs. The definition is rewritten first
+when needed (as plain apply does). Then, --parallel domains at a time:
+
+  1. graceful shutdown: the ACPI power button; wait up to --shutdown-timeout
+     (with --force, then force it off; without, leave it running and report)
+  2. start (a cold boot: a new QEMU process, with the new queue counts)
+  3. wait up to --boot-timeout for the guest step: when virtmq-agent answers
+     on --status-socket, until it reports the domain compliant and its guest
+     step done (or skipped for a reason the guest gives); otherwise this
+     command runs the guest step itself through qemu-guest-agent
+  4. verify it end to end (the checks of "virtmq verify")
+
+Select domains by name or shell glob ('web-*'), or --all for every pending
+one. Only running domains are restarted: a shut-off one gets the new
+definition at its next start. Refused, with the reason: transient domains
+(no definition to boot into) and domains whose NICs the policy leaves alone
+(excluded or unmanaged). --dry-run lists what would restart and why.
+
+One progress line per step and domain, a summary table at the end.
+A domain that was running is never left off on purpose: a start that fails
+is tried again, and only then reported as LEFT OFF.
+
+Exit codes: 0 every selected domain is back and compliant (or needed
+nothing); 1 any domain failed (shutdown timeout, verification FAIL, refused
+by name, libvirt error); 2 usage; 3 a domain that was running is left shut
+off (its start failed).`
+
+// wantsColdBoot reports whether apply's arguments ask for --cold-boot.
+func wantsColdBoot(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		if a == "--cold-boot" || a == "-cold-boot" || strings.HasPrefix(a, "--cold-boot=") {
+			return true
+		}
+	}
+	return false
+}
+
+// coldBoot is one apply --cold-boot run.
+type coldBoot struct {
+	env      *Env
+	conn     virt.Conn
+	policy   *policy.Policy
+	host     verify.Host
+	statusAt string
+	force    bool
+	shutdown time.Duration
+	boot     time.Duration
+	poll     time.Duration
+
+	mu sync.Mutex // serializes output
+}
+
+// coldBootTarget is one selected domain and why it restarts.
+type coldBootTarget struct {
+	d       virt.Domain
+	plan    policy.Plan
+	doc     []byte // the definition as read, and out as rewritten
+	out     []byte
+	why     string // "52:54:00:00:00:01 runs 1, wants 4"
+	refused string // set when the domain is not restarted, with the reason
+	skip    string // not pending: nothing to do
+}
+
+// coldBootResult is the summary row of one domain.
+type coldBootResult struct {
+	name     string
+	result   string // compliant, FAILED, LEFT OFF, skipped, refused, would restart
+	downtime time.Duration
+	total    time.Duration
+	detail   string
+	code     int
+}
+
+func runColdBoot(ctx context.Context, env *Env, args []string) int {
+	return coldBootMain(ctx, env, args, verify.DefaultHost(), time.Second)
+}
+
+// coldBootMain is runColdBoot on a given host with a given poll interval
+// (tests pass a fixture tree and a short one).
+func coldBootMain(ctx context.Context, env *Env, args []string, host verify.Host, poll time.Duration) int {
+	fs := newFlags(env, "apply --cold-boot", "[--dry-run] [--parallel K] [--shutdown-timeout D] [--force] [--boot-timeout D] [--policy FILE] [--connect-socket PATH] [--status-socket PATH] (--all | DOMAIN|GLOB...)", coldBootUsage)
+	fs.Bool("cold-boot", true, "restart the selected pending domains (this mode)")
+	pol := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
+	dryRun := fs.Bool("dry-run", false, "list what would restart and why; change nothing")
+	all := fs.Bool("all", false, "every running domain pending a cold boot")
+	parallel := fs.Int("parallel", 1, "restart up to `K` domains at once")
+	shutdown := fs.Duration("shutdown-timeout", 2*time.Minute, "wait this `long` for the guest to power off")
+	force := fs.Bool("force", false, "force the domain off (virsh destroy) after --shutdown-timeout")
+	boot := fs.Duration("boot-timeout", 5*time.Minute, "wait this `long` after the start for the guest step and verification")
+	statusAt := fs.String("status-socket", status.DefaultSocket, "virtmq-agent's status `socket`, polled for the guest step")
+	socket := addConnectFlag(fs)
+	pos, code, done := parseFlags(env, fs, args)
+	if done {
+		return code
+	}
+	if *all == (len(pos) > 0) || *parallel < 1 || *shutdown <= 0 || *boot <= 0 {
+		fmt.Fprintln(env.Stderr, "virtmq apply --cold-boot: give either --all or domain names/globs; --parallel ≥ 1; timeouts > 0")
+		fs.Usage()
+		return ExitUsage
+	}
+	for _, g := range pos {
+		if _, err := path.Match(g, ""); err != nil {
+			fmt.Fprintf(env.Stderr, "virtmq apply --cold-boot: bad glob %q: %v\n", g, err)
+			return ExitUsage
+		}
+	}
+	p, err := loadPolicy(env, *pol)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "virtmq apply: %v\n", err)
+		return ExitFailure
+	}
+	conn, err := dialLibvirt(ctx, env, *socket)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "virtmq apply: %v\n", err)
+		return ExitFailure
+	}
+	defer conn.Close()
+	cb := &coldBoot{env: env, conn: conn, policy: p, host: host, statusAt: *statusAt, force: *force,
+		shutdown: *shutdown, boot: *boot, poll: poll}
+
+	doms, err := conn.ListDomains(ctx)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "virtmq apply: list domains: %v\n", err)
+		return ExitFailure
+	}
+	slices.SortFunc(doms, func(a, b virt.Domain) int { return strings.Compare(a.Name, b.Name) })
+	var targets []*coldBootTarget
+	status := ExitOK
+	for _, g := range pos {
+		if !slices.ContainsFunc(doms, func(d virt.Domain) bool { m, _ := path.Match(g, d.Name); return m }) {
+			fmt.Fprintf(env.Stderr, "virtmq apply: %s: no such domain\n", g)
+			status = ExitFailure
+		}
+	}
+	for _, d := range doms {
+		if len(pos) > 0 && !slices.ContainsFunc(pos, func(g string) bool { m, _ := path.Match(g, d.Name); return m }) {
+			continue
+		}
+		t := cb.select1(ctx, d)
+		if *all && t.refused != "" {
+			// --all selects pending domains: a refusal is only worth a line.
+			t.skip, t.refused = t.refused, ""
+		}
+		targets = append(targets, t)
+	}
+
+	results := make([]coldBootResult, len(targets))
+	sem := make(chan struct{}, *parallel)
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		switch {
+		case t.refused != "":
+			cb.progress(t.d.Name, "refused: %s", t.refused)
+			results[i] = coldBootResult{name: t.d.Name, result: "refused", detail: t.refused, code: ExitFailure}
+			continue
+		case t.skip != "":
+			cb.progress(t.d.Name, "skipped: %s", t.skip)
+			results[i] = coldBootResult{name: t.d.Name, result: "skipped", detail: t.skip}
+			continue
+		case *dryRun:
+			cb.progress(t.d.Name, "would restart: %s", t.why)
+			results[i] = coldBootResult{name: t.d.Name, result: "would restart", detail: t.why}
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			results[i] = cb.restart(ctx, t)
+		}()
+	}
+	wg.Wait()
+	printColdBootSummary(env.Stdout, results)
+	for _, r := range results {
+		if r.code == ExitLeftOff || (r.code == ExitFailure && status == ExitOK) {
+			status = r.code
+		}
+	}
+	return status
+}
+
+// select1 decides whether d restarts, and rewrites its definition when it
+// needs it (not with --dry-run: the caller never restarts then).
+func (cb *coldBoot) select1(ctx context.Context, d virt.Domain) *coldBootTarget {
+	t := &coldBootTarget{d: d}
+	if !d.Persistent {
+		t.refused = "transient domain: it has no definition to cold boot into (virsh create); change the XML it is created from"
+		return t
+	}
+	doc, err := cb.conn.DomainXML(ctx, d, virt.XMLInactive|virt.XMLSecure)
+	if err != nil {
+		t.refused = fmt.Sprintf("read definition: %v", err)
+		return t
+	}
+	out, plan, err := domxml.Apply(cb.policy, doc)
+	if err != nil {
+		t.refused = fmt.Sprintf("rewrite: %v", err)
+		return t
+	}
+	t.doc, t.out, t.plan = doc, out, plan
+	managed := slices.ContainsFunc(plan.NICs, func(n policy.NICPlan) bool { return n.Managed })
+	if !managed {
+		var why []string
+		for _, n := range plan.NICs {
+			why = append(why, fmt.Sprintf("%s: %s", orDash(n.MAC), printable(n.Reason)))
+		}
+		t.refused = "the policy leaves its NICs alone (" + orDash(strings.Join(why, "; ")) + ")"
+		return t
+	}
+	if !d.Active {
+		t.skip = "shut off: it starts with the policy's definition (nothing restarted)"
+		return t
+	}
+	live, err := cb.conn.DomainXML(ctx, d, virt.XMLLive)
+	if err != nil {
+		t.refused = fmt.Sprintf("read live XML: %v", err)
+		return t
+	}
+	facts, err := domxml.Parse(live)
+	if err != nil {
+		t.refused = fmt.Sprintf("live XML: %v", err)
+		return t
+	}
+	running := facts.QueuesByMAC()
+	var differ []string
+	for _, n := range plan.NICs {
+		if q, ok := running[n.MAC]; ok && n.Managed && q != n.Wanted {
+			differ = append(differ, fmt.Sprintf("%s runs %d, wants %d", n.MAC, q, n.Wanted))
+		}
+	}
+	if len(differ) == 0 {
+		t.skip = "runs with the policy's queue counts: no cold boot needed"
+		return t
+	}
+	t.why = strings.Join(differ, "; ")
+	return t
+}
+
+// progress prints one progress line.
+func (cb *coldBoot) progress(name, format string, args ...any) {
+	cb.mu.Lock()
+	defer cb.mu.Unlock()
+	fmt.Fprintf(cb.env.Stdout, "%s %s: %s\n", time.Now().Format("15:04:05"), printable(name), fmt.Sprintf(format, args...))
+}
+
+// restart cold boots one pending domain and checks it came back compliant.
+func (cb *coldBoot) restart(ctx context.Context, t *coldBootTarget) coldBootResult {
+	d, name := t.d, t.d.Name
+	start := time.Now()
+	res := coldBootResult{name: name}
+	fail := func(code int, format string, args ...any) coldBootResult {
+		res.result, res.code, res.detail = "FAILED", code, fmt.Sprintf(format, args...)
+		if code == ExitLeftOff {
+			res.result = "LEFT OFF"
+		}
+		res.total = time.Since(start)
+		cb.progress(name, "%s: %s", res.result, res.detail)
+		return res
+	}
+	if !bytes.Equal(t.out, t.doc) {
+		if err := cb.conn.DefineXML(ctx, t.out); err != nil {
+			return fail(ExitFailure, "redefine: %v (not restarted)", err)
+		}
+		cb.progress(name, "redefined: %s", t.why)
+	}
+	cb.progress(name, "shutting down (ACPI power button; %s)", t.why)
+	if err := cb.conn.ShutdownDomain(ctx, d); err != nil && !errors.Is(err, virt.ErrInvalidState) {
+		return fail(ExitFailure, "shutdown: %v (still running)", err)
+	}
+	off, err := cb.waitOff(ctx, d, cb.shutdown)
+	if err != nil {
+		return fail(ExitFailure, "waiting for the shutdown: %v", err)
+	}
+	if !off {
+		if !cb.force {
+			return fail(ExitFailure, "did not power off within %s; left running (--force destroys it after the timeout)", cb.shutdown)
+		}
+		cb.progress(name, "did not power off within %s: forcing it off", cb.shutdown)
+		if err := cb.conn.DestroyDomain(ctx, d); err != nil && !errors.Is(err, virt.ErrInvalidState) {
+			return fail(ExitFailure, "destroy: %v", err)
+		}
+		if off, err = cb.waitOff(ctx, d, 30*time.Second); err != nil || !off {
+			return fail(ExitFailure, "still running after destroy: %v", err)
+		}
+	}
+	down := time.Now()
+	cb.progress(name, "shut off after %s; starting", down.Sub(start).Round(100*time.Millisecond))
+	// Never leave it off: the start is tried again, also when ctx ended
+	// (an interrupted run still starts what it stopped).
+	sctx := context.WithoutCancel(ctx)
+	var serr error
+	for attempt := range 3 {
+		if attempt > 0 {
+			time.Sleep(2 * time.Second)
+		}
+		if serr = cb.conn.StartDomain(sctx, d); serr == nil || errors.Is(serr, virt.ErrInvalidState) {
+			serr = nil
+			break
+		}
+		cb.progress(name, "start attempt %d failed: %v", attempt+1, serr)
+	}
+	if serr != nil {
+		return fail(ExitLeftOff, "start failed 3 times, the domain is shut off: %v", serr)
+	}
+	booted := time.Now()
+	res.downtime = booted.Sub(down)
+	bctx, cancel := context.WithTimeout(ctx, cb.boot)
+	defer cancel()
+	how, err := cb.waitGuestStep(bctx, t, booted)
+	if err != nil {
+		return fail(ExitFailure, "started, but the guest step did not finish: %v", err)
+	}
+	cb.progress(name, "started; guest step %s; verifying", how)
+	fails, err := cb.verify(bctx, d)
+	if err != nil {
+		return fail(ExitFailure, "started, but verification: %v", err)
+	}
+	if len(fails) > 0 {
+		return fail(ExitFailure, "started, but verification failed: %s", strings.Join(fails, "; "))
+	}
+	res.result, res.total = "compliant", time.Since(start)
+	res.detail = t.why
+	cb.progress(name, "back and compliant in %s", res.total.Round(100*time.Millisecond))
+	return res
+}
+
+// waitOff polls until d is shut off (true) or the timeout passes (false).
+func (cb *coldBoot) waitOff(ctx context.Context, d virt.Domain, timeout time.Duration) (bool, error) {
+	end := time.Now().Add(timeout)
+	for {
+		got, err := cb.conn.LookupDomain(ctx, d.UUID)
+		if err != nil {
+			return false, err
+		}
+		if !got.Active {
+			return true, nil
+		}
+		if time.Now().After(end) {
+			return false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(min(cb.poll, time.Until(end)+time.Millisecond)):
+		}
+	}
+}
+
+// waitGuestStep waits for the guest step of the domain's new boot: by
+// virtmq-agent when its status socket answers, else by running it here.
+func (cb *coldBoot) waitGuestStep(ctx context.Context, t *coldBootTarget, booted time.Time) (string, error) {
+	if _, err := status.Fetch(ctx, cb.statusAt); err == nil {
+		return "by virtmq-agent", cb.waitAgent(ctx, t.d, booted)
+	}
+	return "run here", cb.guestStep(ctx, t)
+}
+
+// waitAgent polls the agent's status until it reports the domain running
+// compliant, with every guest step of this boot finished.
+func (cb *coldBoot) waitAgent(ctx context.Context, d virt.Domain, booted time.Time) error {
+	last := "no status yet"
+	for {
+		if s, err := status.Fetch(ctx, cb.statusAt); err == nil {
+			last = agentProgress(s, d, booted)
+			if last == "" {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (virtmq-agent: %s)", ctx.Err(), last)
+		case <-time.After(cb.poll):
+		}
+	}
+}
+
+// agentProgress returns what the agent's snapshot still lacks for d's new
+// boot, or "" when it is done.
+func agentProgress(s status.Snapshot, d virt.Domain, booted time.Time) string {
+	for _, sd := range s.Domains {
+		if sd.UUID != d.UUID {
+			continue
+		}
+		if !sd.Active || sd.State != status.StateCompliant {
+			return "state " + sd.State
+		}
+		for _, n := range sd.NICs {
+			if !n.Managed || n.GuestWanted == 0 {
+				continue
+			}
+			if n.GuestStep == "" || n.GuestAt.Before(booted) {
+				return n.MAC + ": guest step pending"
+			}
+			if c := n.GuestStep; c == string(guest.ReasonNoAgent) || c == string(guest.ReasonTimeout) || c == string(guest.ReasonNoInterface) {
+				return n.MAC + ": guest step " + c + " (retrying)"
+			}
+		}
+		return ""
+	}
+	return "domain not in the agent's status"
+}
+
+// guestStep runs the guest step of every NIC that has one, waiting for
+// the guest agent (and the interface) to come up.
+func (cb *coldBoot) guestStep(ctx context.Context, t *coldBootTarget) error {
+	live, err := cb.conn.DomainXML(ctx, t.d, virt.XMLLive)
+	if err != nil {
+		return err
+	}
+	facts, err := domxml.Parse(live)
+	if err != nil {
+		return err
+	}
+	plan := cb.policy.Decide(facts)
+	ag := virt.GuestAgent{Conn: cb.conn, Domain: t.d}
+	for _, n := range plan.NICs {
+		if !n.Managed || !n.GuestStep || n.Combined < 1 {
+			continue
+		}
+		for {
+			_, err := guest.Configure(ctx, ag, n.MAC, n.Combined, guest.Options{})
+			c := guest.Classify(err)
+			if err == nil || (c.Skip && c.Reason != guest.ReasonNoAgent && c.Reason != guest.ReasonNoInterface) {
+				break // done, or a reason the guest gives: verify says it
+			}
+			if !c.Transient && c.Reason != guest.ReasonNoAgent {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+			case <-time.After(cb.poll):
+			}
+		}
+	}
+	return nil
+}
+
+// verify runs the checks of virtmq verify and returns the failed ones.
+func (cb *coldBoot) verify(ctx context.Context, d virt.Domain) ([]string, error) {
+	checks, err := verify.Run(ctx, cb.conn, cb.host, d, cb.policy)
+	if err != nil {
+		return nil, err
+	}
+	var fails []string
+	for _, c := range checks {
+		if c.Status == verify.Fail {
+			fails = append(fails, printableCheck(c).Message)
+		}
+	}
+	return fails, nil
+}
+
+// printColdBootSummary prints the summary table (within 100 columns).
+func printColdBootSummary(w io.Writer, rs []coldBootResult) {
+	if len(rs) == 0 {
+		fmt.Fprintln(w, "apply --cold-boot: no domain selected")
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DOMAIN\tRESULT\tDOWN\tTOTAL\tDETAIL")
+	count := map[string]int{}
+	for _, r := range rs {
+		count[r.result]++
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", clip(printable(r.name), 24), r.result, dur(r.downtime), dur(r.total), clip(printable(r.detail), 48))
+	}
+	tw.Flush()
+	var parts []string
+	for _, k := range []string{"compliant", "would restart", "skipped", "refused", "FAILED", "LEFT OFF"} {
+		if count[k] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", count[k], k))
+		}
+	}
+	fmt.Fprintf(w, "apply --cold-boot: %s\n", strings.Join(parts, ", "))
+}
+
+func dur(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	return d.Round(100 * time.Millisecond).String()
+}
+
+func clip(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}

@@ -1,0 +1,80 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/virtmq/virtmq/internal/verify"
+	"github.com/virtmq/virtmq/internal/virt/virttest"
+)
+
+func runColdBootTest(t *testing.T, fake *virttest.Conn, args ...string) (int, *testRun) {
+	t.Helper()
+	r := newTestRun(t, fake, nil)
+	args = append([]string{"--cold-boot", "--policy", testPolicy, "--status-socket", t.TempDir() + "/none.sock"}, args...)
+	return coldBootMain(context.Background(), r.env, args, verify.Host{}, 5*time.Millisecond), r
+}
+
+// web.xml runs single-queue with 4 vCPUs: pending once started.
+func pendingWeb(t *testing.T, fake *virttest.Conn) {
+	t.Helper()
+	define(t, fake, "web.xml")
+	if err := fake.Start("web"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestColdBootDryRun(t *testing.T) {
+	fake := virttest.New()
+	pendingWeb(t, fake)
+	before, _ := fake.InactiveXML("web")
+	code, r := runColdBootTest(t, fake, "--dry-run", "--all")
+	if code != ExitOK {
+		t.Errorf("exit %d; stderr:\n%s", code, r.stderr)
+	}
+	wantLines(t, "stdout", r.stdout.String(), "web: would restart: 52:54:00:", "runs 1, wants 4",
+		"DOMAIN  RESULT", "apply --cold-boot: 1 would restart")
+	after, _ := fake.InactiveXML("web")
+	if !bytes.Equal(before, after) || fake.Calls(virttest.MethodShutdownDomain) != 0 {
+		t.Error("a dry run changed something")
+	}
+}
+
+func TestColdBootRefusesTransient(t *testing.T) {
+	fake := virttest.New()
+	if _, err := fake.Create(readFixture(t, "web.xml")); err != nil {
+		t.Fatal(err)
+	}
+	code, r := runColdBootTest(t, fake, "we*")
+	if code != ExitFailure {
+		t.Errorf("exit %d, want 1", code)
+	}
+	wantLines(t, "stdout", r.stdout.String(), "web: refused: transient domain")
+}
+
+// A guest ignoring ACPI stays running without --force: never left off.
+func TestColdBootDeafGuestLeftRunning(t *testing.T) {
+	fake := virttest.New()
+	pendingWeb(t, fake)
+	fake.SetIgnoreACPI("web", true)
+	code, r := runColdBootTest(t, fake, "--shutdown-timeout", "50ms", "web")
+	if code != ExitFailure {
+		t.Errorf("exit %d, want 1", code)
+	}
+	wantLines(t, "stdout", r.stdout.String(), "did not power off within 50ms; left running", "FAILED")
+	if d, _ := fake.LookupDomain(context.Background(), "web"); !d.Active {
+		t.Error("the domain was left off")
+	}
+	// With --force it is destroyed and started again; verification of the
+	// fake guest then fails, but the domain runs.
+	code, r = runColdBootTest(t, fake, "--shutdown-timeout", "50ms", "--force", "--boot-timeout", "200ms", "web")
+	wantLines(t, "stdout", r.stdout.String(), "forcing it off", "starting")
+	if d, _ := fake.LookupDomain(context.Background(), "web"); !d.Active {
+		t.Errorf("the domain was left off (exit %d)", code)
+	}
+	if fake.Calls(virttest.MethodDestroyDomain) != 1 || fake.Calls(virttest.MethodStartDomain) != 1 {
+		t.Errorf("destroy %d, start %d; want 1, 1", fake.Calls(virttest.MethodDestroyDomain), fake.Calls(virttest.MethodStartDomain))
+	}
+}
