@@ -175,17 +175,17 @@ var leftoverSuffixes = []string{".dpkg-old", ".dpkg-dist", ".dpkg-new", ".dpkg-t
 func ignoredReason(name string) string {
 	for _, suf := range leftoverSuffixes {
 		if strings.HasSuffix(name, suf) {
-			return fmt.Sprintf("ignored: a package manager's leftover (%s), not a drop-in; merge what it holds into the .yaml file and remove it", suf)
+			return fmt.Sprintf("warning: ignored: a package manager's leftover (%s), not a drop-in; merge what it holds into the .yaml file and remove it", suf)
 		}
 	}
 	switch {
 	case strings.HasSuffix(name, ".yml"):
-		return fmt.Sprintf("ignored: drop-ins must end in .yaml, not .yml (rename it to %s)", strings.TrimSuffix(name, ".yml")+".yaml")
+		return fmt.Sprintf("warning: ignored: drop-ins must end in .yaml, not .yml (rename it to %s)", strings.TrimSuffix(name, ".yml")+".yaml")
 	case strings.HasSuffix(name, "~"), strings.HasSuffix(name, ".bak"), strings.HasSuffix(name, ".orig"),
 		strings.HasSuffix(name, ".old"), strings.HasSuffix(name, ".swp"), strings.HasSuffix(name, ".tmp"):
-		return "ignored: a backup or temporary file, not a drop-in (only names ending in .yaml are read)"
+		return "warning: ignored: a backup or temporary file, not a drop-in (only names ending in .yaml are read)"
 	}
-	return "ignored: not a drop-in (only names ending in .yaml are read)"
+	return "warning: ignored: not a drop-in (only names ending in .yaml are read)"
 }
 
 // ignoredDropIns returns the warnings readDropIns gives for dir, for a

@@ -25,10 +25,12 @@ func TestParseDefault(t *testing.T) {
 	if p.Mode() != ModeApply || p.OnError() != OnErrorAllow {
 		t.Errorf("mode, on_error = %s, %s; want apply, allow (the product is zero-touch and never blocks a start)", p.Mode(), p.OnError())
 	}
-	if w := p.Warnings(); len(w) != 0 {
-		t.Errorf("shipped policy has warnings: %v", w)
+	for _, w := range p.Warnings() {
+		if strings.HasPrefix(w.Msg, "warning: ") {
+			t.Errorf("shipped policy has a warning: %v", w)
+		}
 	}
-	want := Settings{Queues: QueuesSetting{Kind: QueuesVCPUs}, Min: 1, Max: 8, MinVCPUs: 2, GuestStep: true, Combined: CombinedSetting{Kind: CombinedQueues}, ApplyAt: ApplyNextReboot}
+	want := Settings{Queues: QueuesSetting{Kind: QueuesVCPUs}, Min: 1, Max: 8, MinVCPUs: 2, Budget: 64, GuestStep: true, Combined: CombinedSetting{Kind: CombinedQueues}, HandSet: HandSetKeep, ApplyAt: ApplyNextReboot}
 	if got := p.Defaults(); got != want {
 		t.Errorf("defaults = %+v, want %+v", got, want)
 	}
@@ -41,7 +43,7 @@ func TestParseDefault(t *testing.T) {
 		{Index: 1, Type: "user", Model: "virtio"},
 	}}
 	windows := &Domain{Name: "ad1", MaxVCPUs: 8, OSID: "http://microsoft.com/win/2k19", Interfaces: []Interface{
-		{Index: 0, Type: "network", Model: "virtio", Network: "default", Queues: 8},
+		{Index: 0, Type: "network", Model: "virtio", Network: "default", Queues: 8, Written: 8},
 	}}
 	small := &Domain{Name: "tiny", MaxVCPUs: 1, Interfaces: []Interface{
 		{Index: 0, Type: "network", Model: "virtio"},
@@ -237,7 +239,7 @@ rules:
 	if p.Mode() != ModeEnforce || p.OnError() != OnErrorDeny {
 		t.Errorf("mode, on_error = %s, %s", p.Mode(), p.OnError())
 	}
-	def := Settings{Queues: QueuesSetting{QueuesPercent, 50}, Min: 2, Max: 16, MinVCPUs: 0, Budget: 12, AllowAboveVCPUs: true, GuestStep: false, Combined: CombinedSetting{CombinedFixed, 3}, ApplyAt: ApplyNextReboot}
+	def := Settings{Queues: QueuesSetting{QueuesPercent, 50}, Min: 2, Max: 16, MinVCPUs: 0, Budget: 12, AllowAboveVCPUs: true, GuestStep: false, Combined: CombinedSetting{CombinedFixed, 3}, HandSet: HandSetKeep, ApplyAt: ApplyNextReboot}
 	if got := p.Defaults(); got != def {
 		t.Errorf("defaults = %+v\nwant %+v", got, def)
 	}
@@ -335,7 +337,7 @@ func TestParseErrors(t *testing.T) {
 		{"mode bool", v + "mode: true\n", "p.yaml:2:7: mode: must be a string, not a boolean"},
 		{"on_error enum", v + "on_error: ignore\n", `p.yaml:2:11: on_error: "ignore" is not one of allow, deny`},
 		{"defaults type", v + "defaults: 4\n", "p.yaml:2:11: defaults: must be a mapping, not an integer"},
-		{"settings unknown", v + "defaults: {maxx: 4}\n", "p.yaml:2:12: defaults.maxx: unknown key (known keys: queues, min, max, min_vcpus, budget, allow_above_vcpus, guest_step, combined, apply_at)"},
+		{"settings unknown", v + "defaults: {maxx: 4}\n", "p.yaml:2:12: defaults.maxx: unknown key (known keys: queues, min, max, min_vcpus, budget, allow_above_vcpus, guest_step, combined, allow_vhostuser, hand_set, apply_at)"},
 		{"queues word", v + "defaults: {queues: cpus}\n", `p.yaml:2:20: defaults.queues: "cpus" is not a queue count (an integer, vcpus, vcpus/K or P%)`},
 		{"queues zero", v + "defaults: {queues: 0}\n", "p.yaml:2:20: defaults.queues: queues 0 is less than 1"},
 		{"queues above tap", v + "defaults: {queues: \"300\"}\n", "p.yaml:2:20: defaults.queues: queues 300 is more than 256, the kernel's limit of queues per tap"},
@@ -584,9 +586,9 @@ func TestParseMode(t *testing.T) {
 		{"version: 1\nmode: observe\n", ModeObserve, ""},
 		{"version: 1\nmode: apply\n", ModeApply, ""},
 		{"version: 1\nmode: enforce\n", ModeEnforce, ""},
-		{"version: 1\nmode: audit\n", ModeApply, `p.yaml:2:7: mode: "audit" is read as "apply", what the agent always did with it: ` +
+		{"version: 1\nmode: audit\n", ModeApply, `p.yaml:2:7: mode: warning: "audit" is read as "apply", what the agent always did with it: ` +
 			"it rewrites definitions and runs ethtool in guests; write mode: apply to keep that, or mode: observe to only report"},
-		{"version: 1\nmode: off\n", ModeApply, `p.yaml:2:7: mode: "off" is read as "apply", what the agent always did with it: ` +
+		{"version: 1\nmode: off\n", ModeApply, `p.yaml:2:7: mode: warning: "off" is read as "apply", what the agent always did with it: ` +
 			"it rewrites definitions and runs ethtool in guests (and the hook now logs non-compliant starts); " +
 			"write mode: apply to keep that, or mode: observe to only report"},
 	} {

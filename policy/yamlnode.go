@@ -26,7 +26,8 @@ const maxItems = 1 << 20
 type parser struct {
 	file  string
 	errs  ErrorList
-	items int // entries visited, see maxItems
+	warns ErrorList // see Policy.Warnings
+	items int       // entries visited, see maxItems
 }
 
 // decode parses the YAML text into the root node of its single document.
@@ -416,6 +417,10 @@ func (p *parser) integer(n *yaml.Node, path string) (int, bool) {
 		p.errorf(n, path, "%s is out of range", n.Value)
 		return 0, false
 	}
+	if surprisingBase(n.Value) {
+		p.warns = append(p.warns, &Error{File: p.file, Line: n.Line, Column: n.Column, Path: path,
+			Msg: fmt.Sprintf("warning: %s is not written in decimal: it means %d", n.Value, v)})
+	}
 	return v, true
 }
 
@@ -443,4 +448,15 @@ func (p *parser) enum(n *yaml.Node, path string, values ...string) (string, bool
 	}
 	p.errorf(resolve(n), path, "%q is not one of %s", s, strings.Join(values, ", "))
 	return "", false
+}
+
+// surprisingBase reports an integer written in hexadecimal, octal or
+// binary (0x10, 0o20, 0b1, or 010, which YAML 1.1 readers take as octal):
+// nobody counts queues that way, so it is more likely a typo.
+func surprisingBase(s string) bool {
+	s = strings.TrimLeft(s, "+-")
+	if len(s) < 2 || s[0] != '0' {
+		return false
+	}
+	return true
 }

@@ -1,7 +1,7 @@
 // Package cli implements the virtmq command: lint, plan, rewrite, apply,
-// status and verify. cmd/virtmq only builds an Env and calls Main. The
-// checks of verify are package verify's; here they are printed, their
-// outside text made printable.
+// status, verify, mode, exclude and include. cmd/virtmq only builds an Env
+// and calls Main. The checks of verify are package verify's; here they are
+// printed, their outside text made printable.
 package cli
 
 import (
@@ -66,6 +66,8 @@ func Commands() []Command {
 		{"apply", "rewrite persistent domain definitions in libvirt now", runApply},
 		{"status", "show what virtmq-agent knows about each domain and NIC", runStatus},
 		{"verify", "check a running domain end to end: host, QMP and guest", runVerify},
+		{"exclude", "label domains so that virtmq leaves them alone", runExclude},
+		{"include", "remove the exclude label: virtmq manages the domains again", runInclude},
 		{"completion", "print the bash or zsh completion script", runCompletion},
 	}
 }

@@ -166,7 +166,7 @@ _virtmq() {
 			b.WriteString("        else\n            COMPREPLY=($(compgen -W \"bash zsh\" -- \"$cur\"))\n")
 		case argsAreFiles(c.name):
 			b.WriteString("        else\n            COMPREPLY=($(compgen -f -- \"$cur\"))\n")
-		case c.name == "apply" || c.name == "verify":
+		case c.name == "apply" || c.name == "verify" || c.name == "exclude" || c.name == "include":
 			b.WriteString("        else\n            COMPREPLY=($(compgen -W \"$(virsh list --all --name 2>/dev/null)\" -- \"$cur\"))\n")
 		}
 		b.WriteString("        fi\n        ;;\n")
@@ -240,7 +240,7 @@ _virtmq() {
 			b.WriteString("      '1:shell:(bash zsh)'\n")
 		case argsAreFiles(c.name):
 			b.WriteString("      '*:file:_files'\n")
-		case c.name == "apply" || c.name == "verify":
+		case c.name == "apply" || c.name == "verify" || c.name == "exclude" || c.name == "include":
 			b.WriteString("      '*:domain:_virtmq_domains'\n")
 		default:
 			b.WriteString("\n")

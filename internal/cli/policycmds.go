@@ -14,20 +14,26 @@ import (
 )
 
 func runLint(_ context.Context, env *Env, args []string) int {
-	fs := newFlags(env, "lint", "[--json] [--policy FILE | FILE...]", `
+	fs := newFlags(env, "lint", "[--json] [--strict] [--policy FILE | FILE...]", `
 Check the policy file and its policy.d/ drop-ins: the one in force
 (--policy, else $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else
 built-in), or each FILE named, like yamllint FILE. A FILE inside a
 policy.d/ directory is checked as a drop-in, by itself; any other FILE as
 a main policy file with the policy.d/ beside it.
 
-Prints one "file:line:col: path: message" line per problem, one
-"file:line:col: path: warning: message" line per warning (a deprecated
-mode, a policy.d/ file ignored for its name), then a one-line summary per
-policy that loads. With --json it prints one JSON document instead (see
-docs/json.md). Exits 1 when any policy has a problem, 0 otherwise.`)
+Prints one "file:line:col: path: message" line per problem and exits 1, or
+exits 0 when the policy is valid: one "file:line:col: path: warning:
+message" line per warning, then a one-line summary per policy. A valid
+policy may still get warnings: a mode of an earlier release (audit, off),
+a policy.d/ file ignored for its name (50-x.yml, .dpkg-old, ~), a rule
+after a catch-all or shadowed by an earlier rule (it can never match), a
+number written in hexadecimal, octal or binary, a limit no domain can
+reach; and a note ("note: ...") on rules that only libosinfo metadata can
+select. Warnings exit 0 unless --strict (notes never fail). With --json it
+prints one JSON document instead (see docs/json.md).`)
 	path := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
 	asJSON := fs.Bool("json", false, "print one JSON document instead of lines")
+	strict := fs.Bool("strict", false, "exit 1 when there are warnings")
 	pos, code, done := parseFlags(env, fs, args)
 	if done {
 		return code
@@ -59,6 +65,13 @@ docs/json.md). Exits 1 when any policy has a problem, 0 otherwise.`)
 	if !rep.OK {
 		return ExitFailure
 	}
+	if *strict {
+		for _, lp := range rep.Policies {
+			if lp.warnings() > 0 {
+				return ExitFailure
+			}
+		}
+	}
 	return ExitOK
 }
 
@@ -87,17 +100,42 @@ type lintPolicy struct {
 	Warnings []lintProblem `json:"warnings"`
 }
 
-// lintProblem is one error or warning, located.
+// lintProblem is one error, warning or note, located.
 type lintProblem struct {
-	File    string `json:"file"`
-	Line    int    `json:"line"`   // 1-based; 0 when unknown
-	Column  int    `json:"column"` // 1-based; 0 when unknown
-	Path    string `json:"path"`   // e.g. rules[2].match.vcpus; "" for the whole file
-	Message string `json:"message"`
+	// Severity is error, warning or note (notes never fail, even with
+	// --strict).
+	Severity string `json:"severity"`
+	File     string `json:"file"`
+	Line     int    `json:"line"`   // 1-based; 0 when unknown
+	Column   int    `json:"column"` // 1-based; 0 when unknown
+	Path     string `json:"path"`   // e.g. rules[2].match.vcpus; "" for the whole file
+	Message  string `json:"message"`
 }
 
-func toLintProblem(e *policy.Error) lintProblem {
-	return lintProblem{File: e.File, Line: e.Line, Column: e.Column, Path: e.Path, Message: strings.TrimPrefix(e.Msg, "warning: ")}
+// toLintProblem turns a policy error, or a warning whose Msg starts with
+// "warning: " or "note: ", into a lintProblem.
+func toLintProblem(e *policy.Error, severity string) lintProblem {
+	msg := e.Msg
+	if severity != "error" {
+		severity = "warning"
+		for _, s := range []string{"warning", "note"} {
+			if m, ok := strings.CutPrefix(e.Msg, s+": "); ok {
+				severity, msg = s, m
+			}
+		}
+	}
+	return lintProblem{Severity: severity, File: e.File, Line: e.Line, Column: e.Column, Path: e.Path, Message: msg}
+}
+
+// warnings counts the warnings of lp, notes left out.
+func (lp lintPolicy) warnings() int {
+	n := 0
+	for _, w := range lp.Warnings {
+		if w.Severity == "warning" {
+			n++
+		}
+	}
+	return n
 }
 
 // lintOne checks one target: "" is the policy in force.
@@ -120,12 +158,12 @@ func lintOne(env *Env, target string) lintPolicy {
 		switch {
 		case errors.As(err, &list):
 			for _, e := range list {
-				lp.Errors = append(lp.Errors, toLintProblem(e))
+				lp.Errors = append(lp.Errors, toLintProblem(e, "error"))
 			}
 		case errors.As(err, &pe):
-			lp.Errors = append(lp.Errors, lintProblem{File: pe.Path, Message: err.Error()})
+			lp.Errors = append(lp.Errors, lintProblem{Severity: "error", File: pe.Path, Message: err.Error()})
 		default:
-			lp.Errors = append(lp.Errors, lintProblem{File: target, Message: err.Error()})
+			lp.Errors = append(lp.Errors, lintProblem{Severity: "error", File: target, Message: err.Error()})
 		}
 		return lp
 	}
@@ -135,7 +173,7 @@ func lintOne(env *Env, target string) lintPolicy {
 	}
 	lp.OK, lp.Sources, lp.Mode, lp.OnError, lp.Rules = true, src, string(p.Mode()), string(p.OnError()), len(p.Rules())
 	for _, w := range p.Warnings() {
-		lp.Warnings = append(lp.Warnings, toLintProblem(w))
+		lp.Warnings = append(lp.Warnings, toLintProblem(w, "warning"))
 	}
 	return lp
 }
@@ -154,11 +192,11 @@ func printLint(w io.Writer, lp lintPolicy) {
 		return
 	}
 	for _, e := range lp.Warnings {
-		fmt.Fprintln(w, &policy.Error{File: e.File, Line: e.Line, Column: e.Column, Path: e.Path, Msg: "warning: " + e.Message})
+		fmt.Fprintln(w, &policy.Error{File: e.File, Line: e.Line, Column: e.Column, Path: e.Path, Msg: e.Severity + ": " + e.Message})
 	}
 	summary := ""
-	if len(lp.Warnings) > 0 {
-		summary = fmt.Sprintf(", warnings: %d", len(lp.Warnings))
+	if n := lp.warnings(); n > 0 {
+		summary = fmt.Sprintf(", warnings: %d", n)
 	}
 	if lp.DropIn {
 		fmt.Fprintf(w, "%s: ok (a drop-in checked by itself: rules: %d%s)\n", lp.File, lp.Rules, summary)
@@ -170,11 +208,14 @@ func printLint(w io.Writer, lp lintPolicy) {
 
 // planOutput is one domain's plan as `virtmq plan --json` prints it.
 type planOutput struct {
-	File    string         `json:"file"`
-	Domain  string         `json:"domain"`
-	Mode    policy.Mode    `json:"mode"`
-	Changes bool           `json:"changes"`
-	NICs    []planNICOuput `json:"nics"`
+	File    string      `json:"file"`
+	Domain  string      `json:"domain"`
+	Mode    policy.Mode `json:"mode"`
+	Changes bool        `json:"changes"`
+	// Skip says why virtmq leaves the whole domain alone, when it does.
+	Skip     string         `json:"skip,omitempty"`
+	NICs     []planNICOuput `json:"nics"`
+	Warnings []string       `json:"warnings"`
 }
 
 type planNICOuput struct {
@@ -186,6 +227,7 @@ type planNICOuput struct {
 	Wanted    int    `json:"wanted_queues"`
 	Change    bool   `json:"change"`
 	Managed   bool   `json:"managed"`
+	Kept      bool   `json:"kept,omitempty"`
 	GuestStep bool   `json:"guest_step"`
 	Combined  int    `json:"guest_combined,omitempty"`
 	Rule      string `json:"rule"`
@@ -212,9 +254,13 @@ func runPlan(_ context.Context, env *Env, args []string) int {
 	fs := newFlags(env, "plan", "[--policy FILE] [--json | -o wide] [--detailed-exitcode] DOMAIN.xml...", `
 Show, for each NIC of each domain XML file ("-" reads stdin), the current
 queue count, the count N the policy wants, the in-guest combined count M,
-the rule that decided and why. Reads files only; talks to nothing: take
-the XML from "virsh dumpxml --inactive DOMAIN" (the definition, which is
-what virtmq rewrites).
+the rule that decided and why; every NIC virtmq leaves alone says why
+(not virtio, vhost-user, set by hand, the domain's exclude label, ...).
+Warnings (a NIC cut below its rule's wish by the domain's budget) follow
+the table. Reads files only; talks to nothing, so it cannot know which
+type network NICs sit on a hostdev pool (virtmq-agent reads the network
+and skips them). Take the XML from "virsh dumpxml --inactive DOMAIN" (the
+definition, which is what virtmq rewrites).
 
 The table fits 100 columns: it leaves out TYPE and MODEL, heads CURRENT,
 WANTED and GUEST M as CUR, WANT and M, and cuts long cells ("…");
@@ -301,7 +347,11 @@ func printPlan(w io.Writer, doms []planOutput, file, wide bool) error {
 			t.add(printable(d.File), printable(d.Domain), orDash(n.MAC), n.Type, orDash(n.Model), fmt.Sprint(n.Current), wanted, m, orDash(n.Rule), printable(n.Reason))
 		}
 		if len(d.NICs) == 0 {
-			t.add(printable(d.File), printable(d.Domain), "-", "-", "-", "-", "-", "-", "-", "no <interface>")
+			why := "no <interface>"
+			if d.Skip != "" {
+				why = d.Skip
+			}
+			t.add(printable(d.File), printable(d.Domain), "-", "-", "-", "-", "-", "-", "-", printable(why))
 		}
 	}
 	var drop []int
@@ -316,6 +366,11 @@ func printPlan(w io.Writer, doms []planOutput, file, wide bool) error {
 	if err := t.write(w, wide); err != nil {
 		return err
 	}
+	for _, d := range doms {
+		for _, warn := range d.Warnings {
+			fmt.Fprintf(w, "warning: %s: %s\n", printable(d.Domain), printable(warn))
+		}
+	}
 	if changes {
 		fmt.Fprintln(w, "(* = the definition changes; the running domain takes it at its next cold boot)")
 	}
@@ -326,11 +381,12 @@ func printPlan(w io.Writer, doms []planOutput, file, wide bool) error {
 }
 
 func toPlanOutput(file string, plan policy.Plan) planOutput {
-	o := planOutput{File: file, Domain: plan.Domain, Mode: plan.Mode, Changes: !plan.Compliant(), NICs: []planNICOuput{}}
+	o := planOutput{File: file, Domain: plan.Domain, Mode: plan.Mode, Changes: !plan.Compliant(), Skip: plan.Skip,
+		NICs: []planNICOuput{}, Warnings: orEmpty(plan.Warnings)}
 	for _, n := range plan.NICs {
 		o.NICs = append(o.NICs, planNICOuput{
 			Index: n.Index, MAC: n.MAC, Type: n.Type, Model: n.Model,
-			Current: n.Current, Wanted: n.Wanted, Change: n.Change(), Managed: n.Managed,
+			Current: n.Current, Wanted: n.Wanted, Change: n.Change(), Managed: n.Managed, Kept: n.Kept,
 			GuestStep: n.GuestStep, Combined: n.Combined, Rule: n.Rule, Reason: n.Reason,
 		})
 	}

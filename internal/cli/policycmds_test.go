@@ -107,6 +107,10 @@ func TestRewrite(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	want := strings.Replace(string(orig), "<model type='virtio'/>\n", "<model type='virtio'/>\n      <driver queues='4'/>\n", 1)
+	want = strings.Replace(want, "</uuid>\n", "</uuid>\n  <metadata>\n"+
+		"    <virtmq:written xmlns:virtmq='https://virtmq.dev/xmlns/written/1'>\n"+
+		"      <virtmq:nic mac='52:54:00:12:34:56' queues='4'/>\n"+
+		"    </virtmq:written>\n  </metadata>\n", 1)
 	if out.String() != want {
 		t.Errorf("rewrite:\n got %q\nwant %q", out, want)
 	}
@@ -142,9 +146,9 @@ func TestHelp(t *testing.T) {
 	}
 }
 
-// TestLintWarnings: a deprecated mode is a warning with its place; lint
+// TestLintDeprecatedMode: a deprecated mode is a warning with its place; lint
 // still exits 0.
-func TestLintWarnings(t *testing.T) {
+func TestLintDeprecatedMode(t *testing.T) {
 	pol := filepath.Join(t.TempDir(), "p.yaml")
 	os.WriteFile(pol, []byte("version: 1\nmode: audit\n"), 0o644)
 	env, out, _ := testEnv(t, "")

@@ -33,7 +33,7 @@ func TestJSONFormatVersionAndEmptyLists(t *testing.T) {
 		{[]string{"plan", "--json", bad, filepath.Join(dir, "missing.xml")}, ExitFailure,
 			[]string{`"domains": []`, `"file": "` + bad + `"`, `"file": "` + filepath.Join(dir, "missing.xml") + `"`}},
 		{[]string{"plan", "-o", "json", web1}, ExitOK, []string{`"errors": []`, `"domain": "web1"`}},
-		{[]string{"lint", "--json"}, ExitOK, []string{`"ok": true`, `"errors": []`, `"warnings": []`, `"file": "(embedded default)"`}},
+		{[]string{"lint", "--json"}, ExitOK, []string{`"ok": true`, `"errors": []`, `"severity": "note"`, `"file": "(embedded default)"`}},
 		{[]string{"lint", "--json", pol}, ExitFailure, []string{`"ok": false`, `"line": 2`, `"column": 7`, `"path": "mode"`, `"sources": []`}},
 		{[]string{"status", "--json", "--status-socket", empty}, ExitOK, []string{`"domains": []`, `"sources": []`}},
 		{[]string{"verify", "--json", "nope"}, ExitFailure, []string{`"error": "connect to libvirt`, `"checks": []`, `"policy": []`}},

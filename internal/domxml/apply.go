@@ -17,7 +17,7 @@ func Apply(p *policy.Policy, doc []byte) (out []byte, plan policy.Plan, err erro
 	if plan.Compliant() {
 		return doc, plan, nil
 	}
-	out, err = Rewrite(doc, plan.Queues())
+	out, err = RewriteRecorded(doc, plan.Queues())
 	if err != nil {
 		return nil, plan, err
 	}

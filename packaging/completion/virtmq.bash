@@ -11,19 +11,19 @@ _virtmq() {
         esac
     done
     if [[ -z $cmd ]]; then
-        COMPREPLY=($(compgen -W "help lint mode plan rewrite apply status verify completion --help --version" -- "$cur"))
+        COMPREPLY=($(compgen -W "help lint mode plan rewrite apply status verify exclude include completion --help --version" -- "$cur"))
         return
     fi
     case $cmd in
     help)
-        COMPREPLY=($(compgen -W "lint mode plan rewrite apply status verify completion" -- "$cur"))
+        COMPREPLY=($(compgen -W "lint mode plan rewrite apply status verify exclude include completion" -- "$cur"))
         return ;;
     lint)
         case $prev in
         --policy) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         esac
         if [[ $cur == -* ]]; then
-            COMPREPLY=($(compgen -W "--json --policy --help" -- "$cur"))
+            COMPREPLY=($(compgen -W "--json --policy --strict --help" -- "$cur"))
         else
             COMPREPLY=($(compgen -f -- "$cur"))
         fi
@@ -90,6 +90,30 @@ _virtmq() {
         esac
         if [[ $cur == -* ]]; then
             COMPREPLY=($(compgen -W "-c --connect --connect-socket --json --policy --timeout --help" -- "$cur"))
+        else
+            COMPREPLY=($(compgen -W "$(virsh list --all --name 2>/dev/null)" -- "$cur"))
+        fi
+        ;;
+    exclude)
+        case $prev in
+        --connect-socket) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        -c) return ;;
+        --connect) return ;;
+        esac
+        if [[ $cur == -* ]]; then
+            COMPREPLY=($(compgen -W "-c --connect --connect-socket --help" -- "$cur"))
+        else
+            COMPREPLY=($(compgen -W "$(virsh list --all --name 2>/dev/null)" -- "$cur"))
+        fi
+        ;;
+    include)
+        case $prev in
+        --connect-socket) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        -c) return ;;
+        --connect) return ;;
+        esac
+        if [[ $cur == -* ]]; then
+            COMPREPLY=($(compgen -W "-c --connect --connect-socket --help" -- "$cur"))
         else
             COMPREPLY=($(compgen -W "$(virsh list --all --name 2>/dev/null)" -- "$cur"))
         fi
