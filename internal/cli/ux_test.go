@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -252,5 +253,40 @@ func TestCompletionFilesCurrent(t *testing.T) {
 	env, _, _ := testEnv(t, "")
 	if code := Main(context.Background(), env, []string{"completion", "fish"}); code != ExitUsage {
 		t.Errorf("completion fish: exit %d", code)
+	}
+}
+
+// TestJSONDocumented: docs/json.md names every field of every JSON
+// document the commands print, so a new field cannot go undocumented.
+func TestJSONDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/json.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[reflect.Type]bool{}
+	var walk func(what string, typ reflect.Type)
+	walk = func(what string, typ reflect.Type) {
+		for typ.Kind() == reflect.Pointer || typ.Kind() == reflect.Slice {
+			typ = typ.Elem()
+		}
+		if typ.Kind() != reflect.Struct || seen[typ] || typ.PkgPath() == "time" {
+			return
+		}
+		seen[typ] = true
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			if !strings.Contains(string(doc), "`"+name+"`") && !strings.Contains(string(doc), "."+name+"`") &&
+				!strings.Contains(string(doc), "."+name+"[]`") && !strings.Contains(string(doc), "`"+name+"[]`") {
+				t.Errorf("docs/json.md does not describe %s field %q", what, name)
+			}
+			walk(what, f.Type)
+		}
+	}
+	for what, v := range map[string]any{"plan": planReport{}, "lint": lintReport{}, "verify": verifyReport{}, "status": status.Snapshot{}} {
+		walk(what, reflect.TypeOf(v))
 	}
 }
