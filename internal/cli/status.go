@@ -171,6 +171,9 @@ func printStatus(w io.Writer, s status.Snapshot, wide bool) error {
 		if len(d.Would) > 0 {
 			domState = join(domState, "would: "+printable(strings.Join(d.Would, "; ")))
 		}
+		for _, w := range d.Warnings {
+			domState = join(domState, "warning: "+printable(w))
+		}
 		if len(d.NICs) == 0 {
 			t.add(printable(d.Name), "-", "-", "-", "-", "-", "-", "-", action, at, orDash(domState))
 			continue
@@ -180,7 +183,12 @@ func printStatus(w io.Writer, s status.Snapshot, wide bool) error {
 			if i > 0 {
 				st = ""
 			}
-			if !n.Managed {
+			switch {
+			case n.Kept:
+				st = join(st, printable(n.Reason))
+			case !n.Managed && n.Reason != "" && n.Reason != d.Problem:
+				st = join(st, "not managed: "+printable(n.Reason))
+			case !n.Managed:
 				st = join(st, "not managed")
 			}
 			if n.GuestStep != "" {

@@ -133,6 +133,8 @@ func (c *libvirtConn) mapErr(err error) error {
 		switch libvirt.ErrorNumber(le.Code) {
 		case libvirt.ErrNoDomain:
 			return fmt.Errorf("%w: %w", ErrNotFound, err)
+		case libvirt.ErrNoNetwork:
+			return fmt.Errorf("%w: %w", ErrNoNetwork, err)
 		case libvirt.ErrAgentUnresponsive:
 			return fmt.Errorf("%w: %w", ErrAgentUnavailable, err)
 		case libvirt.ErrAgentCommandTimeout:
@@ -365,6 +367,23 @@ func (c *libvirtConn) Capabilities(ctx context.Context) ([]byte, error) {
 		return nil, fmt.Errorf("failed to get the host capabilities: %w", err)
 	}
 	return []byte(s), nil
+}
+
+// NetworkForward implements Conn.
+func (c *libvirtConn) NetworkForward(ctx context.Context, name string) (string, error) {
+	n, err := call(ctx, c, func() (libvirt.Network, error) { return c.l.NetworkLookupByName(name) })
+	if err != nil {
+		return "", fmt.Errorf("failed to look up network %q: %w", name, err)
+	}
+	s, err := call(ctx, c, func() (string, error) { return c.l.NetworkGetXMLDesc(n, 0) })
+	if err != nil {
+		return "", fmt.Errorf("failed to get XML of network %q: %w", name, err)
+	}
+	mode, err := ForwardMode([]byte(s))
+	if err != nil {
+		return "", fmt.Errorf("network %q: %w", name, err)
+	}
+	return mode, nil
 }
 
 // MonitorCommand implements Conn. The reply is QEMU's whole QMP reply

@@ -12,6 +12,9 @@ import (
 // ErrNotFound is returned when a domain does not exist (any more).
 var ErrNotFound = errors.New("domain not found")
 
+// ErrNoNetwork is returned when a libvirt network does not exist.
+var ErrNoNetwork = errors.New("network not found")
+
 // ErrDisconnected is returned by calls on a connection libvirt has closed.
 var ErrDisconnected = errors.New("libvirt connection lost")
 
@@ -185,6 +188,12 @@ type Conn interface {
 	// capability cache, and probes QEMU again (seconds) when the cache is
 	// invalid: timing it tells whether libvirt is healthy.
 	Capabilities(ctx context.Context) ([]byte, error)
+	// NetworkForward returns the <forward mode> of the libvirt network
+	// name (virNetworkLookupByName + virNetworkGetXMLDesc): the running
+	// network's when it is active, else its definition's. A <forward>
+	// without mode is "nat"; a network without <forward> (isolated) gives
+	// "". It fails with ErrNoNetwork when there is no such network.
+	NetworkForward(ctx context.Context, name string) (string, error)
 	// SetMetadata sets the domain's <metadata> element in namespace ns to
 	// element, written with the namespace prefix key; an empty element
 	// removes it (virDomainSetMetadata with VIR_DOMAIN_METADATA_ELEMENT).
