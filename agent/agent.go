@@ -75,6 +75,8 @@ type Agent struct {
 	// retry holds the domains waiting to be reconciled again after a
 	// transient libvirt failure (loop goroutine only, but for its timers).
 	retry *retries
+	// networks caches the networks' forward modes (loop goroutine only).
+	networks networks
 	// everConnected is set at the first connection (loop goroutine only).
 	everConnected bool
 	// fromDisk is set once a policy was loaded from a file (Run, then the
@@ -99,6 +101,8 @@ func New(cfg Config) (*Agent, error) {
 		store: newStore(build.Version, cfg.Now),
 		reg:   cfg.Registry,
 		retry: newRetries(cfg.RetryMin, cfg.RetryMax, cfg.AfterFunc),
+
+		networks: networks{},
 	}
 	if a.reg == nil {
 		a.reg = prometheus.NewPedanticRegistry()

@@ -23,7 +23,8 @@ import (
 )
 
 // recordedDomain is the e2e smoke domain as libvirt stored it (4 vCPUs,
-// one bridge NIC with queues='4'), with queues set to q (0: no <driver>).
+// one bridge NIC with queues='4'), with queues set to q (0: no <driver>)
+// by virtmq: the domain carries its record.
 func recordedDomain(t testing.TB, q int) []byte {
 	doc := readRecorded(t, "dumpxml-inactive.xml")
 	switch q {
@@ -33,7 +34,7 @@ func recordedDomain(t testing.TB, q int) []byte {
 	default:
 		doc = bytes.Replace(doc, []byte("queues='4'"), fmt.Appendf(nil, "queues='%d'", q), 1)
 	}
-	return doc
+	return withRecord(t, doc)
 }
 
 // recordedQMP answers x-query-virtio-status with the recorded reply,
@@ -110,7 +111,7 @@ func TestGuestStepOnAgentConnected(t *testing.T) {
 	n := nicOf(t, d)
 	want := status.NIC{
 		MAC: recordedMAC, Managed: true, Wanted: 4, Defined: 4, Running: 4, QMPVirtqueues: 9, MQ: true,
-		Rule: "defaults", GuestIfName: "eth0", GuestWanted: 4, GuestCurrent: 4, GuestMax: 4, GuestStep: guestDone, GuestAt: n.GuestAt,
+		Rule: "defaults", Reason: "queues=vcpus → 4", GuestIfName: "eth0", GuestWanted: 4, GuestCurrent: 4, GuestMax: 4, GuestStep: guestDone, GuestAt: n.GuestAt,
 		TargetDevice: "vnet1", // the live XML's <target dev>
 	}
 	if n != want {

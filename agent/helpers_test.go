@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/virtmq/virtmq/internal/domxml"
 	"github.com/virtmq/virtmq/internal/guest"
 	"github.com/virtmq/virtmq/internal/status"
 	"github.com/virtmq/virtmq/internal/virt"
@@ -231,10 +232,29 @@ func testLogger(t testing.TB) *slog.Logger {
 }
 
 // domainXML returns a minimal domain with one bridge virtio NIC per MAC;
-// queues 0 leaves <driver> out.
+// queues 0 leaves <driver> out. A count is one virtmq wrote: the domain
+// carries virtmq's record of it (handSetXML makes a person's).
 func domainXML(name string, vcpus, queues int, macs ...string) []byte {
+	return makeDomainXML(name, vcpus, queues, true, macs...)
+}
+
+// handSetXML is domainXML with queues set by a person: no record, so the
+// default policy (hand_set: keep) keeps it.
+func handSetXML(name string, vcpus, queues int, macs ...string) []byte {
+	return makeDomainXML(name, vcpus, queues, false, macs...)
+}
+
+func makeDomainXML(name string, vcpus, queues int, recorded bool, macs ...string) []byte {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "<domain type='qemu'>\n  <name>%s</name>\n  <memory unit='KiB'>524288</memory>\n  <vcpu placement='static'>%d</vcpu>\n", name, vcpus)
+	fmt.Fprintf(&b, "<domain type='qemu'>\n  <name>%s</name>\n", name)
+	if recorded && queues > 0 && len(macs) > 0 {
+		b.WriteString("  <metadata>\n    <virtmq:written xmlns:virtmq='" + domxml.WrittenNamespace + "'>\n")
+		for _, m := range macs {
+			fmt.Fprintf(&b, "      <virtmq:nic mac='%s' queues='%d'/>\n", m, queues)
+		}
+		b.WriteString("    </virtmq:written>\n  </metadata>\n")
+	}
+	fmt.Fprintf(&b, "  <memory unit='KiB'>524288</memory>\n  <vcpu placement='static'>%d</vcpu>\n", vcpus)
 	b.WriteString("  <os>\n    <type arch='x86_64'>hvm</type>\n  </os>\n  <devices>\n")
 	for _, m := range macs {
 		fmt.Fprintf(&b, "    <interface type='bridge'>\n      <mac address='%s'/>\n      <source bridge='br0'/>\n      <model type='virtio'/>\n", m)
@@ -245,6 +265,31 @@ func domainXML(name string, vcpus, queues int, macs ...string) []byte {
 	}
 	b.WriteString("  </devices>\n</domain>\n")
 	return b.Bytes()
+}
+
+// withRecord returns doc with virtmq's record of every NIC's queue count,
+// as if virtmq had written them: a <metadata> after </uuid> (doc must have
+// none). NICs without queues are left out.
+func withRecord(t testing.TB, doc []byte) []byte {
+	t.Helper()
+	dom, err := domxml.Parse(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	for _, ifc := range dom.Interfaces {
+		if ifc.Queues > 0 {
+			fmt.Fprintf(&b, "      <virtmq:nic mac='%s' queues='%d'/>\n", ifc.MAC, ifc.Queues)
+		}
+	}
+	if b.Len() == 0 {
+		return doc
+	}
+	rec := "</uuid>\n  <metadata>\n    <virtmq:written xmlns:virtmq='" + domxml.WrittenNamespace + "'>\n" + b.String() + "    </virtmq:written>\n  </metadata>"
+	if !bytes.Contains(doc, []byte("</uuid>")) || bytes.Contains(doc, []byte("<metadata")) {
+		t.Fatal("withRecord: the domain needs a <uuid> and no <metadata>")
+	}
+	return bytes.Replace(doc, []byte("</uuid>"), []byte(rec), 1)
 }
 
 func mac(i int) string { return fmt.Sprintf("52:54:00:00:%02x:%02x", i>>8&0xff, i&0xff) }

@@ -137,6 +137,7 @@ func (a *Agent) checkDefinitions(ctx context.Context, conn virt.Conn) error {
 	if err != nil {
 		return err
 	}
+	a.networks = networks{} // a network's forward mode may have changed too
 	for _, d := range doms {
 		if !d.Persistent || a.retry.waiting(d) {
 			continue

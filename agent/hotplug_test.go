@@ -60,6 +60,10 @@ func nicByMAC(d status.Domain, m string) (status.NIC, bool) {
 
 func TestHotplugNIC(t *testing.T) {
 	h := newHarness(t)
+	// The plugged NICs' queues='4' are a person's (no record of virtmq's):
+	// this test is about hot-plug, so virtmq owns them (TestHotplugHandSetKept
+	// is the default).
+	must(t, os.WriteFile(h.cfg.PolicyPath, []byte(testPolicy+"  hand_set: override\n"), 0o644))
 	var st steps
 	h.cfg.GuestStep = newFakeGuestStep(st.fn).step
 	h.start()
@@ -130,6 +134,38 @@ func TestHotplugLiveOnlySingleQueue(t *testing.T) {
 	}
 	if def, _ := h.fake.InactiveXML("lo"); bytes.Contains(def, []byte(mac(2))) {
 		t.Error("the live-only NIC was written into the definition")
+	}
+}
+
+// TestHotplugHandSetKept: a NIC plugged with a queue count virtmq did not
+// write is kept by default: no guest step, and status says why.
+func TestHotplugHandSetKept(t *testing.T) {
+	h := newHarness(t)
+	var st steps
+	h.cfg.GuestStep = newFakeGuestStep(st.fn).step
+	h.start()
+	mustDefine(t, h.fake, domainXML("hk", 4, 4, mac(1)))
+	must(t, h.fake.Start("hk"))
+	must(t, h.fake.AgentConnect("hk"))
+	h.waitState("hk", status.StateCompliant)
+	must(t, h.fake.AttachInterface("hk", nicXML(mac(2), 2), true, true))
+	s := h.waitFor("the plugged NIC kept", func(s status.Snapshot) bool {
+		d, _ := findDomain(s, "hk")
+		n, ok := nicByMAC(d, mac(2))
+		return ok && n.Kept
+	})
+	h.settle()
+	d, _ := findDomain(s, "hk")
+	n, _ := nicByMAC(d, mac(2))
+	if n.Managed || n.Reason != "kept: set by hand (rule defaults says keep)" || n.Defined != 2 {
+		t.Errorf("plugged NIC = %+v", n)
+	}
+	if st.last(mac(2)) != 0 {
+		t.Errorf("guest step ran on the kept NIC with M=%d", st.last(mac(2)))
+	}
+	def, _ := h.fake.InactiveXML("hk")
+	if i := bytes.Index(def, []byte(mac(2))); i < 0 || !bytes.Contains(def[i:], []byte("queues='2'")) {
+		t.Errorf("the kept NIC's definition changed:\n%s", def)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/virtmq/virtmq/internal/domxml"
 	"github.com/virtmq/virtmq/internal/status"
 	"github.com/virtmq/virtmq/internal/virt"
 )
@@ -308,6 +309,17 @@ func (a *Agent) handle(ctx context.Context, conn virt.Conn, batch []virt.Event) 
 			reconcile(d)
 			jobs[key] = jobs[key].merge(job{guest: true, verify: true})
 			refs[key] = d
+		case virt.EventMetadataChanged:
+			// `virtmq exclude` / `include` set the label through the
+			// metadata API: libvirt sends no DEFINED. Read the domain again
+			// so it stops or starts being managed; an included running
+			// domain gets its guest step (an excluded one gets none: its
+			// plan manages no NIC). Other namespaces are not virtmq's.
+			if ev.Namespace == "" || ev.Namespace == domxml.ExcludeNamespace {
+				reconcile(d)
+				jobs[key] = jobs[key].merge(job{guest: true, verify: true})
+				refs[key] = d
+			}
 		case virt.EventRebooted:
 			if !seenReboot[key] {
 				seenReboot[key] = true
@@ -357,6 +369,7 @@ func (a *Agent) retryDue(ctx context.Context, conn virt.Conn) error {
 // schedules the guest step (and QMP check) for every running domain.
 func (a *Agent) resync(ctx context.Context, conn virt.Conn) error {
 	a.store.resetRedefines()
+	a.networks = networks{}
 	if err := a.finishIntents(ctx, conn); err != nil {
 		return fmt.Errorf("resync: %w", err)
 	}

@@ -187,7 +187,19 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 		if err != nil {
 			return readFailed("read the definition of", err)
 		}
-		out, p, err := domxml.Apply(pol, doc)
+		dom, err := domxml.Parse(doc)
+		if err == nil {
+			if err := a.fillNetworks(ctx, conn, dom); err != nil {
+				return readFailed("read the networks of", err)
+			}
+		}
+		var (
+			out []byte
+			p   policy.Plan
+		)
+		if err == nil {
+			out, p, err = domxml.ApplyTo(pol, doc, dom)
+		}
 		if err != nil {
 			a.metrics.rewriteFailures.Inc()
 			log.Warn("cannot rewrite the domain definition", "err", err)
@@ -252,13 +264,18 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 			// returned the definition. Its STOPPED event follows.
 			live = nil
 		}
+		if live != nil {
+			if err := a.fillNetworks(ctx, conn, live); err != nil {
+				return readFailed("read the networks of", err)
+			}
+		}
 		if d.Persistent && live != nil {
 			// Hot-plugged NICs and the vCPUs online (see hotplug.go).
 			plan, liveOnly = mergeLivePlan(plan, pol.Decide(live))
 		}
-		if !d.Persistent {
+		if !d.Persistent && live != nil {
 			// A transient domain has no definition: decide from what runs.
-			if _, plan, err = domxml.Apply(pol, doc); err != nil {
+			if _, plan, err = domxml.ApplyTo(pol, doc, live); err != nil {
 				a.fail(d, "", fmt.Sprintf("cannot apply the policy to the live XML: %v", err))
 				return nil, nil, nil
 			}
@@ -294,7 +311,7 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 		}
 		out := deriveState(stateInput{v: v, redefined: redefined, rewritten: r.rewritten, would: would, old: r.st.NICs, rebootOK: rebootOK})
 		r.st.NICs, r.st.State, r.st.Problem, r.rewritten = out.nics, out.state, out.problem, out.rewritten
-		r.st.Would = out.would
+		r.st.Would, r.st.Warnings = out.would, out.warnings
 		state = out.state
 	})
 	log.Debug("reconciled", "state", state, "persistent", d.Persistent, "active", d.Active)

@@ -40,12 +40,17 @@ type derived struct {
 	rewritten bool
 	// would lists what the agent would do in mode apply (mode observe only).
 	would []string
+	// warnings are the plan's (policy.Plan.Warnings).
+	warnings []string
 }
 
 // deriveState derives the per-NIC status and the state of a domain from
 // what its reconcile learned. It is pure.
 //
-// A plan that manages no NIC is unmanaged. A transient domain is compliant
+// A plan that manages no NIC is unmanaged; when the policy leaves the whole
+// domain alone (plan.Skip: the exclude label, a foreign domain type) that
+// is its problem. Each NIC carries the policy's reason, and kept NICs (a
+// hand-set count, hand_set: keep) say so. A transient domain is compliant
 // or transient (never redefined). A persistent one running with other
 // queue counts than its definition is pending a cold boot; one the agent
 // rewrote that has not run since is rewritten; else it is compliant. In
@@ -67,11 +72,12 @@ func deriveState(in stateInput) derived {
 	for _, n := range in.old {
 		old[n.MAC] = n
 	}
-	out := derived{nics: make([]status.NIC, 0, len(plan.NICs)), rewritten: in.rewritten}
+	out := derived{nics: make([]status.NIC, 0, len(plan.NICs)), rewritten: in.rewritten, warnings: plan.Warnings}
 	managed := false
 	var pending, guestWould, replug []string
 	for _, n := range plan.NICs {
-		ns := status.NIC{MAC: n.MAC, Managed: n.Managed, Wanted: n.Wanted, Defined: n.Current, Rule: n.Rule, TargetDevice: taps[n.MAC]}
+		ns := status.NIC{MAC: n.MAC, Managed: n.Managed, Wanted: n.Wanted, Defined: n.Current, Rule: n.Rule,
+			Reason: n.Reason, Kept: n.Kept, TargetDevice: taps[n.MAC]}
 		if in.redefined && n.Change() {
 			ns.Defined = n.Wanted
 		}
@@ -110,6 +116,7 @@ func deriveState(in stateInput) derived {
 	switch {
 	case !managed:
 		out.state = status.StateUnmanaged
+		out.problem = plan.Skip
 	case in.would != "":
 		out.state = status.StateWouldRedefine
 		out.problem = "mode observe: the agent would redefine it with " + in.would +

@@ -142,11 +142,12 @@ func (s *store) snapshot() status.Snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	snap := status.Snapshot{
-		Generated: s.now(),
-		Version:   s.version,
-		Libvirt:   s.libvirt,
-		Policy:    s.policy,
-		Domains:   make([]status.Domain, 0, len(s.domains)),
+		FormatVersion: status.FormatVersion,
+		Generated:     s.now(),
+		Version:       s.version,
+		Libvirt:       s.libvirt,
+		Policy:        s.policy,
+		Domains:       make([]status.Domain, 0, len(s.domains)),
 	}
 	snap.Policy.Sources = slices.Clone(s.policy.Sources)
 	for _, r := range s.domains {

@@ -25,6 +25,12 @@ write_policy() {
 		  max: 8
 		  combined: 2
 		  apply_at: ${2:-cold-boot}
+		rules:
+		  # hotplug_nic plugs a NIC with queues='2' and expects the guest step:
+		  # virtmq owns that count (hand_set: keep, the default, would keep it).
+		  - name: hotplug-owned
+		    match: {domain: ${VIRTMQ_E2E_PREFIX}hotnic}
+		    set: {hand_set: override}
 	YAML
 }
 

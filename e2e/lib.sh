@@ -305,10 +305,11 @@ console_log() { echo "$VIRTMQ_E2E_LOGDIR/$1.console.log"; }
 #   --cmdline STR       extra kernel command line (virtmq.qga_block=guest-exec, virtmq.noethtool=1)
 #   --no-nic            no <interface>             --no-agent   no qemu-ga channel
 #   --devices-xml XML   appended inside <devices>  --metadata-xml XML  inside <metadata>
-#   --uuid UUID
+#   --uuid UUID         --recorded   virtmq's record of --queues in <metadata>:
+#                       virtmq wrote the count (without it, a person did: kept)
 domain_xml() {
 	local name=$1 vcpus=4 cur='' mem=512 queues='' model=virtio mac='' ip='' extra=''
-	local nic=1 agent=1 devs='' meta='' uuid='' g vcpu_attr='' channel='' iface='' driver=''
+	local nic=1 agent=1 devs='' meta='' uuid='' g vcpu_attr='' channel='' iface='' driver='' recorded='' mx=''
 	shift
 	while (($#)); do
 		case $1 in
@@ -321,10 +322,11 @@ domain_xml() {
 		--ip) ip=$2 ;;
 		--cmdline) extra=" $2" ;;
 		--devices-xml) devs="    $2"$'\n' ;;
-		--metadata-xml) meta="  <metadata>$2</metadata>"$'\n' ;;
+		--metadata-xml) mx=$2 ;;
 		--uuid) uuid="  <uuid>$2</uuid>"$'\n' ;;
 		--no-nic) nic='' && shift && continue ;;
 		--no-agent) agent='' && shift && continue ;;
+		--recorded) recorded=1 && shift && continue ;;
 		*) e2e_die "domain_xml: unknown option $1" ;;
 		esac
 		shift 2
@@ -333,6 +335,9 @@ domain_xml() {
 	: "${mac:=$(guest_mac "$name")}" "${ip:=$(guest_ip "$name")}"
 	[[ -z $cur ]] || vcpu_attr=" current='$cur'"
 	[[ -z $queues ]] || driver="      <driver queues='$queues'/>"$'\n'
+	[[ -z $recorded || -z $queues ]] ||
+		mx+="<virtmq:written xmlns:virtmq='https://virtmq.dev/xmlns/written/1'><virtmq:nic mac='$mac' queues='$queues'/></virtmq:written>"
+	[[ -z $mx ]] || meta="  <metadata>$mx</metadata>"$'\n'
 	[[ -z $agent ]] || channel="    <channel type='unix'>
       <target type='virtio' name='org.qemu.guest_agent.0'/>
     </channel>

@@ -545,7 +545,7 @@ observe_mode() {
 	agent_mode observe
 	define_domain "$d" # 4 vCPUs, no queues: apply would redefine it
 	rm -f "/var/log/libvirt/qemu/$b.log"
-	define_domain "$b" --queues 4 # compliant definition: apply would run the guest step (combined 2) and QMP
+	define_domain "$b" --queues 4 --recorded # compliant definition virtmq wrote: apply would run the guest step (combined 2) and QMP
 	e2e_virsh start "$b" >/dev/null
 	eventually 30 "observe: $d state" would-redefine status_of "$d" .state
 	check "observe: $d would" "$(status_of "$d" '.would | join(";")')" "redefine: $(guest_mac "$d") 1→4 queues"
@@ -667,11 +667,93 @@ remote_ssh() {
 	check_match "remote verify: vhost skipped" "$out" "SKIP vhost workers: remote host"
 }
 
+# Issue 11: decisions that would break a start or undo a person. Each
+# domain has the harness's bridge NIC (the agent rewrites it: it did decide)
+# beside the NIC it must leave alone; none needs to start.
+
+# nic_queues DOMAIN MAC: the definition's <driver queues> of that NIC.
+nic_queues() {
+	e2e_virsh dumpxml --inactive "$1" | xmllint --xpath "string(/domain/devices/interface[mac/@address=\"$2\"]/driver/@queues)" -
+}
+nic_status() { status_of "$1" ".nics[] | select(.mac == \"$2\") | $3"; }
+
+# h. a type network NIC on a hostdev pool (<forward mode='hostdev'>, a VF
+# pool on a PF that does not exist: libvirt defines it, never starts it):
+# the agent reads the network through libvirt and gives the NIC no queues.
+hostdev_network() {
+	local d=${P}hostdev net=${P}hostdev m=52:54:00:77:01:01
+	trap 'e2e_virsh net-undefine "$net" >/dev/null 2>&1 || true' EXIT
+	e2e_virsh net-undefine "$net" >/dev/null 2>&1 || true
+	e2e_virsh net-define /dev/stdin >/dev/null <<-XML
+		<network><name>$net</name><forward mode='hostdev' managed='yes'><pf dev='eth-nonexistent'/></forward></network>
+	XML
+	define_domain "$d" --devices-xml "<interface type='network'><source network='$net'/><mac address='$m'/><model type='virtio'/></interface>"
+	eventually 30 "the bridge NIC rewritten" 4 defined_queues "$d"
+	check "hostdev-pool NIC queues" "$(nic_queues "$d" "$m")" ""
+	check "hostdev-pool NIC managed" "$(nic_status "$d" "$m" .managed)" false
+	check_match "status says why" "$(nic_status "$d" "$m" .reason)" "network $net is a hostdev pool"
+	check_match "virtmq status table" "$("$BIN/virtmq" status --status-socket "$STATUS_SOCK" | grep "$m")" "not managed: network $net is a hostdev pool"
+	e2e_virsh undefine "$d" >/dev/null
+}
+
+# i. a vhost-user NIC whose socket nobody serves: no queues (QEMU would
+# refuse a start asking more than the backend has).
+vhostuser_nobody() {
+	local d=${P}vhu m=52:54:00:77:02:01
+	define_domain "$d" --devices-xml "<interface type='vhostuser'><mac address='$m'/><source type='unix' path='/run/virtmq-e2e/nobody.sock' mode='client'/><model type='virtio'/></interface>"
+	eventually 30 "the bridge NIC rewritten" 4 defined_queues "$d"
+	check "vhost-user NIC queues" "$(nic_queues "$d" "$m")" ""
+	check_match "status says why" "$(nic_status "$d" "$m" .reason)" "^vhost-user: QEMU refuses to start"
+	e2e_virsh undefine "$d" >/dev/null
+}
+
+# j. queues='1' set by hand (no record of virtmq's): kept, status says so;
+# the record virtmq writes survives libvirt's reformatting of <metadata>.
+hand_set_kept() {
+	local d=${P}fw d2=${P}rec mac
+	define_domain "$d" --queues 1
+	mac=$(guest_mac "$d")
+	eventually 30 "$d state" unmanaged status_of "$d" .state
+	check "$d NIC kept" "$(nic_status "$d" "$mac" .kept)" true
+	check "$d status" "$(nic_status "$d" "$mac" .reason)" "kept: set by hand (rule defaults says keep)"
+	check_match "virtmq status table" "$("$BIN/virtmq" status --status-socket "$STATUS_SOCK" | grep "$mac")" "kept: set by hand \(rule defaults says keep\)"
+	sleep 2
+	check "$d definition still queues=1" "$(defined_queues "$d")" 1
+	# Written by virtmq: libvirt keeps the record, and the agent reads it back
+	# (compliant, not kept, and not redefined again).
+	define_domain "$d2"
+	eventually 30 "$d2 rewritten" 4 defined_queues "$d2"
+	check "$d2 record after libvirt's reformatting" \
+		"$(e2e_virsh dumpxml --inactive "$d2" | xmllint --xpath 'string(//*[local-name()="written"]/*[local-name()="nic"]/@queues)' -)" 4
+	eventually 30 "$d2 state" rewritten status_of "$d2" .state
+	check "$d2 NIC kept" "$(status_of "$d2" '.nics[0].kept // false')" false
+	for x in "$d" "$d2"; do e2e_virsh undefine "$x" >/dev/null; done
+}
+
+# k. virtmq exclude on a defined domain: the agent stops managing it (a
+# later define without queues stays so); virtmq include: managed again.
+exclude_include() {
+	local d=${P}excl
+	define_domain "$d"
+	eventually 30 "$d rewritten" 4 defined_queues "$d"
+	"$BIN/virtmq" exclude --connect-socket "$LIBVIRT_SOCK" "$d" >/dev/null
+	eventually 30 "$d state" unmanaged status_of "$d" .state
+	check_match "$d problem" "$(status_of "$d" .problem)" "^excluded by the domain's virtmq label"
+	define_domain "$d" --metadata-xml "<virtmq:exclude xmlns:virtmq='https://virtmq.dev/xmlns/exclude/1'/>" # no queues, label kept
+	sleep 3
+	check "$d excluded: definition without queues left alone" "$(defined_queues "$d")" ""
+	"$BIN/virtmq" include --connect-socket "$LIBVIRT_SOCK" "$d" >/dev/null
+	eventually 30 "$d included: rewritten" 4 defined_queues "$d"
+	eventually 30 "$d state" rewritten status_of "$d" .state
+	e2e_virsh undefine "$d" >/dev/null
+}
+
 # shellcheck source=e2e/reboot.sh
 source "$E2E_DIR/reboot.sh"
 
 ALL=(zero_touch reboot save_restore restarts enforce_audit observe_mode race degraded_guests kill9_redefine libvirtd_outage passwords slow_libvirt
-	prometheus_view cold_boot_rolling hotplug_nic hotplug_vcpu remote_ssh next_reboot_guest next_reboot_virsh next_reboot_poweroff next_reboot_kill9)
+	prometheus_view cold_boot_rolling hotplug_nic hotplug_vcpu remote_ssh next_reboot_guest next_reboot_virsh next_reboot_poweroff next_reboot_kill9
+	hostdev_network vhostuser_nobody hand_set_kept exclude_include)
 
 main() {
 	local s rc

@@ -154,11 +154,13 @@ top=$(changelog_top_version)
 	fi
 } | gzip -9n >"$stage/changelog.gz"
 
-if [ -f docs/policy.md ]; then
-	cp docs/policy.md "$stage/doc/policy.md"
-else
-	die "docs/policy.md is missing (shipped as /usr/share/doc/virtmq/policy.md)"
-fi
+for doc in policy.md json.md; do
+	if [ -f "docs/$doc" ]; then
+		cp "docs/$doc" "$stage/doc/$doc"
+	else
+		die "docs/$doc is missing (shipped as /usr/share/doc/virtmq/$doc)"
+	fi
+done
 [ -f policy/default.yaml ] || die "policy/default.yaml is missing (shipped as /etc/virtmq/policy.yaml)"
 
 # 3. nfpm, pinned in tools/go.mod.

@@ -113,7 +113,8 @@ leftovers() { # leftovers: every path of ours that exists, one per line
 		/var/lib/systemd/deb-systemd-helper-enabled/multi-user.target.wants/virtmq-agent.service \
 		/var/lib/systemd/deb-systemd-helper-masked/virtmq-agent.service \
 		/usr/share/doc/virtmq /usr/share/man/man8/virtmq.8.gz /usr/share/man/man5/virtmq-policy.5.gz \
-		/usr/share/virtmq /usr/share/lintian/overrides/virtmq; do
+		/usr/share/virtmq /usr/share/lintian/overrides/virtmq \
+		/usr/share/bash-completion/completions/virtmq /usr/share/zsh/vendor-completions/_virtmq; do
 		if [ -e "$p" ] || [ -L "$p" ]; then echo "$p"; fi
 	done
 	if [ -L /etc/libvirt/hooks/qemu ] && [ "$(readlink /etc/libvirt/hooks/qemu)" = /usr/sbin/virtmq-hook ]; then
@@ -258,7 +259,8 @@ for f in /usr/sbin/virtmq /usr/sbin/virtmq-agent /usr/sbin/virtmq-hook \
 	/usr/share/man/man8/virtmq.8.gz /usr/share/man/man8/virtmq-agent.8.gz /usr/share/man/man8/virtmq-hook.8.gz \
 	/usr/share/man/man5/virtmq-policy.5.gz /usr/share/virtmq/virtmq-install-legacy-hook \
 	/usr/share/virtmq/monitoring/virtmq-rules.yml /usr/share/virtmq/monitoring/virtmq-dashboard.json \
-	/usr/share/licenses/virtmq/LICENSE; do
+	/usr/share/licenses/virtmq/LICENSE \
+	/usr/share/bash-completion/completions/virtmq /usr/share/zsh/site-functions/_virtmq; do
 	check "rpm lists $f" grep -qx "$f" "$work/rpm.list"
 done
 check "rpm has no lintian overrides" bash -c "! grep -q lintian '$work/rpm.list'"
@@ -323,6 +325,9 @@ check "/etc/virtmq/policy.yaml is a conffile" bash -c "dpkg-query -W -f='\${Conf
 for f in virtmq-rules.yml virtmq-dashboard.json; do
 	check "the monitoring mixin: /usr/share/virtmq/monitoring/$f is the shipped one" cmp "/usr/share/virtmq/monitoring/$f" "packaging/monitoring/$f"
 done
+check "bash completion is installed and current" bash -c "/usr/sbin/virtmq completion bash | cmp - /usr/share/bash-completion/completions/virtmq"
+check "zsh completion is installed and current" bash -c "/usr/sbin/virtmq completion zsh | cmp - /usr/share/zsh/vendor-completions/_virtmq"
+check "bash completion parses" bash -n /usr/share/bash-completion/completions/virtmq
 check "/etc/virtmq/policy.d is an empty directory" bash -c '[ -d /etc/virtmq/policy.d ] && [ -z "$(ls -A /etc/virtmq/policy.d)" ]'
 check "the agent unit is installed" test -f /usr/lib/systemd/system/virtmq-agent.service
 check "the agent is enabled (deb-systemd-helper)" test -L /etc/systemd/system/multi-user.target.wants/virtmq-agent.service

@@ -17,6 +17,8 @@ func builtinPartial() partial {
 		allowAbove: opt[bool]{v: s.AllowAboveVCPUs, set: true},
 		guestStep:  opt[bool]{v: s.GuestStep, set: true},
 		combined:   opt[CombinedSetting]{v: s.Combined, set: true},
+		vhostUser:  opt[bool]{v: s.AllowVHostUser, set: true},
+		handSet:    opt[HandSet]{v: s.HandSet, set: true},
 		applyAt:    opt[ApplyAt]{v: s.ApplyAt, set: true},
 	}
 }
@@ -37,6 +39,8 @@ func (p partial) overlay(o partial) partial {
 	over(&p.allowAbove, o.allowAbove)
 	over(&p.guestStep, o.guestStep)
 	over(&p.combined, o.combined)
+	over(&p.vhostUser, o.vhostUser)
+	over(&p.handSet, o.handSet)
 	over(&p.applyAt, o.applyAt)
 	return p
 }
@@ -52,6 +56,8 @@ func (p partial) settings() Settings {
 		AllowAboveVCPUs: p.allowAbove.v,
 		GuestStep:       p.guestStep.v,
 		Combined:        p.combined.v,
+		AllowVHostUser:  p.vhostUser.v,
+		HandSet:         p.handSet.v,
 		ApplyAt:         p.applyAt.v,
 	}
 }
@@ -71,7 +77,6 @@ func build(docs []*fileDoc) (*Policy, ErrorList) {
 		if d.mode.set {
 			p.mode = d.mode.v
 		}
-		p.warnings = append(p.warnings, d.warnings...)
 		if d.onError.set {
 			p.onError = d.onError.v
 		}
@@ -98,6 +103,11 @@ func build(docs []*fileDoc) (*Policy, ErrorList) {
 
 	// Drop-ins are host-local exceptions: their rules come first.
 	order := append(append([]*fileDoc(nil), docs[1:]...), docs[0])
+	for _, d := range docs {
+		p.warnings = append(p.warnings, d.warns...)
+	}
+	p.warnings = append(p.warnings, lintRules(order)...)
+	p.warnings.sortByFile(p.sources)
 	for _, d := range order {
 		for _, r := range d.rules {
 			eff := defaults.overlay(r.set)

@@ -10,22 +10,28 @@ import (
 // Decide computes the plan for one domain. It never fails: whatever cannot
 // be decided is reported as an unmanaged NIC with its reason. It is pure
 // and safe for concurrent use; it runs in the libvirt hook on every VM
-// start, so it allocates only the NIC slice and one reason string per NIC.
+// start, so it allocates little beyond the NIC slice and one reason string
+// per NIC.
 //
-// Per NIC, in document order: NICs that cannot do multiqueue are skipped;
+// A domain that is not virtmq's (a type other than qemu or kvm) or that
+// carries the exclude label is left alone as a whole (Plan.Skip). Otherwise,
+// per NIC, in document order: NICs that cannot do multiqueue are skipped;
 // then the first matching rule (or the defaults) gives the settings; an
-// excluding rule or too few vCPUs leave the NIC alone; otherwise N comes
-// from queues, then min, max, the vCPU cap and the tap limit apply, and
-// finally the domain's budget is shared out greedily in document order.
+// excluding rule, a vhost-user NIC the rule does not opt in, too few vCPUs
+// or a queue count set by hand (with hand_set: keep) leave the NIC alone;
+// otherwise N comes from queues, then min, max, the vCPU cap and the tap
+// limit apply, and finally the domain's budget is shared out evenly (see
+// shareBudget), with a warning for each NIC it cuts.
 func (p *Policy) Decide(d *Domain) Plan {
 	plan := Plan{Mode: p.mode, OnError: p.onError}
-	if d == nil || len(d.Interfaces) == 0 {
-		if d != nil {
-			plan.Domain = d.Name
-		}
+	if d == nil {
 		return plan
 	}
 	plan.Domain = d.Name
+	plan.Skip = domainSkipReason(d)
+	if len(d.Interfaces) == 0 {
+		return plan
+	}
 	plan.NICs = make([]NICPlan, len(d.Interfaces))
 	// libvirt assumes one vCPU without <vcpu>; never divide by or cap at 0.
 	vcpus := max(d.MaxVCPUs, 1)
@@ -47,7 +53,12 @@ func (p *Policy) Decide(d *Domain) Plan {
 			Current: max(nic.Queues, 1),
 		}
 		np.Wanted = np.Current
-		if np.Reason = skipReason(nic); np.Reason != "" {
+		if plan.Skip != "" {
+			np.Reason = plan.Skip
+			continue
+		}
+		defaulted := false
+		if np.Reason, defaulted = skipReason(d, nic); np.Reason != "" {
 			continue
 		}
 		s := &p.defaults
@@ -60,8 +71,19 @@ func (p *Policy) Decide(d *Domain) Plan {
 			}
 			s = &r.Settings
 		}
+		if nic.Type == "vhostuser" && !s.AllowVHostUser {
+			np.Reason = "vhost-user: QEMU refuses to start when the backend supports fewer queues than asked; " +
+				"a rule with allow_vhostuser: true opts in"
+			continue
+		}
 		if vcpus < s.MinVCPUs {
 			np.Reason = strconv.Itoa(vcpus) + " vCPUs < min_vcpus " + strconv.Itoa(s.MinVCPUs)
+			continue
+		}
+		handSet := nic.Queues > 0 && nic.Queues != nic.Written
+		if handSet && s.HandSet != HandSetOverride {
+			np.Kept = true
+			np.Reason = "kept: set by hand (rule " + np.Rule + " says keep)"
 			continue
 		}
 		np.Managed = true
@@ -69,6 +91,12 @@ func (p *Policy) Decide(d *Domain) Plan {
 			plan.ApplyAt = s.ApplyAt
 		}
 		np.Wanted, np.Reason = s.wanted(vcpus)
+		if defaulted {
+			np.Reason += "; no <model>: libvirt's default here is virtio"
+		}
+		if handSet {
+			np.Reason += "; hand-set " + strconv.Itoa(nic.Queues) + " overridden (hand_set: override)"
+		}
 		if s.GuestStep {
 			np.GuestStep = true
 			np.Combined = s.Combined.eval(np.Wanted, online)
@@ -79,32 +107,88 @@ func (p *Policy) Decide(d *Domain) Plan {
 		}
 	}
 	if budget > 0 {
-		shareBudget(plan.NICs, budget, managed)
+		plan.Warnings = shareBudget(plan.NICs, budget, managed)
 	}
 	return plan
 }
 
-// skipReason says why a NIC cannot do multiqueue at all, or "" when it can.
-func skipReason(nic *Interface) string {
-	switch nic.Model {
-	case "virtio", "virtio-transitional", "virtio-non-transitional":
-	case "":
-		return "no <model>: libvirt picks a non-virtio default"
+// domainSkipReason says why virtmq leaves the whole domain alone, or "".
+func domainSkipReason(d *Domain) string {
+	switch d.Type {
+	case "", "qemu", "kvm":
 	default:
-		return "model " + nic.Model + " is not virtio"
+		return "domain type " + d.Type + " is not virtmq's (only qemu and kvm domains are)"
 	}
-	switch nic.Type {
-	case "network", "bridge", "direct", "vhostuser":
-	case "ethernet":
-		if nic.TargetManaged == "no" {
-			return "pre-created tap (managed='no'): multiqueue needs a tap created with multi_queue; set queues by hand"
-		}
-	case "":
-		return "no interface type: cannot do multiqueue"
-	default:
-		return "type " + nic.Type + " cannot do multiqueue"
+	if d.Excluded {
+		return "excluded by the domain's virtmq label (`virtmq include " + d.Name + "` removes it)"
 	}
 	return ""
+}
+
+// skipReason says why a NIC cannot do multiqueue at all, or "" when it
+// can; defaulted reports a NIC without <model> that libvirt makes virtio.
+func skipReason(d *Domain, nic *Interface) (reason string, defaulted bool) {
+	switch {
+	case isVirtioModel(nic.Model):
+	case nic.Model == "":
+		if !defaultModelIsVirtio(d.Arch, d.Machine) {
+			return "no <model>: libvirt picks a non-virtio default" + onMachine(d), false
+		}
+		defaulted = true
+	default:
+		return "model " + nic.Model + " is not virtio", false
+	}
+	switch nic.Type {
+	case "network":
+		if nic.NetworkForward == "hostdev" {
+			return "network " + nic.Network + " is a hostdev pool (<forward mode='hostdev'>): the NIC is a passed-through device, queues do not apply", false
+		}
+	case "bridge", "direct", "vhostuser":
+	case "ethernet":
+		if nic.TargetManaged == "no" {
+			return "pre-created tap (managed='no'): multiqueue needs a tap created with multi_queue; set queues by hand", false
+		}
+	case "":
+		return "no interface type: cannot do multiqueue", false
+	default:
+		return "type " + nic.Type + " cannot do multiqueue", false
+	}
+	if nic.Teaming == "transient" {
+		return "<teaming type='transient'>: the standby of a passed-through device", false
+	}
+	return "", defaulted
+}
+
+// isVirtioModel reports the models that can do multiqueue; libvirt reads
+// model names case-insensitively.
+func isVirtioModel(m string) bool {
+	return strings.EqualFold(m, "virtio") || strings.EqualFold(m, "virtio-transitional") ||
+		strings.EqualFold(m, "virtio-non-transitional")
+}
+
+// defaultModelIsVirtio follows libvirt's qemuDomainDefaultNetModel
+// (src/qemu/qemu_postparse.c): an <interface> without <model> is virtio on
+// s390 and s390x, and on the virt machine types ("virt", "virt-9.2") of
+// ARM (armv6l, armv7l, armv7b, aarch64), RISC-V and LoongArch; elsewhere
+// it is rtl8139, e1000 or another emulated card.
+func defaultModelIsVirtio(arch, machine string) bool {
+	switch arch {
+	case "s390", "s390x":
+		return true
+	case "armv6l", "armv7l", "armv7b", "aarch64", "riscv32", "riscv64", "loongarch64":
+		return machine == "virt" || strings.HasPrefix(machine, "virt-")
+	}
+	return false
+}
+
+func onMachine(d *Domain) string {
+	if d.Arch == "" {
+		return ""
+	}
+	if d.Machine == "" {
+		return " on " + d.Arch
+	}
+	return " on " + d.Arch + " " + d.Machine
 }
 
 // wanted computes N before the budget, with the reason listing the source
@@ -149,25 +233,75 @@ func appendCap(b []byte, label string, n int) []byte {
 }
 
 // shareBudget caps the managed NICs so that their total stays within
-// budget where possible: greedy in document order, each NIC gets at most
-// what is left after keeping one queue for each managed NIC after it, and
-// never less than one.
-func shareBudget(nics []NICPlan, budget, managed int) {
-	given, left := 0, managed
+// budget, evenly and the same way on every run ("max-min fair"): every NIC
+// gets min(its wish, L) for the largest level L the budget covers, and
+// the queues left over go one each to the NICs still below their wish, in
+// document order. So budget 12 over three NICs that each want 8 gives 4,
+// 4 and 4; wishes 8, 2, 8 give 5, 2, 5; budget 13 over 8, 8, 8 gives 5, 4,
+// 4. Every NIC gets at least one queue, so with fewer budget queues than
+// managed NICs the total exceeds the budget. It returns one warning per
+// NIC that ends below what its rule wants.
+func shareBudget(nics []NICPlan, budget, managed int) []string {
+	total, most := 0, 0
+	for i := range nics {
+		if nics[i].Managed {
+			total += nics[i].Wanted
+			most = max(most, nics[i].Wanted)
+		}
+	}
+	if total <= budget {
+		return nil
+	}
+	// The largest level whose total fits; 1 when even that does not.
+	level := 1
+	for l := 2; l <= most; l++ {
+		sum := 0
+		for i := range nics {
+			if nics[i].Managed {
+				sum += min(nics[i].Wanted, l)
+			}
+		}
+		if sum > budget {
+			break
+		}
+		level = l
+	}
+	left := budget
+	for i := range nics {
+		if nics[i].Managed {
+			left -= min(nics[i].Wanted, level)
+		}
+	}
+	var warnings []string
 	for i := range nics {
 		np := &nics[i]
-		if !np.Managed {
+		if !np.Managed || np.Wanted <= level {
 			continue
 		}
-		left--
-		allow := max(budget-given-left, 1)
-		if np.Wanted > allow {
-			np.Wanted = allow
-			np.Combined = min(np.Combined, allow)
-			np.Reason += "; budget " + strconv.Itoa(budget) + " → " + strconv.Itoa(allow)
+		allow := level
+		if left > 0 {
+			allow++
+			left--
 		}
-		given += np.Wanted
+		if allow >= np.Wanted {
+			continue
+		}
+		wish := np.Wanted
+		np.Wanted = allow
+		np.Combined = min(np.Combined, allow)
+		np.Reason += "; budget " + strconv.Itoa(budget) + " shared by " + strconv.Itoa(managed) + " NICs → " + strconv.Itoa(allow)
+		warnings = append(warnings, "NIC "+np.name()+": "+strconv.Itoa(allow)+" queues, below the "+strconv.Itoa(wish)+
+			" rule "+np.Rule+" wants: the domain's budget of "+strconv.Itoa(budget)+" is shared by "+strconv.Itoa(managed)+" NICs")
 	}
+	return warnings
+}
+
+// name is the NIC's MAC, or its position when it has none.
+func (n *NICPlan) name() string {
+	if n.MAC != "" {
+		return n.MAC
+	}
+	return "#" + strconv.Itoa(n.Index)
 }
 
 // match returns the first rule whose conditions all hold for the NIC, or nil.

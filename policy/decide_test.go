@@ -60,12 +60,12 @@ func TestDecide(t *testing.T) {
 		},
 		{
 			name: "already compliant",
-			d:    Domain{MaxVCPUs: 4, Interfaces: []Interface{with(nic(0), func(n *Interface) { n.Queues = 4 })}},
+			d:    Domain{MaxVCPUs: 4, Interfaces: []Interface{with(nic(0), func(n *Interface) { n.Queues, n.Written = 4, 4 })}},
 			want: []NICPlan{managed(0, 4, 4, 4, "defaults", "queues=vcpus → 4")},
 		},
 		{
 			name: "lowered from too many",
-			d:    Domain{MaxVCPUs: 4, Interfaces: []Interface{with(nic(0), func(n *Interface) { n.Queues = 16 })}},
+			d:    Domain{MaxVCPUs: 4, Interfaces: []Interface{with(nic(0), func(n *Interface) { n.Queues, n.Written = 16, 16 })}},
 			want: []NICPlan{managed(0, 16, 4, 4, "defaults", "queues=vcpus → 4")},
 		},
 		{
@@ -117,7 +117,7 @@ func TestDecide(t *testing.T) {
 				{Index: 1, Type: "direct", Model: "virtio-transitional", Current: 1, Wanted: 2, Managed: true, GuestStep: true, Combined: 2, Rule: "defaults", Reason: "queues=vcpus → 2"},
 				{Index: 2, Type: "ethernet", Model: "virtio-non-transitional", Current: 1, Wanted: 2, Managed: true, GuestStep: true, Combined: 2, Rule: "defaults", Reason: "queues=vcpus → 2"},
 				{Index: 3, Type: "ethernet", Model: "virtio", Current: 1, Wanted: 2, Managed: true, GuestStep: true, Combined: 2, Rule: "defaults", Reason: "queues=vcpus → 2"},
-				{Index: 4, Type: "vhostuser", Model: "virtio", Current: 1, Wanted: 2, Managed: true, GuestStep: true, Combined: 2, Rule: "defaults", Reason: "queues=vcpus → 2"},
+				{Index: 4, Type: "vhostuser", Model: "virtio", Current: 1, Wanted: 1, Rule: "defaults", Reason: vhostUserReason},
 			},
 		},
 		{
@@ -194,16 +194,16 @@ func TestDecide(t *testing.T) {
 			want:   []NICPlan{managed(0, 1, 4, 0, "defaults", "queues=vcpus → 4")},
 		},
 		{
-			name:   "budget greedy in document order",
+			name:   "budget shared evenly",
 			policy: "defaults: {budget: 12}\n",
 			d: Domain{MaxVCPUs: 16, Interfaces: []Interface{
 				nic(0), with(nic(1), func(n *Interface) { n.Type = "user" }), nic(2), nic(3),
 			}},
 			want: []NICPlan{
-				managed(0, 1, 8, 8, "defaults", "queues=vcpus → 16; max 8 → 8"),
+				managed(0, 1, 4, 4, "defaults", "queues=vcpus → 16; max 8 → 8; budget 12 shared by 3 NICs → 4"),
 				skipped(with(nic(1), func(n *Interface) { n.Type = "user" }), "", "type user cannot do multiqueue"),
-				managed(2, 1, 3, 3, "defaults", "queues=vcpus → 16; max 8 → 8; budget 12 → 3"),
-				managed(3, 1, 1, 1, "defaults", "queues=vcpus → 16; max 8 → 8; budget 12 → 1"),
+				managed(2, 1, 4, 4, "defaults", "queues=vcpus → 16; max 8 → 8; budget 12 shared by 3 NICs → 4"),
+				managed(3, 1, 4, 4, "defaults", "queues=vcpus → 16; max 8 → 8; budget 12 shared by 3 NICs → 4"),
 			},
 		},
 		{
@@ -211,9 +211,9 @@ func TestDecide(t *testing.T) {
 			policy: "defaults: {budget: 2}\n",
 			d:      Domain{MaxVCPUs: 4, Interfaces: []Interface{nic(0), nic(1), nic(2)}},
 			want: []NICPlan{
-				managed(0, 1, 1, 1, "defaults", "queues=vcpus → 4; budget 2 → 1"),
-				managed(1, 1, 1, 1, "defaults", "queues=vcpus → 4; budget 2 → 1"),
-				managed(2, 1, 1, 1, "defaults", "queues=vcpus → 4; budget 2 → 1"),
+				managed(0, 1, 1, 1, "defaults", "queues=vcpus → 4; budget 2 shared by 3 NICs → 1"),
+				managed(1, 1, 1, 1, "defaults", "queues=vcpus → 4; budget 2 shared by 3 NICs → 1"),
+				managed(2, 1, 1, 1, "defaults", "queues=vcpus → 4; budget 2 shared by 3 NICs → 1"),
 			},
 		},
 		{
@@ -225,8 +225,8 @@ func TestDecide(t *testing.T) {
 				with(nic(2), func(n *Interface) { n.Bridge = "br-off" }),
 			}},
 			want: []NICPlan{
-				managed(0, 1, 5, 5, "defaults", "queues=vcpus → 8; budget 6 → 5"),
-				managed(1, 1, 1, 1, "storage", "queues=vcpus → 8; budget 6 → 1"),
+				managed(0, 1, 3, 3, "defaults", "queues=vcpus → 8; budget 6 shared by 2 NICs → 3"),
+				managed(1, 1, 3, 3, "storage", "queues=vcpus → 8; budget 6 shared by 2 NICs → 3"),
 				skipped(with(nic(2), func(n *Interface) { n.Bridge = "br-off" }), "off", "excluded by rule off"),
 			},
 		},
@@ -346,6 +346,9 @@ func TestDecideModeAndQueues(t *testing.T) {
 		t.Errorf("Decide(nil) = %+v", plan)
 	}
 }
+
+const vhostUserReason = "vhost-user: QEMU refuses to start when the backend supports fewer queues than asked; " +
+	"a rule with allow_vhostuser: true opts in"
 
 func with4(n Interface) Interface { n.Queues = 4; return n }
 

@@ -87,3 +87,17 @@ func (l ErrorList) err() error {
 	}
 	return l
 }
+
+// sortByFile orders problems by the position of their file in files, then
+// by line and column.
+func (l ErrorList) sortByFile(files []string) {
+	slices.SortStableFunc(l, func(a, b *Error) int {
+		if c := cmp.Compare(slices.Index(files, a.File), slices.Index(files, b.File)); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.Line, b.Line); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Column, b.Column)
+	})
+}

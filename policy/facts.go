@@ -7,8 +7,19 @@ package policy
 type Domain struct {
 	Name string
 	UUID string
-	// Type is the <domain type='...'> attribute: kvm, qemu, ...
+	// Type is the <domain type='...'> attribute: kvm, qemu, ... Decide
+	// leaves every other type (xen, test, hvf, ...) alone; empty (facts
+	// built by hand) counts as qemu.
 	Type string
+	// Arch and Machine are <os><type arch='...' machine='...'>, e.g.
+	// "aarch64" and "virt-9.2"; empty when absent. They decide the NIC
+	// model libvirt picks when an <interface> has no <model>.
+	Arch, Machine string
+	// Excluded reports the per-domain opt-out: a
+	// <metadata><virtmq:exclude xmlns:virtmq="https://virtmq.dev/xmlns/exclude/1"/>
+	// element, set by `virtmq exclude DOMAIN` through libvirt's metadata
+	// API. Decide then leaves every NIC alone.
+	Excluded bool
 	// MaxVCPUs is the text of <vcpu>: the most vCPUs the domain can have.
 	// It is 1 when <vcpu> is absent, as libvirt assumes.
 	MaxVCPUs int
@@ -32,7 +43,8 @@ type Interface struct {
 	Index int
 	// Type is <interface type='...'>: network, bridge, direct, ethernet, vhostuser, user, ...
 	Type string
-	// Model is <model type='...'>; empty when absent.
+	// Model is <model type='...'>, lower-cased (libvirt accepts any case);
+	// empty when absent.
 	Model string
 	// MAC is <mac address='...'> lower-cased; empty when absent (libvirt generates one at define).
 	MAC string
@@ -55,6 +67,22 @@ type Interface struct {
 	TargetManaged string
 	// Alias is <alias name='...'>, e.g. net0, present in live XML.
 	Alias string
+	// Teaming is <teaming type='...'>: "persistent" or "transient". A
+	// transient NIC is the standby of a passed-through device.
+	Teaming string
+	// Written is the queue count virtmq last wrote into this NIC's
+	// definition, from the domain's record
+	// (<metadata><virtmq:written xmlns:virtmq='https://virtmq.dev/xmlns/written/1'><virtmq:nic mac='...' queues='N'/>),
+	// matched by MAC; 0 when virtmq never wrote one. A Queues that is set
+	// and differs from Written was set by hand.
+	Written int
+	// NetworkForward is the <forward mode='...'> of the libvirt network a
+	// type network NIC uses ("hostdev" for a pool of VFs, "bridge", "nat",
+	// ...). The domain XML does not say it: virtmq-agent fills it by
+	// reading the network's definition; the hook and `virtmq plan` cannot
+	// call libvirt and leave it empty (such NICs are then decided like any
+	// type network NIC).
+	NetworkForward string
 }
 
 // QueuesByMAC maps each interface's MAC to the queue pairs it has (runs

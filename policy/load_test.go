@@ -117,3 +117,51 @@ func mustOK(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestLoadWarnsIgnoredDropIns: a file in policy.d that is not read because
+// of its name is a warning naming it, never skipped silently; hidden files
+// and directories are skipped without one.
+func TestLoadWarnsIgnoredDropIns(t *testing.T) {
+	dir := t.TempDir()
+	main := filepath.Join(dir, "policy.yaml")
+	write(t, main, "version: 1\n")
+	d := filepath.Join(dir, DropInDir)
+	for _, name := range []string{"10-a.yaml", "20-b.yml", "30-c.yaml.dpkg-old", "40-d.yaml~", "50-e.yaml.rpmnew", "60-f.yaml.bak", "README", ".70-g.yaml.swp"} {
+		write(t, filepath.Join(d, name), "rules: []\n")
+	}
+	mustOK(t, os.Mkdir(filepath.Join(d, "sub"), 0o755))
+	p, err := Load(main)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if got := p.Sources(); len(got) != 2 {
+		t.Errorf("sources = %q, want the main file and 10-a.yaml", got)
+	}
+	var got []string
+	for _, w := range p.Warnings() {
+		got = append(got, w.Error())
+	}
+	want := []string{
+		d + "/20-b.yml: warning: ignored: drop-ins must end in .yaml, not .yml (rename it to 20-b.yaml)",
+		d + "/30-c.yaml.dpkg-old: warning: ignored: a package manager's leftover (.dpkg-old), not a drop-in; merge what it holds into the .yaml file and remove it",
+		d + "/40-d.yaml~: warning: ignored: a backup or temporary file, not a drop-in (only names ending in .yaml are read)",
+		d + "/50-e.yaml.rpmnew: warning: ignored: a package manager's leftover (.rpmnew), not a drop-in; merge what it holds into the .yaml file and remove it",
+		d + "/60-f.yaml.bak: warning: ignored: a backup or temporary file, not a drop-in (only names ending in .yaml are read)",
+		d + "/README: warning: ignored: not a drop-in (only names ending in .yaml are read)",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	// Without a main file the embedded default is used; the file meant as a
+	// drop-in is still reported.
+	dir = t.TempDir()
+	write(t, filepath.Join(dir, DropInDir, "50-x.yml"), "mode: observe\n")
+	p, embedded, err := Resolve("", nil, filepath.Join(dir, "policy.yaml"))
+	if err != nil || !embedded {
+		t.Fatalf("Resolve: embedded %v, err %v", embedded, err)
+	}
+	if w := p.Warnings(); len(w) == 0 || !strings.Contains(w[0].Error(), "50-x.yml: warning: ignored: drop-ins must end in .yaml") {
+		t.Errorf("warnings = %v", w)
+	}
+}

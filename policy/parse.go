@@ -18,7 +18,7 @@ const MaxFileSize = 1 << 20
 // Known keys, in the order the docs list them; used in "unknown key" messages.
 var (
 	topKeys      = []string{"version", "mode", "on_error", "defaults", "rules"}
-	settingsKeys = []string{"queues", "min", "max", "min_vcpus", "budget", "allow_above_vcpus", "guest_step", "combined", "apply_at"}
+	settingsKeys = []string{"queues", "min", "max", "min_vcpus", "budget", "allow_above_vcpus", "guest_step", "combined", "allow_vhostuser", "hand_set", "apply_at"}
 	ruleKeys     = []string{"name", "match", "exclude", "set"}
 	matchKeys    = []string{"domain", "vcpus", "os", "labels", "nic_type", "network", "bridge", "mac_prefix"}
 	// nicTypes are libvirt's <interface type> values (virDomainNetType);
@@ -68,17 +68,19 @@ type partial struct {
 	minVCPUs, budget      opt[int]
 	allowAbove, guestStep opt[bool]
 	combined              opt[CombinedSetting]
+	vhostUser             opt[bool]
+	handSet               opt[HandSet]
 	applyAt               opt[ApplyAt]
 }
 
 // fileDoc is what one file says, before merging.
 type fileDoc struct {
 	name     string
+	warns    ErrorList // lint warnings and notes (Msg starts with "warning: " or "note: ")
 	mode     opt[Mode]
 	onError  opt[OnError]
 	defaults partial
 	rules    []rawRule
-	warnings []*Error
 }
 
 // rawRule is one rule as written.
@@ -86,6 +88,7 @@ type rawRule struct {
 	name    string
 	at      loc // the rule's mapping
 	nameAt  loc
+	matchAt loc // the match key; unset when the rule has none
 	match   Match
 	exclude bool
 	set     partial
@@ -117,7 +120,7 @@ func (p *parser) parseFile(data []byte, dropIn bool) (*fileDoc, ErrorList) {
 				p.errorf(v, kpath, "version %d is not supported (must be 1)", n)
 			}
 		case "mode":
-			if m, ok := p.mode(v, kpath, doc); ok {
+			if m, ok := p.mode(v, kpath); ok {
 				doc.mode = opt[Mode]{m, true, p.loc(v, kpath)}
 			}
 		case "on_error":
@@ -137,12 +140,13 @@ func (p *parser) parseFile(data []byte, dropIn bool) (*fileDoc, ErrorList) {
 	if !version && !dropIn {
 		p.errorf(root, "version", "missing (add version: 1)")
 	}
+	doc.warns = p.warns
 	return doc, p.errs
 }
 
 // mode parses observe | apply | enforce, and the earlier releases' modes
-// as aliases with a warning in doc.
-func (p *parser) mode(n *yaml.Node, path string, doc *fileDoc) (Mode, bool) {
+// as aliases with a lint warning.
+func (p *parser) mode(n *yaml.Node, path string) (Mode, bool) {
 	s, ok := p.scalar(n, path)
 	if !ok {
 		return "", false
@@ -153,8 +157,8 @@ func (p *parser) mode(n *yaml.Node, path string, doc *fileDoc) (Mode, bool) {
 	}
 	if m, ok := modeAliases[s]; ok {
 		n := resolve(n)
-		doc.warnings = append(doc.warnings, &Error{File: p.file, Line: n.Line, Column: n.Column, Path: path,
-			Msg: fmt.Sprintf("%q is read as %q, what the agent always did with it: it rewrites definitions and runs ethtool in guests%s; "+
+		p.warns = append(p.warns, &Error{File: p.file, Line: n.Line, Column: n.Column, Path: path,
+			Msg: fmt.Sprintf("warning: %q is read as %q, what the agent always did with it: it rewrites definitions and runs ethtool in guests%s; "+
 				"write mode: apply to keep that, or mode: observe to only report", s, m, aliasNote[s])})
 		return m, true
 	}
@@ -226,13 +230,20 @@ func (p *parser) settings(n *yaml.Node, path string) partial {
 			} else if ok {
 				s.budget = opt[int]{i, true, at}
 			}
-		case "allow_above_vcpus", "guest_step":
+		case "allow_above_vcpus", "guest_step", "allow_vhostuser":
 			if b, ok := p.boolean(v, kpath); ok {
-				if key == "guest_step" {
+				switch key {
+				case "guest_step":
 					s.guestStep = opt[bool]{b, true, at}
-				} else {
+				case "allow_vhostuser":
+					s.vhostUser = opt[bool]{b, true, at}
+				default:
 					s.allowAbove = opt[bool]{b, true, at}
 				}
+			}
+		case "hand_set":
+			if h, ok := p.enum(v, kpath, string(HandSetKeep), string(HandSetOverride)); ok {
+				s.handSet = opt[HandSet]{HandSet(h), true, at}
 			}
 		default:
 			p.unknown(k, kpath, settingsKeys)
@@ -350,6 +361,7 @@ func (p *parser) rules(n *yaml.Node, path string) []rawRule {
 				}
 			case "match":
 				r.match = p.match(v, kpath)
+				r.matchAt = p.loc(k, kpath)
 			case "exclude":
 				r.exclude, _ = p.boolean(v, kpath)
 			case "set":

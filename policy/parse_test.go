@@ -25,10 +25,12 @@ func TestParseDefault(t *testing.T) {
 	if p.Mode() != ModeApply || p.OnError() != OnErrorAllow {
 		t.Errorf("mode, on_error = %s, %s; want apply, allow (the product is zero-touch and never blocks a start)", p.Mode(), p.OnError())
 	}
-	if w := p.Warnings(); len(w) != 0 {
-		t.Errorf("shipped policy has warnings: %v", w)
+	for _, w := range p.Warnings() {
+		if strings.HasPrefix(w.Msg, "warning: ") {
+			t.Errorf("shipped policy has a warning: %v", w)
+		}
 	}
-	want := Settings{Queues: QueuesSetting{Kind: QueuesVCPUs}, Min: 1, Max: 8, MinVCPUs: 2, GuestStep: true, Combined: CombinedSetting{Kind: CombinedQueues}, ApplyAt: ApplyNextReboot}
+	want := Settings{Queues: QueuesSetting{Kind: QueuesVCPUs}, Min: 1, Max: 8, MinVCPUs: 2, Budget: 64, GuestStep: true, Combined: CombinedSetting{Kind: CombinedQueues}, HandSet: HandSetKeep, ApplyAt: ApplyNextReboot}
 	if got := p.Defaults(); got != want {
 		t.Errorf("defaults = %+v, want %+v", got, want)
 	}
@@ -41,7 +43,7 @@ func TestParseDefault(t *testing.T) {
 		{Index: 1, Type: "user", Model: "virtio"},
 	}}
 	windows := &Domain{Name: "ad1", MaxVCPUs: 8, OSID: "http://microsoft.com/win/2k19", Interfaces: []Interface{
-		{Index: 0, Type: "network", Model: "virtio", Network: "default", Queues: 8},
+		{Index: 0, Type: "network", Model: "virtio", Network: "default", Queues: 8, Written: 8},
 	}}
 	small := &Domain{Name: "tiny", MaxVCPUs: 1, Interfaces: []Interface{
 		{Index: 0, Type: "network", Model: "virtio"},
@@ -237,7 +239,7 @@ rules:
 	if p.Mode() != ModeEnforce || p.OnError() != OnErrorDeny {
 		t.Errorf("mode, on_error = %s, %s", p.Mode(), p.OnError())
 	}
-	def := Settings{Queues: QueuesSetting{QueuesPercent, 50}, Min: 2, Max: 16, MinVCPUs: 0, Budget: 12, AllowAboveVCPUs: true, GuestStep: false, Combined: CombinedSetting{CombinedFixed, 3}, ApplyAt: ApplyNextReboot}
+	def := Settings{Queues: QueuesSetting{QueuesPercent, 50}, Min: 2, Max: 16, MinVCPUs: 0, Budget: 12, AllowAboveVCPUs: true, GuestStep: false, Combined: CombinedSetting{CombinedFixed, 3}, HandSet: HandSetKeep, ApplyAt: ApplyNextReboot}
 	if got := p.Defaults(); got != def {
 		t.Errorf("defaults = %+v\nwant %+v", got, def)
 	}
@@ -310,9 +312,16 @@ func TestParseErrors(t *testing.T) {
 		{"empty", "", "p.yaml: empty file (a policy needs at least version: 1)"},
 		{"comments only", "# nothing\n", "p.yaml: empty file (a policy needs at least version: 1)"},
 		{"null document", "~\n", "p.yaml:1:1: empty document (a policy needs at least version: 1)"},
-		{"syntax", v + "mode: a: b\n", "p.yaml:2: invalid YAML: mapping values are not allowed in this context"},
-		{"tab", v + "\tmode: off\n", "p.yaml:2: invalid YAML: found a tab character that violates indentation"},
-		{"unknown anchor", v + "mode: *x\n", "p.yaml: invalid YAML: unknown anchor 'x' referenced"},
+		{"syntax", v + "mode: a: b\n", `p.yaml:2:8: invalid YAML: mapping values are not allowed in this context (is this key indented deeper than the one above it, or is a value with ": " unquoted?)`},
+		{"tab", v + "\tmode: off\n", "p.yaml:2:1: invalid YAML: a tab in the indentation (YAML indents with spaces only): found a tab character that violates indentation"},
+		{"tab in a list", v + "rules:\n\t- name: a\n", "p.yaml:3:1: invalid YAML: a tab in the indentation (YAML indents with spaces only): found character that cannot start any token"},
+		{"tab after spaces", v + "rules:\n  - name: a\n  \tmatch: {}\n", "p.yaml:4:3: invalid YAML: a tab in the indentation (YAML indents with spaces only): found a tab character that violates indentation"},
+		{"unknown anchor", v + "mode: *x\n", `p.yaml:2:7: invalid YAML: unknown anchor "x" referenced by *x; a value that starts with * (a glob) must be quoted: "*x"`},
+		{"unquoted glob", v + "rules:\n  - name: a # *web\n    match:\n      domain: [db, *web]\n", `p.yaml:5:20: invalid YAML: unknown anchor "web" referenced by *web; a value that starts with * (a glob) must be quoted: "*web"`},
+		{"unquoted glob with a star", v + "rules:\n  - name: a\n    match:\n      domain: *-db*\n", `p.yaml:5:15: invalid YAML: an alias (*name) or anchor (&name) with a bad name: did not find expected alphabetic or numeric character; a value that starts with * (a glob) must be quoted: "*..."`},
+		{"key indented less", v + "defaults:\n  queues: 4\n max: 8\n", "p.yaml:4:2: invalid YAML: did not find expected key (is this line indented like the keys above it? the block starts at line 3)"},
+		{"key indented deeper", v + "defaults:\n  queues: 4\n   max: 8\n", `p.yaml:4:7: invalid YAML: mapping values are not allowed in this context (is this key indented deeper than the one above it, or is a value with ": " unquoted?)`},
+		{"rule key indented less", v + "rules:\n  - name: a\n    match:\n      domain: web\n   set:\n      queues: 4\n", "p.yaml:6:4: invalid YAML: did not find expected '-' indicator (is this line indented like the keys above it? the block starts at line 2)"},
 		{"two documents", v + "---\n" + v, "p.yaml:2:1: a second YAML document; a policy file holds one"},
 		{"not a mapping", "- version: 1\n", "p.yaml:1:1: must be a mapping, not a list"},
 		{"missing version", "mode: apply\n", "p.yaml:1:1: version: missing (add version: 1)"},
@@ -328,7 +337,7 @@ func TestParseErrors(t *testing.T) {
 		{"mode bool", v + "mode: true\n", "p.yaml:2:7: mode: must be a string, not a boolean"},
 		{"on_error enum", v + "on_error: ignore\n", `p.yaml:2:11: on_error: "ignore" is not one of allow, deny`},
 		{"defaults type", v + "defaults: 4\n", "p.yaml:2:11: defaults: must be a mapping, not an integer"},
-		{"settings unknown", v + "defaults: {maxx: 4}\n", "p.yaml:2:12: defaults.maxx: unknown key (known keys: queues, min, max, min_vcpus, budget, allow_above_vcpus, guest_step, combined, apply_at)"},
+		{"settings unknown", v + "defaults: {maxx: 4}\n", "p.yaml:2:12: defaults.maxx: unknown key (known keys: queues, min, max, min_vcpus, budget, allow_above_vcpus, guest_step, combined, allow_vhostuser, hand_set, apply_at)"},
 		{"queues word", v + "defaults: {queues: cpus}\n", `p.yaml:2:20: defaults.queues: "cpus" is not a queue count (an integer, vcpus, vcpus/K or P%)`},
 		{"queues zero", v + "defaults: {queues: 0}\n", "p.yaml:2:20: defaults.queues: queues 0 is less than 1"},
 		{"queues above tap", v + "defaults: {queues: \"300\"}\n", "p.yaml:2:20: defaults.queues: queues 300 is more than 256, the kernel's limit of queues per tap"},
@@ -577,9 +586,9 @@ func TestParseMode(t *testing.T) {
 		{"version: 1\nmode: observe\n", ModeObserve, ""},
 		{"version: 1\nmode: apply\n", ModeApply, ""},
 		{"version: 1\nmode: enforce\n", ModeEnforce, ""},
-		{"version: 1\nmode: audit\n", ModeApply, `p.yaml:2:7: mode: "audit" is read as "apply", what the agent always did with it: ` +
+		{"version: 1\nmode: audit\n", ModeApply, `p.yaml:2:7: mode: warning: "audit" is read as "apply", what the agent always did with it: ` +
 			"it rewrites definitions and runs ethtool in guests; write mode: apply to keep that, or mode: observe to only report"},
-		{"version: 1\nmode: off\n", ModeApply, `p.yaml:2:7: mode: "off" is read as "apply", what the agent always did with it: ` +
+		{"version: 1\nmode: off\n", ModeApply, `p.yaml:2:7: mode: warning: "off" is read as "apply", what the agent always did with it: ` +
 			"it rewrites definitions and runs ethtool in guests (and the hook now logs non-compliant starts); " +
 			"write mode: apply to keep that, or mode: observe to only report"},
 	} {
@@ -600,6 +609,30 @@ func TestParseMode(t *testing.T) {
 		}
 		if got, want := p.Mode().Acts(), tt.want != ModeObserve; got != want {
 			t.Errorf("%q: Acts() = %v, want %v", tt.in, got, want)
+		}
+	}
+}
+
+// TestDocErrorExamples parses each "with an error" example of
+// docs/policy.md's Errors section and compares what Parse says with the
+// output printed below it.
+func TestDocErrorExamples(t *testing.T) {
+	doc, err := os.ReadFile("../docs/policy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const marker = "```yaml\n# policy.yaml, with an error:\n"
+	parts := strings.Split(string(doc), marker)[1:]
+	if len(parts) != 3 {
+		t.Fatalf("found %d error examples, want 3; update this test with the doc", len(parts))
+	}
+	for i, part := range parts {
+		in, rest, _ := strings.Cut(part, "```")
+		_, rest, _ = strings.Cut(rest, "```\n")
+		want, _, _ := strings.Cut(rest, "```")
+		_, err := Parse("policy.yaml", []byte(in))
+		if err == nil || err.Error() != strings.TrimSpace(want) {
+			t.Errorf("example %d:\n%s\ngot:  %v\nwant: %s", i, in, err, want)
 		}
 	}
 }

@@ -59,7 +59,15 @@ type Plan struct {
 	Domain  string
 	Mode    Mode
 	OnError OnError
-	NICs    []NICPlan
+	// Skip says why virtmq leaves the whole domain alone (a domain type
+	// other than qemu or kvm, the domain's exclude label); empty when the
+	// NICs were decided one by one. Every NIC then carries the same reason.
+	Skip string
+	NICs []NICPlan
+	// Warnings are decisions worth a look that are not errors, e.g. a NIC
+	// that ends below its rule's wish because the domain's budget is
+	// shared; `virtmq plan` prints them.
+	Warnings []string
 	// ApplyAt says when a running domain gets the new queue counts:
 	// ApplyNextReboot when the settings of any managed NIC ask for it (one
 	// cold boot applies every NIC), else ApplyColdBoot; empty when no NIC
@@ -80,8 +88,12 @@ type NICPlan struct {
 	// the NIC is skipped or excluded.
 	Wanted int
 	// Managed reports whether virtmq manages this NIC at all (false when
-	// excluded or skipped because the NIC cannot do multiqueue).
+	// excluded, kept, or skipped because the NIC cannot do multiqueue).
 	Managed bool
+	// Kept reports a NIC left alone because its queue count was set by
+	// hand (virtmq's record does not say it wrote it) and the rule says
+	// hand_set: keep.
+	Kept bool
 	// GuestStep reports whether the agent sets the guest's combined count.
 	GuestStep bool
 	// Combined is M, the in-guest combined channel count (0 when GuestStep is false).

@@ -48,7 +48,11 @@ func Resolve(explicit string, getenv func(string) string, defaultPath string) (p
 				return nil, false, fmt.Errorf("load policy: %w: %s holds drop-ins but %w "+
 					"(restore the main file, or remove the drop-ins to use the built-in default)", ErrMissing, dir, lerr)
 			}
-			return Default(), true, nil
+			// Files with a wrong suffix (50-x.yml) are not drop-ins, but
+			// were most likely meant to be: say so.
+			p := Default()
+			p.warnings = append(ignoredDropIns(dir), p.warnings...)
+			return p, true, nil
 		}
 		path = defaultPath
 	}

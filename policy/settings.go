@@ -14,15 +14,19 @@ type Policy struct {
 	// rules are in evaluation order: drop-in rules first, then the main file's.
 	rules    []Rule
 	sources  []string
-	warnings []*Error
+	warnings ErrorList
 }
 
 // Mode returns what the agent and the hook do about a non-compliant
 // domain (see Mode); an alias of an earlier release is already resolved.
 func (p *Policy) Mode() Mode { return p.mode }
 
-// Warnings lists what in a valid policy deserves a change (a deprecated
-// mode), located like errors, in file order; `virtmq lint` prints them.
+// Warnings returns what `virtmq lint` reports as warnings: things that are
+// valid but probably not what the author meant (a mode of an earlier
+// release, a rule that can never match, a number written in hexadecimal,
+// a limit no domain can reach), and a note on rules that match only
+// through libosinfo metadata. Each is located like an error, in file
+// order; Msg starts with "warning: " or "note: ".
 func (p *Policy) Warnings() []*Error { return append([]*Error(nil), p.warnings...) }
 
 // OnError returns what the hook does in enforce mode when virtmq fails.
@@ -60,11 +64,29 @@ type Settings struct {
 	GuestStep bool
 	// Combined is where M, the in-guest combined channel count, comes from.
 	Combined CombinedSetting
+	// AllowVHostUser opts vhost-user NICs in. They are left alone by
+	// default: QEMU refuses to start a domain whose vhost-user backend
+	// (OVS-DPDK, passt, snabb, ...) supports fewer queues than asked, and
+	// virtmq cannot see the backend's limit.
+	AllowVHostUser bool
+	// HandSet says what happens to a queue count virtmq did not write
+	// (a person's <driver queues='1'/> on a firewall appliance): keep it
+	// (the default) or override it.
+	HandSet HandSet
 	// ApplyAt says when a running domain that is pending a cold boot gets
 	// its new queue count: at the next cold boot someone makes, or at the
 	// guest's next reboot, which virtmq-agent turns into a cold boot.
 	ApplyAt ApplyAt
 }
+
+// HandSet is the value of `hand_set`.
+type HandSet string
+
+// What Decide does with a queue count virtmq did not write.
+const (
+	HandSetKeep     HandSet = "keep"     // leave it, report "kept: set by hand"
+	HandSetOverride HandSet = "override" // decide as if it were not there
+)
 
 // ApplyAt is the value of `apply_at`.
 type ApplyAt string
@@ -86,9 +108,10 @@ func builtinSettings() Settings {
 		Min:       1,
 		Max:       8,
 		MinVCPUs:  2,
-		Budget:    0,
+		Budget:    64,
 		GuestStep: true,
 		Combined:  CombinedSetting{Kind: CombinedQueues},
+		HandSet:   HandSetKeep,
 		ApplyAt:   ApplyNextReboot,
 	}
 }

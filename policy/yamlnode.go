@@ -26,7 +26,8 @@ const maxItems = 1 << 20
 type parser struct {
 	file  string
 	errs  ErrorList
-	items int // entries visited, see maxItems
+	warns ErrorList // see Policy.Warnings
+	items int       // entries visited, see maxItems
 }
 
 // decode parses the YAML text into the root node of its single document.
@@ -37,14 +38,14 @@ func (p *parser) decode(data []byte) (*yaml.Node, bool) {
 		return nil, false
 	}
 	if err != nil {
-		p.syntaxError(err)
+		p.syntaxError(err, data)
 		return nil, false
 	}
 	switch {
 	case nextErr == nil:
 		p.errorf(next, "", "a second YAML document; a policy file holds one")
 	case !errors.Is(nextErr, io.EOF):
-		p.syntaxError(nextErr)
+		p.syntaxError(nextErr, data)
 	}
 	root := doc
 	if len(doc.Content) > 0 {
@@ -85,8 +86,12 @@ func decodeNode(dec *yaml.Decoder, n *yaml.Node) (err error) {
 }
 
 // syntaxError turns a yaml.v3 error ("yaml: line 3: did not find ...") into
-// an Error with the line, when the parser gave one.
-func (p *parser) syntaxError(err error) {
+// an Error with the line, when the parser gave one. yaml.v3 gives no line
+// for an unknown alias, and for a block it cannot close it names the line
+// where the block starts, not the line that breaks it; for the mistakes
+// the docs warn about (an unquoted *glob, a tab in the indentation, a key
+// indented wrong) syntaxError finds the place in data itself.
+func (p *parser) syntaxError(err error, data []byte) {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	e := &Error{File: p.file}
 	if rest, ok := strings.CutPrefix(msg, "line "); ok {
@@ -96,8 +101,158 @@ func (p *parser) syntaxError(err error) {
 			}
 		}
 	}
+	switch {
+	case strings.HasPrefix(msg, "unknown anchor '"):
+		name := strings.TrimSuffix(strings.TrimPrefix(msg, "unknown anchor '"), "' referenced")
+		if line, col, ok := findAlias(data, name); ok {
+			e.Line, e.Column = line, col
+		}
+		msg = fmt.Sprintf("unknown anchor %q referenced by *%s; a value that starts with * (a glob) must be quoted: \"*%s\"", name, name, name)
+	case strings.Contains(msg, "tab character") || strings.Contains(msg, "cannot start any token"):
+		if line, col, ok := findIndentTab(data, e.Line); ok {
+			e.Line, e.Column = line, col
+			msg = "a tab in the indentation (YAML indents with spaces only): " + msg
+		}
+	case msg == "mapping values are not allowed in this context" && e.Line > 0:
+		lines := strings.Split(string(data), "\n")
+		if e.Line <= len(lines) {
+			// The colon yaml.v3 stopped at: the second "key: value" on
+			// the line ("mode: a: b"), else the only one (a key indented
+			// under a value, read as more of that value).
+			l := lines[e.Line-1] + " "
+			if j := strings.Index(l, ": "); j >= 0 {
+				if k := strings.Index(l[j+2:], ": "); k >= 0 {
+					j += 2 + k
+				}
+				e.Column = j + 1
+				msg += " (is this key indented deeper than the one above it, or is a value with \": \" unquoted?)"
+			}
+		}
+	case msg == "did not find expected alphabetic or numeric character" && e.Line > 0:
+		// An alias or anchor name with a character names cannot hold:
+		// an unquoted glob like *web-*.
+		lines := strings.Split(string(data), "\n")
+		if e.Line <= len(lines) {
+			if j, ok := findToken(lines[e.Line-1], "*&"); ok {
+				e.Column = j + 1
+				msg = "an alias (*name) or anchor (&name) with a bad name: " + msg +
+					`; a value that starts with * (a glob) must be quoted: "*..."`
+			}
+		}
+	case strings.HasPrefix(msg, "did not find expected ") && e.Line > 0:
+		if line, col, ok := findBreakingLine(data, msg); ok && line != e.Line {
+			msg = fmt.Sprintf("%s (is this line indented like the keys above it? the block starts at line %d)", msg, e.Line)
+			e.Line, e.Column = line, col
+		}
+	}
 	e.Msg = "invalid YAML: " + msg
 	p.errs = append(p.errs, e)
+}
+
+// findAlias returns the 1-based line and column of the first alias *name
+// in data outside comments and quotes.
+func findAlias(data []byte, name string) (line, col int, ok bool) {
+	for i, l := range strings.Split(string(data), "\n") {
+		var quote byte
+		for j := 0; j < len(l); j++ {
+			c := l[j]
+			switch {
+			case quote != 0:
+				if c == quote {
+					quote = 0
+				}
+			case c == '\'' || c == '"':
+				quote = c
+			case c == '#' && (j == 0 || l[j-1] == ' ' || l[j-1] == '\t'):
+				j = len(l)
+			case c == '*' && strings.HasPrefix(l[j+1:], name) && aliasEnd(l[j+1+len(name):]):
+				return i + 1, j + 1, true
+			}
+		}
+	}
+	return 0, 0, false
+}
+
+// findToken returns the byte offset in l of the first of chars that starts
+// a token (at the start, after a blank or a flow indicator) outside quotes
+// and comments.
+func findToken(l, chars string) (int, bool) {
+	var quote byte
+	for j := 0; j < len(l); j++ {
+		c := l[j]
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '\'' || c == '"':
+			quote = c
+		case c == '#' && (j == 0 || l[j-1] == ' ' || l[j-1] == '\t'):
+			return 0, false
+		case strings.IndexByte(chars, c) >= 0 && (j == 0 || strings.IndexByte(" \t[{,:-?", l[j-1]) >= 0):
+			return j, true
+		}
+	}
+	return 0, false
+}
+
+// aliasEnd reports whether rest can follow an alias name.
+func aliasEnd(rest string) bool {
+	return rest == "" || strings.ContainsAny(rest[:1], " \t\r,[]{}")
+}
+
+// findIndentTab returns the place of the first tab in the indentation of
+// a line, looking from line from (1-based; yaml.v3 may name the line
+// before) on, then from the top.
+func findIndentTab(data []byte, from int) (line, col int, ok bool) {
+	lines := strings.Split(string(data), "\n")
+	find := func(start int) (int, int, bool) {
+		for i := max(start, 0); i < len(lines); i++ {
+			l := lines[i]
+			indent := l[:len(l)-len(strings.TrimLeft(l, " \t"))]
+			if j := strings.IndexByte(indent, '\t'); j >= 0 && len(indent) < len(l) {
+				return i + 1, j + 1, true
+			}
+		}
+		return 0, 0, false
+	}
+	if line, col, ok = find(from - 1); ok {
+		return line, col, ok
+	}
+	return find(0)
+}
+
+// findBreakingLine returns the first line at which the document, cut
+// after it, fails with the same message msg: the line that breaks the
+// block, at its first non-blank column. It bisects on the number of lines,
+// so a long file costs a few decodes.
+func findBreakingLine(data []byte, msg string) (line, col int, ok bool) {
+	lines := strings.SplitAfter(string(data), "\n")
+	fails := func(k int) bool {
+		_, _, err, _ := decodeDocs([]byte(strings.Join(lines[:k], "")))
+		if err == nil {
+			return false
+		}
+		m := strings.TrimPrefix(err.Error(), "yaml: ")
+		if rest, ok := strings.CutPrefix(m, "line "); ok {
+			_, m, _ = strings.Cut(rest, ": ")
+		}
+		return m == msg
+	}
+	lo, hi := 1, len(lines) // the whole document fails
+	if !fails(hi) {
+		return 0, 0, false
+	}
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if fails(mid) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	l := strings.TrimRight(lines[lo-1], "\r\n")
+	return lo, len(l) - len(strings.TrimLeft(l, " ")) + 1, true
 }
 
 func (p *parser) errorf(n *yaml.Node, path, format string, args ...any) {
@@ -262,6 +417,10 @@ func (p *parser) integer(n *yaml.Node, path string) (int, bool) {
 		p.errorf(n, path, "%s is out of range", n.Value)
 		return 0, false
 	}
+	if surprisingBase(n.Value) {
+		p.warns = append(p.warns, &Error{File: p.file, Line: n.Line, Column: n.Column, Path: path,
+			Msg: fmt.Sprintf("warning: %s is not written in decimal: it means %d", n.Value, v)})
+	}
 	return v, true
 }
 
@@ -289,4 +448,15 @@ func (p *parser) enum(n *yaml.Node, path string, values ...string) (string, bool
 	}
 	p.errorf(resolve(n), path, "%q is not one of %s", s, strings.Join(values, ", "))
 	return "", false
+}
+
+// surprisingBase reports an integer written in hexadecimal, octal or
+// binary (0x10, 0o20, 0b1, or 010, which YAML 1.1 readers take as octal):
+// nobody counts queues that way, so it is more likely a typo.
+func surprisingBase(s string) bool {
+	s = strings.TrimLeft(s, "+-")
+	if len(s) < 2 || s[0] != '0' {
+		return false
+	}
+	return true
 }

@@ -25,6 +25,7 @@ func main() {
 		DefaultPolicyPath: policy.DefaultPath,
 		ReadFile:          os.ReadFile,
 		Dial:              dial,
+		Terminal:          cli.IsTerminal(os.Stdout) && cli.IsTerminal(os.Stderr),
 	}
 	code := cli.Main(ctx, env, os.Args[1:])
 	stop()

@@ -8,7 +8,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/virtmq/virtmq/internal/domxml"
 	"github.com/virtmq/virtmq/internal/virt"
@@ -69,6 +68,7 @@ would be) redefined, 1 on any error, usage errors included.`)
 	path := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
 	dryRun := fs.Bool("dry-run", false, "print the plan and the diff but redefine nothing")
 	all := fs.Bool("all", false, "apply to every domain libvirt knows")
+	wide := fs.Bool("wide", false, "print each NIC's reason in full (by default lines are cut to 100 columns)")
 	detailed := fs.Bool("detailed-exitcode", false, detailedUsage)
 	cf := addConnectFlags(fs)
 	pos, code, done := parseFlags(env, fs, args)
@@ -92,7 +92,7 @@ would be) redefined, 1 on any error, usage errors included.`)
 	}
 	defer conn.Close()
 
-	a := applier{env: env, conn: conn, policy: p, dryRun: *dryRun}
+	a := applier{env: env, conn: conn, policy: p, dryRun: *dryRun, wide: *wide}
 	status := ExitOK
 	var doms []virt.Domain
 	if *all {
@@ -123,7 +123,9 @@ would be) redefined, 1 on any error, usage errors included.`)
 			doms = append(doms, d)
 		}
 	}
+	prog := newProgress(env, len(doms))
 	for i, d := range doms {
+		prog.clear()
 		if i > 0 {
 			fmt.Fprintln(env.Stdout)
 		}
@@ -132,7 +134,9 @@ would be) redefined, 1 on any error, usage errors included.`)
 		if out == applyFailed || (out == applyTransient && !*all && !compliant) {
 			status = ExitFailure
 		}
+		prog.update(i+1, a.progressText())
 	}
+	prog.done()
 	if len(doms) > 0 {
 		fmt.Fprintln(env.Stdout)
 	} else if *all {
@@ -153,7 +157,18 @@ type applier struct {
 	conn   virt.Conn
 	policy *policy.Policy
 	dryRun bool
+	wide   bool
 	count  [applyFailed + 1]int
+}
+
+// progressText is the tally the progress line shows.
+func (a *applier) progressText() string {
+	verb := "redefined"
+	if a.dryRun {
+		verb = "to redefine"
+	}
+	return fmt.Sprintf("%d %s, %d compliant, %d transient, %d failed",
+		a.count[applyRedefined], verb, a.count[applyCompliant], a.count[applyTransient], a.count[applyFailed])
 }
 
 // domain rewrites and redefines one domain, printing what it does. It
@@ -181,7 +196,7 @@ func (a *applier) domain(ctx context.Context, d virt.Domain) (applyOutcome, bool
 			return fail("rewrite: %v", err)
 		}
 		fmt.Fprintf(w, "%s (transient, %s):\n", d.Name, state)
-		printApplyPlan(w, plan)
+		printApplyPlan(w, plan, a.wide)
 		if plan.Compliant() {
 			fmt.Fprintf(w, "  complies; a transient domain has no definition to rewrite anyway.\n")
 			return applyTransient, true
@@ -204,7 +219,7 @@ func (a *applier) domain(ctx context.Context, d virt.Domain) (applyOutcome, bool
 	}
 	changed := !bytes.Equal(out, doc)
 	fmt.Fprintf(w, "%s (%s):\n", d.Name, state)
-	printApplyPlan(w, plan)
+	printApplyPlan(w, plan, a.wide)
 	if changed {
 		fmt.Fprintf(w, "  --- %s defined\n  +++ %s rewritten\n", d.Name, d.Name)
 		printDiff(w, "  ", lineDiff(maskSecrets(doc), maskSecrets(out)))
@@ -257,13 +272,14 @@ func (a *applier) runningNote(ctx context.Context, w io.Writer, d virt.Domain, p
 	}
 }
 
-// printApplyPlan prints one line per NIC of the plan.
-func printApplyPlan(w io.Writer, plan policy.Plan) {
+// printApplyPlan prints one line per NIC of the plan, cut to 100
+// columns unless wide.
+func printApplyPlan(w io.Writer, plan policy.Plan, wide bool) {
 	if len(plan.NICs) == 0 {
 		fmt.Fprintln(w, "  no <interface>")
 		return
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	t := &table{shrink: []shrinkCol{{col: 4, min: 20}}}
 	for _, n := range plan.NICs {
 		var q string
 		switch {
@@ -274,8 +290,8 @@ func printApplyPlan(w io.Writer, plan policy.Plan) {
 		default:
 			q = fmt.Sprintf("queues %d (left alone)", n.Current)
 		}
-		fmt.Fprintf(tw, "  %s\t%s/%s\t%s\trule %s\t%s\n",
-			orDash(n.MAC), n.Type, orDash(n.Model), q, orDash(n.Rule), printable(n.Reason))
+		t.add("  "+orDash(n.MAC), n.Type+"/"+orDash(n.Model), q, "rule "+orDash(n.Rule), printable(n.Reason))
 	}
-	tw.Flush()
+	t.header, t.rows = t.rows[0], t.rows[1:]
+	t.write(w, wide)
 }

@@ -32,7 +32,10 @@ func TestApplyDryRunAndReal(t *testing.T) {
 		"52:54:00:12:34:58", "queues 1 (left alone)", "rule mgmt",
 		"52:54:00:12:34:59", "model e1000 is not virtio",
 		"--- web defined", "+++ web rewritten",
-		"  + 15        <driver queues='4'/>\n  - 20        <driver name='vhost' queues='2'/>\n  + 21        <driver name='vhost' queues='4'/>\n",
+		"  +  4    <metadata>\n  +  5      <virtmq:written xmlns:virtmq='https://virtmq.dev/xmlns/written/1'>\n"+
+			"  +  6        <virtmq:nic mac='52:54:00:12:34:56' queues='4'/>\n  +  7        <virtmq:nic mac='52:54:00:12:34:57' queues='4'/>\n"+
+			"  +  8      </virtmq:written>\n  +  9    </metadata>\n",
+		"  + 21        <driver queues='4'/>\n  - 20        <driver name='vhost' queues='2'/>\n  + 27        <driver name='vhost' queues='4'/>\n",
 		"dry run: would redefine.",
 		"apply: 1 to redefine (dry run), 0 already compliant, 0 transient, 0 failed",
 	)
@@ -55,7 +58,7 @@ func TestApplyDryRunAndReal(t *testing.T) {
 	}
 	after, _ := fake.InactiveXML("web")
 	wantLines(t, "new definition", string(after), "<driver name='vhost' queues='4'/>", "<driver queues='4'/>")
-	if strings.Count(string(after), "queues='4'") != 2 {
+	if strings.Count(string(after), "<driver queues='4'/>")+strings.Count(string(after), "<driver name='vhost' queues='4'/>") != 2 {
 		t.Errorf("want exactly the two managed NICs at 4 queues:\n%s", after)
 	}
 
@@ -340,7 +343,7 @@ func TestApplyKeepsConsolePasswords(t *testing.T) {
 			if code := Main(context.Background(), r.env, []string{"apply", "--policy", testPolicy, "console"}); code != ExitOK {
 				t.Fatalf("exit %d, stderr:\n%s", code, r.stderr)
 			}
-			wantLines(t, "output", r.stdout.String(), "queues 1 -> 4", "+ 18        <driver queues='4'/>", "  redefined.")
+			wantLines(t, "output", r.stdout.String(), "queues 1 -> 4", "+  4    <metadata>", "+ 23        <driver queues='4'/>", "  redefined.")
 			got, _ := fake.InactiveXML("console")
 			if !bytes.Equal(got, want) {
 				t.Errorf("definition after apply:\n%s\nwant:\n%s", got, want)

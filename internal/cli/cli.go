@@ -1,7 +1,7 @@
 // Package cli implements the virtmq command: lint, plan, rewrite, apply,
-// status and verify. cmd/virtmq only builds an Env and calls Main. The
-// checks of verify are package verify's; here they are printed, their
-// outside text made printable.
+// status, verify, mode, exclude and include. cmd/virtmq only builds an Env
+// and calls Main. The checks of verify are package verify's; here they are
+// printed, their outside text made printable.
 package cli
 
 import (
@@ -33,6 +33,13 @@ type Env struct {
 	// commands that talk to libvirt (virt.DialURI outside tests). It never
 	// connects anywhere else than uri says. The caller closes the Conn.
 	Dial func(ctx context.Context, uri virt.URI) (virt.Conn, error)
+	// Terminal reports that stdout and stderr are a terminal: then long
+	// runs (apply --all) draw a progress line on stderr.
+	Terminal bool
+
+	// collectFlags, when set, receives each command's flag set instead of
+	// the command running (see completion.go).
+	collectFlags func(*flag.FlagSet)
 }
 
 // Exit codes shared by the commands.
@@ -59,6 +66,9 @@ func Commands() []Command {
 		{"apply", "rewrite persistent domain definitions in libvirt now", runApply},
 		{"status", "show what virtmq-agent knows about each domain and NIC", runStatus},
 		{"verify", "check a running domain end to end: host, QMP and guest", runVerify},
+		{"exclude", "label domains so that virtmq leaves them alone", runExclude},
+		{"include", "remove the exclude label: virtmq manages the domains again", runInclude},
+		{"completion", "print the bash or zsh completion script", runCompletion},
 	}
 }
 
@@ -72,21 +82,41 @@ func Main(ctx context.Context, env *Env, args []string) int {
 		return ExitUsage
 	}
 	switch args[0] {
-	case "-h", "-help", "--help", "help":
+	case "-h", "-help", "--help":
 		usage(env.Stdout)
 		return ExitOK
+	case "help":
+		// virtmq help CMD is virtmq CMD --help.
+		if len(args) == 1 {
+			usage(env.Stdout)
+			return ExitOK
+		}
+		if _, ok := lookup(args[1]); !ok {
+			fmt.Fprintf(env.Stderr, "virtmq help: unknown command %q\n\n", args[1])
+			usage(env.Stderr)
+			return ExitUsage
+		}
+		return Main(ctx, env, []string{args[1], "--help"})
 	case "-version", "--version", "version":
 		fmt.Fprintln(env.Stdout, build.String("virtmq"))
 		return ExitOK
 	}
-	for _, c := range Commands() {
-		if c.Name == args[0] {
-			return c.Run(ctx, env, args[1:])
-		}
+	if c, ok := lookup(args[0]); ok {
+		return c.Run(ctx, env, args[1:])
 	}
 	fmt.Fprintf(env.Stderr, "virtmq: unknown command %q\n\n", args[0])
 	usage(env.Stderr)
 	return ExitUsage
+}
+
+// lookup returns the command named name.
+func lookup(name string) (Command, bool) {
+	for _, c := range Commands() {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return Command{}, false
 }
 
 func usage(w io.Writer) {
@@ -100,7 +130,8 @@ Commands:
 		fmt.Fprintf(w, "  %-8s %s\n", c.Name, c.Summary)
 	}
 	fmt.Fprint(w, `
-Run "virtmq COMMAND --help" for a command's options. "virtmq --version" prints the version.
+Run "virtmq help COMMAND" (or "virtmq COMMAND --help") for a command's options.
+"virtmq --version" prints the version.
 The policy is --policy FILE, else $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml
 (with drop-ins in /etc/virtmq/policy.d/), else the default policy built in.
 `)
@@ -126,6 +157,11 @@ func newFlags(env *Env, name, synopsis, description string) *flag.FlagSet {
 // (`virtmq plan dom.xml --json`). It returns the positional arguments, or
 // done with an exit code when the run is over (--help or a usage error).
 func parseFlags(env *Env, fs *flag.FlagSet, args []string) (pos []string, code int, done bool) {
+	if env.collectFlags != nil {
+		// completion asks for the command's flags: hand them over, run nothing.
+		env.collectFlags(fs)
+		return nil, ExitOK, true
+	}
 	for _, a := range args {
 		if a == "--" {
 			break

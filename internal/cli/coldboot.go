@@ -466,6 +466,11 @@ func (cb *coldBoot) guestStep(ctx context.Context, t *coldBootTarget) error {
 		}
 		for {
 			_, err := guest.Configure(ctx, ag, n.MAC, n.Combined, guest.Options{})
+			if err != nil && ctx.Err() != nil {
+				// The boot timeout ran out during the step: not the
+				// guest's answer (a timeout Classify would let pass).
+				return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+			}
 			c := guest.Classify(err)
 			if err == nil || (c.Skip && c.Reason != guest.ReasonNoAgent && c.Reason != guest.ReasonNoInterface) {
 				break // done, or a reason the guest gives: verify says it

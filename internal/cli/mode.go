@@ -51,7 +51,13 @@ policy does not load: then virtmq lint lists every problem.`)
 		from = "the built-in default, no " + env.DefaultPolicyPath
 	}
 	note := ""
-	if n := len(p.Warnings()); n > 0 {
+	n := 0
+	for _, w := range p.Warnings() {
+		if !strings.HasPrefix(w.Msg, "note: ") { // notes are no reason to act
+			n++
+		}
+	}
+	if n > 0 {
 		note = fmt.Sprintf(" (virtmq lint: %d warning(s))", n)
 	}
 	fmt.Fprintf(env.Stdout, "virtmq: mode %s (from %s)%s: %s\n", p.Mode(), from, note, modeEffects[p.Mode()])

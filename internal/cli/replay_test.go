@@ -213,7 +213,7 @@ func TestApplyReplay(t *testing.T) {
 	wantLines(t, "apply", r.stdout.String(), "queues 4 (complies)", "nothing to redefine")
 
 	pol := filepath.Join(t.TempDir(), "policy.yaml")
-	if err := os.WriteFile(pol, []byte("version: 1\ndefaults:\n  max: 2\n"), 0o644); err != nil {
+	if err := os.WriteFile(pol, []byte("version: 1\ndefaults:\n  max: 2\n  hand_set: override # captured before virtmq kept a record\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	r = newTestRun(t, fake, nil)
@@ -221,5 +221,6 @@ func TestApplyReplay(t *testing.T) {
 		t.Fatalf("exit %d, stderr:\n%s", code, r.stderr)
 	}
 	wantLines(t, "apply", r.stdout.String(), "queues 4 -> 2", "max 2 → 2",
-		fmt.Sprintf("  - %d        <driver queues='4'/>\n  + %d        <driver queues='2'/>\n  dry run: would redefine.", line, line))
+		"+  4    <metadata>", "<virtmq:nic mac='52:54:00:b4:f7:07' queues='2'/>",
+		fmt.Sprintf("  - %d        <driver queues='4'/>\n  + %d        <driver queues='2'/>\n  dry run: would redefine.", line, line+5))
 }

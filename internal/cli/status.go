@@ -2,14 +2,12 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/virtmq/virtmq/internal/status"
@@ -30,16 +28,24 @@ agent's last action and when, and the domain's state or problem.
 
 It reads the agent's status socket; it does not talk to libvirt (use
 "virtmq verify DOMAIN" for a live end-to-end check). "-" means unknown.
-With --json it prints the agent's snapshot as JSON.
+The table fits 100 columns: it leaves out QMP VQS, GUEST IF and AT and
+cuts long states ("…"); -o wide prints every column in full. With --json
+it prints the agent's snapshot as JSON (see docs/json.md).
 
 Exits 1 when the agent cannot be reached (not running, or no permission
 to its socket), and, after printing the status, when the agent is not
 connected to libvirt or its last policy reload failed; 0 otherwise.`)
 	asJSON := fs.Bool("json", false, "print the agent's JSON snapshot instead of a table")
+	format, wideFlag := addOutputFlags(fs)
 	sock := fs.String("status-socket", status.DefaultSocket, "virtmq-agent status `socket`")
 	pos, code, done := parseFlags(env, fs, args)
 	if done {
 		return code
+	}
+	wide, jsonOut, err := outputFormat(*format, *wideFlag, *asJSON)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "virtmq status: %v\n", err)
+		return ExitUsage
 	}
 	if len(pos) > 0 {
 		fs.Usage()
@@ -52,16 +58,13 @@ connected to libvirt or its last policy reload failed; 0 otherwise.`)
 		fmt.Fprintf(env.Stderr, "virtmq status: %s\n", fetchProblem(*sock, err))
 		return ExitFailure
 	}
-	if *asJSON {
-		enc := json.NewEncoder(env.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(snap); err != nil {
-			fmt.Fprintf(env.Stderr, "virtmq status: %v\n", err)
+	if jsonOut {
+		if err := writeJSON(env, "status", normalizeSnapshot(snap)); err != nil {
 			return ExitFailure
 		}
 		return unhealthy(env, snap)
 	}
-	if err := printStatus(env.Stdout, snap); err != nil {
+	if err := printStatus(env.Stdout, snap, wide); err != nil {
 		fmt.Fprintf(env.Stderr, "virtmq status: %v\n", err)
 		return ExitFailure
 	}
@@ -84,6 +87,20 @@ func unhealthy(env *Env, s status.Snapshot) int {
 	return code
 }
 
+// normalizeSnapshot fills in what an older agent leaves out, so that
+// status --json always has a format_version and [] for empty lists.
+func normalizeSnapshot(s status.Snapshot) status.Snapshot {
+	if s.FormatVersion == 0 {
+		s.FormatVersion = status.FormatVersion
+	}
+	s.Policy.Sources = orEmpty(s.Policy.Sources)
+	s.Domains = orEmpty(s.Domains)
+	for i := range s.Domains {
+		s.Domains[i].NICs = orEmpty(s.Domains[i].NICs)
+	}
+	return s
+}
+
 // fetchProblem explains a failed status fetch, naming the socket.
 func fetchProblem(sock string, err error) string {
 	var errno syscall.Errno
@@ -101,8 +118,9 @@ func fetchProblem(sock string, err error) string {
 	}
 }
 
-// printStatus writes the snapshot as a header and one row per NIC.
-func printStatus(w io.Writer, s status.Snapshot) error {
+// printStatus writes the snapshot as a header and one row per NIC, within
+// 100 columns unless wide.
+func printStatus(w io.Writer, s status.Snapshot, wide bool) error {
 	lv := "connected"
 	if s.Libvirt.Connected {
 		if s.Libvirt.Socket != "" {
@@ -134,8 +152,9 @@ func printStatus(w io.Writer, s status.Snapshot) error {
 		fmt.Fprintln(w, "no domains")
 		return nil
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DOMAIN\tMAC\tWANTED\tDEFINED\tRUNNING\tQMP VQS\tGUEST IF\tGUEST CUR/MAX\tLAST ACTION\tAT\tSTATE / PROBLEM")
+	t := &table{header: []string{"DOMAIN", "MAC", "WANTED", "DEFINED", "RUNNING", "QMP VQS", "GUEST IF", "GUEST CUR/MAX", "LAST ACTION", "AT", "STATE / PROBLEM"}}
+	const state = 10
+	t.shrink = []shrinkCol{{col: state, min: 40}, {col: 8, min: 12}, {col: 0, min: 16}, {col: state, min: 20}}
 	for _, d := range s.Domains {
 		action := orDash(printable(d.LastAction))
 		at := "-"
@@ -152,8 +171,11 @@ func printStatus(w io.Writer, s status.Snapshot) error {
 		if len(d.Would) > 0 {
 			domState = join(domState, "would: "+printable(strings.Join(d.Would, "; ")))
 		}
+		for _, w := range d.Warnings {
+			domState = join(domState, "warning: "+printable(w))
+		}
 		if len(d.NICs) == 0 {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t%s\t%s\t%s\n", printable(d.Name), action, at, orDash(domState))
+			t.add(printable(d.Name), "-", "-", "-", "-", "-", "-", "-", action, at, orDash(domState))
 			continue
 		}
 		for i, n := range d.NICs {
@@ -161,7 +183,12 @@ func printStatus(w io.Writer, s status.Snapshot) error {
 			if i > 0 {
 				st = ""
 			}
-			if !n.Managed {
+			switch {
+			case n.Kept:
+				st = join(st, printable(n.Reason))
+			case !n.Managed && n.Reason != "" && n.Reason != d.Problem:
+				st = join(st, "not managed: "+printable(n.Reason))
+			case !n.Managed:
 				st = join(st, "not managed")
 			}
 			if n.GuestStep != "" {
@@ -185,13 +212,25 @@ func printStatus(w io.Writer, s status.Snapshot) error {
 					guest += fmt.Sprintf(" (want %d)", n.GuestWanted)
 				}
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-				printable(d.Name), orDash(printable(n.MAC)), count(n.Wanted), count(n.Defined), running, vqs,
+			t.add(printable(d.Name), orDash(printable(n.MAC)), count(n.Wanted), count(n.Defined), running, vqs,
 				orDash(printable(n.GuestIfName)), guest, action, at, orDash(st))
 			action, at = "", ""
 		}
 	}
-	return tw.Flush()
+	if !wide {
+		// The narrow table: what a person scans for. QMP virtqueues, the
+		// guest's interface name and the action's time are in -o wide.
+		t.header[2], t.header[3], t.header[4], t.header[7], t.header[8] = "WANT", "DEF", "RUN", "GUEST", "ACTION"
+		t.dropColumns(5, 6, 9)
+	}
+	if err := t.write(w, wide); err != nil {
+		return err
+	}
+	if t.clipped {
+		_, err := fmt.Fprintln(w, clippedNote)
+		return err
+	}
+	return nil
 }
 
 // count prints a count, "-" for zero (unknown).

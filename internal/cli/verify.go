@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -43,10 +42,14 @@ func printableCheck(c verify.Check) check {
 
 // verifyReport is what `virtmq verify --json` prints.
 type verifyReport struct {
-	Domain string   `json:"domain"`
-	Policy []string `json:"policy"`
-	OK     bool     `json:"ok"`
-	Checks []check  `json:"checks"`
+	FormatVersion int      `json:"format_version"`
+	Domain        string   `json:"domain"`
+	Policy        []string `json:"policy"`
+	OK            bool     `json:"ok"`
+	Checks        []check  `json:"checks"`
+	// Error says why the checks could not run (no such domain, not
+	// running, libvirt unreachable); empty when they ran.
+	Error string `json:"error,omitempty"`
 }
 
 // runVerify is `virtmq verify` on the real host: see its usage text.
@@ -98,10 +101,19 @@ Exits 1 when any check FAILs or the domain is not running, 0 otherwise.`)
 		return ExitUsage
 	}
 	name := pos[0]
+	// fail reports why the checks cannot run: on stderr, and with --json
+	// also as a report whose error says it.
+	fail := func(format string, args ...any) int {
+		msg := fmt.Sprintf(format, args...)
+		fmt.Fprintf(env.Stderr, "virtmq verify: %s\n", msg)
+		if *asJSON {
+			writeJSON(env, "verify", verifyReport{FormatVersion: FormatVersion, Domain: name, Policy: []string{}, Checks: []check{}, Error: msg})
+		}
+		return ExitFailure
+	}
 	p, err := loadPolicy(env, *path)
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "virtmq verify: %v\n", err)
-		return ExitFailure
+		return fail("%v", err)
 	}
 	if *timeout > 0 {
 		var cancel context.CancelFunc
@@ -110,8 +122,7 @@ Exits 1 when any check FAILs or the domain is not running, 0 otherwise.`)
 	}
 	conn, uri, err := dialLibvirt(ctx, env, cf)
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "virtmq verify: %v\n", err)
-		return ExitFailure
+		return fail("%v", err)
 	}
 	defer conn.Close()
 	if uri.Remote() {
@@ -119,39 +130,32 @@ Exits 1 when any check FAILs or the domain is not running, 0 otherwise.`)
 	}
 	d, err := conn.LookupDomain(ctx, name)
 	if errors.Is(err, virt.ErrNotFound) {
-		fmt.Fprintf(env.Stderr, "virtmq verify: %s: no such domain\n", name)
-		return ExitFailure
+		return fail("%s: no such domain", name)
 	}
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "virtmq verify: %s: look up: %v\n", name, err)
-		return ExitFailure
+		return fail("%s: look up: %v", name, err)
 	}
 	if !d.Active {
-		fmt.Fprintf(env.Stderr, "virtmq verify: %s is not running: there is nothing to verify "+
-			"(\"virtmq apply --dry-run %s\" shows what its definition gets)\n", d.Name, d.Name)
-		return ExitFailure
+		return fail("%s is not running: there is nothing to verify "+
+			"(\"virtmq apply --dry-run %s\" shows what its definition gets)", d.Name, d.Name)
 	}
 	results, err := verify.Run(ctx, conn, host, d, p)
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "virtmq verify: %s: %v\n", d.Name, err)
-		return ExitFailure
+		return fail("%s: %v", d.Name, err)
 	}
 	checks := make([]check, len(results))
 	for i, c := range results {
 		checks[i] = printableCheck(c)
 	}
 
-	rep := verifyReport{Domain: d.Name, Policy: p.Sources(), OK: true, Checks: checks}
+	rep := verifyReport{FormatVersion: FormatVersion, Domain: d.Name, Policy: orEmpty(p.Sources()), OK: true, Checks: checks}
 	for _, c := range checks {
 		if c.Status == checkFail {
 			rep.OK = false
 		}
 	}
 	if *asJSON {
-		enc := json.NewEncoder(env.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			fmt.Fprintf(env.Stderr, "virtmq verify: %v\n", err)
+		if err := writeJSON(env, "verify", rep); err != nil {
 			return ExitFailure
 		}
 	} else {

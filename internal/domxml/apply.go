@@ -13,11 +13,19 @@ func Apply(p *policy.Policy, doc []byte) (out []byte, plan policy.Plan, err erro
 	if err != nil {
 		return nil, policy.Plan{}, err
 	}
+	return ApplyTo(p, doc, dom)
+}
+
+// ApplyTo is Apply on a doc already parsed into dom, for a caller that
+// fills in facts the XML does not hold (virtmq-agent reads each network's
+// forward mode into Interface.NetworkForward) before the decision. dom must
+// come from Parse(doc).
+func ApplyTo(p *policy.Policy, doc []byte, dom *policy.Domain) (out []byte, plan policy.Plan, err error) {
 	plan = p.Decide(dom)
 	if plan.Compliant() {
 		return doc, plan, nil
 	}
-	out, err = Rewrite(doc, plan.Queues())
+	out, err = RewriteRecorded(doc, plan.Queues())
 	if err != nil {
 		return nil, plan, err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -181,6 +182,7 @@ func checkRewrite(t *testing.T, stats *corpusStats, name string, doc []byte, sc 
 	} else if !bytes.Equal(again, out) {
 		t.Errorf("%s: second Rewrite is not a no-op (-first +second):\n%s", name, lineDiff(string(out), string(again)))
 	}
+	checkRecorded(t, name, doc, sc, q, out, sIn, valid, dir)
 
 	if valid && !bytes.Equal(out, doc) {
 		stats.validated.Add(1)
@@ -209,4 +211,64 @@ func firstLine(s string) string {
 		return s[:i]
 	}
 	return s
+}
+
+// checkRecorded checks RewriteRecorded against Rewrite: the same document
+// once virtmq's record (and a <metadata> it had to add) is taken out, a
+// record that names every NIC whose count changed, and a no-op second run.
+func checkRecorded(t *testing.T, name string, doc []byte, sc *scanned, q map[int]int, plain, strippedIn []byte, valid bool, dir string) {
+	t.Helper()
+	rec, err := RewriteRecorded(doc, q)
+	if err != nil {
+		t.Errorf("%s: RewriteRecorded: %v", name, err)
+		return
+	}
+	if bytes.Equal(plain, doc) {
+		if !bytes.Equal(rec, doc) {
+			t.Errorf("%s: RewriteRecorded changed a document Rewrite left alone", name)
+		}
+		return
+	}
+	if got := stripRecord(doc, rec); !bytes.Equal(got, plain) {
+		t.Errorf("%s: RewriteRecorded differs from Rewrite outside the record (-rewrite +recorded):\n%s", name, lineDiff(string(plain), string(got)))
+	}
+	got, err := Parse(rec)
+	if err != nil {
+		t.Errorf("%s: Parse(recorded): %v", name, err)
+		return
+	}
+	macs := map[string]int{}
+	for _, ifc := range sc.dom.Interfaces {
+		macs[ifc.MAC]++
+	}
+	for i, ifc := range got.Interfaces {
+		old := sc.dom.Interfaces[i]
+		if ifc.MAC != "" && macs[ifc.MAC] == 1 && ifc.Queues != old.Queues && ifc.Written != ifc.Queues {
+			t.Errorf("%s: NIC #%d (%s) written %d, queues %d", name, i, ifc.MAC, ifc.Written, ifc.Queues)
+		}
+	}
+	again, err := RewriteRecorded(rec, q)
+	if err != nil || !bytes.Equal(again, rec) {
+		t.Errorf("%s: second RewriteRecorded is not a no-op (%v):\n%s", name, err, lineDiff(string(rec), string(again)))
+	}
+	if valid {
+		if ok, msg := validate(t, dir, name+"-recorded.xml", rec); !ok {
+			t.Errorf("%s: libvirt's schema accepts the input but not the recorded output:\n%s\n%s", name, msg, lineDiff(string(doc), string(rec)))
+		}
+	}
+}
+
+var (
+	recordRE        = regexp.MustCompile(`(?s)\s*<virtmq:written xmlns:virtmq='https://virtmq.dev/xmlns/written/1'(/>|>.*?</virtmq:written>)`)
+	addedMetadataRE = regexp.MustCompile(`\s*<metadata>\s*</metadata>`)
+)
+
+// stripRecord takes virtmq's record out of rec, and the <metadata> around
+// it when doc had none. It shares no code with RewriteRecorded on purpose.
+func stripRecord(doc, rec []byte) []byte {
+	out := recordRE.ReplaceAll(rec, nil)
+	if !bytes.Contains(doc, []byte("<metadata")) {
+		out = addedMetadataRE.ReplaceAll(out, nil)
+	}
+	return out
 }

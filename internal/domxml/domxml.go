@@ -24,6 +24,30 @@ var ErrNotDomain = errors.New("root element is not <domain>")
 // LabelsNamespace is the XML namespace of virtmq's domain labels in <metadata>.
 const LabelsNamespace = "https://virtmq.dev/xmlns/labels/1"
 
+// ExcludeNamespace is the XML namespace of the per-domain opt-out: a
+// <virtmq:exclude/> element in <metadata> (see ExcludeElement) makes virtmq
+// leave the domain alone. `virtmq exclude` sets it with libvirt's metadata
+// API, so no full redefine is needed.
+const ExcludeNamespace = "https://virtmq.dev/xmlns/exclude/1"
+
+// WrittenNamespace is the XML namespace of virtmq's record of the queue
+// counts it wrote, a <metadata> element like
+//
+//	<virtmq:written xmlns:virtmq='https://virtmq.dev/xmlns/written/1'>
+//	  <virtmq:nic mac='52:54:00:12:34:56' queues='4'/>
+//	</virtmq:written>
+//
+// A <driver queues> that differs from the record was set by a person.
+const WrittenNamespace = "https://virtmq.dev/xmlns/written/1"
+
+// MetadataPrefix is the namespace prefix virtmq's <metadata> elements use
+// (the key argument of virDomainSetMetadata).
+const MetadataPrefix = "virtmq"
+
+// ExcludeElement is the exclude label as virDomainSetMetadata takes it
+// (libvirt binds the prefix to ExcludeNamespace itself).
+const ExcludeElement = "<exclude/>"
+
 // LibosinfoNamespace is the XML namespace virt-install and virt-manager use
 // to record the guest OS in <metadata>.
 const LibosinfoNamespace = "http://libosinfo.org/xmlns/libvirt/domain/1.0"

@@ -91,6 +91,7 @@ func describe(d *policy.Domain) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Name=%q UUID=%q Type=%q\n", d.Name, d.UUID, d.Type)
+	fmt.Fprintf(&b, "Arch=%q Machine=%q Excluded=%v\n", d.Arch, d.Machine, d.Excluded)
 	fmt.Fprintf(&b, "MaxVCPUs=%d CurrentVCPUs=%d\n", d.MaxVCPUs, d.CurrentVCPUs)
 	fmt.Fprintf(&b, "OSID=%q\n", d.OSID)
 	fmt.Fprintf(&b, "Labels=%#v\n", d.Labels)

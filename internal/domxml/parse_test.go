@@ -25,6 +25,8 @@ func TestParseFixture(t *testing.T) {
 		Name:         "web-01",
 		UUID:         "8f3c2a4e-1b7d-4c9a-9e2f-0a1b2c3d4e5f",
 		Type:         "kvm",
+		Arch:         "x86_64",
+		Machine:      "pc-q35-7.2",
 		MaxVCPUs:     8,
 		CurrentVCPUs: 4,
 		OSID:         "http://debian.org/debian/12",

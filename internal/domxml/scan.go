@@ -29,6 +29,9 @@ const (
 	ctxLabel
 	ctxDevices
 	ctxInterface
+	ctxOS
+	ctxIdent // <genid>, <title>, <description>: where <metadata> may follow
+	ctxWritten
 )
 
 // ifaceSpan records where one <interface> and its <driver> sit in the
@@ -44,10 +47,37 @@ type ifaceSpan struct {
 	hasQueues              bool // the driver has a queues attribute (its value may be 0)
 }
 
+// metaSpan records where virtmq's record can go: the first <metadata>,
+// the record inside it, and where a new <metadata> would be inserted.
+type metaSpan struct {
+	rootEnd int // end of the <domain ...> start tag
+
+	// identStart, identEnd: the last of <name>, <uuid>, <genid>, <title>,
+	// <description> (libvirt writes <metadata> after them); identEnd is 0
+	// when there is none.
+	identStart, identEnd int
+
+	metaStart, metaEnd int  // the first <metadata ...> start tag; metaStart is -1 if none
+	metaSelfClosing    bool // <metadata/>
+	metaEndTag         int  // offset of </metadata>
+	metaLastChild      int  // start of the last child element; -1 if none
+
+	writtenStart, writtenEnd int // the first <virtmq:written> element, end tag included; writtenStart is -1 if none
+}
+
 // scanned is the result of one pass over a document.
 type scanned struct {
 	dom   policy.Domain
 	spans []ifaceSpan // parallel to dom.Interfaces
+	meta  metaSpan
+	// written is virtmq's record, MAC → queues, in record order.
+	written []writtenNIC
+}
+
+// writtenNIC is one <virtmq:nic> of the record.
+type writtenNIC struct {
+	mac    string
+	queues int
 }
 
 // scanner is the state of one pass of scan.
@@ -57,13 +87,16 @@ type scanner struct {
 	stack []ctx
 	text  []byte // character data of the current <name>, <uuid>, <vcpu> or <label>
 
-	seenName, seenUUID, seenVCPU bool
-	vcpuLine                     int
-	labelName                    string
-	rootDone                     bool
+	seenName, seenUUID, seenVCPU, seenOS, seenOSType, seenMeta, seenWritten bool
+	identStart                                                              int
+	vcpuLine                                                                int
+	labelName                                                               string
+	rootDone                                                                bool
 	// The first occurrence of each <interface> child is the one libvirt
 	// reads (its XPath lookups take the first match).
-	seenModel, seenMAC, seenSource, seenTarget, seenAlias bool
+	seenModel, seenMAC, seenSource, seenTarget, seenAlias, seenTeaming bool
+	// depth counts open elements inside <metadata>, to find its direct children.
+	metaDepth int
 }
 
 // scan reads doc once with encoding/xml's tokenizer and collects the facts
@@ -88,6 +121,7 @@ func scan(doc []byte) (*scanned, error) {
 	}
 	s := &scanner{doc: doc, res: new(scanned), stack: make([]ctx, 0, 16)}
 	s.res.dom.MaxVCPUs = 1
+	s.res.meta = metaSpan{metaStart: -1, metaLastChild: -1, writtenStart: -1}
 	d := xml.NewDecoder(bytes.NewReader(doc))
 	for {
 		start := int(d.InputOffset())
@@ -113,6 +147,15 @@ func scan(doc []byte) (*scanned, error) {
 	} else if s.res.dom.CurrentVCPUs > s.res.dom.MaxVCPUs {
 		return nil, fmt.Errorf("line %d: <vcpu current=\"%d\">: more than the maximum of %d", s.vcpuLine, s.res.dom.CurrentVCPUs, s.res.dom.MaxVCPUs)
 	}
+	// The record names NICs by MAC; the last entry for a MAC wins.
+	for i := range s.res.dom.Interfaces {
+		ifc := &s.res.dom.Interfaces[i]
+		for _, w := range s.res.written {
+			if ifc.MAC != "" && w.mac == ifc.MAC {
+				ifc.Written = w.queues
+			}
+		}
+	}
 	return s.res, nil
 }
 
@@ -133,6 +176,7 @@ func (s *scanner) token(tok xml.Token, start, end int) error {
 				return fmt.Errorf("line %d: %w: found <%s>", s.line(start), ErrNotDomain, t.Name.Local)
 			}
 			s.res.dom.Type = attr(t, "type")
+			s.res.meta.rootEnd = end
 			s.stack = append(s.stack, ctxDomain)
 			return nil
 		}
@@ -142,6 +186,9 @@ func (s *scanner) token(tok xml.Token, start, end int) error {
 		}
 		s.stack = append(s.stack, c)
 	case xml.EndElement:
+		if s.metaDepth > 0 {
+			s.metaDepth--
+		}
 		c := s.stack[len(s.stack)-1]
 		s.stack = s.stack[:len(s.stack)-1]
 		if len(s.stack) == 0 {
@@ -186,6 +233,9 @@ func (s *scanner) startElement(t xml.StartElement, start, end int) (ctx, error) 
 	parent := s.stack[len(s.stack)-1]
 	core := t.Name.Space == "" // libvirt's own elements have no namespace
 	dom := &s.res.dom
+	if s.metaDepth > 0 {
+		s.metaDepth++
+	}
 	switch parent {
 	case ctxDomain:
 		if !core {
@@ -193,16 +243,28 @@ func (s *scanner) startElement(t xml.StartElement, start, end int) (ctx, error) 
 		}
 		switch t.Name.Local {
 		case "name":
+			s.identStart = start
 			if !s.seenName {
 				s.seenName = true
 				s.text = s.text[:0]
 				return ctxName, nil
 			}
+			return ctxIdent, nil
 		case "uuid":
+			s.identStart = start
 			if !s.seenUUID {
 				s.seenUUID = true
 				s.text = s.text[:0]
 				return ctxUUID, nil
+			}
+			return ctxIdent, nil
+		case "genid", "title", "description":
+			s.identStart = start
+			return ctxIdent, nil
+		case "os":
+			if !s.seenOS {
+				s.seenOS = true
+				return ctxOS, nil
 			}
 		case "vcpu":
 			if !s.seenVCPU {
@@ -219,16 +281,46 @@ func (s *scanner) startElement(t xml.StartElement, start, end int) (ctx, error) 
 				return ctxVCPU, nil
 			}
 		case "metadata":
+			// libvirt reads the first <metadata> only.
+			if s.seenMeta {
+				return ctxOther, nil
+			}
+			s.seenMeta = true
+			m := &s.res.meta
+			m.metaStart, m.metaEnd = start, end
+			s.metaDepth = 1
 			return ctxMetadata, nil
 		case "devices":
 			return ctxDevices, nil
 		}
+	case ctxOS:
+		if core && t.Name.Local == "type" && !s.seenOSType {
+			s.seenOSType = true
+			dom.Arch, dom.Machine = attr(t, "arch"), attr(t, "machine")
+		}
 	case ctxMetadata:
+		s.res.meta.metaLastChild = start
 		switch {
 		case t.Name.Space == LibosinfoNamespace && t.Name.Local == "libosinfo":
 			return ctxLibosinfo, nil
 		case t.Name.Space == LabelsNamespace && t.Name.Local == "labels":
 			return ctxLabels, nil
+		case t.Name.Space == ExcludeNamespace && t.Name.Local == "exclude":
+			dom.Excluded = true
+		case t.Name.Space == WrittenNamespace && t.Name.Local == "written" && !s.seenWritten:
+			s.seenWritten = true
+			s.res.meta.writtenStart = start
+			return ctxWritten, nil
+		}
+	case ctxWritten:
+		if t.Name.Space == WrittenNamespace && t.Name.Local == "nic" {
+			// The record is virtmq's own: an entry it cannot read is
+			// ignored (that NIC's queues then count as set by hand)
+			// rather than failing the hook on every start.
+			mac := strings.ToLower(attr(t, "mac"))
+			if n, err := count(attr(t, "queues")); err == nil && mac != "" && n > 0 {
+				s.res.written = append(s.res.written, writtenNIC{mac, n})
+			}
 		}
 	case ctxLibosinfo:
 		if t.Name.Space == LibosinfoNamespace && t.Name.Local == "os" {
@@ -251,7 +343,7 @@ func (s *scanner) startElement(t xml.StartElement, start, end int) (ctx, error) 
 			idx := len(dom.Interfaces)
 			dom.Interfaces = append(dom.Interfaces, policy.Interface{Index: idx, Type: attr(t, "type")})
 			s.res.spans = append(s.res.spans, ifaceSpan{tagStart: start, tagEnd: end, lastChild: -1, driverStart: -1})
-			s.seenModel, s.seenMAC, s.seenSource, s.seenTarget, s.seenAlias = false, false, false, false, false
+			s.seenModel, s.seenMAC, s.seenSource, s.seenTarget, s.seenAlias, s.seenTeaming = false, false, false, false, false, false
 			return ctxInterface, nil
 		}
 	case ctxInterface:
@@ -272,7 +364,13 @@ func (s *scanner) interfaceChild(t xml.StartElement, start, end int) error {
 	case "model":
 		if !s.seenModel {
 			s.seenModel = true
-			ifc.Model = attr(t, "type")
+			// libvirt reads model names case-insensitively (ViRtIo is virtio).
+			ifc.Model = strings.ToLower(attr(t, "type"))
+		}
+	case "teaming":
+		if !s.seenTeaming {
+			s.seenTeaming = true
+			ifc.Teaming = attr(t, "type")
 		}
 	case "mac":
 		if !s.seenMAC {
@@ -320,8 +418,17 @@ func (s *scanner) endElement(c ctx, start, end int) error {
 	switch c {
 	case ctxName:
 		dom.Name = string(s.text)
+		s.res.meta.identStart, s.res.meta.identEnd = s.identStart, end
 	case ctxUUID:
 		dom.UUID = string(bytes.TrimSpace(s.text))
+		s.res.meta.identStart, s.res.meta.identEnd = s.identStart, end
+	case ctxIdent:
+		s.res.meta.identStart, s.res.meta.identEnd = s.identStart, end
+	case ctxMetadata:
+		s.res.meta.metaEndTag = start
+		s.res.meta.metaSelfClosing = start == end
+	case ctxWritten:
+		s.res.meta.writtenEnd = end
 	case ctxVCPU:
 		v := string(s.text)
 		n, err := positive(v)

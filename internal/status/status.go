@@ -20,13 +20,20 @@ const (
 	StateWouldRedefine = "would-redefine"
 )
 
+// FormatVersion is the format_version of the Snapshot's JSON: it changes
+// only when a field changes meaning or goes away (docs/json.md).
+const FormatVersion = 1
+
 // Snapshot is the whole state the agent serves.
 type Snapshot struct {
-	Generated time.Time `json:"generated"`
-	Version   string    `json:"version"`
-	Libvirt   Libvirt   `json:"libvirt"`
-	Policy    Policy    `json:"policy"`
-	Domains   []Domain  `json:"domains"`
+	// FormatVersion is FormatVersion; 0 from agents older than the field,
+	// whose snapshot has the shape of version 1.
+	FormatVersion int       `json:"format_version"`
+	Generated     time.Time `json:"generated"`
+	Version       string    `json:"version"`
+	Libvirt       Libvirt   `json:"libvirt"`
+	Policy        Policy    `json:"policy"`
+	Domains       []Domain  `json:"domains"`
 }
 
 // Libvirt is the agent's connection state.
@@ -67,7 +74,11 @@ type Domain struct {
 	// "redefine: 52:54:00:00:00:01 1→4 queues" or
 	// "guest step: set combined 4 on 52:54:00:00:00:01".
 	Would []string `json:"would,omitempty"`
-	NICs  []NIC    `json:"nics"`
+	// Warnings are the plan's decisions worth a look that are not
+	// problems (policy.Plan.Warnings), e.g. a NIC the domain's queue
+	// budget holds below its rule's wish.
+	Warnings []string `json:"warnings,omitempty"`
+	NICs     []NIC    `json:"nics"`
 
 	// StateSince is when the domain entered State; zero when unknown.
 	StateSince time.Time `json:"state_since,omitzero"`
@@ -83,8 +94,14 @@ type NIC struct {
 	// QMPVirtqueues is num-vqs from x-query-virtio-status (2N+1).
 	QMPVirtqueues int `json:"qmp_virtqueues,omitempty"`
 	// MQ reports whether the guest negotiated VIRTIO_NET_F_MQ.
-	MQ           bool   `json:"mq_negotiated,omitempty"`
-	Rule         string `json:"rule,omitempty"`
+	MQ   bool   `json:"mq_negotiated,omitempty"`
+	Rule string `json:"rule,omitempty"`
+	// Reason is the policy's reason for the decision (policy.NICPlan.Reason):
+	// how the wanted count was reached, or why the NIC is left alone.
+	Reason string `json:"reason,omitempty"`
+	// Kept says the NIC keeps a queue count a person set (hand_set: keep);
+	// Reason then reads "kept: set by hand (rule R says keep)".
+	Kept         bool   `json:"kept,omitempty"`
 	GuestIfName  string `json:"guest_ifname,omitempty"`
 	GuestWanted  int    `json:"guest_wanted,omitempty"`
 	GuestCurrent int    `json:"guest_current,omitempty"`

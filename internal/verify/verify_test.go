@@ -16,10 +16,17 @@ import (
 	"github.com/virtmq/virtmq/policy"
 )
 
-// twoNICs is a running kvm domain with two managed 4-queue virtio NICs.
+// twoNICs is a running kvm domain with two managed 4-queue virtio NICs
+// (virtmq's record says it wrote both counts).
 const twoNICs = `<domain type='kvm'>
   <name>pair</name>
   <uuid>5d0e4b7a-8c2f-4e1b-a6d3-2f9c8b7a6e03</uuid>
+  <metadata>
+    <virtmq:written xmlns:virtmq='https://virtmq.dev/xmlns/written/1'>
+      <virtmq:nic mac='52:54:00:ab:cd:01' queues='4'/>
+      <virtmq:nic mac='52:54:00:ab:cd:02' queues='4'/>
+    </virtmq:written>
+  </metadata>
   <memory unit='KiB'>524288</memory>
   <vcpu placement='static'>4</vcpu>
   <os><type arch='x86_64' machine='pc-q35-7.2'>hvm</type></os>

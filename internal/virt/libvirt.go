@@ -133,6 +133,8 @@ func (c *libvirtConn) mapErr(err error) error {
 		switch libvirt.ErrorNumber(le.Code) {
 		case libvirt.ErrNoDomain:
 			return fmt.Errorf("%w: %w", ErrNotFound, err)
+		case libvirt.ErrNoNetwork:
+			return fmt.Errorf("%w: %w", ErrNoNetwork, err)
 		case libvirt.ErrAgentUnresponsive:
 			return fmt.Errorf("%w: %w", ErrAgentUnavailable, err)
 		case libvirt.ErrAgentCommandTimeout:
@@ -301,6 +303,33 @@ func (c *libvirtConn) DefineXML(ctx context.Context, xml []byte) error {
 	return nil
 }
 
+// SetMetadata implements Conn.
+func (c *libvirtConn) SetMetadata(ctx context.Context, d Domain, ns, key, element string) error {
+	ld, err := c.ref(ctx, d)
+	if err != nil {
+		return fmt.Errorf("failed to look up domain %q: %w", d.Name, err)
+	}
+	var flags libvirt.DomainModificationImpact
+	if d.Persistent {
+		flags |= libvirt.DomainAffectConfig
+	}
+	if d.Active {
+		flags |= libvirt.DomainAffectLive
+	}
+	var meta libvirt.OptString
+	if element != "" {
+		meta = libvirt.OptString{element}
+	}
+	_, err = call(ctx, c, func() (struct{}, error) {
+		return struct{}{}, c.l.DomainSetMetadata(ld, int32(libvirt.DomainMetadataElement), meta,
+			libvirt.OptString{key}, libvirt.OptString{ns}, flags)
+	})
+	if err != nil {
+		return fmt.Errorf("failed to set metadata %s of domain %q: %w", ns, d.Name, err)
+	}
+	return nil
+}
+
 // AgentCommand implements Conn. libvirt counts the timeout in whole
 // seconds: it is rounded up, and at least one second.
 func (c *libvirtConn) AgentCommand(ctx context.Context, d Domain, cmd []byte, timeout time.Duration) ([]byte, error) {
@@ -338,6 +367,23 @@ func (c *libvirtConn) Capabilities(ctx context.Context) ([]byte, error) {
 		return nil, fmt.Errorf("failed to get the host capabilities: %w", err)
 	}
 	return []byte(s), nil
+}
+
+// NetworkForward implements Conn.
+func (c *libvirtConn) NetworkForward(ctx context.Context, name string) (string, error) {
+	n, err := call(ctx, c, func() (libvirt.Network, error) { return c.l.NetworkLookupByName(name) })
+	if err != nil {
+		return "", fmt.Errorf("failed to look up network %q: %w", name, err)
+	}
+	s, err := call(ctx, c, func() (string, error) { return c.l.NetworkGetXMLDesc(n, 0) })
+	if err != nil {
+		return "", fmt.Errorf("failed to get XML of network %q: %w", name, err)
+	}
+	mode, err := ForwardMode([]byte(s))
+	if err != nil {
+		return "", fmt.Errorf("network %q: %w", name, err)
+	}
+	return mode, nil
 }
 
 // MonitorCommand implements Conn. The reply is QEMU's whole QMP reply
@@ -401,6 +447,12 @@ func (c *libvirtConn) Events(ctx context.Context) (<-chan Event, error) {
 		rb = nil
 	}
 	c.rebootEvents.Store(err == nil)
+	// Metadata changes (`virtmq exclude`) are wanted but not vital: a
+	// libvirt without the event still serves everything else.
+	md, err := c.l.SubscribeEvents(ctx, libvirt.DomainEventIDMetadataChange, libvirt.OptDomain{})
+	if err != nil {
+		md = nil
+	}
 	out := make(chan Event, 64)
 	go func() {
 		defer close(out)
@@ -413,6 +465,9 @@ func (c *libvirtConn) Events(ctx context.Context) (<-chan Event, error) {
 			go drain(dev)
 			if rb != nil {
 				go drain(rb)
+			}
+			if md != nil {
+				go drain(md)
 			}
 		}()
 		for {
@@ -450,6 +505,18 @@ func (c *libvirtConn) Events(ctx context.Context) (<-chan Event, error) {
 					continue
 				}
 				ev = Event{Kind: EventRebooted, Domain: Domain{Name: r.Msg.Dom.Name, UUID: formatUUID(r.Msg.Dom.UUID)}}
+			case m, ok := <-md:
+				if !ok {
+					return
+				}
+				mc, isMeta := m.(*libvirt.DomainEventCallbackMetadataChangeMsg)
+				if !isMeta {
+					continue
+				}
+				ev = Event{Kind: EventMetadataChanged, Domain: Domain{Name: mc.Dom.Name, UUID: formatUUID(mc.Dom.UUID)}, Detail: int(mc.Type)}
+				if len(mc.Nsuri) > 0 {
+					ev.Namespace = mc.Nsuri[0]
+				}
 			case <-c.disconnected:
 				return
 			case <-ctx.Done():

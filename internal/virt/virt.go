@@ -12,6 +12,9 @@ import (
 // ErrNotFound is returned when a domain does not exist (any more).
 var ErrNotFound = errors.New("domain not found")
 
+// ErrNoNetwork is returned when a libvirt network does not exist.
+var ErrNoNetwork = errors.New("network not found")
+
 // ErrDisconnected is returned by calls on a connection libvirt has closed.
 var ErrDisconnected = errors.New("libvirt connection lost")
 
@@ -89,6 +92,11 @@ const (
 	// "--config"-only attach and "setvcpus" send no event at all.
 	EventDeviceAdded
 	EventRebooted // the guest was reset (VIR_DOMAIN_EVENT_ID_REBOOT): a guest or virsh reboot
+	// EventMetadataChanged: a <metadata> element changed through the
+	// metadata API (virDomainSetMetadata, e.g. `virtmq exclude`); libvirt
+	// sends no DEFINED for it. Event.Namespace names the element's
+	// namespace when libvirt says it.
+	EventMetadataChanged
 )
 
 // String returns the kind's name, for logs.
@@ -110,6 +118,8 @@ func (k EventKind) String() string {
 		return "device-added"
 	case EventRebooted:
 		return "rebooted"
+	case EventMetadataChanged:
+		return "metadata-changed"
 	}
 	return "other"
 }
@@ -120,6 +130,9 @@ type Event struct {
 	Domain Domain // Name and UUID are set; Persistent/Active are not reliable: look the domain up
 	// Detail is libvirt's event detail number, for logging.
 	Detail int
+	// Namespace is the namespace URI of the changed element, for
+	// EventMetadataChanged; empty otherwise.
+	Namespace string
 	// Alias is the device alias of EventDeviceAdded ("net1").
 	Alias string
 }
@@ -175,6 +188,20 @@ type Conn interface {
 	// capability cache, and probes QEMU again (seconds) when the cache is
 	// invalid: timing it tells whether libvirt is healthy.
 	Capabilities(ctx context.Context) ([]byte, error)
+	// NetworkForward returns the <forward mode> of the libvirt network
+	// name (virNetworkLookupByName + virNetworkGetXMLDesc): the running
+	// network's when it is active, else its definition's. A <forward>
+	// without mode is "nat"; a network without <forward> (isolated) gives
+	// "". It fails with ErrNoNetwork when there is no such network.
+	NetworkForward(ctx context.Context, name string) (string, error)
+	// SetMetadata sets the domain's <metadata> element in namespace ns to
+	// element, written with the namespace prefix key; an empty element
+	// removes it (virDomainSetMetadata with VIR_DOMAIN_METADATA_ELEMENT).
+	// It changes the persistent definition of a persistent domain and the
+	// live XML of a running one, without a redefine: libvirt emits
+	// EventMetadataChanged, not EventDefined. d must come from
+	// LookupDomain or ListDomains (Persistent and Active pick the flags).
+	SetMetadata(ctx context.Context, d Domain, ns, key, element string) error
 	// StartDomain starts (cold boots) a persistent domain that is shut off
 	// (virDomainCreate). It returns once QEMU runs, not when the guest
 	// has booted.
@@ -187,8 +214,9 @@ type Conn interface {
 	// DestroyDomain forces a running domain off (virDomainDestroy), like
 	// pulling the plug.
 	DestroyDomain(ctx context.Context, d Domain) error
-	// Events streams lifecycle and guest-agent events until ctx ends or
-	// the connection drops (then the channel is closed).
+	// Events streams lifecycle, guest-agent, device-added, reboot and
+	// metadata-change events until ctx ends or the connection drops (then
+	// the channel is closed).
 	Events(ctx context.Context) (<-chan Event, error)
 	// Disconnected is closed when the connection is lost.
 	Disconnected() <-chan struct{}

@@ -75,9 +75,10 @@ type daemon struct {
 	normalize func([]byte) []byte
 	onCall    CallFunc
 	nextID    int
-	stalls    []chan struct{} // for the next DefineXML calls (StallDefine)
-	deafACPI  map[string]bool // domain names whose guest ignores ShutdownDomain (SetIgnoreACPI)
-	noReboot  bool            // RebootEvents reports false (SetRebootEvents)
+	stalls    []chan struct{}   // for the next DefineXML calls (StallDefine)
+	deafACPI  map[string]bool   // domain names whose guest ignores ShutdownDomain (SetIgnoreACPI)
+	noReboot  bool              // RebootEvents reports false (SetRebootEvents)
+	networks  map[string][]byte // network XML by name (DefineNetwork)
 }
 
 type domain struct {
