@@ -75,6 +75,9 @@ type Agent struct {
 	// retry holds the domains waiting to be reconciled again after a
 	// transient libvirt failure (loop goroutine only, but for its timers).
 	retry *retries
+	// recheck receives domains to reconcile once more, a while after a
+	// hot-plug (see deviceRecheck).
+	recheck chan virt.Domain
 	// networks caches the networks' forward modes (loop goroutine only).
 	networks networks
 	// everConnected is set at the first connection (loop goroutine only).
@@ -96,11 +99,12 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{
-		cfg:   cfg,
-		log:   cfg.Logger.With("component", "agent"),
-		store: newStore(build.Version, cfg.Now),
-		reg:   cfg.Registry,
-		retry: newRetries(cfg.RetryMin, cfg.RetryMax, cfg.AfterFunc),
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "agent"),
+		store:   newStore(build.Version, cfg.Now),
+		reg:     cfg.Registry,
+		retry:   newRetries(cfg.RetryMin, cfg.RetryMax, cfg.AfterFunc),
+		recheck: make(chan virt.Domain, 64),
 
 		networks: networks{},
 	}

@@ -187,6 +187,35 @@ func TestConfigOnlyNICRewrittenAtStop(t *testing.T) {
 	})
 }
 
+// TestDeviceAddedRechecksDefinition: libvirt may store the --config copy
+// of a NIC plugged --live --config after its DEVICE_ADDED event (seen on
+// the real stack): a reconcile a moment later rewrites it.
+func TestDeviceAddedRechecksDefinition(t *testing.T) {
+	h := newHarness(t)
+	var timers manualTimers
+	h.cfg.AfterFunc = timers.afterFunc
+	h.start()
+	mustDefine(t, h.fake, domainXML("late", 4, 4, mac(1)))
+	must(t, h.fake.Start("late"))
+	h.waitState("late", status.StateCompliant)
+	plugged := func() bool {
+		def, _ := h.fake.InactiveXML("late")
+		i := bytes.Index(def, []byte(mac(2)))
+		return i >= 0 && bytes.Contains(def[i:], []byte("queues='4'"))
+	}
+	must(t, h.fake.AttachInterface("late", nicXML(mac(2), 0), true, false)) // the event
+	h.settle()
+	must(t, h.fake.AttachInterface("late", nicXML(mac(2), 0), false, true)) // the copy, no event
+	h.settle()
+	if plugged() {
+		t.Fatal("rewritten before the recheck: the test does not show the recheck")
+	}
+	if n := timers.fire(); n == 0 {
+		t.Fatal("no recheck timer armed after DEVICE_ADDED")
+	}
+	h.waitFor("the persistent copy rewritten", func(status.Snapshot) bool { return plugged() })
+}
+
 // A shut-off domain changed with --config (no event) is found by the
 // periodic re-read of the definitions.
 func TestDefinitionCheck(t *testing.T) {

@@ -20,6 +20,11 @@ const stableAfter = 30 * time.Second
 // maxBatch bounds how many queued events one pass of the loop coalesces.
 const maxBatch = 512
 
+// deviceRecheck is how long after a DEVICE_ADDED event the domain is
+// reconciled once more: libvirt may store the --config copy of a
+// hot-plugged NIC only after it sent the event.
+const deviceRecheck = 2 * time.Second
+
 type dialResult struct {
 	conn   virt.Conn
 	socket string
@@ -204,6 +209,16 @@ func (a *Agent) loop(ctx context.Context) {
 				a.updateStatus(s)
 			}
 
+		case d := <-a.recheck:
+			if s == nil {
+				continue // the resync after the reconnect reads it
+			}
+			if err := a.handle(ctx, s.conn, []virt.Event{{Kind: virt.EventDefined, Domain: d}}); err != nil && a.isLost(s.conn, err) {
+				drop(err)
+				continue
+			}
+			a.updateStatus(s)
+
 		case <-a.retry.wake:
 			if s == nil {
 				// The resync after the reconnect reconciles every domain.
@@ -306,7 +321,16 @@ func (a *Agent) handle(ctx context.Context, conn virt.Conn, batch []virt.Event) 
 			}
 		case virt.EventDeviceAdded:
 			// A hot-plugged NIC (see hotplug.go): no DEFINED comes with it.
+			// With --live --config libvirt may save the persistent copy
+			// after the event (seen on the real stack): read the
+			// definition again a moment later.
 			reconcile(d)
+			a.cfg.AfterFunc(deviceRecheck, func() {
+				select {
+				case a.recheck <- d:
+				default: // full: a resync or the definition check reads it
+				}
+			})
 			jobs[key] = jobs[key].merge(job{guest: true, verify: true})
 			refs[key] = d
 		case virt.EventMetadataChanged:
