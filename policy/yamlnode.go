@@ -153,21 +153,14 @@ func (p *parser) syntaxError(err error, data []byte) {
 // in data outside comments and quotes.
 func findAlias(data []byte, name string) (line, col int, ok bool) {
 	for i, l := range strings.Split(string(data), "\n") {
-		var quote byte
-		for j := 0; j < len(l); j++ {
-			c := l[j]
-			switch {
-			case quote != 0:
-				if c == quote {
-					quote = 0
-				}
-			case c == '\'' || c == '"':
-				quote = c
-			case c == '#' && (j == 0 || l[j-1] == ' ' || l[j-1] == '\t'):
-				j = len(l)
-			case c == '*' && strings.HasPrefix(l[j+1:], name) && aliasEnd(l[j+1+len(name):]):
-				return i + 1, j + 1, true
+		eachUnquoted(l, func(j int) bool {
+			if l[j] == '*' && strings.HasPrefix(l[j+1:], name) && aliasEnd(l[j+1+len(name):]) {
+				line, col, ok = i+1, j+1, true
 			}
+			return !ok
+		})
+		if ok {
+			return line, col, true
 		}
 	}
 	return 0, 0, false
@@ -176,7 +169,19 @@ func findAlias(data []byte, name string) (line, col int, ok bool) {
 // findToken returns the byte offset in l of the first of chars that starts
 // a token (at the start, after a blank or a flow indicator) outside quotes
 // and comments.
-func findToken(l, chars string) (int, bool) {
+func findToken(l, chars string) (at int, ok bool) {
+	eachUnquoted(l, func(j int) bool {
+		if strings.IndexByte(chars, l[j]) >= 0 && (j == 0 || strings.IndexByte(" \t[{,:-?", l[j-1]) >= 0) {
+			at, ok = j, true
+		}
+		return !ok
+	})
+	return at, ok
+}
+
+// eachUnquoted calls f with the offset of each byte of the YAML line l that
+// is outside quotes, up to a comment, until f returns false.
+func eachUnquoted(l string, f func(j int) bool) {
 	var quote byte
 	for j := 0; j < len(l); j++ {
 		c := l[j]
@@ -188,12 +193,13 @@ func findToken(l, chars string) (int, bool) {
 		case c == '\'' || c == '"':
 			quote = c
 		case c == '#' && (j == 0 || l[j-1] == ' ' || l[j-1] == '\t'):
-			return 0, false
-		case strings.IndexByte(chars, c) >= 0 && (j == 0 || strings.IndexByte(" \t[{,:-?", l[j-1]) >= 0):
-			return j, true
+			return
+		default:
+			if !f(j) {
+				return
+			}
 		}
 	}
-	return 0, false
 }
 
 // aliasEnd reports whether rest can follow an alias name.

@@ -71,7 +71,7 @@ would be) redefined, 1 on any error, usage errors included.`)
 	wide := fs.Bool("wide", false, "print each NIC's reason in full (by default lines are cut to 100 columns)")
 	detailed := fs.Bool("detailed-exitcode", false, detailedUsage)
 	cf := addConnectFlags(fs)
-	pos, code, done := parseFlags(env, fs, args)
+	pos, code, done := parseFlags(env, fs, args, 0, -1)
 	if done {
 		return detailedExit(wantsDetailed(args), code, false)
 	}

@@ -156,7 +156,17 @@ func newFlags(env *Env, name, synopsis, description string) *flag.FlagSet {
 // parseFlags parses args allowing flags after positional arguments
 // (`virtmq plan dom.xml --json`). It returns the positional arguments, or
 // done with an exit code when the run is over (--help or a usage error).
-func parseFlags(env *Env, fs *flag.FlagSet, args []string) (pos []string, code int, done bool) {
+func parseFlags(env *Env, fs *flag.FlagSet, args []string, minPos, maxPos int) (pos []string, code int, done bool) {
+	pos, code, done = parseAll(env, fs, args)
+	if !done && (len(pos) < minPos || maxPos >= 0 && len(pos) > maxPos) {
+		fs.Usage()
+		return nil, ExitUsage, true
+	}
+	return pos, code, done
+}
+
+// parseAll parses the flags and returns every positional argument.
+func parseAll(env *Env, fs *flag.FlagSet, args []string) (pos []string, code int, done bool) {
 	if env.collectFlags != nil {
 		// completion asks for the command's flags: hand them over, run nothing.
 		env.collectFlags(fs)

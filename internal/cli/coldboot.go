@@ -123,7 +123,7 @@ func coldBootMain(ctx context.Context, env *Env, args []string, host verify.Host
 	boot := fs.Duration("boot-timeout", 5*time.Minute, "wait this `long` after the start for the guest step and verification")
 	statusAt := fs.String("status-socket", status.DefaultSocket, "virtmq-agent's status `socket`, polled for the guest step")
 	cf := addConnectFlags(fs)
-	pos, code, done := parseFlags(env, fs, args)
+	pos, code, done := parseFlags(env, fs, args, 0, -1)
 	if done {
 		return code
 	}

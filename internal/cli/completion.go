@@ -88,13 +88,9 @@ commands and their flags. The packages install both
 /usr/share/zsh/site-functions/_virtmq on rpm systems). To try one:
 
   source <(virtmq completion bash)`)
-	pos, code, done := parseFlags(env, fs, args)
+	pos, code, done := parseFlags(env, fs, args, 1, 1)
 	if done {
 		return code
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return ExitUsage
 	}
 	switch pos[0] {
 	case "bash":

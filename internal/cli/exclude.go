@@ -39,13 +39,9 @@ Exits 1 when a domain cannot be found or changed.`
 	}
 	fs := newFlags(env, name, synopsis, description)
 	cf := addConnectFlags(fs)
-	pos, code, done := parseFlags(env, fs, args)
+	pos, code, done := parseFlags(env, fs, args, 1, -1)
 	if done {
 		return code
-	}
-	if len(pos) == 0 {
-		fs.Usage()
-		return ExitUsage
 	}
 	conn, _, err := dialLibvirt(ctx, env, cf)
 	if err != nil {

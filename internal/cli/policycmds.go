@@ -34,7 +34,7 @@ prints one JSON document instead (see docs/json.md).`)
 	path := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
 	asJSON := fs.Bool("json", false, "print one JSON document instead of lines")
 	strict := fs.Bool("strict", false, "exit 1 when there are warnings")
-	pos, code, done := parseFlags(env, fs, args)
+	pos, code, done := parseFlags(env, fs, args, 0, -1)
 	if done {
 		return code
 	}
@@ -275,7 +275,7 @@ does, 1 on any error.`)
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	format, wideFlag := addOutputFlags(fs)
 	detailed := fs.Bool("detailed-exitcode", false, detailedUsage)
-	pos, code, done := parseFlags(env, fs, args)
+	pos, code, done := parseFlags(env, fs, args, 0, -1)
 	if done {
 		return detailedExit(wantsDetailed(args), code, false)
 	}
@@ -408,13 +408,9 @@ policy's queue counts applied: exactly the definition virtmq-agent and
 changes (a <driver queues='N'/> is added where there is none); every other
 byte stays as it was. Exits 1 with a message on bad input.`)
 	path := fs.String("policy", "", "policy `file`")
-	pos, code, done := parseFlags(env, fs, args)
+	pos, code, done := parseFlags(env, fs, args, 0, 1)
 	if done {
 		return code
-	}
-	if len(pos) > 1 {
-		fs.Usage()
-		return ExitUsage
 	}
 	name := "-"
 	if len(pos) == 1 {

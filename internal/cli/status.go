@@ -38,7 +38,7 @@ connected to libvirt or its last policy reload failed; 0 otherwise.`)
 	asJSON := fs.Bool("json", false, "print the agent's JSON snapshot instead of a table")
 	format, wideFlag := addOutputFlags(fs)
 	sock := fs.String("status-socket", status.DefaultSocket, "virtmq-agent status `socket`")
-	pos, code, done := parseFlags(env, fs, args)
+	pos, code, done := parseFlags(env, fs, args, 0, -1)
 	if done {
 		return code
 	}

@@ -92,13 +92,9 @@ Exits 1 when any check FAILs or the domain is not running, 0 otherwise.`)
 	asJSON := fs.Bool("json", false, "print the checks as JSON")
 	cf := addConnectFlags(fs)
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up after this `duration`")
-	pos, code, done := parseFlags(env, fs, args)
+	pos, code, done := parseFlags(env, fs, args, 1, 1)
 	if done {
 		return code
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return ExitUsage
 	}
 	name := pos[0]
 	// fail reports why the checks cannot run: on stderr, and with --json
