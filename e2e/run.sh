@@ -694,7 +694,7 @@ hostdev_network() {
 	check "hostdev-pool NIC queues" "$(nic_queues "$d" "$m")" ""
 	check "hostdev-pool NIC managed" "$(nic_status "$d" "$m" .managed)" false
 	check_match "status says why" "$(nic_status "$d" "$m" .reason)" "network $net is a hostdev pool"
-	check_match "virtmq status table" "$("$BIN/virtmq" status --status-socket "$STATUS_SOCK" | grep "$m")" "not managed: network $net is a hostdev pool"
+	check_match "virtmq status -o wide table" "$("$BIN/virtmq" status -o wide --status-socket "$STATUS_SOCK" | grep "$m")" "not managed: network $net is a hostdev pool"
 	e2e_virsh undefine "$d" >/dev/null
 }
 
@@ -723,7 +723,7 @@ hand_set_kept() {
 	eventually 30 "$d state" unmanaged status_of "$d" .state
 	check "$d NIC kept" "$(nic_status "$d" "$mac" .kept)" true
 	check "$d status" "$(nic_status "$d" "$mac" .reason)" "kept: set by hand (rule defaults says keep)"
-	check_match "virtmq status table" "$("$BIN/virtmq" status --status-socket "$STATUS_SOCK" | grep "$mac")" "kept: set by hand \(rule defaults says keep\)"
+	check_match "virtmq status -o wide table" "$("$BIN/virtmq" status -o wide --status-socket "$STATUS_SOCK" | grep "$mac")" "kept: set by hand \(rule defaults says keep\)"
 	sleep 2
 	check "$d definition still queues=2" "$(defined_queues "$d")" 2
 	# Written by virtmq: libvirt keeps the record, and the agent reads it back
