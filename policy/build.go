@@ -85,27 +85,56 @@ func build(docs []*fileDoc) (*Policy, ErrorList) {
 	checkMinMax(defaults, nil, errorAt)
 	p.defaults = defaults.settings()
 
-	// Names are checked in read order so the later definition is the one
-	// reported, pointing back at the first.
-	names := map[string]loc{}
-	for _, d := range docs {
-		for _, r := range d.rules {
+	// A drop-in may replace a rule of the main file (or of an earlier
+	// drop-in) by defining one of the same name: the later one is in
+	// force, where it stands, and lint says so. Within one file a name is
+	// unique.
+	type named struct {
+		doc, idx int
+		at       loc
+	}
+	names := map[string]named{}
+	overridden := map[[2]int]bool{}
+	var overrides ErrorList
+	for di, d := range docs {
+		inFile := map[string]loc{}
+		for ri, r := range d.rules {
 			if r.name == "" {
 				continue
 			}
-			if first, dup := names[r.name]; dup {
+			if first, dup := inFile[r.name]; dup {
 				errorAt(r.nameAt, "duplicate rule name %q (first at %s)", r.name, first)
 				continue
 			}
-			names[r.name] = r.nameAt
+			inFile[r.name] = r.nameAt
+			if prev, ok := names[r.name]; ok {
+				overridden[[2]int{prev.doc, prev.idx}] = true
+				overrides = append(overrides, &Error{File: r.nameAt.file, Line: r.nameAt.line, Column: r.nameAt.col, Path: r.nameAt.path,
+					Msg: fmt.Sprintf("warning: rule %q replaces the rule of the same name at %s", r.name, prev.at)})
+			}
+			names[r.name] = named{di, ri, r.nameAt}
 		}
 	}
+	// In force: every rule but the replaced ones, per file.
+	live := make([]*fileDoc, len(docs))
+	for di, d := range docs {
+		c := *d
+		c.rules = nil
+		for ri, r := range d.rules {
+			if !overridden[[2]int{di, ri}] {
+				c.rules = append(c.rules, r)
+			}
+		}
+		live[di] = &c
+	}
+	docs = live
 
 	// Drop-ins are host-local exceptions: their rules come first.
 	order := append(append([]*fileDoc(nil), docs[1:]...), docs[0])
 	for _, d := range docs {
 		p.warnings = append(p.warnings, d.warns...)
 	}
+	p.warnings = append(p.warnings, overrides...)
 	p.warnings = append(p.warnings, lintRules(order)...)
 	p.warnings.sortByFile(p.sources)
 	for _, d := range order {

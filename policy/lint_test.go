@@ -3,6 +3,7 @@ package policy
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -55,5 +56,41 @@ func TestWarningsAcrossDropIns(t *testing.T) {
 	w := p.Warnings()
 	if len(w) != 1 || w[0].File != filepath.Join(dir, "policy.yaml") || w[0].Line != 3 || !strings.Contains(w[0].Msg, "rule web1 can never match: rule web ("+filepath.Join(dir, "policy.d", "10-web.yaml")+":2:5)") {
 		t.Errorf("warnings: %v", w)
+	}
+}
+
+// TestDropInReplacesRule: a drop-in rule named like a main-file rule
+// replaces it (the drop-in's settings decide, the main one is gone), and
+// lint warns with both places.
+func TestDropInReplacesRule(t *testing.T) {
+	dir := t.TempDir()
+	main := filepath.Join(dir, "p.yaml")
+	drop := filepath.Join(dir, "policy.d", "10-db.yaml")
+	if err := os.MkdirAll(filepath.Dir(drop), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for f, text := range map[string]string{
+		main: "version: 1\nrules:\n  - name: db\n    match: {domain: 'db*'}\n    set: {max: 2}\n",
+		drop: "rules:\n  - name: db\n    match: {domain: 'db*'}\n    set: {max: 8}\n",
+	} {
+		if err := os.WriteFile(f, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := Load(main)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := p.Rules()
+	if len(rules) != 1 || rules[0].Settings.Max != 8 {
+		t.Fatalf("rules in force = %+v, want the drop-in's db (max 8) only", rules)
+	}
+	want := drop + `:2:11: rules[0].name: warning: rule "db" replaces the rule of the same name at ` + main + ":3:11"
+	var got []string
+	for _, w := range p.Warnings() {
+		got = append(got, w.Error())
+	}
+	if !slices.Contains(got, want) {
+		t.Errorf("warnings = %q, want %q among them", got, want)
 	}
 }

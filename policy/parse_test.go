@@ -461,9 +461,28 @@ rules:
 	if err := os.Symlink("10-a.yaml", filepath.Join(d, "70-link.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Load(main)
-	if err == nil || !strings.Contains(err.Error(), `70-link.yaml:6:11: rules[0].name: duplicate rule name "a-1" (first at `+filepath.Join(d, "10-a.yaml")+":6:11)") {
-		t.Fatalf("symlinked drop-in not read: %v", err)
+	// A rule of the same name in a later drop-in replaces the earlier one,
+	// with a warning: the symlink repeats 10-a.yaml's a-1.
+	lp, err := Load(main)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(d, "70-link.yaml") + `:6:11: rules[0].name: warning: rule "a-1" replaces the rule of the same name at ` + filepath.Join(d, "10-a.yaml") + ":6:11"
+	found := false
+	for _, w := range lp.Warnings() {
+		found = found || w.Error() == want
+	}
+	if !found {
+		t.Fatalf("symlinked drop-in not read, or no warning %q in %v", want, lp.Warnings())
+	}
+	count := 0
+	for _, r := range lp.Rules() {
+		if r.Name == "a-1" {
+			count++
+		}
+	}
+	if count != 1 {
+		t.Errorf("rule a-1 is in force %d times, want once", count)
 	}
 	if err := os.Remove(filepath.Join(d, "70-link.yaml")); err != nil {
 		t.Fatal(err)
@@ -523,11 +542,12 @@ rules:
 		a := filepath.Join(dir, "policy.d", "a.yaml")
 		b := filepath.Join(dir, "policy.d", "b.yaml")
 		write(t, main, "version: 1\nrules:\n  - name: x\n    set: {min: 4}\n")
-		write(t, a, "version: 2\nrules:\n  - name: x\n")
+		write(t, a, "version: 2\nrules:\n  - name: y\n")
 		write(t, b, "defaults: {max: 2}\n")
+		write(t, main, "version: 1\nrules:\n  - name: x\n    set: {min: 4}\n  - name: x\n")
 		_, err := Load(main)
 		want := a + ":1:10: version: version 2 is not supported (must be 1)\n" +
-			a + ":3:11: rules[0].name: duplicate rule name \"x\" (first at " + main + ":3:11)\n" +
+			main + ":5:11: rules[1].name: duplicate rule name \"x\" (first at " + main + ":3:11)\n" +
 			main + ":4:16: rules[0].set.min: min 4 > max 2 (max is set at " + b + ":1:17)"
 		if err == nil || err.Error() != want {
 			t.Errorf("got:\n%v\nwant:\n%s", err, want)
