@@ -117,6 +117,17 @@ func (a *Agent) loop(ctx context.Context) {
 		a.updateStatus(s)
 	}
 
+	// periodic runs one of the periodic checks on the session; it reports
+	// false when the connection was lost (and dropped).
+	periodic := func(check func(context.Context, virt.Conn) error) bool {
+		if err := check(ctx, s.conn); err != nil && a.isLost(s.conn, err) {
+			drop(err)
+			return false
+		}
+		a.updateStatus(s)
+		return true
+	}
+
 	dial()
 	for {
 		var events <-chan virt.Event
@@ -192,21 +203,13 @@ func (a *Agent) loop(ctx context.Context) {
 			doSync()
 
 		case <-vcpuTick:
-			if s != nil {
-				if err := a.checkVCPUs(ctx, s.conn); err != nil && a.isLost(s.conn, err) {
-					drop(err)
-					continue
-				}
-				a.updateStatus(s)
+			if s != nil && !periodic(a.checkVCPUs) {
+				continue
 			}
 
 		case <-defTick:
-			if s != nil {
-				if err := a.checkDefinitions(ctx, s.conn); err != nil && a.isLost(s.conn, err) {
-					drop(err)
-					continue
-				}
-				a.updateStatus(s)
+			if s != nil && !periodic(a.checkDefinitions) {
+				continue
 			}
 
 		case d := <-a.recheck:

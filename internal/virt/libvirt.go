@@ -537,34 +537,29 @@ func drain[T any](ch <-chan T) {
 	}
 }
 
-func lifecycleEvent(m libvirt.DomainEventLifecycleMsg) Event {
-	ev := Event{Domain: Domain{Name: m.Dom.Name, UUID: formatUUID(m.Dom.UUID)}, Detail: int(m.Detail)}
-	switch libvirt.DomainEventType(m.Event) {
-	case libvirt.DomainEventDefined:
-		ev.Kind = EventDefined
-	case libvirt.DomainEventUndefined:
-		ev.Kind = EventUndefined
-	case libvirt.DomainEventStarted:
-		ev.Kind = EventStarted
-	case libvirt.DomainEventStopped:
-		ev.Kind = EventStopped
-	default:
-		ev.Kind = EventOther
+// lifecycleKinds and agentKinds map libvirt's event numbers to the kinds
+// the agent reacts to; any other is EventOther.
+var (
+	lifecycleKinds = map[libvirt.DomainEventType]EventKind{
+		libvirt.DomainEventDefined:   EventDefined,
+		libvirt.DomainEventUndefined: EventUndefined,
+		libvirt.DomainEventStarted:   EventStarted,
+		libvirt.DomainEventStopped:   EventStopped,
 	}
-	return ev
+	agentKinds = map[libvirt.ConnectDomainEventAgentLifecycleState]EventKind{
+		libvirt.ConnectDomainEventAgentLifecycleStateConnected:    EventAgentConnected,
+		libvirt.ConnectDomainEventAgentLifecycleStateDisconnected: EventAgentDisconnected,
+	}
+)
+
+func lifecycleEvent(m libvirt.DomainEventLifecycleMsg) Event {
+	return Event{Kind: lifecycleKinds[libvirt.DomainEventType(m.Event)],
+		Domain: Domain{Name: m.Dom.Name, UUID: formatUUID(m.Dom.UUID)}, Detail: int(m.Detail)}
 }
 
 func agentEvent(m *libvirt.DomainEventCallbackAgentLifecycleMsg) Event {
-	ev := Event{Domain: Domain{Name: m.Dom.Name, UUID: formatUUID(m.Dom.UUID)}, Detail: int(m.Reason)}
-	switch libvirt.ConnectDomainEventAgentLifecycleState(m.State) {
-	case libvirt.ConnectDomainEventAgentLifecycleStateConnected:
-		ev.Kind = EventAgentConnected
-	case libvirt.ConnectDomainEventAgentLifecycleStateDisconnected:
-		ev.Kind = EventAgentDisconnected
-	default:
-		ev.Kind = EventOther
-	}
-	return ev
+	return Event{Kind: agentKinds[libvirt.ConnectDomainEventAgentLifecycleState(m.State)],
+		Domain: Domain{Name: m.Dom.Name, UUID: formatUUID(m.Dom.UUID)}, Detail: int(m.Reason)}
 }
 
 // Disconnected implements Conn.

@@ -87,22 +87,21 @@ func (c *Conn) DomainState(ctx context.Context, v virt.Domain) (virt.DomainState
 // SuspendDomain implements virt.Power. (libvirt emits SUSPENDED, which the
 // agent does not look at: no event here.)
 func (c *Conn) SuspendDomain(ctx context.Context, v virt.Domain) error {
-	return c.powerCall(ctx, MethodSuspendDomain, v, func(x *domain) (virt.EventKind, error) {
-		if !x.active {
-			return 0, errNotRunning(x.name)
-		}
-		x.paused = true
-		return virt.EventOther, nil
-	})
+	return c.setPaused(ctx, MethodSuspendDomain, v, true)
 }
 
 // ResumeDomain implements virt.Power.
 func (c *Conn) ResumeDomain(ctx context.Context, v virt.Domain) error {
-	return c.powerCall(ctx, MethodResumeDomain, v, func(x *domain) (virt.EventKind, error) {
+	return c.setPaused(ctx, MethodResumeDomain, v, false)
+}
+
+// setPaused pauses or resumes a running domain's vCPUs.
+func (c *Conn) setPaused(ctx context.Context, method string, v virt.Domain, paused bool) error {
+	return c.powerCall(ctx, method, v, func(x *domain) (virt.EventKind, error) {
 		if !x.active {
 			return 0, errNotRunning(x.name)
 		}
-		x.paused = false
+		x.paused = paused
 		return virt.EventOther, nil
 	})
 }
@@ -113,10 +112,7 @@ func (c *Conn) DestroyDomain(ctx context.Context, v virt.Domain) error {
 		if !x.active {
 			return 0, errNotRunning(x.name)
 		}
-		x.active, x.paused, x.live = false, false, nil
-		if !x.persistent {
-			delete(c.d.domains, x.uuid)
-		}
+		c.d.stopLocked(x)
 		return virt.EventStopped, nil
 	})
 }

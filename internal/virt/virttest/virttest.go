@@ -191,24 +191,18 @@ func (c *Conn) Calls(method string) int {
 // SetAgent scripts the guest agent. Without one, AgentCommand fails with
 // virt.ErrAgentUnavailable.
 func (c *Conn) SetAgent(f AgentFunc) {
-	c.d.mu.Lock()
-	c.d.agent = f
-	c.d.mu.Unlock()
+	c.locked(func(d *daemon) { d.agent = f })
 }
 
 // SetMonitor scripts QMP. Without one, MonitorCommand returns a QMP
 // CommandNotFound error reply.
 func (c *Conn) SetMonitor(f MonitorFunc) {
-	c.d.mu.Lock()
-	c.d.monitor = f
-	c.d.mu.Unlock()
+	c.locked(func(d *daemon) { d.monitor = f })
 }
 
 // SetValidate sets the schema check DefineXML applies.
 func (c *Conn) SetValidate(f ValidateFunc) {
-	c.d.mu.Lock()
-	c.d.validate = f
-	c.d.mu.Unlock()
+	c.locked(func(d *daemon) { d.validate = f })
 }
 
 // SetNormalize sets how DefineXML turns the XML it is given into the
@@ -223,9 +217,14 @@ func (c *Conn) SetNormalize(f func(doc []byte) []byte) {
 // OnCall sets a function called after every call made through a
 // connection (not the test helpers). It runs without locks held.
 func (c *Conn) OnCall(f CallFunc) {
+	c.locked(func(d *daemon) { d.onCall = f })
+}
+
+// locked runs f with the daemon's lock held.
+func (c *Conn) locked(f func(d *daemon)) {
 	c.d.mu.Lock()
-	c.d.onCall = f
-	c.d.mu.Unlock()
+	defer c.d.mu.Unlock()
+	f(c.d)
 }
 
 // Disconnect drops every open connection, as a daemon restart or idle exit
@@ -842,46 +841,57 @@ func (d *daemon) liveXML(doc []byte) []byte {
 // Stop shuts a domain off, emitting EventStopped. A transient domain
 // disappears; like libvirt, no EventUndefined is sent for it.
 func (c *Conn) Stop(name string) error {
+	return c.act(name, func(x *domain) (virt.EventKind, error) {
+		if !x.active {
+			return 0, fmt.Errorf("domain %q is not running", name)
+		}
+		c.d.stopLocked(x)
+		return virt.EventStopped, nil
+	})
+}
+
+// Undefine removes a domain's persistent definition, emitting
+// EventUndefined. A running domain becomes transient.
+func (c *Conn) Undefine(name string) error {
+	return c.act(name, func(x *domain) (virt.EventKind, error) {
+		if !x.persistent {
+			return 0, notFound(name)
+		}
+		x.persistent = false
+		x.inactive = nil
+		if !x.active {
+			delete(c.d.domains, x.uuid)
+		}
+		return virt.EventUndefined, nil
+	})
+}
+
+// act runs f on the named domain with the daemon's lock held, then emits
+// the event f returns (EventOther: none). A domain that does not exist is
+// notFound.
+func (c *Conn) act(name string, f func(x *domain) (virt.EventKind, error)) error {
 	c.d.mu.Lock()
 	x := c.d.find(name)
 	if x == nil {
 		c.d.mu.Unlock()
 		return notFound(name)
 	}
-	if !x.active {
-		c.d.mu.Unlock()
-		return fmt.Errorf("domain %q is not running", name)
-	}
-	x.active = false
-	x.live = nil
-	x.paused = false
-	if !x.persistent {
-		delete(c.d.domains, x.uuid)
-	}
-	v := virt.Domain{Name: x.name, UUID: x.uuid}
+	kind, err := f(x)
+	ev := virt.Event{Kind: kind, Domain: virt.Domain{Name: x.name, UUID: x.uuid}}
 	c.d.mu.Unlock()
-	c.d.emit(virt.Event{Kind: virt.EventStopped, Domain: v})
-	return nil
+	if err == nil && kind != virt.EventOther {
+		c.d.emit(ev)
+	}
+	return err
 }
 
-// Undefine removes a domain's persistent definition, emitting
-// EventUndefined. A running domain becomes transient.
-func (c *Conn) Undefine(name string) error {
-	c.d.mu.Lock()
-	x := c.d.find(name)
-	if x == nil || !x.persistent {
-		c.d.mu.Unlock()
-		return notFound(name)
+// stopLocked shuts x off (the daemon's lock held): a transient domain
+// disappears.
+func (d *daemon) stopLocked(x *domain) {
+	x.active, x.paused, x.live = false, false, nil
+	if !x.persistent {
+		delete(d.domains, x.uuid)
 	}
-	x.persistent = false
-	x.inactive = nil
-	if !x.active {
-		delete(c.d.domains, x.uuid)
-	}
-	v := virt.Domain{Name: x.name, UUID: x.uuid}
-	c.d.mu.Unlock()
-	c.d.emit(virt.Event{Kind: virt.EventUndefined, Domain: v})
-	return nil
 }
 
 // AgentConnect emits EventAgentConnected for a running domain, as libvirt
