@@ -464,13 +464,19 @@ func (cb *coldBoot) guestStep(ctx context.Context, t *coldBootTarget) error {
 		if !n.Managed || !n.GuestStep || n.Combined < 1 {
 			continue
 		}
+		var last error // the last attempt's answer, for the message
 		for {
 			_, err := guest.Configure(ctx, ag, n.MAC, n.Combined, guest.Options{})
 			if err != nil && ctx.Err() != nil {
 				// The boot timeout ran out during the step: not the
 				// guest's answer (a timeout Classify would let pass).
-				return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+				// Say what the guest answered before, if it did.
+				if last == nil {
+					last = err
+				}
+				return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
 			}
+			last = err
 			c := guest.Classify(err)
 			if err == nil || (c.Skip && c.Reason != guest.ReasonNoAgent && c.Reason != guest.ReasonNoInterface) {
 				break // done, or a reason the guest gives: verify says it

@@ -86,7 +86,7 @@ func TestColdBootRemote(t *testing.T) {
 	pendingWeb(t, fake)
 	r := newTestRun(t, fake, nil)
 	args := []string{"--cold-boot", "--policy", testPolicy, "-c", "qemu+ssh://root@host2/system",
-		"--shutdown-timeout", "50ms", "--force", "--boot-timeout", "200ms", "web"}
+		"--shutdown-timeout", "50ms", "--force", "--boot-timeout", "1s", "web"}
 	coldBootMain(context.Background(), r.env, args, verify.Host{}, 5*time.Millisecond)
 	// The fake guest has no agent: the guest step tried here says so.
 	wantLines(t, "stdout", r.stdout.String(), "starting", "guest step did not finish", "last: guest-info: guest agent is not connected")
