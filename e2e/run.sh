@@ -755,10 +755,21 @@ exclude_include() {
 	e2e_virsh undefine "$d" >/dev/null
 }
 
+# The go-libvirt adapter's own test against this libvirtd: the replies the
+# fake libvirt (virttest) mirrors are checked on the real daemon (secrets
+# left out without the secure flag, capabilities, metadata events, error
+# mapping).
+libvirt_adapter() {
+	(cd "$REPO" && VIRTMQ_TEST_LIBVIRT_SOCKET=$LIBVIRT_SOCK go test -count=1 -run '^TestRealLibvirt$' -v ./internal/virt) >"$RUN/adapter.out" 2>&1 ||
+		{ cat "$RUN/adapter.out" >&2; fail "TestRealLibvirt failed"; }
+	grep -q -- '--- PASS: TestRealLibvirt' "$RUN/adapter.out" || { cat "$RUN/adapter.out" >&2; fail "TestRealLibvirt did not run"; }
+	e2e_log "ok: TestRealLibvirt passed on the real libvirtd"
+}
+
 # shellcheck source=e2e/reboot.sh
 source "$E2E_DIR/reboot.sh"
 
-ALL=(zero_touch reboot save_restore restarts enforce_audit observe_mode race degraded_guests kill9_redefine libvirtd_outage passwords slow_libvirt
+ALL=(libvirt_adapter zero_touch reboot save_restore restarts enforce_audit observe_mode race degraded_guests kill9_redefine libvirtd_outage passwords slow_libvirt
 	prometheus_view cold_boot_rolling hotplug_nic hotplug_vcpu remote_ssh next_reboot_guest next_reboot_virsh next_reboot_poweroff next_reboot_kill9
 	hostdev_network vhostuser_nobody hand_set_kept exclude_include)
 

@@ -54,6 +54,7 @@ func TestRealLibvirt(t *testing.T) {
       <model type='virtio'/>
       <driver queues='2'/>
     </interface>
+    <graphics type='vnc' autoport='yes' passwd='t3stpw'/>
   </devices>
 </domain>
 `, name)
@@ -77,9 +78,38 @@ func TestRealLibvirt(t *testing.T) {
 	}
 	waitEvent(t, events, name, EventDefined)
 
-	x, err := conn.DomainXML(ctx, d, XMLInactive)
-	if err != nil || !bytes.Contains(x, []byte("queues='2'")) {
-		t.Errorf("DomainXML = %s, %v", x, err)
+	// What the fake (virttest) mirrors: without XMLSecure libvirt leaves
+	// the console password out; with it the password is there.
+	plain, err := conn.DomainXML(ctx, d, XMLInactive)
+	if err != nil || !bytes.Contains(plain, []byte("queues='2'")) || bytes.Contains(plain, []byte("t3stpw")) {
+		t.Errorf("DomainXML(XMLInactive) = %s, %v: want queues='2' and no password", plain, err)
+	}
+	x, err := conn.DomainXML(ctx, d, XMLInactive|XMLSecure)
+	if err != nil || !bytes.Contains(x, []byte("passwd='t3stpw'")) {
+		t.Errorf("DomainXML(XMLInactive|XMLSecure) = %s, %v: want the password", x, err)
+	}
+	if caps, err := conn.Capabilities(ctx); err != nil || !bytes.Contains(caps, []byte("<capabilities>")) {
+		t.Errorf("Capabilities = %.80s, %v", caps, err)
+	}
+	if _, err := conn.NetworkForward(ctx, name+"-no-such-net"); !errors.Is(err, ErrNoNetwork) {
+		t.Errorf("NetworkForward(missing) = %v, want ErrNoNetwork", err)
+	}
+	// The exclude label through the metadata API: a METADATA_CHANGE event
+	// with the namespace, and the element in the definition.
+	const ns = "https://virtmq.dev/xmlns/exclude/1"
+	if err := conn.SetMetadata(ctx, d, ns, "virtmq", "<exclude/>"); err != nil {
+		t.Fatalf("SetMetadata: %v", err)
+	}
+	waitEventNS(t, events, name, EventMetadataChanged, ns)
+	if md, err := conn.DomainXML(ctx, d, XMLInactive); err != nil || !bytes.Contains(md, []byte(ns)) {
+		t.Errorf("definition after SetMetadata = %s, %v", md, err)
+	}
+	if err := conn.SetMetadata(ctx, d, ns, "virtmq", ""); err != nil {
+		t.Errorf("SetMetadata(remove): %v", err)
+	}
+	waitEventNS(t, events, name, EventMetadataChanged, ns)
+	if x, err = conn.DomainXML(ctx, d, XMLInactive|XMLSecure); err != nil || bytes.Contains(x, []byte(ns)) {
+		t.Errorf("definition after removing the label = %s, %v", x, err)
 	}
 	doms, err := conn.ListDomains(ctx)
 	found := false
@@ -96,8 +126,8 @@ func TestRealLibvirt(t *testing.T) {
 	}
 	waitEvent(t, events, name, EventDefined)
 	bad := bytes.Replace(x, []byte("queues='2'"), []byte("queues='two'"), 1)
-	if err := conn.DefineXML(ctx, bad); err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrDisconnected) {
-		t.Errorf("DefineXML(invalid) = %v", err)
+	if err := conn.DefineXML(ctx, bad); !errors.Is(err, ErrInvalidDefinition) {
+		t.Errorf("DefineXML(invalid) = %v, want ErrInvalidDefinition", err)
 	} else {
 		t.Logf("invalid definition refused: %v", err)
 	}
@@ -147,6 +177,12 @@ func TestRealLibvirt(t *testing.T) {
 
 func waitEvent(t *testing.T, events <-chan Event, name string, kind EventKind) {
 	t.Helper()
+	waitEventNS(t, events, name, kind, "")
+}
+
+// waitEventNS waits for kind on name, with the namespace ns when not "".
+func waitEventNS(t *testing.T, events <-chan Event, name string, kind EventKind, ns string) {
+	t.Helper()
 	timeout := time.After(10 * time.Second)
 	for {
 		select {
@@ -154,7 +190,7 @@ func waitEvent(t *testing.T, events <-chan Event, name string, kind EventKind) {
 			if !ok {
 				t.Fatalf("event stream closed waiting for %v of %s", kind, name)
 			}
-			if ev.Domain.Name == name && ev.Kind == kind {
+			if ev.Domain.Name == name && ev.Kind == kind && (ns == "" || ev.Namespace == ns) {
 				return
 			}
 		case <-timeout:
