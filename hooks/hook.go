@@ -24,8 +24,6 @@ import (
 	"sync"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/virtmq/virtmq/internal/domxml"
 	"github.com/virtmq/virtmq/policy"
 )
@@ -160,7 +158,7 @@ func prepare(cfg Config, log *slog.Logger, domain string, k *known) int {
 	if err != nil {
 		// Without a valid policy the mode is unknown: fall back to what the
 		// file says about mode and on_error, if that much can be read.
-		mode, onErr := peekMode(cfg)
+		mode, onErr := policy.PeekMode(cfg.PolicyPath, cfg.Getenv, cfg.DefaultPolicyPath)
 		k.set(mode, onErr)
 		return internalError(cfg, log, domain, mode, onErr, err)
 	}
@@ -174,9 +172,6 @@ func prepare(cfg Config, log *slog.Logger, domain string, k *known) int {
 		return internalError(cfg, log, domain, pol.Mode(), pol.OnError(), fmt.Errorf("parse domain XML: %w", err))
 	}
 	plan := pol.Decide(dom)
-	if plan.Compliant() {
-		return ExitAllow
-	}
 	var lines []string
 	for _, n := range plan.NICs {
 		if !n.Change() {
@@ -186,7 +181,7 @@ func prepare(cfg Config, log *slog.Logger, domain string, k *known) int {
 			"mac", n.MAC, "current", n.Current, "wanted", n.Wanted, "rule", n.Rule, "reason", n.Reason, "mode", string(plan.Mode))
 		lines = append(lines, refusal(domain, n))
 	}
-	if plan.Mode != policy.ModeEnforce {
+	if len(lines) == 0 || plan.Mode != policy.ModeEnforce {
 		return ExitAllow
 	}
 	fmt.Fprintf(cfg.Stderr, "%s\n", strings.Join(lines, "\n"))
@@ -231,27 +226,4 @@ func readBounded(r io.Reader, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("%w of %d bytes", errTooLarge, limit)
 	}
 	return b, nil
-}
-
-// peekMode reads mode and on_error from the policy file that failed to
-// load, so an enforce/deny fleet stays strict when a policy is broken.
-func peekMode(cfg Config) (policy.Mode, policy.OnError) {
-	path := cfg.PolicyPath
-	if path == "" && cfg.Getenv != nil {
-		path = cfg.Getenv(policy.EnvVar)
-	}
-	if path == "" {
-		path = cfg.DefaultPolicyPath
-	}
-	b, err := policy.ReadFile(path) // bounded: never a FIFO's wait or /dev/zero's flood
-	if err != nil {
-		return "", ""
-	}
-	// Lenient on purpose: the strict decode already failed.
-	var top struct {
-		Mode    policy.Mode    `yaml:"mode"`
-		OnError policy.OnError `yaml:"on_error"`
-	}
-	_ = yaml.Unmarshal(b, &top)
-	return top.Mode, top.OnError
 }

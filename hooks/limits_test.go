@@ -217,3 +217,25 @@ func mustOK(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestBrokenPolicyModeFromDropIn: when the policy does not load, the hook
+// still honours "mode: enforce, on_error: deny" set in a drop-in (drop-ins
+// override the main file's mode), not only in the main file.
+func TestBrokenPolicyModeFromDropIn(t *testing.T) {
+	dir := t.TempDir()
+	main := filepath.Join(dir, "policy.yaml")
+	mustOK(t, os.WriteFile(main, []byte("version: 1\nmode: apply\ndefaults: {maxx: 4}\n"), 0o644)) // broken: unknown key
+	mustOK(t, os.Mkdir(filepath.Join(dir, "policy.d"), 0o755))
+	mustOK(t, os.WriteFile(filepath.Join(dir, "policy.d", "10-strict.yaml"), []byte("mode: enforce\non_error: deny\n"), 0o644))
+	var stderr, log bytes.Buffer
+	code := Run(Config{
+		DefaultPolicyPath: main,
+		Getenv:            func(string) string { return "" },
+		Stdin:             bytes.NewReader(fixture(t, "web1.xml")),
+		Stderr:            &stderr,
+		Logger:            slog.New(slog.NewTextHandler(&log, nil)),
+	}, []string{"web1", "prepare", "begin", "-"})
+	if code != ExitDeny || !strings.Contains(stderr.String(), "on_error: deny") {
+		t.Errorf("code %d stderr %q: want the drop-in's enforce/deny to refuse the start", code, stderr.String())
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"gopkg.in/yaml.v3"
 )
 
 // DefaultPath is where hosts keep the policy; drop-ins live in policy.d beside it.
@@ -92,4 +94,44 @@ func hasDropIns(dir string) (bool, error) {
 // Hidden files are editor and package-manager leftovers, not policy.
 func isDropInName(name string) bool {
 	return strings.HasSuffix(name, ".yaml") && !strings.HasPrefix(name, ".")
+}
+
+// PeekMode reads, leniently, the mode and on_error the policy Resolve would
+// load declares: the main file's, then each drop-in's in order, the later
+// winning, as Load merges them. It is for a caller whose Resolve failed and
+// that must still honour "mode: enforce, on_error: deny" (the hook): a
+// value it cannot read is left empty.
+func PeekMode(explicit string, getenv func(string) string, defaultPath string) (Mode, OnError) {
+	path := explicit
+	if path == "" && getenv != nil {
+		path = getenv(EnvVar)
+	}
+	if path == "" {
+		path = defaultPath
+	}
+	var mode Mode
+	var onErr OnError
+	peek := func(data []byte) {
+		var top struct {
+			Mode    Mode    `yaml:"mode"`
+			OnError OnError `yaml:"on_error"`
+		}
+		if yaml.Unmarshal(data, &top) != nil {
+			return // lenient: the strict decode already failed
+		}
+		if top.Mode != "" {
+			mode = top.Mode
+		}
+		if top.OnError != "" {
+			onErr = top.OnError
+		}
+	}
+	if data, err := ReadFile(path); err == nil {
+		peek(data)
+	}
+	dropIns, _, _ := readDropIns(filepath.Join(filepath.Dir(path), DropInDir))
+	for _, s := range dropIns {
+		peek(s.data)
+	}
+	return mode, onErr
 }
