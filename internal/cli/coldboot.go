@@ -57,17 +57,7 @@ by name, libvirt error); 2 usage; 3 a domain that was running is left shut
 off (its start failed).`
 
 // wantsColdBoot reports whether apply's arguments ask for --cold-boot.
-func wantsColdBoot(args []string) bool {
-	for _, a := range args {
-		if a == "--" {
-			return false
-		}
-		if a == "--cold-boot" || a == "-cold-boot" || strings.HasPrefix(a, "--cold-boot=") {
-			return true
-		}
-	}
-	return false
-}
+func wantsColdBoot(args []string) bool { return boolArg(args, "cold-boot") }
 
 // coldBoot is one apply --cold-boot run.
 type coldBoot struct {
@@ -393,11 +383,10 @@ func (cb *coldBoot) waitOff(ctx context.Context, d virt.Domain, timeout time.Dur
 // waitGuestStep waits for the guest step of the domain's new boot: by
 // virtmq-agent when its status socket answers, else by running it here.
 func (cb *coldBoot) waitGuestStep(ctx context.Context, t *coldBootTarget, booted time.Time) (string, error) {
-	if cb.statusAt == "" {
-		return "run here", cb.guestStep(ctx, t)
-	}
-	if _, err := status.Fetch(ctx, cb.statusAt); err == nil {
-		return "by virtmq-agent", cb.waitAgent(ctx, t.d, booted)
+	if cb.statusAt != "" {
+		if _, err := status.Fetch(ctx, cb.statusAt); err == nil {
+			return "by virtmq-agent", cb.waitAgent(ctx, t.d, booted)
+		}
 	}
 	return "run here", cb.guestStep(ctx, t)
 }

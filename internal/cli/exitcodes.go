@@ -1,6 +1,9 @@
 package cli
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // ExitChanges is the exit code of plan and apply with --detailed-exitcode
 // when some definition differs from the policy (terraform's convention:
@@ -14,17 +17,30 @@ const detailedUsage = "exit 2 when a definition changes (apply: was or, with --d
 // wantsDetailed reports whether args ask for --detailed-exitcode. It is
 // read before the flags are parsed so that a usage error can exit 1: with
 // the flag, 2 means changes.
-func wantsDetailed(args []string) bool {
+func wantsDetailed(args []string) bool { return boolArg(args, "detailed-exitcode") }
+
+// boolArg reports whether args set the boolean flag name (-name, --name,
+// or with =VALUE as the flag package reads it), before the flags are
+// parsed; the last one given wins, and "--" ends the flags.
+func boolArg(args []string, name string) bool {
+	set := false
 	for _, a := range args {
-		if a == "--" {
-			return false
+		if a == "--" || !strings.HasPrefix(a, "-") {
+			if a == "--" {
+				break
+			}
+			continue
 		}
-		switch strings.TrimLeft(a, "-") {
-		case "detailed-exitcode", "detailed-exitcode=true", "detailed-exitcode=1":
-			return strings.HasPrefix(a, "-")
+		flag, value, hasValue := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-"), "=")
+		if flag != name {
+			continue
+		}
+		set = true
+		if hasValue {
+			set, _ = strconv.ParseBool(value)
 		}
 	}
-	return false
+	return set
 }
 
 // detailedExit is code as --detailed-exitcode reports it, when detailed:

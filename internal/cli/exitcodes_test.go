@@ -46,3 +46,24 @@ func TestDetailedExitcode(t *testing.T) {
 		t.Errorf("%d defines in dry runs", n)
 	}
 }
+
+func TestBoolArg(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"--cold-boot"}, true},
+		{[]string{"-cold-boot", "web"}, true},
+		{[]string{"--cold-boot=false", "--all"}, false},
+		{[]string{"--cold-boot=t"}, true},
+		{[]string{"--cold-boot=TRUE"}, true},
+		{[]string{"--cold-boot", "--cold-boot=0"}, false},
+		{[]string{"--", "--cold-boot"}, false},
+		{[]string{"--cold-boots"}, false},
+		{[]string{"web"}, false},
+	} {
+		if got := boolArg(tc.args, "cold-boot"); got != tc.want {
+			t.Errorf("boolArg(%q) = %v, want %v", tc.args, got, tc.want)
+		}
+	}
+}

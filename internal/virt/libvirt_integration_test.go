@@ -132,6 +132,30 @@ func TestRealLibvirt(t *testing.T) {
 		t.Logf("invalid definition refused: %v", err)
 	}
 
+	// The power calls apply_at: next-reboot and apply --cold-boot make: a
+	// disk-less guest runs its firmware, enough to pause and destroy.
+	step := func(what string, err error, want DomainState) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if st, err := lc.DomainState(ctx, d); err != nil || st != want {
+			t.Fatalf("after %s: state %v, %v; want %v", what, st, err, want)
+		}
+	}
+	step("StartDomain", conn.StartDomain(ctx, d), StateRunning)
+	waitEvent(t, events, name, EventStarted)
+	if err := conn.StartDomain(ctx, d); !errors.Is(err, ErrInvalidState) {
+		t.Errorf("StartDomain(running) = %v, want ErrInvalidState", err)
+	}
+	step("SuspendDomain", lc.SuspendDomain(ctx, d), StatePaused)
+	step("ResumeDomain", lc.ResumeDomain(ctx, d), StateRunning)
+	step("DestroyDomain", conn.DestroyDomain(ctx, d), StateShutoff)
+	waitEvent(t, events, name, EventStopped)
+	if err := conn.DestroyDomain(ctx, d); !errors.Is(err, ErrInvalidState) {
+		t.Errorf("DestroyDomain(shut off) = %v, want ErrInvalidState", err)
+	}
+
 	if _, err := conn.AgentCommand(ctx, d, []byte(`{"execute":"guest-ping"}`), time.Second); !errors.Is(err, ErrAgentUnavailable) {
 		t.Errorf("AgentCommand on an inactive domain = %v, want ErrAgentUnavailable", err)
 	}

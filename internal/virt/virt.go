@@ -203,8 +203,9 @@ type Conn interface {
 	// LookupDomain or ListDomains (Persistent and Active pick the flags).
 	SetMetadata(ctx context.Context, d Domain, ns, key, element string) error
 	// StartDomain starts (cold boots) a persistent domain that is shut off
-	// (virDomainCreate). It returns once QEMU runs, not when the guest
-	// has booted.
+	// (virDomainCreateWithFlags with VIR_DOMAIN_START_FORCE_BOOT: a managed
+	// save image is discarded, never restored with the old queues). It
+	// returns once QEMU runs, not when the guest has booted.
 	StartDomain(ctx context.Context, d Domain) error
 	// ShutdownDomain asks the guest to power off by pressing the ACPI power
 	// button (virDomainShutdownFlags with VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN).
