@@ -274,11 +274,9 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 			plan, liveOnly = mergeLivePlan(plan, pol.Decide(live))
 		}
 		if !d.Persistent && live != nil {
-			// A transient domain has no definition: decide from what runs.
-			if _, plan, err = domxml.ApplyTo(pol, doc, live); err != nil {
-				a.fail(d, "", fmt.Sprintf("cannot apply the policy to the live XML: %v", err))
-				return nil, nil, nil
-			}
+			// A transient domain has no definition: decide from what runs
+			// (nothing is rewritten).
+			plan = pol.Decide(live)
 		}
 	} else if !d.Persistent {
 		// A transient domain that stopped is gone.
