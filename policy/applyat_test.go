@@ -13,12 +13,11 @@ func TestApplyAt(t *testing.T) {
 	}{
 		{"built-in default", "", Domain{MaxVCPUs: 4, Interfaces: []Interface{nic(0)}}, ApplyNextReboot},
 		{"cold-boot", "defaults: {apply_at: cold-boot}\n", Domain{MaxVCPUs: 4, Interfaces: []Interface{nic(0)}}, ApplyColdBoot},
-		{"defaults", "defaults: {apply_at: next-reboot}\n", Domain{MaxVCPUs: 4, Interfaces: []Interface{nic(0)}}, ApplyNextReboot},
-		{
-			"a rule's set",
-			"rules:\n  - {name: web, match: {domain: \"web*\"}, set: {apply_at: next-reboot}}\n",
-			Domain{Name: "web1", MaxVCPUs: 4, Interfaces: []Interface{nic(0)}}, ApplyNextReboot,
-		},
+		// The built-in default is next-reboot: the cases below start from
+		// cold-boot so that they fail when the setting is not read.
+		{"a rule's set over cold-boot defaults",
+			"defaults: {apply_at: cold-boot}\nrules:\n  - {name: web, match: {domain: \"web*\"}, set: {apply_at: next-reboot}}\n",
+			Domain{Name: "web1", MaxVCPUs: 4, Interfaces: []Interface{nic(0)}}, ApplyNextReboot},
 		{
 			"a rule sets cold-boot over the defaults",
 			"defaults: {apply_at: next-reboot}\nrules:\n  - {name: db, match: {domain: \"db*\"}, set: {apply_at: cold-boot}}\n",
@@ -26,8 +25,13 @@ func TestApplyAt(t *testing.T) {
 		},
 		{
 			"any managed NIC asking for it wins",
-			"rules:\n  - {name: one, match: {bridge: br1}, set: {apply_at: next-reboot}}\n",
+			"defaults: {apply_at: cold-boot}\nrules:\n  - {name: one, match: {bridge: br1}, set: {apply_at: next-reboot}}\n",
 			Domain{MaxVCPUs: 4, Interfaces: []Interface{nic(0), {Index: 1, Type: "bridge", Model: "virtio", Bridge: "br1"}}}, ApplyNextReboot,
+		},
+		{
+			"no managed NIC asking for it",
+			"defaults: {apply_at: cold-boot}\nrules:\n  - {name: one, match: {bridge: br1}, set: {apply_at: next-reboot}}\n",
+			Domain{MaxVCPUs: 4, Interfaces: []Interface{nic(0)}}, ApplyColdBoot,
 		},
 		{"nothing managed", "defaults: {apply_at: next-reboot}\n", Domain{MaxVCPUs: 1, Interfaces: []Interface{nic(0)}}, ""},
 	} {
