@@ -120,7 +120,7 @@ func (a *Agent) checkVCPUs(ctx context.Context, conn virt.Conn) error {
 		if err != nil {
 			return err
 		}
-		a.scheduleJob(v.d, nv, job{guest: true, verify: true})
+		a.scheduleJob(v.d, nv, job{guest: true})
 	}
 	return nil
 }

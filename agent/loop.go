@@ -319,7 +319,7 @@ func (a *Agent) handle(ctx context.Context, conn virt.Conn, batch []virt.Event) 
 		case virt.EventDefined, virt.EventUndefined, virt.EventStarted, virt.EventStopped:
 			reconcile(d)
 			if ev.Kind == virt.EventStarted {
-				jobs[key] = jobs[key].merge(job{verify: true, boot: true})
+				jobs[key] = jobs[key].merge(job{boot: true})
 				refs[key] = d
 			}
 		case virt.EventDeviceAdded:
@@ -334,7 +334,7 @@ func (a *Agent) handle(ctx context.Context, conn virt.Conn, batch []virt.Event) 
 				default: // full: a resync or the definition check reads it
 				}
 			})
-			jobs[key] = jobs[key].merge(job{guest: true, verify: true})
+			jobs[key] = jobs[key].merge(job{guest: true})
 			refs[key] = d
 		case virt.EventMetadataChanged:
 			// `virtmq exclude` / `include` set the label through the
@@ -344,7 +344,7 @@ func (a *Agent) handle(ctx context.Context, conn virt.Conn, batch []virt.Event) 
 			// plan manages no NIC). Other namespaces are not virtmq's.
 			if ev.Namespace == "" || ev.Namespace == domxml.ExcludeNamespace {
 				reconcile(d)
-				jobs[key] = jobs[key].merge(job{guest: true, verify: true})
+				jobs[key] = jobs[key].merge(job{guest: true})
 				refs[key] = d
 			}
 		case virt.EventRebooted:
@@ -353,7 +353,7 @@ func (a *Agent) handle(ctx context.Context, conn virt.Conn, batch []virt.Event) 
 				reboots = append(reboots, d)
 			}
 		case virt.EventAgentConnected:
-			jobs[key] = jobs[key].merge(job{guest: true, verify: true})
+			jobs[key] = jobs[key].merge(job{guest: true})
 			refs[key] = d
 			if a.store.lastView(d.UUID) == nil && !a.retry.waiting(d) {
 				reconcile(d)
@@ -413,7 +413,7 @@ func (a *Agent) resync(ctx context.Context, conn virt.Conn) error {
 			return err
 		}
 		if d.Active {
-			a.scheduleJob(d, v, job{guest: true, verify: true})
+			a.scheduleJob(d, v, job{guest: true})
 		}
 	}
 	a.store.retain(keep)

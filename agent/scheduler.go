@@ -8,15 +8,16 @@ import (
 
 // job is what a domain's worker does next.
 type job struct {
-	guest  bool // run the guest step (then verify)
-	verify bool // verify over QMP
+	// guest: run the guest step first. Every job then verifies the NICs
+	// over QMP.
+	guest bool
 	// boot: the domain (re)started (a new QEMU process): its guest step
 	// backoff starts over.
 	boot bool
 }
 
 func (j job) merge(o job) job {
-	return job{guest: j.guest || o.guest, verify: j.verify || o.verify, boot: j.boot || o.boot}
+	return job{guest: j.guest || o.guest, boot: j.boot || o.boot}
 }
 
 // runFunc runs one attempt of a job on the domain's newest view, taking
