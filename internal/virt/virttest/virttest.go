@@ -454,9 +454,16 @@ func (c *Conn) AgentCommand(ctx context.Context, v virt.Domain, cmd []byte, time
 		func() ([]byte, error) {
 			c.d.mu.Lock()
 			f := c.d.agent
+			x := c.d.findDomain(v)
+			paused := x != nil && x.paused
 			c.d.mu.Unlock()
-			if f == nil {
+			switch {
+			case f == nil:
 				return nil, fmt.Errorf("%w: QEMU guest agent is not connected", virt.ErrAgentUnavailable)
+			case paused:
+				// The guest's vCPUs do not run: qemu-ga cannot answer, and
+				// libvirt gives up after the timeout.
+				return nil, fmt.Errorf("%w: Guest agent is not responding: QEMU guest agent is not connected", virt.ErrTimeout)
 			}
 			return f(ctx, v, cmd, timeout)
 		})
@@ -900,11 +907,6 @@ func (c *Conn) AgentConnect(name string) error {
 	return c.agentEvent(name, virt.EventAgentConnected)
 }
 
-// AgentDisconnect emits EventAgentDisconnected.
-func (c *Conn) AgentDisconnect(name string) error {
-	return c.agentEvent(name, virt.EventAgentDisconnected)
-}
-
 func (c *Conn) agentEvent(name string, kind virt.EventKind) error {
 	c.d.mu.Lock()
 	x := c.d.find(name)
@@ -917,9 +919,6 @@ func (c *Conn) agentEvent(name string, kind virt.EventKind) error {
 	c.d.emit(virt.Event{Kind: kind, Domain: v})
 	return nil
 }
-
-// Emit sends an arbitrary event to every open connection.
-func (c *Conn) Emit(ev virt.Event) { c.d.emit(ev) }
 
 // InactiveXML returns a domain's persistent definition as stored,
 // secrets included (what virsh dumpxml --inactive --security-info prints).

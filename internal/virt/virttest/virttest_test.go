@@ -312,3 +312,32 @@ func TestDefineRefusedIsInvalidDefinition(t *testing.T) {
 		}
 	}
 }
+
+// A paused guest's qemu-ga cannot answer: the command times out, as on
+// libvirt, while QMP still answers.
+func TestAgentCommandPaused(t *testing.T) {
+	ctx := context.Background()
+	fake := virttest.New()
+	fake.SetAgent(func(context.Context, virt.Domain, []byte, time.Duration) ([]byte, error) {
+		return []byte(`{"return":{}}`), nil
+	})
+	d, err := fake.Define([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fake.Start(d.Name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fake.AgentCommand(ctx, d, []byte(`{"execute":"guest-ping"}`), time.Second); err != nil {
+		t.Fatalf("running: %v", err)
+	}
+	if err := fake.SuspendDomain(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fake.AgentCommand(ctx, d, []byte(`{"execute":"guest-ping"}`), time.Second); !errors.Is(err, virt.ErrTimeout) {
+		t.Errorf("paused: %v, want virt.ErrTimeout", err)
+	}
+	if _, err := fake.MonitorCommand(ctx, d, []byte(`{"execute":"query-status"}`)); err != nil {
+		t.Errorf("QMP on a paused domain: %v", err)
+	}
+}
