@@ -248,20 +248,7 @@ func (a *applier) domain(ctx context.Context, d virt.Domain) (applyOutcome, bool
 // runningNote tells, for a running domain, whether its running queue
 // counts differ from what the definition now (or after --dry-run would) has.
 func (a *applier) runningNote(ctx context.Context, w io.Writer, d virt.Domain, plan policy.Plan, changed bool) {
-	var differ []string
-	live, err := a.conn.DomainXML(ctx, d, virt.XMLLive)
-	if err == nil {
-		var dom *policy.Domain
-		dom, err = domxml.Parse(live)
-		if err == nil {
-			running := dom.QueuesByMAC()
-			for _, n := range plan.NICs {
-				if r, ok := running[n.MAC]; ok && n.Managed && r != n.Wanted {
-					differ = append(differ, fmt.Sprintf("%s runs %d, definition %d", n.MAC, r, n.Wanted))
-				}
-			}
-		}
-	}
+	differ, err := runningDiffers(ctx, a.conn, d, plan, "definition")
 	switch {
 	case err != nil && changed:
 		fmt.Fprintf(w, "  %s is running: the new definition %s.\n", d.Name, coldBootNote)
@@ -294,4 +281,26 @@ func printApplyPlan(w io.Writer, plan policy.Plan, wide bool) {
 	}
 	t.header, t.rows = t.rows[0], t.rows[1:]
 	t.write(w, wide)
+}
+
+// runningDiffers reads a running domain's live XML and lists its managed
+// NICs that run with other queue counts than the plan wants, as
+// "MAC runs R, WHAT N".
+func runningDiffers(ctx context.Context, conn virt.Conn, d virt.Domain, plan policy.Plan, what string) ([]string, error) {
+	live, err := conn.DomainXML(ctx, d, virt.XMLLive)
+	if err != nil {
+		return nil, fmt.Errorf("read live XML: %w", err)
+	}
+	facts, err := domxml.Parse(live)
+	if err != nil {
+		return nil, fmt.Errorf("live XML: %w", err)
+	}
+	running := facts.QueuesByMAC()
+	var differ []string
+	for _, n := range plan.NICs {
+		if q, ok := running[n.MAC]; ok && n.Managed && q != n.Wanted {
+			differ = append(differ, fmt.Sprintf("%s runs %d, %s %d", n.MAC, q, what, n.Wanted))
+		}
+	}
+	return differ, nil
 }

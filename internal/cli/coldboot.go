@@ -245,22 +245,10 @@ func (cb *coldBoot) select1(ctx context.Context, d virt.Domain) *coldBootTarget 
 		t.skip = "shut off: it starts with the policy's definition (nothing restarted)"
 		return t
 	}
-	live, err := cb.conn.DomainXML(ctx, d, virt.XMLLive)
+	differ, err := runningDiffers(ctx, cb.conn, d, plan, "wants")
 	if err != nil {
-		t.refused = fmt.Sprintf("read live XML: %v", err)
+		t.refused = err.Error()
 		return t
-	}
-	facts, err := domxml.Parse(live)
-	if err != nil {
-		t.refused = fmt.Sprintf("live XML: %v", err)
-		return t
-	}
-	running := facts.QueuesByMAC()
-	var differ []string
-	for _, n := range plan.NICs {
-		if q, ok := running[n.MAC]; ok && n.Managed && q != n.Wanted {
-			differ = append(differ, fmt.Sprintf("%s runs %d, wants %d", n.MAC, q, n.Wanted))
-		}
 	}
 	if len(differ) == 0 {
 		t.skip = "runs with the policy's queue counts: no cold boot needed"
