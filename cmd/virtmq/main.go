@@ -8,7 +8,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/virtmq/virtmq/internal/cli"
+	"github.com/virtmq/virtmq/cli"
 	"github.com/virtmq/virtmq/internal/logging"
 	"github.com/virtmq/virtmq/internal/virt"
 	"github.com/virtmq/virtmq/policy"

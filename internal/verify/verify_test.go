@@ -199,7 +199,7 @@ func TestDeps(t *testing.T) {
 		t.Fatalf("go list -deps: %v", err)
 	}
 	for _, dep := range strings.Fields(string(out)) {
-		for _, f := range []string{"github.com/virtmq/virtmq/internal/cli", "github.com/virtmq/virtmq/agent"} {
+		for _, f := range []string{"github.com/virtmq/virtmq/cli", "github.com/virtmq/virtmq/agent"} {
 			if dep == f || strings.HasPrefix(dep, f+"/") {
 				t.Errorf("internal/verify imports %s", dep)
 			}

@@ -19,7 +19,7 @@ import (
 
 // recordedDir holds replies recorded on the real stack by e2e/smoke.sh --record
 // (libvirt 9.0, QEMU 7.2, TCG, qemu-ga 7.2 in a Debian 6.1 guest); see its README.
-const recordedDir = "../testdata/recorded"
+const recordedDir = "../internal/testdata/recorded"
 
 // recorded reads one recorded reply, skipping the test when the harness
 // has not recorded it.

@@ -83,7 +83,7 @@ func TestPlanBudgetWarning(t *testing.T) {
 // TestPlanCorpus runs plan over the real domain XML corpus and checks that
 // every NIC virtmq leaves alone carries a reason.
 func TestPlanCorpus(t *testing.T) {
-	dir := filepath.Join("..", "..", "..", "shared", "corpus", "domains")
+	dir := filepath.Join("..", "..", "shared", "corpus", "domains")
 	if d := os.Getenv("VIRTMQ_CORPUS"); d != "" {
 		dir = d
 	}

@@ -25,7 +25,7 @@ func testEnv(t *testing.T, stdin string) (*Env, *bytes.Buffer, *bytes.Buffer) {
 	}, &out, &errOut
 }
 
-const web1 = "../../hooks/testdata/web1.xml"
+const web1 = "../hooks/testdata/web1.xml"
 
 func TestLint(t *testing.T) {
 	dir := t.TempDir()
@@ -185,7 +185,7 @@ func TestMode(t *testing.T) {
 		{nil, ExitOK, "virtmq: mode apply (from the built-in default, no "},
 		// The shipped policy has a note (a rule on libosinfo ids) but no
 		// warning: the install scripts' line does not count it.
-		{[]string{"--policy", "../../policy/default.yaml"}, ExitOK, "virtmq: mode apply (from ../../policy/default.yaml): virtmq-agent redefines"},
+		{[]string{"--policy", "../policy/default.yaml"}, ExitOK, "virtmq: mode apply (from ../policy/default.yaml): virtmq-agent redefines"},
 	} {
 		env, out, _ := testEnv(t, "")
 		if code := Main(context.Background(), env, append([]string{"mode"}, tt.args...)); code != tt.wantCode {

@@ -47,7 +47,7 @@ func newTestRun(t *testing.T, fake *virttest.Conn, vars map[string]string) *test
 	return r
 }
 
-// readFixture reads internal/cli/testdata/name.
+// readFixture reads cli/testdata/name.
 func readFixture(t *testing.T, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", name))

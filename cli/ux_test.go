@@ -131,7 +131,7 @@ func TestTablesFit100Columns(t *testing.T) {
 // changes; one file, no FILE column.
 func TestPlanLegendOnlyWhenNeeded(t *testing.T) {
 	env, out, _ := testEnv(t, "")
-	Main(context.Background(), env, []string{"plan", "../../hooks/testdata/web1-compliant.xml"})
+	Main(context.Background(), env, []string{"plan", "../hooks/testdata/web1-compliant.xml"})
 	wantNot(t, "plan of a compliant domain", out.String(), "(* =", "…", "FILE")
 	env, out, _ = testEnv(t, "")
 	Main(context.Background(), env, []string{"plan", web1})
@@ -236,7 +236,7 @@ func TestCompletionFilesCurrent(t *testing.T) {
 		if code := Main(context.Background(), env, []string{"completion", shell}); code != ExitOK {
 			t.Fatalf("completion %s: exit %d", shell, code)
 		}
-		shipped, err := os.ReadFile(filepath.Join("..", "..", "packaging", "completion", file))
+		shipped, err := os.ReadFile(filepath.Join("..", "packaging", "completion", file))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -259,7 +259,7 @@ func TestCompletionFilesCurrent(t *testing.T) {
 // TestJSONDocumented: docs/json.md names every field of every JSON
 // document the commands print, so a new field cannot go undocumented.
 func TestJSONDocumented(t *testing.T) {
-	doc, err := os.ReadFile("../../docs/json.md")
+	doc, err := os.ReadFile("../docs/json.md")
 	if err != nil {
 		t.Fatal(err)
 	}
