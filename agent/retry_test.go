@@ -99,9 +99,9 @@ func retryHarness(t *testing.T) (*harness, *manualTimers) {
 	return h, timers
 }
 
-// lockTimeout is libvirt's reply when another job holds the domain, as the
+// errLockTimeout is libvirt's reply when another job holds the domain, as the
 // libvirt boundary returns it.
-var lockTimeout = fmt.Errorf("failed to define domain: %w: Timed out during operation: cannot acquire state change lock (held by monitor=remoteDispatchDomainCreateWithFlags)", virt.ErrCallTimeout)
+var errLockTimeout = fmt.Errorf("failed to define domain: %w: Timed out during operation: cannot acquire state change lock (held by monitor=remoteDispatchDomainCreateWithFlags)", virt.ErrCallTimeout)
 
 // TestTransientFailureRetried: a libvirt call in reconcile fails n times
 // for a transient reason. After each failure the domain is retrying, with
@@ -117,7 +117,7 @@ func TestTransientFailureRetried(t *testing.T) {
 		problem string // substring of the retrying problem
 		defines int    // DefineXML calls in all
 	}{
-		{"define lock timeout once", virttest.MethodDefineXML, 1, lockTimeout,
+		{"define lock timeout once", virttest.MethodDefineXML, 1, errLockTimeout,
 			`failed to redefine domain "web" with 52:54:00:00:00:01 1→4 queues: failed to define domain: libvirt call timed out: Timed out during operation: cannot acquire state change lock`, 2},
 		{"define generic error 5 times", virttest.MethodDefineXML, 5, errors.New("internal error: unexpected QEMU reply"),
 			`failed to redefine domain "web" with 52:54:00:00:00:01 1→4 queues: internal error: unexpected QEMU reply`, 6},
@@ -268,7 +268,7 @@ func TestRedefineRefusedNotRetried(t *testing.T) {
 func TestRetryForgetsUndefinedDomain(t *testing.T) {
 	h, timers := retryHarness(t)
 	h.start()
-	h.fake.FailNext(virttest.MethodDefineXML, 1, lockTimeout)
+	h.fake.FailNext(virttest.MethodDefineXML, 1, errLockTimeout)
 	mustDefine(t, h.fake, domainXML("web", 4, 0, mac(1)))
 	h.waitState("web", status.StateRetrying)
 	must(t, h.fake.Undefine("web"))

@@ -47,7 +47,7 @@ func TestGuestJobParkedWhileRetrying(t *testing.T) {
 	h.start()
 	mustDefine(t, h.fake, domainXML("web", 4, 4, mac(1)))
 	h.waitState("web", status.StateCompliant)
-	h.fake.FailNext(virttest.MethodLookupDomain, 1, lockTimeout)
+	h.fake.FailNext(virttest.MethodLookupDomain, 1, errLockTimeout)
 	must(t, h.fake.Start("web"))
 	h.waitState("web", status.StateRetrying)
 	must(t, h.fake.AgentConnect("web"))

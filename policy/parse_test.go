@@ -155,7 +155,7 @@ func write(t *testing.T, name, content string) {
 // TestParseValues checks that every accepted form of every key parses to
 // the value it means.
 func TestParseValues(t *testing.T) {
-	p, err := Parse("p.yaml", []byte(`
+	_, err := Parse("p.yaml", []byte(`
 version: 1
 mode: enforce
 on_error: deny
@@ -196,7 +196,7 @@ rules:
 		t.Fatalf("want only the unknown anchor-holder key reported, got:\n%v", err)
 	}
 	// Same document with the anchor moved into a place the schema knows.
-	p, err = Parse("p.yaml", []byte(`
+	p, err := Parse("p.yaml", []byte(`
 version: 1
 mode: enforce
 on_error: deny

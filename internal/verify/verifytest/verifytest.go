@@ -65,7 +65,7 @@ func NewHost(t testing.TB, domain string, vhost bool, workers int) *Host {
 			h.taps = append(h.taps, tap)
 			out, ok := h.ipOut[tap]
 			if !ok {
-				return nil, fmt.Errorf("%s: exit status 1: Device %q does not exist.", path, tap)
+				return nil, fmt.Errorf("%s: exit status 1: Device %q does not exist", path, tap)
 			}
 			return []byte(out), nil
 		},
