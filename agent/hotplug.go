@@ -9,8 +9,8 @@ import (
 	"github.com/virtmq/virtmq/policy"
 )
 
-// Hot-plug, and definition changes libvirt emits no event for (issue 13 §3;
-// seen with libvirt 9.0):
+// Hot-plug, and definition changes libvirt emits no event for (seen with
+// libvirt 9.0):
 //
 //   - attach-interface --live [--config]: DEVICE_ADDED only (no DEFINED).
 //     handle reconciles the domain: the definition (with --config, the new

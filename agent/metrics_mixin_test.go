@@ -162,7 +162,7 @@ func TestMixinRules(t *testing.T) {
 			checkExpr(t, g.Name+"/"+r.Record+r.Alert, r.Expr, metrics, recorded)
 		}
 	}
-	// Issue 12 asks for these.
+	// The alerts the fleet view needs.
 	for _, a := range []string{"VirtmqAgentDown", "VirtmqLibvirtDisconnected", "VirtmqPolicyReloadFailed",
 		"VirtmqDomainPendingColdBoot", "VirtmqGuestStepFailing", "VirtmqRedefineFailing"} {
 		if !alerts[a] {
@@ -309,7 +309,7 @@ func TestMixinDashboard(t *testing.T) {
 		}
 	}
 	walk(d.Panels)
-	// What issue 12 asks the dashboard to show.
+	// What the dashboard must show.
 	for _, want := range []string{"job:virtmq_compliance:ratio", `state="pending-cold-boot"`, "virtmq_guest_step_failures_total", "by (reason)"} {
 		if !strings.Contains(string(b), strings.ReplaceAll(want, `"`, `\"`)) {
 			t.Errorf("the dashboard has no query with %s", want)

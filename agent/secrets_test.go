@@ -67,7 +67,7 @@ func (r *xmlReads) check(t *testing.T) {
 	}
 }
 
-// TestRedefineKeepsConsolePasswords is issue 9 §2: libvirt leaves
+// TestRedefineKeepsConsolePasswords: libvirt leaves
 // <graphics passwd> out of XML read without VIR_DOMAIN_XML_SECURE, so a
 // redefine from such XML deleted the VNC and SPICE passwords. The new
 // definition must be the rewrite of the whole stored one, passwords

@@ -308,7 +308,7 @@ func wantNoSecrets(t *testing.T, what, text string) {
 	wantNot(t, what, text, "vnc-Pa55", "s3cret")
 }
 
-// TestApplyKeepsConsolePasswords is issue 9 §2: libvirt leaves <graphics
+// TestApplyKeepsConsolePasswords: libvirt leaves <graphics
 // passwd> out of XML read without VIR_DOMAIN_XML_SECURE, and apply
 // redefined from such XML, deleting the VNC and SPICE passwords. The new
 // definition must be the rewrite of the whole stored one, and neither the

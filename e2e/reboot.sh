@@ -1,6 +1,5 @@
 # shellcheck shell=bash
-# The apply_at: next-reboot scenarios of the e2e suite (issue 13 §1, §4
-# a-d), sourced by run.sh: a running domain pending a cold boot gets its
+# The apply_at: next-reboot scenarios of the e2e suite, sourced by run.sh: a running domain pending a cold boot gets its
 # queues at its next guest reboot; a poweroff stays off; a killed agent
 # finishes the job when it starts again.
 

@@ -668,7 +668,7 @@ remote_ssh() {
 	check_match "remote verify: vhost skipped" "$out" "SKIP vhost workers: remote host"
 }
 
-# Issue 11: decisions that would break a start or undo a person. Each
+# Decisions that would break a start or undo a person. Each
 # domain has the harness's bridge NIC (the agent rewrites it: it did decide)
 # beside the NIC it must leave alone; none needs to start.
 

@@ -8,7 +8,7 @@ import (
 )
 
 // TestDecideLeavesAlone covers the decisions that would break a start or
-// undo a person's choice if virtmq took them (issue 11 §1–3): each case is
+// undo a person's choice if virtmq took them: each case is
 // a NIC or domain virtmq must leave as it is, with the reason it says.
 func TestDecideLeavesAlone(t *testing.T) {
 	mk := func(f func(*Interface)) Interface { n := nic(0); f(&n); return n }

@@ -18,7 +18,7 @@ import (
 	"github.com/virtmq/virtmq/internal/virt"
 )
 
-// Hostile guests, as issue 9 describes them:
+// Hostile guests:
 //   - stall: qemu-ga answers everything but guest-exec-status, which it
 //     leaves unanswered until the caller's timeout;
 //   - many: the NIC's MAC on thousands of interfaces, and every command
