@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# The apply_at: next-reboot scenarios of the e2e suite, sourced by run.sh: a running domain pending a cold boot gets its
-# queues at its next guest reboot; a poweroff stays off; a killed agent
+# The apply_at: next-reboot scenarios of the e2e suite, sourced by run.sh:
+# a running domain pending a cold boot gets its queues at its next guest reboot; a poweroff stays off; a killed agent
 # finishes the job when it starts again.
 
 # next_reboot_policy: the test policy with apply_at: next-reboot, in force.
