@@ -75,6 +75,7 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) tool -modfile=tools/go.mod staticcheck ./...
+	tools/shellcheck.sh
 
 packages:
 	VERSION=$(VERSION) COMMIT=$(COMMIT) packaging/build.sh
