@@ -339,4 +339,3 @@ func TestLibvirtCommandsParse(t *testing.T) {
 		}
 	}
 }
-
