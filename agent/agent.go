@@ -73,12 +73,14 @@ type Agent struct {
 	conn  atomic.Pointer[connRef]
 	sched *scheduler
 	// retry holds the domains waiting to be reconciled again after a
-	// transient libvirt failure (loop goroutine only, but for its timers).
+	// transient libvirt failure.
 	retry *retries
 	// recheck receives domains to reconcile once more, a while after a
 	// hot-plug (see deviceRecheck).
 	recheck chan virt.Domain
-	// networks caches the networks' forward modes (loop goroutine only).
+	// networks caches the networks' forward modes (netMu: the loop's
+	// reconcile workers share it).
+	netMu    sync.Mutex
 	networks networks
 	// everConnected is set at the first connection (loop goroutine only).
 	everConnected bool

@@ -11,8 +11,8 @@ import (
 // call is the agent's one way to make a libvirt call: f runs with a
 // context bounded by CallTimeout (hitting it gives virt.ErrCallTimeout,
 // "libvirt call timed out after 10s"), then the systemd watchdog is pinged
-// when due. Only the loop goroutine calls it, so a ping says the loop makes
-// progress; the guest workers make no libvirt calls of their own but
+// when due. Only the loop goroutine and its reconcile workers (which
+// the loop waits for) call it, so a ping says the loop makes progress; the guest workers make no libvirt calls of their own but
 // guest agent and QMP commands, bounded by their own timeouts.
 //
 // internal/virt has a call helper of its own, another layer: it makes a

@@ -15,7 +15,7 @@ import (
 // reads each network once and keeps it until the next resync (every
 // reconnect, policy reload and definition check starts one afresh):
 // networks rarely change, and libvirt sends no event virtmq listens to
-// when they do. Loop goroutine only.
+// when they do. The loop's reconcile workers share it (netMu).
 type networks map[string]string
 
 // fillNetworks sets Interface.NetworkForward of dom's type network NICs.
@@ -29,7 +29,9 @@ func (a *Agent) fillNetworks(ctx context.Context, conn virt.Conn, dom *policy.Do
 		if ifc.Type != "network" || ifc.Network == "" {
 			continue
 		}
+		a.netMu.Lock()
 		mode, ok := a.networks[ifc.Network]
+		a.netMu.Unlock()
 		if !ok {
 			var err error
 			mode, err = call(ctx, a, func(ctx context.Context) (string, error) {
@@ -41,7 +43,9 @@ func (a *Agent) fillNetworks(ctx context.Context, conn virt.Conn, dom *policy.Do
 			if err != nil {
 				a.log.Debug("network not found; its NICs are decided like any network NIC", "network", ifc.Network)
 			}
+			a.netMu.Lock()
 			a.networks[ifc.Network] = mode
+			a.netMu.Unlock()
 		}
 		ifc.NetworkForward = mode
 	}
