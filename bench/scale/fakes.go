@@ -100,10 +100,10 @@ func (c slowConn) ListDomains(ctx context.Context) ([]virt.Domain, error) {
 	return c.Conn.ListDomains(ctx)
 }
 
-// LookupDomain: DomainLookupByUUID (or ByName), DomainIsActive,
-// DomainIsPersistent.
+// LookupDomain: DomainLookupByUUID (or ByName: its reply's ID says
+// whether the domain runs), DomainIsPersistent.
 func (c slowConn) LookupDomain(ctx context.Context, s string) (virt.Domain, error) {
-	if err := c.rpcs(ctx, "DomainLookup", "DomainIsActive", "DomainIsPersistent"); err != nil {
+	if err := c.rpcs(ctx, "DomainLookup", "DomainIsPersistent"); err != nil {
 		return virt.Domain{}, err
 	}
 	return c.Conn.LookupDomain(ctx, s)
@@ -378,4 +378,25 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// Events buffers the stream as the go-libvirt adapter does (64 events):
+// a burst is there for the agent to take in one batch, as on libvirtd.
+func (c slowConn) Events(ctx context.Context) (<-chan virt.Event, error) {
+	in, err := c.Conn.Events(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan virt.Event, 64)
+	go func() {
+		defer close(out)
+		for ev := range in {
+			select {
+			case out <- ev:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
 }

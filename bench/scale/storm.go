@@ -51,6 +51,7 @@ func runStorm(n int, o options, idleFor time.Duration, prof profiles) (storm, er
 		name      string
 		doc       []byte
 		rewritten chan struct{}
+		rewrote   time.Time // the agent's redefine returned
 		once      sync.Once
 		defined   time.Time
 		done      time.Time
@@ -75,6 +76,7 @@ func runStorm(n int, o options, idleFor time.Duration, prof profiles) (storm, er
 			x.once.Do(func() {
 				rmu.Lock()
 				lastRewrite = time.Now()
+				x.rewrote = lastRewrite
 				rmu.Unlock()
 				close(x.rewritten)
 			})
@@ -166,12 +168,17 @@ func runStorm(n int, o options, idleFor time.Duration, prof profiles) (storm, er
 	res.AllRewrittenS = lastRewrite.Sub(start).Seconds()
 	rmu.Unlock()
 	per := make([]time.Duration, 0, n)
+	toRewrite := make([]time.Duration, 0, n)
 	for _, d := range doms {
 		per = append(per, d.done.Sub(d.defined))
+		toRewrite = append(toRewrite, d.rewrote.Sub(d.defined))
 	}
 	slices.Sort(per)
+	slices.Sort(toRewrite)
 	res.DomainP50S = per[len(per)/2].Seconds()
 	res.DomainP95S = per[len(per)*95/100].Seconds()
+	res.RewriteP50S = toRewrite[len(toRewrite)/2].Seconds()
+	res.RewriteP95S = toRewrite[len(toRewrite)*95/100].Seconds()
 	res.LibvirtCalls = h.libvirtd.rpcs.Load() - calls0
 	res.LibvirtByRPC = h.libvirtd.byRPC()
 	for k, v := range byRPC0 {
