@@ -116,7 +116,7 @@ prometheus_start() {
 		scrape_configs:
 		  - job_name: virtmq-agent
 		    static_configs:
-		      - targets: [$(sed "s/[^,]*/'&'/g" <<<"$target")]
+		      - targets: ['${target//,/\',\'}']
 	YAML
 	/usr/bin/prometheus --config.file="$PROM_DIR/prometheus.yml" --storage.tsdb.path="$PROM_DIR/data" \
 		--web.listen-address="127.0.0.1:$port" >>"$VIRTMQ_E2E_LOGDIR/prometheus.log" 2>&1 &

@@ -7,8 +7,9 @@
 # hostname, the hook installed in its hooks dir, and a virtmq-agent of its
 # own (state dir, status socket, metrics port). QEMU's migration stream runs
 # over loopback TCP; the guest has no disk (kernel + initramfs), so --live
-# needs no shared storage. Each scenario starts the second host and stops it
-# (its domains, its agent, its libvirtd) when it ends.
+# needs no shared storage. The first scenario that needs the second host
+# starts it, the next ones reuse it, and run.sh stops it (its domains, its
+# agent, its libvirtd) when the suite ends.
 
 H2=$VIRTMQ_E2E_STATE/host2 # the second host's private folders
 H2_SOCK=$H2/run/libvirt-sock # its /run/libvirt
@@ -29,9 +30,14 @@ on2() {
 h2_pid() { cat "$H2/libvirtd.pid" 2>/dev/null; }
 h2_ok() { virsh -q -c "$H2_URI" version >/dev/null 2>&1; }
 
-# host2_start: the second libvirtd and its agent (policy: the test policy,
-# as on host 1, unless POLICY2 was written before).
+# host2_start: the second libvirtd and its agent, with host 1's policy
+# (POLICY2, a copy of POLICY); a running one is reused, its policy reset.
 host2_start() {
+	if h2_ok && pid_alive "$(on2 agent_pid)"; then
+		cp "${POLICY:?}" "$POLICY2"
+		on2 agent_reload
+		return 0
+	fi
 	host2_stop
 	rm -rf "$H2" "$H2_RUN"
 	mkdir -p "$H2"/{run,lib,cache,log/qemu} "$H2_RUN"
@@ -55,7 +61,7 @@ host2_start() {
 	# no virtlogd in this namespace: QEMU's stdio goes to files
 	printf '\n# virtmq e2e: the second host\nstdio_handler = "file"\n' >>"$H2/etc/qemu.conf"
 	cp -a /var/cache/libvirt/qemu "$H2/cache/" 2>/dev/null || true # QEMU capabilities: no probe
-	[[ -f $POLICY2 ]] || cp "${POLICY:?}" "$POLICY2"
+	cp "${POLICY:?}" "$POLICY2"
 	# shellcheck disable=SC2016 # expanded by the inner sh
 	unshare --mount --uts --propagation private -- sh -c '
 		set -e
@@ -72,6 +78,18 @@ host2_start() {
 	e2e_log "host 2: libvirtd pid $(h2_pid) on $H2_SOCK, hostname $H2_HOSTNAME"
 	free_port | sed 's/^/127.0.0.1:/' >"$H2_RUN/metrics.listen"
 	on2 agent_start
+}
+
+reloaded_since() { [[ $(status_json | jq -r .policy.loaded_at) != "$1" ]]; }
+# agent_reload: SIGHUP, until the agent reports a reload after the signal.
+agent_reload() {
+	local before
+	before=$(status_json | jq -r .policy.loaded_at)
+	kill -HUP "$(agent_pid)"
+	e2e_wait 10 reloaded_since "$before" ||
+		e2e_die "the agent (pid $(agent_pid)) did not reload its policy"
+	[[ -z $(status_json | jq -r '.policy.last_reload_error // ""') ]] ||
+		e2e_die "the agent refused its policy: $(status_json | jq -r .policy.last_reload_error)"
 }
 
 # host2_stop: its domains destroyed and undefined, its agent and libvirtd stopped.
@@ -127,7 +145,7 @@ metric() { curl -fsS "http://$1/metrics" | grep -E "^$2" || true; }
 # both agents and sees the domain move.
 migrate_live() {
 	local d=${P}mig before after l1 l2 tap m1 m2 e
-	trap 'prometheus_stop; host2_stop' EXIT
+	trap prometheus_stop EXIT
 	host2_start
 	boot_rewritten "$d"
 	eventually 90 "$d guest Combined current before the migration" 2 guest_current "$d"
@@ -175,4 +193,74 @@ migrate_live() {
 	for e in src dst; do e2e_log "libvirt events ($e): $(tr '\n' ';' <"$RUN/events.$e")"; done
 	e2e_log "host 1 agent saw: $(agent_events "$AGENT_LOG" "$d" "$l1" | paste -sd' ')"
 	e2e_log "host 2 agent saw: $(agent_events "$VIRTMQ_E2E_LOGDIR/agent2.log" "$d" "$l2" | paste -sd' ')"
+}
+
+# B. a domain pending a cold boot (1 queue running, 4 defined) migrates:
+# host 2 keeps it pending, without redefining it, and converges it at its
+# next guest reboot under apply_at: next-reboot.
+migrate_pending() {
+	local d=${P}mig-pend l2 id
+	trap 'write_policy apply; kill -HUP "$(agent_pid)"' EXIT
+	next_reboot_policy
+	host2_start
+	pending_domain "$d"
+	check "$d running queues on host 1 (none: one pair)" "$(live_queues "$d")" ""
+	l2=$(wc -l <"$VIRTMQ_E2E_LOGDIR/agent2.log")
+	: >"$HOOK2_RECORD"
+	migrate "$d" "$VIRTMQ_E2E_URI" "$H2_URI"
+	on2 wait_for_agent "$d" 60
+	check "$d on host 2: running queues (none: one pair), definition" "$(on2 live_queues "$d"),$(on2 defined_queues "$d")" ",4"
+	check "the hook at migrate on host 2: bytes printed" "$(grep '^migrate' "$HOOK2_RECORD")" "migrate begin 0"
+	eventually 30 "host 2: $d state" pending-cold-boot on2 status_of "$d" .state
+	check_match "host 2: $d problem" "$(on2 status_of "$d" .problem)" "applies at the guest's next reboot"
+	check "host 2: redefines of $d" "$(redefines_of "$VIRTMQ_E2E_LOGDIR/agent2.log" "$d" "$l2")" 0
+	eventually 30 "host 1 forgot $d (status)" "" status_of "$d" .state
+	id=$(on2 e2e_virsh domid "$d")
+	on2 guest_run "$d" /bin/busybox reboot
+	eventually 120 "host 2: $d running queues after the reboot (a cold boot)" 4 on2 live_queues "$d"
+	[[ $(on2 e2e_virsh domid "$d") != "$id" ]] || fail "$d has the same domain id on host 2: no cold boot"
+	on2 wait_for_agent "$d" 120
+	eventually 90 "host 2: $d guest Combined current" 2 on2 guest_current "$d"
+	eventually 30 "host 2: $d state" compliant on2 status_of "$d" .state
+	on2 e2e_virsh destroy "$d" >/dev/null
+	on2 e2e_virsh undefine "$d" >/dev/null
+}
+
+# C. a destination whose policy wants another count (2 for this domain): it
+# is reported pending, the definition gets 2, and nothing is applied to the
+# running domain (same QEMU, 4 queues, the guest's Combined count kept).
+# The domain of migrate_live is reused: migrated back to host 1 first.
+migrate_other_policy() {
+	local d=${P}mig id before
+	host2_start
+	if [[ $(on2 e2e_virsh domstate "$d" 2>/dev/null) == running ]]; then
+		migrate "$d" "$H2_URI" "$VIRTMQ_E2E_URI"
+		wait_for_agent "$d" 60
+		check "$d back on host 1: running queues" "$(live_queues "$d")" 4
+		eventually 30 "host 1: $d state" compliant status_of "$d" .state
+	else
+		boot_rewritten "$d"
+		eventually 90 "$d guest Combined current" 2 guest_current "$d"
+	fi
+	cat >>"$POLICY2" <<-YAML
+		  - name: fewer-here
+		    match: {domain: $d}
+		    set: {queues: 2}
+	YAML
+	on2 agent_reload
+	before=$(guest_state "$d")
+	: >"$HOOK2_RECORD"
+	migrate "$d" "$VIRTMQ_E2E_URI" "$H2_URI"
+	on2 wait_for_agent "$d" 60
+	id=$(on2 e2e_virsh domid "$d")
+	check "the hook at migrate on host 2: bytes printed" "$(grep '^migrate' "$HOOK2_RECORD")" "migrate begin 0"
+	eventually 30 "host 2: $d state" pending-cold-boot on2 status_of "$d" .state
+	check "host 2: $d wanted, defined, running queues" \
+		"$(on2 status_of "$d" '.nics[0] | "\(.wanted_queues) \(.defined_queues) \(.running_queues)"')" "2 2 4"
+	eventually 30 "host 2: $d definition (the policy's count, for the next cold boot)" 2 on2 defined_queues "$d"
+	sleep 3 # anything the agent would do to the running domain
+	check "host 2: $d is the same QEMU" "$(on2 e2e_virsh domid "$d")" "$id"
+	check "host 2: $d running (queues, num-vqs, guest Combined max/current)" "$(on2 guest_state "$d")" "$before"
+	on2 e2e_virsh destroy "$d" >/dev/null
+	on2 e2e_virsh undefine "$d" >/dev/null
 }
