@@ -148,6 +148,6 @@ status_of() { status_json | jq -r --arg d "$1" ".domains[] | select(.name == \$d
 
 # xml_queues [FILE]: the first NIC's <driver queues>, from XML on stdin or in FILE.
 xml_queues() { xmllint --xpath 'string(/domain/devices/interface[1]/driver/@queues)' "${1:--}"; }
-defined_queues() { e2e_virsh dumpxml --inactive "$1" | xml_queues; }
+defined_queues() { e2e_virsh dumpxml --inactive "$1" | xml_queues -; }
 defined_queues_are() { [[ $(defined_queues "$1") == "$2" ]]; }
-live_queues() { e2e_virsh dumpxml "$1" | xml_queues; }
+live_queues() { e2e_virsh dumpxml "$1" | xml_queues -; }
