@@ -199,3 +199,37 @@ func TestMode(t *testing.T) {
 		}
 	}
 }
+
+// TestLintTooLarge: a policy file over the limit is named once, with the limit.
+func TestLintTooLarge(t *testing.T) {
+	big := filepath.Join(t.TempDir(), "big.yaml")
+	if err := os.WriteFile(big, []byte("#"+strings.Repeat("x", 1<<20)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env, out, _ := testEnv(t, "")
+	if code := Main(context.Background(), env, []string{"lint", big}); code != ExitFailure {
+		t.Fatalf("exit %d", code)
+	}
+	want := big + ": load policy: failed to read policy: file is larger than 1048576 bytes (1 MiB), the limit of a policy file\n"
+	if out.String() != want {
+		t.Errorf("lint: %q, want %q", out, want)
+	}
+}
+
+// TestPlanAllInputsFail: no table, not even its header, when no input parsed.
+func TestPlanAllInputsFail(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.xml")
+	if err := os.WriteFile(bad, []byte("<domain><name>x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env, out, errOut := testEnv(t, "")
+	if code := Main(context.Background(), env, []string{"plan", bad, bad + ".absent"}); code != ExitFailure {
+		t.Fatalf("exit %d", code)
+	}
+	if out.Len() != 0 {
+		t.Errorf("stdout %q, want nothing", out)
+	}
+	if !strings.Contains(errOut.String(), "bad.xml: line 1: malformed XML") || !strings.Contains(errOut.String(), "bad.xml.absent") {
+		t.Errorf("stderr %q does not say why each input failed", errOut)
+	}
+}
