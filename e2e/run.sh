@@ -45,22 +45,8 @@ on_exit() {
 
 # --- assertions ------------------------------------------------------------------
 
-fail() {
-	e2e_log "FAIL: $*"
-	exit 1
-}
-
-# check DESC GOT WANT
-check() {
-	[[ $2 == "$3" ]] || fail "$1: got '$2', want '$3'"
-	e2e_log "ok: $1 = $3"
-}
-
-# check_match DESC TEXT REGEX
-check_match() {
-	[[ $2 =~ $3 ]] || fail "$1: '$2' does not match /$3/"
-	e2e_log "ok: $1 ~ /$3/"
-}
+# shellcheck source=e2e/check.sh
+source "$E2E_DIR/check.sh"
 
 # eventually TIMEOUT DESC WANT CMD...: until CMD prints WANT.
 eventually() {
