@@ -40,9 +40,9 @@ func TestBadInputRefusedFast(t *testing.T) {
 		{"plan a FIFO", []string{"plan", fifo}, nil, "virtmq plan: read " + fifo + ": not a regular file (a FIFO)\n"},
 		{"rewrite a FIFO", []string{"rewrite", fifo}, nil, "not a regular file (a FIFO)\n"},
 		{"plan a directory", []string{"plan", "."}, nil, "virtmq plan: read .: not a regular file (a directory)\n"},
-		{"plan - </dev/zero", []string{"plan", "-"}, zero, "virtmq plan: <stdin>: input is larger than 16777216 bytes (16 MiB)\n"},
-		{"rewrite - </dev/zero", []string{"rewrite", "-"}, zero, "virtmq rewrite: <stdin>: input is larger than 16777216 bytes (16 MiB)\n"},
-		{"rewrite </dev/zero", []string{"rewrite"}, zero, "virtmq rewrite: <stdin>: input is larger than 16777216 bytes (16 MiB)\n"},
+		{"plan - </dev/zero", []string{"plan", "-"}, zero, "virtmq plan: <stdin>: input is larger than 16777216 bytes (16 MiB), the limit of a domain XML\n"},
+		{"rewrite - </dev/zero", []string{"rewrite", "-"}, zero, "virtmq rewrite: <stdin>: input is larger than 16777216 bytes (16 MiB), the limit of a domain XML\n"},
+		{"rewrite </dev/zero", []string{"rewrite"}, zero, "virtmq rewrite: <stdin>: input is larger than 16777216 bytes (16 MiB), the limit of a domain XML\n"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newTestRun(t, nil, nil)

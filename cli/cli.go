@@ -274,6 +274,7 @@ func newFlags(env *Env, name, synopsis, description string) *flagSet {
 		color: cmdline.NewEnum("auto", "auto", "always", "never"),
 	}
 	fs.Var(fs.color, "color", "colour states and OK/FAIL/SKIP: `WHEN` is auto (on a terminal, unless $NO_COLOR is set), always or never")
+	fs.hidden["color"] = true // a global option: virtmq --help lists it
 	fs.SetOutput(env.Stderr)
 	fs.Usage = fs.help
 	return fs
@@ -284,7 +285,7 @@ func (fs *flagSet) help() {
 	w := fs.Output()
 	fmt.Fprintf(w, "Usage: virtmq %s %s\n\n%s\n\nOptions:\n", fs.cmd, fs.synopsis, strings.TrimSpace(fs.description))
 	cmdline.PrintOptions(w, fs.FlagSet, cmdline.Options{Short: fs.short, Hidden: fs.hidden})
-	fmt.Fprintf(w, "  -h, --help                show this help\n")
+	fmt.Fprint(w, "\nEvery command also takes --color=WHEN (auto, always or never) and --help;\nsee \"virtmq --help\".\n")
 }
 
 // check adds a check run after the flags are parsed.
@@ -399,11 +400,11 @@ func loadPolicy(env *Env, explicit string) (*policy.Policy, error) {
 // ends (Ctrl-C).
 func readInput(ctx context.Context, env *Env, name string) ([]byte, error) {
 	if name == "-" {
-		b, err := bounded.Read(ctx, env.Stdin, domxml.MaxSize)
+		b, err := bounded.Read(ctx, env.Stdin, domxml.MaxSize, "a domain XML")
 		if err != nil {
 			return nil, fmt.Errorf("<stdin>: %w", err)
 		}
 		return b, nil
 	}
-	return bounded.ReadFile(name, domxml.MaxSize)
+	return bounded.ReadFile(name, domxml.MaxSize, "a domain XML")
 }

@@ -159,7 +159,10 @@ func lintOne(env *Env, target string) lintPolicy {
 				lp.Errors = append(lp.Errors, toLintProblem(e, "error"))
 			}
 		case errors.As(err, &pe):
-			lp.Errors = append(lp.Errors, lintProblem{Severity: "error", File: pe.Path, Message: err.Error()})
+			// The line starts with the file: the message says only what
+			// happened to it ("read FILE: " once is enough).
+			msg := strings.Replace(err.Error(), pe.Error(), pe.Err.Error(), 1)
+			lp.Errors = append(lp.Errors, lintProblem{Severity: "error", File: pe.Path, Message: msg})
 		default:
 			lp.Errors = append(lp.Errors, lintProblem{Severity: "error", File: target, Message: err.Error()})
 		}
@@ -401,8 +404,10 @@ func runRewrite(ctx context.Context, env *Env, args []string) int {
 Print the domain XML (a file, or stdin for "-" or no argument) with the
 policy's queue counts applied: exactly the definition virtmq-agent and
 "virtmq apply" would define. Only the queues attribute of <interface>/<driver>
-changes (a <driver queues='N'/> is added where there is none); every other
-byte stays as it was. Exits 1 with a message on bad input.`)
+changes (a <driver queues='N'/> is added where there is none), and virtmq's
+record of the counts it wrote, <virtmq:written> in <metadata>, is added or
+updated (so a later count that differs from it reads as set by hand); every
+other byte stays as it was. Exits 1 with a message on bad input.`)
 	path := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
 	pos, code, done := parseFlags(env, fs, args, 0, 1, `DOMAIN.xml (a domain XML file; "-" or none reads stdin)`)
 	if done {

@@ -165,7 +165,7 @@ func prepare(cfg Config, log *slog.Logger, domain string, k *known) int {
 		return internalError(cfg, log, domain, mode, onErr, err)
 	}
 	k.set(pol.Mode(), pol.OnError())
-	doc, err := bounded.Read(context.Background(), cfg.Stdin, domxml.MaxSize)
+	doc, err := bounded.Read(context.Background(), cfg.Stdin, domxml.MaxSize, "a domain XML")
 	if err != nil {
 		return internalError(cfg, log, domain, pol.Mode(), pol.OnError(), fmt.Errorf("read domain XML from stdin: %w", err))
 	}

@@ -80,7 +80,7 @@ func TestPrepare(t *testing.T) {
 		{name: "malformed XML denied on_error deny", policy: policyWith("enforce", "deny"), xml: []byte("<domain><name>x</nam"), wantCode: ExitDeny,
 			wantStderr: []string{`domain "web1"`, "parse domain XML", "on_error: deny"}},
 		{name: "huge XML is an error, not a hang", policy: policyWith("enforce", "deny"), xml: bytes.Repeat([]byte("<a>"), 6<<20), wantCode: ExitDeny,
-			wantStderr: []string{"input is larger than 16777216 bytes (16 MiB)"}},
+			wantStderr: []string{"input is larger than 16777216 bytes (16 MiB), the limit of a domain XML"}},
 		{name: "broken policy allows", policy: "version: 1\nmode: audit\nbogus: 1\n", xml: web1, wantCode: ExitAllow,
 			wantLog: []string{"level=ERROR", "bogus"}},
 		{name: "broken enforce/deny policy denies", policy: "version: 1\nmode: enforce\non_error: deny\nbogus: 1\n", xml: web1, wantCode: ExitDeny,

@@ -32,6 +32,16 @@ type Domain struct {
 	// Labels are the virtmq labels from
 	// <metadata><virtmq:labels xmlns:virtmq="https://virtmq.dev/xmlns/labels/1"><virtmq:label name="K">V</virtmq:label>...
 	Labels map[string]string
+	// MetadataNamespaces are the XML namespaces of the elements directly
+	// in <metadata>, in document order, each once: which applications keep
+	// data in the domain, e.g. "http://openstack.org/xmlns/libvirt/nova/1.1"
+	// for OpenStack Nova or "http://ovirt.org/vm/1.0" for oVirt. An
+	// element in no namespace is left out.
+	MetadataNamespaces []string
+	// SMBIOSProduct is the product the domain's firmware reports,
+	// <sysinfo type='smbios'><system><entry name='product'>, e.g.
+	// "OpenStack Nova" or "CloudStack KVM Hypervisor"; empty when absent.
+	SMBIOSProduct string
 	// Interfaces are the <devices><interface> elements in document order.
 	Interfaces []Interface
 }
@@ -72,9 +82,10 @@ type Interface struct {
 	Teaming string
 	// Written is the queue count virtmq last wrote into this NIC's
 	// definition, from the domain's record
-	// (<metadata><virtmq:written xmlns:virtmq='https://virtmq.dev/xmlns/written/1'><virtmq:nic mac='...' queues='N'/>),
-	// matched by MAC; 0 when virtmq never wrote one. A Queues that is set
-	// and differs from Written was set by hand.
+	// (<metadata><virtmq:written xmlns:virtmq='https://virtmq.dev/xmlns/written/1'><virtmq:nic mac='...' nth='1' queues='N'/>),
+	// matched by MAC and, among NICs that share a MAC, by rank (nth); 0
+	// when virtmq never wrote one. A Queues that is set and differs from
+	// Written was set by hand.
 	Written int
 	// NetworkForward is the <forward mode='...'> of the libvirt network a
 	// type network NIC uses ("hostdev" for a pool of VFs, "bridge", "nat",

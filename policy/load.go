@@ -83,7 +83,7 @@ var (
 // *fs.PathError naming path; they wrap ErrNotRegular, ErrTooLarge or the
 // system error.
 func ReadFile(path string) ([]byte, error) {
-	return bounded.ReadFile(path, MaxFileSize)
+	return bounded.ReadFile(path, MaxFileSize, "a policy file")
 }
 
 // readDropIns returns the drop-in files of dir in byte order of their

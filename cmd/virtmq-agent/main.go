@@ -75,7 +75,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: virtmq-agent [OPTIONS]\n\n%s\n\nOptions:\n", description)
 		cmdline.PrintOptions(fs.Output(), fs, cmdline.Options{})
-		fmt.Fprintln(fs.Output(), "  -h, --help                show this help")
 	}
 	help := false
 	for _, a := range args {

@@ -26,14 +26,20 @@ var (
 	ErrTooLarge = errors.New("larger than the limit")
 )
 
-// tooLarge is ErrTooLarge with the limit: "file is larger than N bytes".
+// tooLarge is ErrTooLarge with the limit: "file is larger than 16777216
+// bytes (16 MiB), the limit of a domain XML".
 type tooLarge struct {
-	what  string // "file" or "input"
+	input string // "file" or "input"
 	limit int64
+	of    string // what the limit is of: "a domain XML"; may be empty
 }
 
 func (e *tooLarge) Error() string {
-	return fmt.Sprintf("%s is larger than %d bytes (%s)", e.what, e.limit, human(e.limit))
+	msg := fmt.Sprintf("%s is larger than %d bytes (%s)", e.input, e.limit, human(e.limit))
+	if e.of != "" {
+		msg += ", the limit of " + e.of
+	}
+	return msg
 }
 
 func (e *tooLarge) Is(target error) bool { return target == ErrTooLarge }
@@ -55,8 +61,9 @@ func human(n int64) string {
 // checks the size before reading and reads at most limit+1 bytes, so a
 // file that grows while it is read is caught too. Errors are
 // *fs.PathError naming path; they wrap ErrNotRegular, ErrTooLarge or the
-// system error.
-func ReadFile(path string, limit int64) ([]byte, error) {
+// system error. of says what the limit is of ("a policy file") in the
+// error.
+func ReadFile(path string, limit int64, of string) ([]byte, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
@@ -70,14 +77,14 @@ func ReadFile(path string, limit int64) ([]byte, error) {
 		return nil, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w (%s)", ErrNotRegular, FileType(fi.Mode()))}
 	}
 	if fi.Size() > limit {
-		return nil, &fs.PathError{Op: "read", Path: path, Err: &tooLarge{"file", limit}}
+		return nil, &fs.PathError{Op: "read", Path: path, Err: &tooLarge{"file", limit, of}}
 	}
 	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, &fs.PathError{Op: "read", Path: path, Err: err}
 	}
 	if int64(len(data)) > limit {
-		return nil, &fs.PathError{Op: "read", Path: path, Err: &tooLarge{"file", limit}}
+		return nil, &fs.PathError{Op: "read", Path: path, Err: &tooLarge{"file", limit, of}}
 	}
 	return data, nil
 }
@@ -86,8 +93,8 @@ func ReadFile(path string, limit int64) ([]byte, error) {
 // limit bytes, and returning ctx's error as soon as ctx ends: a read
 // blocked on a terminal or a pipe nobody writes to does not keep an
 // interrupted command waiting. The abandoned read ends with the process
-// (or when r delivers); its data is dropped.
-func Read(ctx context.Context, r io.Reader, limit int64) ([]byte, error) {
+// (or when r delivers); its data is dropped. of is as for ReadFile.
+func Read(ctx context.Context, r io.Reader, limit int64, of string) ([]byte, error) {
 	if r == nil {
 		return nil, errors.New("no input")
 	}
@@ -106,7 +113,7 @@ func Read(ctx context.Context, r io.Reader, limit int64) ([]byte, error) {
 			return nil, res.err
 		}
 		if int64(len(res.b)) > limit {
-			return nil, &tooLarge{"input", limit}
+			return nil, &tooLarge{"input", limit, of}
 		}
 		return res.b, nil
 	case <-ctx.Done():

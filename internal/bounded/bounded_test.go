@@ -14,17 +14,17 @@ import (
 
 func TestRead(t *testing.T) {
 	ctx := context.Background()
-	if b, err := Read(ctx, strings.NewReader("12345"), 5); err != nil || string(b) != "12345" {
+	if b, err := Read(ctx, strings.NewReader("12345"), 5, ""); err != nil || string(b) != "12345" {
 		t.Errorf("5 bytes at limit 5: %q, %v", b, err)
 	}
-	_, err := Read(ctx, strings.NewReader("123456"), 5)
+	_, err := Read(ctx, strings.NewReader("123456"), 5, "")
 	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "input is larger than 5 bytes") {
 		t.Errorf("6 bytes at limit 5: %v, want ErrTooLarge naming the limit", err)
 	}
-	if _, err := Read(ctx, io.MultiReader(), 5); err != nil {
+	if _, err := Read(ctx, io.MultiReader(), 5, ""); err != nil {
 		t.Errorf("empty: %v", err)
 	}
-	if _, err := Read(ctx, nil, 5); err == nil {
+	if _, err := Read(ctx, nil, 5, ""); err == nil {
 		t.Errorf("nil reader: no error")
 	}
 }
@@ -38,8 +38,8 @@ func TestReadZeroes(t *testing.T) {
 	}
 	defer f.Close()
 	start := time.Now()
-	_, err = Read(context.Background(), f, 16<<20)
-	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "(16 MiB)") {
+	_, err = Read(context.Background(), f, 16<<20, "a domain XML")
+	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "(16 MiB), the limit of a domain XML") {
 		t.Errorf("/dev/zero: %v, want ErrTooLarge (16 MiB)", err)
 	}
 	if d := time.Since(start); d > 5*time.Second {
@@ -59,7 +59,7 @@ func TestReadCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel)
 	start := time.Now()
-	_, err = Read(ctx, r, 1<<20)
+	_, err = Read(ctx, r, 1<<20, "")
 	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "interrupted") {
 		t.Errorf("blocked read: %v, want context.Canceled", err)
 	}
@@ -91,7 +91,7 @@ func TestReadFile(t *testing.T) {
 		{filepath.Join(dir, "missing"), os.ErrNotExist, "no such file"},
 	} {
 		start := time.Now()
-		b, err := ReadFile(tt.path, 5)
+		b, err := ReadFile(tt.path, 5, "")
 		if time.Since(start) > 2*time.Second {
 			t.Errorf("%s: took %s", tt.path, time.Since(start))
 		}

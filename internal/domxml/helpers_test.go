@@ -95,6 +95,7 @@ func describe(d *policy.Domain) string {
 	fmt.Fprintf(&b, "MaxVCPUs=%d CurrentVCPUs=%d\n", d.MaxVCPUs, d.CurrentVCPUs)
 	fmt.Fprintf(&b, "OSID=%q\n", d.OSID)
 	fmt.Fprintf(&b, "Labels=%#v\n", d.Labels)
+	fmt.Fprintf(&b, "MetadataNamespaces=%q SMBIOSProduct=%q\n", d.MetadataNamespaces, d.SMBIOSProduct)
 	for _, i := range d.Interfaces {
 		fmt.Fprintf(&b, "Interface %+v\n", i)
 	}
@@ -300,3 +301,8 @@ func misindentedDrivers(doc []byte) ([]int, error) {
 		}
 	}
 }
+
+// splice and recorded are the two ways the tests call rewrite: the queue
+// splice alone, and Apply's write path, which also records the counts.
+func splice(doc []byte, q map[int]int) ([]byte, error)   { return rewrite(doc, q, false) }
+func recorded(doc []byte, q map[int]int) ([]byte, error) { return rewrite(doc, q, true) }

@@ -2,10 +2,12 @@ package domxml
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -32,7 +34,15 @@ const (
 	ctxOS
 	ctxIdent // <genid>, <title>, <description>: where <metadata> may follow
 	ctxWritten
+	ctxSysinfo       // <sysinfo type='smbios'>
+	ctxSysinfoSystem // its <system>
+	ctxProduct       // its <entry name='product'>
 )
+
+// maxMetadataNamespaces bounds Domain.MetadataNamespaces: a domain's
+// <metadata> holds a handful of applications' elements, and a hostile
+// document must not grow the facts without limit.
+const maxMetadataNamespaces = 32
 
 // ifaceSpan records where one <interface> and its <driver> sit in the
 // document, as byte offsets, so that Rewrite can splice without a second
@@ -45,6 +55,8 @@ type ifaceSpan struct {
 
 	driverStart, driverEnd int  // the first <driver ...> start tag; driverStart is -1 if none
 	hasQueues              bool // the driver has a queues attribute (its value may be 0)
+
+	nth int // rank among the interfaces with this MAC, from 1; 0 without a MAC
 }
 
 // metaSpan records where virtmq's record can go: the first <metadata>,
@@ -70,14 +82,15 @@ type scanned struct {
 	dom   policy.Domain
 	spans []ifaceSpan // parallel to dom.Interfaces
 	meta  metaSpan
-	// written is virtmq's record, MAC → queues, in record order.
+	// written is virtmq's record, in record order.
 	written []writtenNIC
 }
 
-// writtenNIC is one <virtmq:nic> of the record.
+// writtenNIC is one <virtmq:nic> of the record: the nth NIC with this MAC
+// has queues; nth is 0 in the older form that names every such NIC.
 type writtenNIC struct {
-	mac    string
-	queues int
+	mac         string
+	nth, queues int
 }
 
 // scanner is the state of one pass of scan.
@@ -88,6 +101,7 @@ type scanner struct {
 	text  []byte // character data of the current <name>, <uuid>, <vcpu> or <label>
 
 	seenName, seenUUID, seenVCPU, seenOS, seenOSType, seenMeta, seenWritten bool
+	seenSysinfo, seenProduct                                                bool
 	identStart                                                              int
 	vcpuLine                                                                int
 	labelName                                                               string
@@ -147,14 +161,29 @@ func scan(doc []byte) (*scanned, error) {
 	} else if s.res.dom.CurrentVCPUs > s.res.dom.MaxVCPUs {
 		return nil, fmt.Errorf("line %d: <vcpu current=\"%d\">: more than the maximum of %d", s.vcpuLine, s.res.dom.CurrentVCPUs, s.res.dom.MaxVCPUs)
 	}
-	// The record names NICs by MAC; the last entry for a MAC wins.
+	// The record names a NIC by MAC and rank (see WrittenNamespace): its own
+	// entry counts, else an entry in the older form for its MAC; the last
+	// such entry wins.
+	rank := map[string]int{}
 	for i := range s.res.dom.Interfaces {
 		ifc := &s.res.dom.Interfaces[i]
+		if ifc.MAC == "" {
+			continue
+		}
+		rank[ifc.MAC]++
+		nth := rank[ifc.MAC]
+		s.res.spans[i].nth = nth
+		own, old := 0, 0
 		for _, w := range s.res.written {
-			if ifc.MAC != "" && w.mac == ifc.MAC {
-				ifc.Written = w.queues
+			switch {
+			case w.mac != ifc.MAC:
+			case w.nth == nth:
+				own = w.queues
+			case w.nth == 0:
+				old = w.queues
 			}
 		}
+		ifc.Written = cmp.Or(own, old)
 	}
 	return s.res, nil
 }
@@ -206,7 +235,7 @@ func (s *scanner) token(tok xml.Token, start, end int) error {
 			return nil
 		}
 		switch s.stack[len(s.stack)-1] {
-		case ctxName, ctxUUID, ctxVCPU, ctxLabel:
+		case ctxName, ctxUUID, ctxVCPU, ctxLabel, ctxProduct:
 			s.text = append(s.text, t...)
 		case ctxInterface:
 			if !isBlank(t) {
@@ -292,6 +321,23 @@ func (s *scanner) startElement(t xml.StartElement, start, end int) (ctx, error) 
 			return ctxMetadata, nil
 		case "devices":
 			return ctxDevices, nil
+		case "sysinfo":
+			// libvirt reads the first <sysinfo> of each type; only smbios
+			// has a <system> product.
+			if attr(t, "type") == "smbios" && !s.seenSysinfo {
+				s.seenSysinfo = true
+				return ctxSysinfo, nil
+			}
+		}
+	case ctxSysinfo:
+		if core && t.Name.Local == "system" {
+			return ctxSysinfoSystem, nil
+		}
+	case ctxSysinfoSystem:
+		if core && t.Name.Local == "entry" && attr(t, "name") == "product" && !s.seenProduct {
+			s.seenProduct = true
+			s.text = s.text[:0]
+			return ctxProduct, nil
 		}
 	case ctxOS:
 		if core && t.Name.Local == "type" && !s.seenOSType {
@@ -300,6 +346,11 @@ func (s *scanner) startElement(t xml.StartElement, start, end int) (ctx, error) 
 		}
 	case ctxMetadata:
 		s.res.meta.metaLastChild = start
+		// encoding/xml reports an undeclared prefix as the namespace
+		// itself; a namespace name is a URI, which has a colon.
+		if ns := t.Name.Space; strings.Contains(ns, ":") && !slices.Contains(dom.MetadataNamespaces, ns) && len(dom.MetadataNamespaces) < maxMetadataNamespaces {
+			dom.MetadataNamespaces = append(dom.MetadataNamespaces, ns)
+		}
 		switch {
 		case t.Name.Space == LibosinfoNamespace && t.Name.Local == "libosinfo":
 			return ctxLibosinfo, nil
@@ -318,8 +369,12 @@ func (s *scanner) startElement(t xml.StartElement, start, end int) (ctx, error) 
 			// ignored (that NIC's queues then count as set by hand)
 			// rather than failing the hook on every start.
 			mac := strings.ToLower(attr(t, "mac"))
-			if n, err := count(attr(t, "queues")); err == nil && mac != "" && n > 0 {
-				s.res.written = append(s.res.written, writtenNIC{mac, n})
+			nth, err := 0, error(nil)
+			if v, ok := attrOK(t, "nth"); ok {
+				nth, err = positive(v)
+			}
+			if n, qerr := count(attr(t, "queues")); err == nil && qerr == nil && mac != "" && n > 0 {
+				s.res.written = append(s.res.written, writtenNIC{mac, nth, n})
 			}
 		}
 	case ctxLibosinfo:
@@ -436,6 +491,8 @@ func (s *scanner) endElement(c ctx, start, end int) error {
 			return fmt.Errorf("line %d: <vcpu> %s: %v", s.line(start), quoteValue(v), err)
 		}
 		dom.MaxVCPUs = n
+	case ctxProduct:
+		dom.SMBIOSProduct = string(bytes.TrimSpace(s.text))
 	case ctxLabel:
 		if dom.Labels == nil {
 			dom.Labels = make(map[string]string)
