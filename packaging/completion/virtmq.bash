@@ -26,7 +26,7 @@ _virtmq() {
         --color) COMPREPLY=($(compgen -W "auto always never" -- "$cur")); return ;;
         esac
         if [[ $cur == -* ]]; then
-            COMPREPLY=($(compgen -W "--color --json --policy --strict --help" -- "$cur"))
+            COMPREPLY=($(compgen -W "--color --drop-in --json --policy --strict --help" -- "$cur"))
         else
             COMPREPLY=($(compgen -f -- "$cur"))
         fi
