@@ -109,7 +109,7 @@ func TestRewrite(t *testing.T) {
 	want := strings.Replace(string(orig), "<model type='virtio'/>\n", "<model type='virtio'/>\n      <driver queues='4'/>\n", 1)
 	want = strings.Replace(want, "</uuid>\n", "</uuid>\n  <metadata>\n"+
 		"    <virtmq:written xmlns:virtmq='https://virtmq.dev/xmlns/written/1'>\n"+
-		"      <virtmq:nic mac='52:54:00:12:34:56' queues='4'/>\n"+
+		"      <virtmq:nic mac='52:54:00:12:34:56' nth='1' queues='4'/>\n"+
 		"    </virtmq:written>\n  </metadata>\n", 1)
 	if out.String() != want {
 		t.Errorf("rewrite:\n got %q\nwant %q", out, want)
