@@ -216,9 +216,12 @@ type planOutput struct {
 	Mode    policy.Mode `json:"mode"`
 	Changes bool        `json:"changes"`
 	// Skip says why virtmq leaves the whole domain alone, when it does.
-	Skip     string         `json:"skip,omitempty"`
-	NICs     []planNICOuput `json:"nics"`
-	Warnings []string       `json:"warnings"`
+	Skip string `json:"skip,omitempty"`
+	// Orchestrator names the stack that defines the domain (nova, ovirt,
+	// ...), whether the policy leaves the domain to it or opts it in.
+	Orchestrator string         `json:"orchestrator,omitempty"`
+	NICs         []planNICOuput `json:"nics"`
+	Warnings     []string       `json:"warnings"`
 }
 
 type planNICOuput struct {
@@ -387,7 +390,7 @@ func printPlan(w io.Writer, doms []planOutput, file, wide bool) error {
 }
 
 func toPlanOutput(file string, plan policy.Plan) planOutput {
-	o := planOutput{File: file, Domain: plan.Domain, Mode: plan.Mode, Changes: !plan.Compliant(), Skip: plan.Skip,
+	o := planOutput{File: file, Domain: plan.Domain, Mode: plan.Mode, Changes: !plan.Compliant(), Skip: plan.Skip, Orchestrator: plan.Orchestrator,
 		NICs: []planNICOuput{}, Warnings: orEmpty(plan.Warnings)}
 	for _, n := range plan.NICs {
 		o.NICs = append(o.NICs, planNICOuput{

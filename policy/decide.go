@@ -13,8 +13,11 @@ import (
 // start, so it allocates little beyond the NIC slice and one reason string
 // per NIC.
 //
-// A domain that is not virtmq's (a type other than qemu or kvm) or that
-// carries the exclude label is left alone as a whole (Plan.Skip). Otherwise,
+// A domain that is not virtmq's (a type other than qemu or kvm), that
+// carries the exclude label, or that an orchestrator owns (see
+// Orchestrator) and the policy does not opt in is left alone as a whole
+// (Plan.Skip). An opted-in orchestrator's domain is decided in the mode
+// its orchestrators entry allows (Plan.Mode). Otherwise,
 // per NIC, in document order: NICs that cannot do multiqueue are skipped;
 // then the first matching rule (or the defaults) gives the settings; an
 // excluding rule, a vhost-user NIC the rule does not opt in, too few vCPUs
@@ -29,6 +32,13 @@ func (p *Policy) Decide(d *Domain) Plan {
 	}
 	plan.Domain = d.Name
 	plan.Skip = domainSkipReason(d)
+	if o := OwnedBy(d); plan.Skip == "" && o != nil {
+		plan.Orchestrator = o.Name
+		plan.Skip, plan.Mode = p.orchestratorSkip(o)
+		if plan.Skip == "" {
+			plan.Warnings = append(plan.Warnings, orchestratorWarning(o, p.orchestratorMode(o.Name)))
+		}
+	}
 	if len(d.Interfaces) == 0 {
 		return plan
 	}
@@ -107,7 +117,7 @@ func (p *Policy) Decide(d *Domain) Plan {
 		}
 	}
 	if budget > 0 {
-		plan.Warnings = shareBudget(plan.NICs, budget, managed)
+		plan.Warnings = append(plan.Warnings, shareBudget(plan.NICs, budget, managed)...)
 	}
 	return plan
 }
