@@ -199,10 +199,11 @@ func TestJSONDocs(t *testing.T) {
 	connected := status.Snapshot{
 		Generated: at, Version: "virtmq-agent 1.0",
 		Libvirt: status.Libvirt{Connected: true, Socket: "/run/libvirt/virtqemud-sock", Since: at, Reconnects: 1, LastError: "EOF"},
-		Policy:  status.Policy{Sources: []string{"/etc/virtmq/policy.yaml"}, Mode: "apply", LoadedAt: at, LastReloadError: "bad.yaml:2:7: mode: ..."},
+		Policy: status.Policy{Sources: []string{"/etc/virtmq/policy.yaml"}, Mode: "apply", LoadedAt: at, LastReloadError: "bad.yaml:2:7: mode: ...",
+			Digest: "0123456789abcdef"},
 		Domains: []status.Domain{
 			{Name: "web1", UUID: "8c1f7d43-6f2a-4b8e-9a51-0d3c2b7e1a01", Persistent: true, Active: true,
-				State: status.StatePendingColdBoot, StateSince: at, LastAction: "redefined", LastAt: at, Problem: "p",
+				State: status.StatePendingColdBoot, StateSince: at, Orchestrator: "nova", OrchestratorMode: "apply", LastAction: "redefined", LastAt: at, Problem: "p",
 				Attempts: 1, RetryAt: at, Would: []string{"redefine"}, Warnings: []string{"w"},
 				NICs: []status.NIC{{MAC: "52:54:00:12:34:56", Managed: true, Kept: true, Reason: "r", Wanted: 4, Defined: 4, Running: 1,
 					QMPVirtqueues: 3, MQ: true, Rule: "defaults", GuestIfName: "eth0", GuestWanted: 4, GuestCurrent: 1, GuestMax: 4,
@@ -216,7 +217,7 @@ func TestJSONDocs(t *testing.T) {
 
 	cases := map[string][][]string{
 		"plan": {
-			{"plan", "--json", "hooks/testdata/web1.xml", excluded, handSet, filepath.Join(dir, "missing.xml")},
+			{"plan", "--json", "hooks/testdata/web1.xml", excluded, handSet, "hooks/testdata/nova-instance.xml", filepath.Join(dir, "missing.xml")},
 			{"plan", "--json", "--policy", budget, twoNICs},
 		},
 		"lint": {
