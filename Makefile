@@ -74,7 +74,8 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go') $$(git ls-files --others --exclude-standard '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	$(GO) tool staticcheck ./...
+	$(GO) tool -modfile=tools/go.mod staticcheck ./...
+	tools/shellcheck.sh
 
 packages:
 	VERSION=$(VERSION) COMMIT=$(COMMIT) packaging/build.sh

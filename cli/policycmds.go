@@ -405,8 +405,10 @@ func runRewrite(_ context.Context, env *Env, args []string) int {
 Print the domain XML (a file, or stdin for "-" or no argument) with the
 policy's queue counts applied: exactly the definition virtmq-agent and
 "virtmq apply" would define. Only the queues attribute of <interface>/<driver>
-changes (a <driver queues='N'/> is added where there is none); every other
-byte stays as it was. Exits 1 with a message on bad input.`)
+changes (a <driver queues='N'/> is added where there is none), and virtmq's
+record of the counts it wrote, <virtmq:written> in <metadata>, is added or
+updated (so a later count that differs from it reads as set by hand); every
+other byte stays as it was. Exits 1 with a message on bad input.`)
 	path := fs.String("policy", "", "policy `file`")
 	pos, code, done := parseFlags(env, fs, args, 0, 1)
 	if done {

@@ -179,6 +179,9 @@ func TestMode(t *testing.T) {
 		{[]string{"--policy", write("a.yaml", "version: 1\n")}, ExitOK,
 			"virtmq: mode apply (from " + dir + "/a.yaml): virtmq-agent redefines persistent domains"},
 		{[]string{"--policy", write("e.yaml", "version: 1\nmode: enforce\n")}, ExitOK, "the hook refuses to start a non-compliant VM"},
+		// When a running VM gets its queues follows the policy's apply_at.
+		{[]string{"--policy", write("nr.yaml", "version: 1\n")}, ExitOK, "(a running VM gets them at its next reboot, which virtmq-agent makes a cold boot)"},
+		{[]string{"--policy", write("cb.yaml", "version: 1\ndefaults: {apply_at: cold-boot}\n")}, ExitOK, "(a running VM gets them at its next shut down + start)"},
 		{[]string{"--policy", write("old.yaml", "version: 1\nmode: audit\n")}, ExitOK, "mode apply (from " + dir + "/old.yaml) (virtmq lint: 1 warning(s))"},
 		{[]string{"--policy", write("bad.yaml", "version: 1\nmode: strict\nbogus: 1\n")}, ExitFailure,
 			`virtmq: the policy does not load, virtmq-agent will not start (virtmq lint lists every problem): ` + dir + `/bad.yaml:2:7: mode: "strict" is not one of observe, apply, enforce` + "\n"},

@@ -42,7 +42,7 @@ measure() {
 	M[$k.tap]=$(tap_queues "$tap" 2>/dev/null | awk '{ print $1 " active, " $2 " disabled" }' || true)
 	: "${M[$k.tap]:=single-queue tap}"
 	M[$k.irq]=$(guest_exec "$D" /bin/cat /proc/interrupts | grep -Eo 'virtio[0-9]+-(input|output)\.[0-9]+' | sort -u | grep -c input || true)
-	M[$k.vhost]=$(if [[ -e /dev/vhost-net ]]; then ps -eLo comm | grep -c '^vhost-' || true; else echo "n/a (no /dev/vhost-net)"; fi)
+	M[$k.vhost]=$(if [[ -e /dev/vhost-net ]]; then pgrep -c '^vhost-' || true; else echo "n/a (no /dev/vhost-net)"; fi)
 }
 
 mkdir -p "$RUN/hooks/qemu.d"

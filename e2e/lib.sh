@@ -226,6 +226,7 @@ libvirt_preflight() {
 	local limit=${VIRTMQ_E2E_PREFLIGHT_S:-3} rc=0 why
 	timeout 60 virsh -q -c "$VIRTMQ_E2E_URI" capabilities >/dev/null ||
 		{ e2e_log "preflight: virsh capabilities failed"; return 1; }
+	# shellcheck disable=SC2016 # expanded by the inner bash
 	timeout "$limit" bash -c 'virsh -q -c "$1" capabilities && virsh -q -c "$1" capabilities' sh "$VIRTMQ_E2E_URI" >/dev/null || rc=$?
 	((rc == 0)) && return 0
 	((rc == 124)) || { e2e_log "preflight: virsh capabilities failed (exit $rc)"; return 1; }

@@ -32,6 +32,7 @@ source "$E2E_DIR/fixtures.sh"
 on_exit() {
 	local rc=$?
 	prometheus_stop
+	host2_stop
 	agent_stop
 	daemons_stop started
 	if ((${#FAILED[@]})); then
@@ -64,7 +65,7 @@ check_match() {
 
 # eventually TIMEOUT DESC WANT CMD...: until CMD prints WANT.
 eventually() {
-	local limit=$1 desc=$2 want=$3 got= end=$((SECONDS + $1))
+	local limit=$1 desc=$2 want=$3 got='' end=$((SECONDS + $1))
 	shift 3
 	while :; do
 		got=$("$@" 2>/dev/null) || true
@@ -492,7 +493,7 @@ hotplug_nic() {
 	e2e_virsh attach-device "$d" /dev/stdin --live >/dev/null <<-XML
 		<interface type='bridge'><source bridge='$VIRTMQ_E2E_BRIDGE'/><mac address='$m3'/><model type='virtio'/><driver queues='2'/></interface>
 	XML
-	eventually 90 "guest step on the NIC plugged with queues" done status_of "$d" ".nics[] | select(.mac == \"$m3\") | .guest_step"
+	eventually 90 "guest step on the NIC plugged with queues" 'done' status_of "$d" ".nics[] | select(.mac == \"$m3\") | .guest_step"
 	check "its guest combined" "$(status_of "$d" ".nics[] | select(.mac == \"$m3\") | .guest_current")" 2
 	e2e_virsh destroy "$d" >/dev/null
 	e2e_virsh undefine "$d" >/dev/null
@@ -562,7 +563,7 @@ observe_mode() {
 	agent_mode apply
 	eventually 30 "apply: agent rewrote $d" 4 defined_queues "$d"
 	eventually 30 "apply: $d state" rewritten status_of "$d" .state
-	eventually 90 "apply: $b guest step" done status_of "$b" '.nics[0].guest_step'
+	eventually 90 "apply: $b guest step" 'done' status_of "$b" '.nics[0].guest_step'
 	eventually 30 "apply: $b taints (the agent's guest step and QMP)" "tainted: custom-ga-command tainted: custom-monitor " taints "$b"
 	check "apply: $b would" "$(status_of "$b" '.would // [] | length')" 0
 	check "apply: $b guest Combined current" "$(guest_current "$b")" 2
@@ -577,13 +578,14 @@ observe_mode() {
 # is refused; a URI that does not connect fails instead of falling back to
 # the local host; verify skips the host-local checks on a remote URI.
 remote_ssh() {
-	local d=${P}remote dir=$RUN/ssh port uri home out here rc sshd_pid mkrun= k
+	local d=${P}remote dir=$RUN/ssh port uri uri_re home out here rc sshd_pid mkrun='' k
 	rm -rf "$dir"
-	mkdir -m 0700 -p "$dir" "$dir/home/.ssh"
+	mkdir -p "$dir/home/.ssh" && chmod 0700 "$dir" "$dir/home" "$dir/home/.ssh"
 	home=$dir/home
 	[[ -x /usr/sbin/sshd ]] || fail "no /usr/sbin/sshd: run e2e/setup.sh (openssh-server)"
 	port=$(free_port) || fail "no free port for sshd"
 	uri="qemu+ssh://root@127.0.0.1:$port/system"
+	uri_re=${uri//[.+?]/\\&}
 	for k in host_key other_host_key client_key; do ssh-keygen -q -t ed25519 -N '' -C "virtmq-e2e $k" -f "$dir/$k"; done
 	cp "$dir/client_key.pub" "$dir/authorized_keys"
 	cat >"$dir/sshd_config" <<-EOF
@@ -663,7 +665,7 @@ remote_ssh() {
 	out=$(remote "$BIN/virtmq" verify -c "$uri" --policy "$POLICY" "$d" 2>&1) || fail "verify -c $uri $d: $out"
 	check_match "remote verify: QMP checked" "$out" "OK   [0-9a-f:]+ QMP num-vqs 5: queue pairs 2 = wanted 2"
 	check_match "remote verify: guest checked" "$out" "OK   guest [a-z0-9]+ combined 2 = wanted 2"
-	check_match "remote verify: tap skipped" "$out" "SKIP [0-9a-f:]+ tap [a-z0-9]+: remote host \($(sed 's/[.+?]/\\&/g' <<<"$uri")\): host-local check not run"
+	check_match "remote verify: tap skipped" "$out" "SKIP [0-9a-f:]+ tap [a-z0-9]+: remote host \(${uri_re}\): host-local check not run"
 	check_match "remote verify: /dev/kvm skipped" "$out" "SKIP host: /dev/kvm: remote host"
 	check_match "remote verify: vhost skipped" "$out" "SKIP vhost workers: remote host"
 }
@@ -775,10 +777,12 @@ libvirt_adapter() {
 
 # shellcheck source=e2e/reboot.sh
 source "$E2E_DIR/reboot.sh"
+# shellcheck source=e2e/migration.sh
+source "$E2E_DIR/migration.sh"
 
 ALL=(libvirt_adapter zero_touch reboot save_restore restarts enforce_audit observe_mode race degraded_guests kill9_redefine libvirtd_outage passwords slow_libvirt
 	prometheus_view cold_boot_rolling hotplug_nic hotplug_vcpu remote_ssh next_reboot_guest next_reboot_virsh next_reboot_poweroff next_reboot_kill9
-	hostdev_network vhostuser_nobody hand_set_kept exclude_include)
+	hostdev_network vhostuser_nobody hand_set_kept exclude_include migrate_live migrate_pending migrate_other_policy)
 
 main() {
 	local s rc

@@ -131,7 +131,8 @@ done
 
 # 2. Generated files: gzipped man pages, the changelog, the policy reference.
 for m in "$pkgdir"/man/*.[0-9]; do
-	gzip -9n <"$m" >"$stage/man/$(basename "$m").gz"
+	gz=$stage/man/${m##*/}.gz
+	gzip -9n <"$m" >"$gz"
 done
 
 # The shipped changelog's top entry is always the package version. A

@@ -328,6 +328,7 @@ done
 check "bash completion is installed and current" bash -c "/usr/sbin/virtmq completion bash | cmp - /usr/share/bash-completion/completions/virtmq"
 check "zsh completion is installed and current" bash -c "/usr/sbin/virtmq completion zsh | cmp - /usr/share/zsh/vendor-completions/_virtmq"
 check "bash completion parses" bash -n /usr/share/bash-completion/completions/virtmq
+# shellcheck disable=SC2016 # expanded by the inner bash
 check "/etc/virtmq/policy.d is an empty directory" bash -c '[ -d /etc/virtmq/policy.d ] && [ -z "$(ls -A /etc/virtmq/policy.d)" ]'
 check "the agent unit is installed" test -f /usr/lib/systemd/system/virtmq-agent.service
 check "the agent is enabled (deb-systemd-helper)" test -L /etc/systemd/system/multi-user.target.wants/virtmq-agent.service

@@ -32,6 +32,16 @@ type Domain struct {
 	// Labels are the virtmq labels from
 	// <metadata><virtmq:labels xmlns:virtmq="https://virtmq.dev/xmlns/labels/1"><virtmq:label name="K">V</virtmq:label>...
 	Labels map[string]string
+	// MetadataNamespaces are the XML namespaces of the elements directly
+	// in <metadata>, in document order, each once: which applications keep
+	// data in the domain, e.g. "http://openstack.org/xmlns/libvirt/nova/1.1"
+	// for OpenStack Nova or "http://ovirt.org/vm/1.0" for oVirt. An
+	// element in no namespace is left out.
+	MetadataNamespaces []string
+	// SMBIOSProduct is the product the domain's firmware reports,
+	// <sysinfo type='smbios'><system><entry name='product'>, e.g.
+	// "OpenStack Nova" or "CloudStack KVM Hypervisor"; empty when absent.
+	SMBIOSProduct string
 	// Interfaces are the <devices><interface> elements in document order.
 	Interfaces []Interface
 }

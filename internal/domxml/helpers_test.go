@@ -95,6 +95,7 @@ func describe(d *policy.Domain) string {
 	fmt.Fprintf(&b, "MaxVCPUs=%d CurrentVCPUs=%d\n", d.MaxVCPUs, d.CurrentVCPUs)
 	fmt.Fprintf(&b, "OSID=%q\n", d.OSID)
 	fmt.Fprintf(&b, "Labels=%#v\n", d.Labels)
+	fmt.Fprintf(&b, "MetadataNamespaces=%q SMBIOSProduct=%q\n", d.MetadataNamespaces, d.SMBIOSProduct)
 	for _, i := range d.Interfaces {
 		fmt.Fprintf(&b, "Interface %+v\n", i)
 	}

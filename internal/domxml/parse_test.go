@@ -31,6 +31,8 @@ func TestParseFixture(t *testing.T) {
 		CurrentVCPUs: 4,
 		OSID:         "http://debian.org/debian/12",
 		Labels:       map[string]string{"tier": "web", "team": "platform"},
+		MetadataNamespaces: []string{"http://libosinfo.org/xmlns/libvirt/domain/1.0", "https://virtmq.dev/xmlns/labels/1",
+			"https://example.com/labels"},
 		Interfaces: []policy.Interface{
 			{Index: 0, Type: "network", Model: "virtio", MAC: "52:54:00:ab:cd:01", Network: "default", Bridge: "virbr0",
 				HasDriver: true, DriverName: "vhost", Queues: 4, TargetDev: "vnet3", Alias: "net0"},
@@ -79,7 +81,8 @@ func TestParse(t *testing.T) {
   <q:libosinfo xmlns:q="http://libosinfo.org/xmlns/libvirt/domain/1.0"><q:os id="http://microsoft.com/win/2k19"/></q:libosinfo>
 </metadata></domain>`,
 			want: &policy.Domain{MaxVCPUs: 1, CurrentVCPUs: 1, OSID: "http://microsoft.com/win/2k19",
-				Labels: map[string]string{"a": "1", "b": ""}},
+				Labels:             map[string]string{"a": "1", "b": ""},
+				MetadataNamespaces: []string{"https://virtmq.dev/xmlns/labels/1", "http://libosinfo.org/xmlns/libvirt/domain/1.0"}},
 		},
 		{
 			name: "metadata in other namespaces or undeclared prefixes is ignored",
@@ -91,12 +94,14 @@ func TestParse(t *testing.T) {
 </metadata>
 <devices><metadata><labels xmlns="https://virtmq.dev/xmlns/labels/1"><label name="misplaced">x</label></labels></metadata></devices>
 </domain>`,
-			want: &policy.Domain{MaxVCPUs: 1, CurrentVCPUs: 1},
+			want: &policy.Domain{MaxVCPUs: 1, CurrentVCPUs: 1,
+				MetadataNamespaces: []string{"http://libosinfo.org/xmlns/libvirt/domain/2.0", "https://virtmq.dev/xmlns/labels/1"}},
 		},
 		{
 			name: "a later label of the same name wins",
 			doc:  `<domain><metadata><v:labels xmlns:v="https://virtmq.dev/xmlns/labels/1"><v:label name="k">1</v:label><v:label name="k">2</v:label></v:labels></metadata></domain>`,
-			want: &policy.Domain{MaxVCPUs: 1, CurrentVCPUs: 1, Labels: map[string]string{"k": "2"}},
+			want: &policy.Domain{MaxVCPUs: 1, CurrentVCPUs: 1, Labels: map[string]string{"k": "2"},
+				MetadataNamespaces: []string{"https://virtmq.dev/xmlns/labels/1"}},
 		},
 		{
 			name: "only interfaces directly under devices under domain count",
@@ -117,10 +122,34 @@ func TestParse(t *testing.T) {
   </devices>
   <devices><interface type="second-devices"/></devices>
 </domain>`,
-			want: &policy.Domain{MaxVCPUs: 1, CurrentVCPUs: 1, Interfaces: []policy.Interface{
+			want: &policy.Domain{MaxVCPUs: 1, CurrentVCPUs: 1, MetadataNamespaces: []string{"urn:x"}, Interfaces: []policy.Interface{
 				{Index: 0, Type: "bridge", Model: "virtio", Bridge: "br0", HasDriver: true, DriverName: "vhost", Queues: 3},
 				{Index: 1, Type: "second-devices"},
 			}},
+		},
+		{
+			// Who else keeps data in the domain: the namespaces of the
+			// elements directly in the first <metadata>, each once, a
+			// prefix bound on the root included (as oVirt writes it).
+			name: "metadata namespaces, in order, each once",
+			doc: `<domain xmlns:ovirt-vm="http://ovirt.org/vm/1.0"><metadata>
+  <ovirt-vm:vm><nested xmlns="urn:nested"/></ovirt-vm:vm>
+  <a:x xmlns:a="urn:a"/><b:y xmlns:b="urn:a"/>
+  <unqualified/><undeclared:z/>
+  <kubevirt xmlns="http://kubevirt.io"><uid/></kubevirt>
+</metadata><metadata><late xmlns="urn:late"/></metadata></domain>`,
+			want: &policy.Domain{MaxVCPUs: 1, CurrentVCPUs: 1,
+				MetadataNamespaces: []string{"http://ovirt.org/vm/1.0", "urn:a", "http://kubevirt.io"}},
+		},
+		{
+			name: "the first smbios sysinfo's first product",
+			doc: `<domain><sysinfo type="fwcfg"><entry name="product">fw</entry></sysinfo>
+<sysinfo type="smbios"><bios><entry name="product">bios</entry></bios><system>
+  <entry name="manufacturer">Apache Software Foundation</entry>
+  <entry name="product"> CloudStack KVM Hypervisor </entry>
+  <entry name="product">second</entry>
+</system></sysinfo><sysinfo type="smbios"><system><entry name="product">late</entry></system></sysinfo></domain>`,
+			want: &policy.Domain{MaxVCPUs: 1, CurrentVCPUs: 1, SMBIOSProduct: "CloudStack KVM Hypervisor"},
 		},
 		{
 			name: "queues 0 and entity-encoded values",

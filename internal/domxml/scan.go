@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -32,7 +33,15 @@ const (
 	ctxOS
 	ctxIdent // <genid>, <title>, <description>: where <metadata> may follow
 	ctxWritten
+	ctxSysinfo       // <sysinfo type='smbios'>
+	ctxSysinfoSystem // its <system>
+	ctxProduct       // its <entry name='product'>
 )
+
+// maxMetadataNamespaces bounds Domain.MetadataNamespaces: a domain's
+// <metadata> holds a handful of applications' elements, and a hostile
+// document must not grow the facts without limit.
+const maxMetadataNamespaces = 32
 
 // ifaceSpan records where one <interface> and its <driver> sit in the
 // document, as byte offsets, so that Rewrite can splice without a second
@@ -88,6 +97,7 @@ type scanner struct {
 	text  []byte // character data of the current <name>, <uuid>, <vcpu> or <label>
 
 	seenName, seenUUID, seenVCPU, seenOS, seenOSType, seenMeta, seenWritten bool
+	seenSysinfo, seenProduct                                                bool
 	identStart                                                              int
 	vcpuLine                                                                int
 	labelName                                                               string
@@ -206,7 +216,7 @@ func (s *scanner) token(tok xml.Token, start, end int) error {
 			return nil
 		}
 		switch s.stack[len(s.stack)-1] {
-		case ctxName, ctxUUID, ctxVCPU, ctxLabel:
+		case ctxName, ctxUUID, ctxVCPU, ctxLabel, ctxProduct:
 			s.text = append(s.text, t...)
 		case ctxInterface:
 			if !isBlank(t) {
@@ -292,6 +302,23 @@ func (s *scanner) startElement(t xml.StartElement, start, end int) (ctx, error) 
 			return ctxMetadata, nil
 		case "devices":
 			return ctxDevices, nil
+		case "sysinfo":
+			// libvirt reads the first <sysinfo> of each type; only smbios
+			// has a <system> product.
+			if attr(t, "type") == "smbios" && !s.seenSysinfo {
+				s.seenSysinfo = true
+				return ctxSysinfo, nil
+			}
+		}
+	case ctxSysinfo:
+		if core && t.Name.Local == "system" {
+			return ctxSysinfoSystem, nil
+		}
+	case ctxSysinfoSystem:
+		if core && t.Name.Local == "entry" && attr(t, "name") == "product" && !s.seenProduct {
+			s.seenProduct = true
+			s.text = s.text[:0]
+			return ctxProduct, nil
 		}
 	case ctxOS:
 		if core && t.Name.Local == "type" && !s.seenOSType {
@@ -300,6 +327,11 @@ func (s *scanner) startElement(t xml.StartElement, start, end int) (ctx, error) 
 		}
 	case ctxMetadata:
 		s.res.meta.metaLastChild = start
+		// encoding/xml reports an undeclared prefix as the namespace
+		// itself; a namespace name is a URI, which has a colon.
+		if ns := t.Name.Space; strings.Contains(ns, ":") && !slices.Contains(dom.MetadataNamespaces, ns) && len(dom.MetadataNamespaces) < maxMetadataNamespaces {
+			dom.MetadataNamespaces = append(dom.MetadataNamespaces, ns)
+		}
 		switch {
 		case t.Name.Space == LibosinfoNamespace && t.Name.Local == "libosinfo":
 			return ctxLibosinfo, nil
@@ -436,6 +468,8 @@ func (s *scanner) endElement(c ctx, start, end int) error {
 			return fmt.Errorf("line %d: <vcpu> %s: %v", s.line(start), quoteValue(v), err)
 		}
 		dom.MaxVCPUs = n
+	case ctxProduct:
+		dom.SMBIOSProduct = string(bytes.TrimSpace(s.text))
 	case ctxLabel:
 		if dom.Labels == nil {
 			dom.Labels = make(map[string]string)
