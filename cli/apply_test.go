@@ -33,7 +33,7 @@ func TestApplyDryRunAndReal(t *testing.T) {
 		"52:54:00:12:34:59", "model e1000 is not virtio",
 		"--- web defined", "+++ web rewritten",
 		"  +  4    <metadata>\n  +  5      <virtmq:written xmlns:virtmq='https://virtmq.dev/xmlns/written/1'>\n"+
-			"  +  6        <virtmq:nic mac='52:54:00:12:34:56' queues='4'/>\n  +  7        <virtmq:nic mac='52:54:00:12:34:57' queues='4'/>\n"+
+			"  +  6        <virtmq:nic mac='52:54:00:12:34:56' nth='1' queues='4'/>\n  +  7        <virtmq:nic mac='52:54:00:12:34:57' nth='1' queues='4'/>\n"+
 			"  +  8      </virtmq:written>\n  +  9    </metadata>\n",
 		"  + 21        <driver queues='4'/>\n  - 20        <driver name='vhost' queues='2'/>\n  + 27        <driver name='vhost' queues='4'/>\n",
 		"dry run: would redefine.",

@@ -161,7 +161,10 @@ func lintOne(env *Env, target string) lintPolicy {
 				lp.Errors = append(lp.Errors, toLintProblem(e, "error"))
 			}
 		case errors.As(err, &pe):
-			lp.Errors = append(lp.Errors, lintProblem{Severity: "error", File: pe.Path, Message: err.Error()})
+			// The line starts with the file: the message says only what
+			// happened to it ("read FILE: " once is enough).
+			msg := strings.Replace(err.Error(), pe.Error(), pe.Err.Error(), 1)
+			lp.Errors = append(lp.Errors, lintProblem{Severity: "error", File: pe.Path, Message: msg})
 		default:
 			lp.Errors = append(lp.Errors, lintProblem{Severity: "error", File: target, Message: err.Error()})
 		}
@@ -317,6 +320,9 @@ does, 1 on any error.`)
 			return ExitFailure
 		}
 		return detailedExit(*detailed, status, planChanges(rep.Domains))
+	}
+	if len(rep.Domains) == 0 {
+		return detailedExit(*detailed, status, false) // every input failed, each said why: no empty table
 	}
 	if err := printPlan(env.Stdout, rep.Domains, len(pos) > 1, wide); err != nil {
 		return ExitFailure

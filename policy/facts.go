@@ -82,9 +82,10 @@ type Interface struct {
 	Teaming string
 	// Written is the queue count virtmq last wrote into this NIC's
 	// definition, from the domain's record
-	// (<metadata><virtmq:written xmlns:virtmq='https://virtmq.dev/xmlns/written/1'><virtmq:nic mac='...' queues='N'/>),
-	// matched by MAC; 0 when virtmq never wrote one. A Queues that is set
-	// and differs from Written was set by hand.
+	// (<metadata><virtmq:written xmlns:virtmq='https://virtmq.dev/xmlns/written/1'><virtmq:nic mac='...' nth='1' queues='N'/>),
+	// matched by MAC and, among NICs that share a MAC, by rank (nth); 0
+	// when virtmq never wrote one. A Queues that is set and differs from
+	// Written was set by hand.
 	Written int
 	// NetworkForward is the <forward mode='...'> of the libvirt network a
 	// type network NIC uses ("hostdev" for a pool of VFs, "bridge", "nat",

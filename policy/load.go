@@ -74,7 +74,7 @@ var (
 	// ErrNotRegular: the path is a directory, a device, a FIFO or a socket.
 	ErrNotRegular = errors.New("not a regular file")
 	// ErrTooLarge: the file holds more than MaxFileSize bytes.
-	ErrTooLarge = fmt.Errorf("file is larger than %d bytes", MaxFileSize)
+	ErrTooLarge = fmt.Errorf("file is larger than %d bytes (%d MiB), the limit of a policy file", MaxFileSize, MaxFileSize>>20)
 )
 
 // ReadFile reads one policy file the way Load does, bounded in time and

@@ -116,7 +116,7 @@ func (p *parser) parseFile(data []byte, dropIn bool) (*fileDoc, ErrorList) {
 		switch key {
 		case "version":
 			version = true
-			if n, ok := p.integer(v, kpath); ok && n != 1 {
+			if n, ok := p.integer(v, kpath, "1"); ok && n != 1 {
 				p.errorf(v, kpath, "version %d is not supported (must be 1)", n)
 			}
 		case "mode":
@@ -157,9 +157,8 @@ func (p *parser) mode(n *yaml.Node, path string) (Mode, bool) {
 	}
 	if m, ok := modeAliases[s]; ok {
 		n := resolve(n)
-		p.warns = append(p.warns, &Error{File: p.file, Line: n.Line, Column: n.Column, Path: path,
-			Msg: fmt.Sprintf("warning: %q is read as %q, what the agent always did with it: it rewrites definitions and runs ethtool in guests%s; "+
-				"write mode: apply to keep that, or mode: observe to only report", s, m, aliasNote[s])})
+		p.warns = append(p.warns, p.at(n, path, fmt.Sprintf("warning: %q is read as %q, what the agent always did with it: it rewrites definitions and runs ethtool in guests%s; "+
+			"write mode: apply to keep that, or mode: observe to only report", s, m, aliasNote[s])))
 		return m, true
 	}
 	p.errorf(resolve(n), path, "%q is not one of observe, apply, enforce", s)
@@ -182,6 +181,9 @@ func count(s string) (int, bool) {
 }
 
 // queueLimit checks a fixed queue count against the tap limit.
+// queueRange is the range of a queue count, for messages.
+var queueRange = fmt.Sprintf("from 1 to %d", MaxTapQueues)
+
 func (p *parser) queueLimit(n *yaml.Node, path, what string, v int) bool {
 	switch {
 	case v < 1:
@@ -212,7 +214,7 @@ func (p *parser) settings(n *yaml.Node, path string) partial {
 				s.applyAt = opt[ApplyAt]{ApplyAt(s2), true, at}
 			}
 		case "min", "max":
-			if i, ok := p.integer(v, kpath); ok && p.queueLimit(resolve(v), kpath, key, i) {
+			if i, ok := p.integer(v, kpath, queueRange); ok && p.queueLimit(resolve(v), kpath, key, i) {
 				if key == "min" {
 					s.min = opt[int]{i, true, at}
 				} else {
@@ -220,7 +222,7 @@ func (p *parser) settings(n *yaml.Node, path string) partial {
 				}
 			}
 		case "min_vcpus", "budget":
-			i, ok := p.integer(v, kpath)
+			i, ok := p.integer(v, kpath, fmt.Sprintf("from 0 to %d", math.MaxInt))
 			if ok && i < 0 {
 				p.errorf(resolve(v), kpath, "%s %d is negative", key, i)
 				ok = false
@@ -255,8 +257,8 @@ func (p *parser) settings(n *yaml.Node, path string) partial {
 // queues parses integer | vcpus | vcpus/K | P%.
 func (p *parser) queues(n *yaml.Node, path string) (QueuesSetting, bool) {
 	n = resolve(n)
-	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!int" {
-		if v, ok := p.integer(n, path); ok && p.queueLimit(n, path, "queues", v) {
+	if isIntLiteral(n) {
+		if v, ok := p.integer(n, path, queueRange); ok && p.queueLimit(n, path, "queues", v) {
 			return QueuesSetting{Kind: QueuesFixed, N: v}, true
 		}
 		return QueuesSetting{}, false
@@ -296,8 +298,8 @@ func (p *parser) queues(n *yaml.Node, path string) (QueuesSetting, bool) {
 // combined parses integer | queues | vcpus.
 func (p *parser) combined(n *yaml.Node, path string) (CombinedSetting, bool) {
 	n = resolve(n)
-	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!int" {
-		if v, ok := p.integer(n, path); ok && p.queueLimit(n, path, "combined", v) {
+	if isIntLiteral(n) {
+		if v, ok := p.integer(n, path, queueRange); ok && p.queueLimit(n, path, "combined", v) {
 			return CombinedSetting{Kind: CombinedFixed, N: v}, true
 		}
 		return CombinedSetting{}, false
@@ -410,6 +412,12 @@ func (p *parser) match(n *yaml.Node, path string) Match {
 				}
 			})
 		case "labels":
+			if l := resolve(v); isNull(l) || l.Kind == yaml.MappingNode && len(l.Content) == 0 {
+				// No label condition would match every NIC, where a
+				// reader sees a rule about labels.
+				p.errorf(l, kpath, "no labels (it would match every NIC): name a label and its values, or leave labels out")
+				return
+			}
 			p.fields(v, kpath, func(label string, k, v *yaml.Node, lpath string) {
 				if label == "" {
 					p.errorf(k, lpath, "empty label name")

@@ -120,7 +120,7 @@ func (p Plan) Compliant() bool {
 	return true
 }
 
-// Queues returns the rewrite input for domxml.Rewrite: the wanted count of
+// Queues returns the rewrite input of domxml.Apply: the wanted count of
 // each NIC that must change, by interface index.
 func (p Plan) Queues() map[int]int {
 	q := map[int]int{}

@@ -3,13 +3,14 @@ package domxml
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 
 	"github.com/virtmq/virtmq/policy"
 )
 
-// maxQueues is the largest count Rewrite writes. libvirt stores queues as
+// maxQueues is the largest count rewrite writes. libvirt stores queues as
 // an unsigned int and the kernel caps a tap at 256 queues; 65535 only
 // guards against nonsense (a negative number wrapped, a typo), the policy
 // applies the real limits.
@@ -21,20 +22,27 @@ type edit struct {
 	text     string
 }
 
-func rewrite(doc []byte, queues map[int]int) ([]byte, error) {
+// rewrite gives each interface the count queues maps its Index to and,
+// with record, updates virtmq's record to match (Apply's write path; the
+// tests of the queue splice alone pass record false). It fails, changing
+// nothing, when doc does not Parse, when a key is not the index of an
+// interface, or when a count is outside 0..maxQueues. A count of 0 or 1
+// for an interface without queues leaves it unchanged. When nothing
+// changes, the result has the same bytes as doc, record included.
+func rewrite(doc []byte, queues map[int]int, record bool) ([]byte, error) {
 	sc, err := scan(doc)
 	if err != nil {
 		return nil, err
 	}
-	ifaces := sc.dom.Interfaces
+	return rewriteScanned(doc, sc, queues, record)
+}
 
+// rewriteScanned is rewrite on a doc already scanned into sc.
+func rewriteScanned(doc []byte, sc *scanned, queues map[int]int, record bool) ([]byte, error) {
+	ifaces := sc.dom.Interfaces
 	// Check the whole request before touching anything, in index order so
 	// the error is the same on every run.
-	idxs := make([]int, 0, len(queues))
-	for i := range queues {
-		idxs = append(idxs, i)
-	}
-	slices.Sort(idxs)
+	idxs := slices.Sorted(maps.Keys(queues))
 	for _, i := range idxs {
 		if i < 0 || i >= len(ifaces) {
 			return nil, fmt.Errorf("no <interface> #%d: the domain has %d", i, len(ifaces))
@@ -46,27 +54,40 @@ func rewrite(doc []byte, queues map[int]int) ([]byte, error) {
 
 	var edits []edit
 	want := make([]int, len(ifaces)) // the Queues Parse must report afterwards
+	changed := make([]bool, len(ifaces))
 	for i, ifc := range ifaces {
 		want[i] = ifc.Queues
 		n, ok := queues[i]
 		if !ok {
 			continue
 		}
-		e, changed, err := editInterface(doc, ifc, sc.spans[i], n)
+		e, ok, err := editInterface(doc, ifc, sc.spans[i], n)
 		if err != nil {
 			return nil, fmt.Errorf("<interface> #%d: %w", i, err)
 		}
-		if changed {
+		if ok {
 			edits = append(edits, e)
-			want[i] = max(n, 1)
+			want[i], changed[i] = max(n, 1), true
 		}
 	}
 	if len(edits) == 0 {
 		return bytes.Clone(doc), nil
 	}
+	var written []int // the Written Parse must report afterwards, with record
+	if record {
+		var e edit
+		var err error
+		if e, written, err = recordEdit(doc, sc, want, changed); err != nil {
+			return nil, err
+		}
+		if e.from >= 0 {
+			edits = append(edits, e)
+		}
+	}
 
-	// Edits come in document order and each stays inside its own
-	// <interface>, so they never overlap.
+	// Each edit stays inside its own <interface> or the <metadata> (or
+	// adds one between elements), so in document order they never overlap.
+	slices.SortFunc(edits, func(a, b edit) int { return a.from - b.from })
 	size := len(doc)
 	for _, e := range edits {
 		size += len(e.text) - (e.to - e.from)
@@ -93,6 +114,9 @@ func rewrite(doc []byte, queues map[int]int) ([]byte, error) {
 	for i, ifc := range check.dom.Interfaces {
 		if ifc.Queues != want[i] {
 			return nil, fmt.Errorf("internal error: rewritten <interface> #%d has queues %d, want %d", i, ifc.Queues, want[i])
+		}
+		if record && ifc.Written != written[i] {
+			return nil, fmt.Errorf("internal error: the record says <interface> #%d has queues %d, want %d", i, ifc.Written, written[i])
 		}
 	}
 	return out, nil

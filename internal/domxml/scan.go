@@ -2,6 +2,7 @@ package domxml
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -54,6 +55,8 @@ type ifaceSpan struct {
 
 	driverStart, driverEnd int  // the first <driver ...> start tag; driverStart is -1 if none
 	hasQueues              bool // the driver has a queues attribute (its value may be 0)
+
+	nth int // rank among the interfaces with this MAC, from 1; 0 without a MAC
 }
 
 // metaSpan records where virtmq's record can go: the first <metadata>,
@@ -79,14 +82,15 @@ type scanned struct {
 	dom   policy.Domain
 	spans []ifaceSpan // parallel to dom.Interfaces
 	meta  metaSpan
-	// written is virtmq's record, MAC → queues, in record order.
+	// written is virtmq's record, in record order.
 	written []writtenNIC
 }
 
-// writtenNIC is one <virtmq:nic> of the record.
+// writtenNIC is one <virtmq:nic> of the record: the nth NIC with this MAC
+// has queues; nth is 0 in the older form that names every such NIC.
 type writtenNIC struct {
-	mac    string
-	queues int
+	mac         string
+	nth, queues int
 }
 
 // scanner is the state of one pass of scan.
@@ -157,14 +161,29 @@ func scan(doc []byte) (*scanned, error) {
 	} else if s.res.dom.CurrentVCPUs > s.res.dom.MaxVCPUs {
 		return nil, fmt.Errorf("line %d: <vcpu current=\"%d\">: more than the maximum of %d", s.vcpuLine, s.res.dom.CurrentVCPUs, s.res.dom.MaxVCPUs)
 	}
-	// The record names NICs by MAC; the last entry for a MAC wins.
+	// The record names a NIC by MAC and rank (see WrittenNamespace): its own
+	// entry counts, else an entry in the older form for its MAC; the last
+	// such entry wins.
+	rank := map[string]int{}
 	for i := range s.res.dom.Interfaces {
 		ifc := &s.res.dom.Interfaces[i]
+		if ifc.MAC == "" {
+			continue
+		}
+		rank[ifc.MAC]++
+		nth := rank[ifc.MAC]
+		s.res.spans[i].nth = nth
+		own, old := 0, 0
 		for _, w := range s.res.written {
-			if ifc.MAC != "" && w.mac == ifc.MAC {
-				ifc.Written = w.queues
+			switch {
+			case w.mac != ifc.MAC:
+			case w.nth == nth:
+				own = w.queues
+			case w.nth == 0:
+				old = w.queues
 			}
 		}
+		ifc.Written = cmp.Or(own, old)
 	}
 	return s.res, nil
 }
@@ -350,8 +369,12 @@ func (s *scanner) startElement(t xml.StartElement, start, end int) (ctx, error) 
 			// ignored (that NIC's queues then count as set by hand)
 			// rather than failing the hook on every start.
 			mac := strings.ToLower(attr(t, "mac"))
-			if n, err := count(attr(t, "queues")); err == nil && mac != "" && n > 0 {
-				s.res.written = append(s.res.written, writtenNIC{mac, n})
+			nth, err := 0, error(nil)
+			if v, ok := attrOK(t, "nth"); ok {
+				nth, err = positive(v)
+			}
+			if n, qerr := count(attr(t, "queues")); err == nil && qerr == nil && mac != "" && n > 0 {
+				s.res.written = append(s.res.written, writtenNIC{mac, nth, n})
 			}
 		}
 	case ctxLibosinfo:
