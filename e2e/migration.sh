@@ -126,6 +126,10 @@ agent_events() {
 		sed -E 's/.* kind=([a-z-]+) detail=([0-9]+).*/\1\/\2/'
 }
 
+# recorded_events SIDE: the kind/detail sequence of SIDE (source,
+# destination) in the unit tests' fixture.
+recorded_events() { awk -v s="$1" '$1 == s { print $2 }' "$REPO/internal/virt/virttest/testdata/migration-events.txt" | paste -sd' '; }
+
 # guest_state DOMAIN: what the migration must keep (on the current host):
 # running XML queues, QMP num-vqs, guest Combined max/current, guest-ping.
 guest_state() {
@@ -191,8 +195,11 @@ migrate_live() {
 	events_stop src
 	events_stop dst
 	for e in src dst; do e2e_log "libvirt events ($e): $(tr '\n' ';' <"$RUN/events.$e")"; done
-	e2e_log "host 1 agent saw: $(agent_events "$AGENT_LOG" "$d" "$l1" | paste -sd' ')"
-	e2e_log "host 2 agent saw: $(agent_events "$VIRTMQ_E2E_LOGDIR/agent2.log" "$d" "$l2" | paste -sd' ')"
+	# the recorded sequences the unit tests replay (virttest.Migrate)
+	check "the events host 1's agent saw (source)" \
+		"$(agent_events "$AGENT_LOG" "$d" "$l1" | paste -sd' ')" "$(recorded_events source)"
+	check "the events host 2's agent saw (destination)" \
+		"$(agent_events "$VIRTMQ_E2E_LOGDIR/agent2.log" "$d" "$l2" | paste -sd' ')" "$(recorded_events destination)"
 }
 
 # B. a domain pending a cold boot (1 queue running, 4 defined) migrates:
