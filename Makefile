@@ -31,8 +31,11 @@ bin/%: FORCE
 # suite (root only; it skips loudly otherwise).
 test: lint unit fuzz monitoring-test e2e
 
+# The failpoints build (agent/failpoint_on.go) crashes the agent at each step
+# boundary of the next-reboot path; its tests run in that build only.
 unit:
 	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -tags failpoints -run Failpoint ./agent/
 
 # Each fuzz target runs briefly; a crash fails the build and leaves its input
 # in testdata/fuzz/ to become a regression test.

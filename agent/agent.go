@@ -91,6 +91,12 @@ type Agent struct {
 	// taken, so a policy file that vanished cannot silently turn observe
 	// into apply, enforce into apply, or drop the drop-ins' exclusions.
 	fromDisk bool
+	// intentProblem is why the last attempt to write a restart intent
+	// failed (nil once one succeeds): apply_at: next-reboot cannot act
+	// while the state folder is full or read-only (see reboot.go).
+	intentProblem atomic.Pointer[string]
+	// fp are the failpoints of a failpoints build (nil otherwise).
+	fp *failpoints
 }
 
 // connRef holds the current libvirt connection for the guest workers.
@@ -122,6 +128,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent: failed to register metrics: %w", err)
 	}
 	a.sd = &notifier{notify: cfg.Notify, log: cfg.Logger.With("component", "systemd")}
+	a.fp = newFailpoints(cfg.Getenv, a.log.Warn)
 	return a, nil
 }
 

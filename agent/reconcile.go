@@ -302,7 +302,7 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 		case d.Persistent:
 			r.redefines = 0
 		}
-		out := deriveState(stateInput{v: v, redefined: redefined, rewritten: r.rewritten, would: would, old: r.st.NICs, rebootOK: rebootOK})
+		out := deriveState(stateInput{v: v, redefined: redefined, rewritten: r.rewritten, would: would, old: r.st.NICs, rebootOK: rebootOK, intentProblem: a.intentProblemText()})
 		r.st.NICs, r.st.State, r.st.Problem, r.rewritten = out.nics, out.state, out.problem, out.rewritten
 		r.st.Would, r.st.Warnings = out.would, out.warnings
 		state = out.state

@@ -28,6 +28,9 @@ type stateInput struct {
 	// boot (see reboot.go): without it apply_at: next-reboot falls back
 	// to cold-boot, and the problem says so.
 	rebootOK bool
+	// intentProblem is why the agent cannot write its restart intents
+	// (empty when it can): apply_at: next-reboot cannot act then.
+	intentProblem string
 }
 
 // derived is a domain's status after a reconcile.
@@ -135,6 +138,9 @@ func deriveState(in stateInput) derived {
 		if len(pending) > 0 {
 			p := "running with other queue counts than its definition (" + strings.Join(pending, "; ") + "): "
 			switch {
+			case plan.ApplyAt == policy.ApplyNextReboot && in.rebootOK && in.intentProblem != "":
+				p += "apply_at: next-reboot cannot act: " + in.intentProblem +
+					"; so the agent does not stop the domain at its reboot (a reboot keeps the running count): free or fix the state folder, or cold boot it (shut down, then start)"
 			case plan.ApplyAt == policy.ApplyNextReboot && in.rebootOK:
 				p += "applies at the guest's next reboot (apply_at: next-reboot: virtmq-agent makes it a cold boot), or at the next cold boot"
 			case plan.ApplyAt == policy.ApplyNextReboot:

@@ -146,6 +146,13 @@ status_json() { "$BIN/virtmq" status --json --status-socket "$STATUS_SOCK"; }
 # status_of DOMAIN JQ: a field of the agent's state for DOMAIN.
 status_of() { status_json | jq -r --arg d "$1" ".domains[] | select(.name == \$d) | $2"; }
 
+# verify_checks JSON CHECK: "STATUS GOT/WANT" of every check named CHECK in
+# a `virtmq verify --json` document (GOT/WANT left out where the check has
+# none), comma-separated in the order verify ran them.
+verify_checks() {
+	jq -r --arg c "$2" '[.checks[] | select(.check == $c) | .status + (if .got != null then " \(.got)/\(.want)" else "" end)] | join(",")' <<<"$1"
+}
+
 # xml_queues [FILE]: the first NIC's <driver queues>, from XML on stdin or in FILE.
 xml_queues() { xmllint --xpath 'string(/domain/devices/interface[1]/driver/@queues)' "${1:--}"; }
 defined_queues() { e2e_virsh dumpxml --inactive "$1" | xml_queues -; }

@@ -46,22 +46,8 @@ on_exit() {
 
 # --- assertions ------------------------------------------------------------------
 
-fail() {
-	e2e_log "FAIL: $*"
-	exit 1
-}
-
-# check DESC GOT WANT
-check() {
-	[[ $2 == "$3" ]] || fail "$1: got '$2', want '$3'"
-	e2e_log "ok: $1 = $3"
-}
-
-# check_match DESC TEXT REGEX
-check_match() {
-	[[ $2 =~ $3 ]] || fail "$1: '$2' does not match /$3/"
-	e2e_log "ok: $1 ~ /$3/"
-}
+# shellcheck source=e2e/check.sh
+source "$E2E_DIR/check.sh"
 
 # eventually TIMEOUT DESC WANT CMD...: until CMD prints WANT.
 eventually() {
@@ -174,7 +160,7 @@ enforce_audit() {
 # frozen with SIGSTOP to make the race certain): pending cold boot, then
 # compliant after shutdown + start.
 race() {
-	local d=${P}race
+	local d=${P}race out
 	kill -STOP "$(agent_pid)"
 	define_domain "$d"
 	e2e_virsh start "$d" >/dev/null
@@ -182,10 +168,8 @@ race() {
 	eventually 30 "definition rewritten after the start" 4 defined_queues "$d"
 	check "running XML still has the old count" "$(live_queues "$d")" ""
 	eventually 30 "agent state" pending-cold-boot status_of "$d" .state
-	if "$BIN/virtmq" verify --policy "$POLICY" "$d" >"$RUN/verify.out" 2>&1; then
-		fail "virtmq verify passed on a domain running with 1 queue"
-	fi
-	check_match "verify says why" "$(cat "$RUN/verify.out")" "FAIL.*running queues 1"
+	out=$("$BIN/virtmq" verify --json --policy "$POLICY" "$d" 2>/dev/null) && fail "virtmq verify passed on a domain running with 1 queue"
+	check "verify: the running count is the failed check" "$(verify_checks "$out" running-queues)" "FAIL 1/4"
 	e2e_virsh destroy "$d" >/dev/null
 	e2e_virsh start "$d" >/dev/null
 	check "running XML after cold boot" "$(live_queues "$d")" 4
@@ -401,9 +385,10 @@ slow_libvirt() {
 	define_domain "$dd" # while libvirt is fast: the agent sees it once thawed
 	chgrp root /dev/kvm
 	chmod 0600 /dev/kvm
-	out=$("$BIN/virtmq" verify --policy "$POLICY" "$dr" 2>&1) && fail "virtmq verify passed on a host where libvirt is slow: $out"
-	check_match "virtmq verify names /dev/kvm" "$out" "FAIL host: /dev/kvm is crw------- root:root and libvirt's QEMU user libvirt-qemu cannot open it"
-	check_match "virtmq verify names the slow libvirt" "$out" "FAIL host: libvirt took [0-9.]+s for a capabilities call"
+	out=$("$BIN/virtmq" verify --json --policy "$POLICY" "$dr" 2>/dev/null) && fail "virtmq verify passed on a host where libvirt is slow"
+	check "virtmq verify fails host-kvm" "$(verify_checks "$out" host-kvm)" FAIL
+	check_match "host-kvm names the device and the user" "$(jq -r '.checks[] | select(.check == "host-kvm") | .message' <<<"$out")" "/dev/kvm is crw------- root:root and libvirt's QEMU user libvirt-qemu cannot open it"
+	check_match "virtmq verify fails host-libvirt: a capabilities call over 1000 ms" "$(verify_checks "$out" host-libvirt)" '^FAIL [0-9]+/1000$'
 	kill -CONT "$pid"
 	eventually 90 "agent status of $dd while libvirt is slow" retrying status_of "$dd" .state
 	e2e_log "agent: $dd: $(status_of "$dd" .problem)"
@@ -662,12 +647,13 @@ remote_ssh() {
 	e2e_virsh start "$d" >/dev/null
 	wait_for_agent "$d" 120
 	eventually 90 "guest Combined current" 2 guest_current "$d"
-	out=$(remote "$BIN/virtmq" verify -c "$uri" --policy "$POLICY" "$d" 2>&1) || fail "verify -c $uri $d: $out"
-	check_match "remote verify: QMP checked" "$out" "OK   [0-9a-f:]+ QMP num-vqs 5: queue pairs 2 = wanted 2"
-	check_match "remote verify: guest checked" "$out" "OK   guest [a-z0-9]+ combined 2 = wanted 2"
-	check_match "remote verify: tap skipped" "$out" "SKIP [0-9a-f:]+ tap [a-z0-9]+: remote host \(${uri_re}\): host-local check not run"
-	check_match "remote verify: /dev/kvm skipped" "$out" "SKIP host: /dev/kvm: remote host"
-	check_match "remote verify: vhost skipped" "$out" "SKIP vhost workers: remote host"
+	out=$(remote "$BIN/virtmq" verify --json -c "$uri" --policy "$POLICY" "$d" 2>/dev/null) || fail "verify -c $uri $d: $out"
+	check "remote verify: QMP checked" "$(verify_checks "$out" qmp-virtqueues)" "OK 2/2"
+	check "remote verify: guest checked" "$(verify_checks "$out" guest-combined)" "OK 2/2"
+	check "remote verify: tap skipped" "$(verify_checks "$out" tap-queues)" SKIP
+	check_match "remote verify: the skip names the remote host" "$(jq -r '.checks[] | select(.check == "tap-queues") | .message' <<<"$out")" "remote host \(${uri_re}\)"
+	check "remote verify: /dev/kvm skipped" "$(verify_checks "$out" host-kvm)" SKIP
+	check "remote verify: vhost skipped" "$(verify_checks "$out" vhost-workers)" SKIP
 }
 
 # Decisions that would break a start or undo a person. Each
@@ -697,7 +683,7 @@ hostdev_network() {
 	check "hostdev-pool NIC queues" "$(nic_queues "$d" "$m")" ""
 	check "hostdev-pool NIC managed" "$(nic_status "$d" "$m" .managed)" false
 	check_match "status says why" "$(nic_status "$d" "$m" .reason)" "network $net is a hostdev pool"
-	check_match "virtmq status -o wide table" "$("$BIN/virtmq" status -o wide --status-socket "$STATUS_SOCK" | grep "$m")" "not managed: network $net is a hostdev pool"
+	check "status: not managed" "$(nic_status "$d" "$m" .managed)" false
 	# virtmq apply reads the network through libvirt too: it finds the
 	# definition the agent wrote compliant and leaves the VF alone.
 	local rc=0
@@ -732,7 +718,8 @@ hand_set_kept() {
 	eventually 30 "$d state" unmanaged status_of "$d" .state
 	check "$d NIC kept" "$(nic_status "$d" "$mac" .kept)" true
 	check "$d status" "$(nic_status "$d" "$mac" .reason)" "kept: set by hand (rule defaults says keep)"
-	check_match "virtmq status -o wide table" "$("$BIN/virtmq" status -o wide --status-socket "$STATUS_SOCK" | grep "$mac")" "kept: set by hand \(rule defaults says keep\)"
+	check "status: kept" "$(nic_status "$d" "$mac" .kept)" true
+	check "status: the deciding rule" "$(nic_status "$d" "$mac" .rule)" defaults
 	sleep 2
 	check "$d definition still queues=2" "$(defined_queues "$d")" 2
 	# Written by virtmq: libvirt keeps the record, and the agent reads it back
