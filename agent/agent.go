@@ -279,9 +279,13 @@ func (a *Agent) usePolicy(p *policy.Policy) {
 	now := a.cfg.Now()
 	a.metrics.reloadOK.Set(1)
 	a.metrics.reloadTime.Set(float64(now.UnixNano()) / 1e9)
+	digest := p.Digest()
+	a.metrics.policyInfo.Reset()
+	a.metrics.policyInfo.WithLabelValues(digest, string(p.Mode())).Set(1)
 	a.store.setPolicy(func(sp *status.Policy) {
 		sp.Sources = p.Sources()
 		sp.Mode = string(p.Mode())
+		sp.Digest = digest
 		sp.LoadedAt = now
 		sp.LastReloadError = ""
 	})
@@ -300,7 +304,7 @@ func (a *Agent) reload() {
 		return
 	}
 	a.usePolicy(p)
-	a.log.Info("policy reloaded", "sources", p.Sources(), "mode", string(p.Mode()))
+	a.log.Info("policy reloaded", "sources", p.Sources(), "mode", string(p.Mode()), "digest", p.Digest())
 }
 
 func (a *Agent) currentConn() virt.Conn {

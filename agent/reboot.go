@@ -60,9 +60,11 @@ type restartIntent struct {
 
 // coldBootsAtReboot reports whether v is a running persistent domain that
 // runs with other queue counts than its definition and whose plan says
-// apply_at: next-reboot.
+// apply_at: next-reboot, in a mode that acts (a stop and start is an
+// action: mode observe, or an orchestrator opted in to observe only, lets
+// the reboot be).
 func coldBootsAtReboot(v *domainView) bool {
-	if v == nil || !v.d.Persistent || v.live == nil || v.plan.ApplyAt != policy.ApplyNextReboot {
+	if v == nil || v.observe || !v.d.Persistent || v.live == nil || v.plan.ApplyAt != policy.ApplyNextReboot {
 		return false
 	}
 	return runningChanges(v) != ""

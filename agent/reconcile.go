@@ -172,6 +172,8 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 		d, known = got, true
 	}
 	pol := a.pol.Load()
+	// observe: the policy's mode, or the plan's (an orchestrator's domain
+	// the policy opts in to observe only).
 	observe := !pol.Mode().Acts()
 
 	var (
@@ -203,6 +205,7 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 			return nil, nil, nil
 		}
 		plan = p
+		observe = observe || !plan.Mode.Acts()
 		if sent, what := a.retry.pending(d); sent != nil && bytes.Equal(out, doc) && bytes.Equal(doc, sent) {
 			// A redefine that failed (timed out) landed after all: the
 			// definition is the one it sent.
@@ -272,6 +275,7 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 			// A transient domain has no definition: decide from what runs
 			// (nothing is rewritten).
 			plan = pol.Decide(live)
+			observe = observe || !plan.Mode.Acts()
 		}
 	} else if !d.Persistent {
 		// A transient domain that stopped is gone.
@@ -304,6 +308,7 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 		}
 		out := deriveState(stateInput{v: v, redefined: redefined, rewritten: r.rewritten, would: would, old: r.st.NICs, rebootOK: rebootOK, intentProblem: a.intentProblemText()})
 		r.st.NICs, r.st.State, r.st.Problem, r.rewritten = out.nics, out.state, out.problem, out.rewritten
+		r.st.Orchestrator, r.st.OrchestratorMode = out.orchestrator, out.orchestratorMode
 		r.st.Would, r.st.Warnings = out.would, out.warnings
 		state = out.state
 	})

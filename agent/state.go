@@ -45,14 +45,18 @@ type derived struct {
 	would []string
 	// warnings are the plan's (policy.Plan.Warnings).
 	warnings []string
+	// orchestrator is the plan's (policy.Plan.Orchestrator), and
+	// orchestratorMode what virtmq does to the domain because of it:
+	// leave, observe or apply (status.Domain).
+	orchestrator, orchestratorMode string
 }
 
 // deriveState derives the per-NIC status and the state of a domain from
 // what its reconcile learned. It is pure.
 //
 // A plan that manages no NIC is unmanaged; when the policy leaves the whole
-// domain alone (plan.Skip: the exclude label, a foreign domain type) that
-// is its problem. Each NIC carries the policy's reason, and kept NICs (a
+// domain alone (plan.Skip: the exclude label, a foreign domain type, an
+// orchestrator that owns it) that is its problem. Each NIC carries the policy's reason, and kept NICs (a
 // hand-set count, hand_set: keep) say so. A transient domain is compliant
 // or transient (never redefined). A persistent one running with other
 // queue counts than its definition is pending a cold boot; one the agent
@@ -75,7 +79,17 @@ func deriveState(in stateInput) derived {
 	for _, n := range in.old {
 		old[n.MAC] = n
 	}
-	out := derived{nics: make([]status.NIC, 0, len(plan.NICs)), rewritten: in.rewritten, warnings: plan.Warnings}
+	out := derived{nics: make([]status.NIC, 0, len(plan.NICs)), rewritten: in.rewritten, warnings: plan.Warnings,
+		orchestrator: plan.Orchestrator}
+	switch {
+	case plan.Orchestrator == "":
+	case plan.Skip != "":
+		out.orchestratorMode = string(policy.OrchestratorLeave)
+	case in.v.observe:
+		out.orchestratorMode = string(policy.OrchestratorObserve)
+	default:
+		out.orchestratorMode = string(policy.OrchestratorApply)
+	}
 	managed := false
 	var pending, guestWould, replug []string
 	for _, n := range plan.NICs {

@@ -189,6 +189,30 @@ func TestLintFiles(t *testing.T) {
 	if code := Main(context.Background(), env, []string{"lint", "--policy", main, bad}); code != ExitUsage {
 		t.Errorf("lint --policy and FILE: exit %d, %q", code, errOut)
 	}
+
+	// --drop-in: a drop-in's temporary copy outside policy.d/ (what
+	// Ansible's validate checks) is checked as a drop-in.
+	tmp := filepath.Join(dir, "source")
+	os.WriteFile(tmp, []byte("mode: observe\n"), 0o644)
+	env, out, _ = testEnv(t, "")
+	if code := Main(context.Background(), env, []string{"lint", "--strict", tmp}); code != ExitFailure {
+		t.Errorf("lint of a drop-in's copy as a main file: exit %d\n%s", code, out)
+	}
+	env, out, _ = testEnv(t, "")
+	if code := Main(context.Background(), env, []string{"lint", "--strict", "--drop-in", tmp}); code != ExitOK {
+		t.Errorf("lint --drop-in of a drop-in's copy: exit %d\n%s", code, out)
+	}
+	wantLines(t, "lint --drop-in", out.String(), tmp+": ok (a drop-in checked by itself: rules: 0)")
+	os.WriteFile(tmp, []byte("mode: observe\nrules:\n  - name: x\n    match: {domain: [x]}\n    sett: {queues: 2}\n"), 0o644)
+	env, out, _ = testEnv(t, "")
+	if code := Main(context.Background(), env, []string{"lint", "--strict", "--drop-in", tmp}); code != ExitFailure {
+		t.Errorf("lint --drop-in of a broken drop-in: exit %d\n%s", code, out)
+	}
+	wantLines(t, "lint --drop-in of a broken drop-in", out.String(), tmp+":5:5: rules[0].sett: unknown key")
+	env, _, errOut = testEnv(t, "")
+	if code := Main(context.Background(), env, []string{"lint", "--drop-in"}); code != ExitUsage {
+		t.Errorf("lint --drop-in without FILE: exit %d, %q", code, errOut)
+	}
 }
 
 // TestApplyProgress: apply --all on many domains draws one progress line

@@ -172,6 +172,11 @@ func prepare(cfg Config, log *slog.Logger, domain string, k *known) int {
 		return internalError(cfg, log, domain, pol.Mode(), pol.OnError(), fmt.Errorf("parse domain XML: %w", err))
 	}
 	plan := pol.Decide(dom)
+	if plan.Orchestrator != "" && plan.Skip != "" {
+		// Said once per start, so that whoever reads the log next to the
+		// orchestrator's own knows why virtmq did nothing.
+		log.Info("domain left to its orchestrator", "orchestrator", plan.Orchestrator, "reason", plan.Skip)
+	}
 	var lines []string
 	for _, n := range plan.NICs {
 		if !n.Change() {

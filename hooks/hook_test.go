@@ -57,6 +57,7 @@ func run(t *testing.T, policyPath string, stdin []byte, args ...string) result {
 func TestPrepare(t *testing.T) {
 	web1 := fixture(t, "web1.xml")
 	compliant := fixture(t, "web1-compliant.xml")
+	nova := fixture(t, "nova-instance.xml")
 	tests := []struct {
 		name       string
 		policy     string
@@ -67,6 +68,10 @@ func TestPrepare(t *testing.T) {
 	}{
 		{name: "enforce refuses non-compliant", policy: policyWith("enforce", "allow"), xml: web1, wantCode: ExitDeny,
 			wantStderr: []string{`domain "web1"`, "52:54:00:12:34:56", "queues=1", "policy wants 4", `rule "defaults"`, "virtmq apply web1", "<driver queues='4'/>"}},
+		{name: "enforce leaves a Nova domain to Nova", policy: policyWith("enforce", "deny"), xml: nova, wantCode: ExitAllow,
+			wantLog: []string{"level=INFO", `msg="domain left to its orchestrator"`, "orchestrator=nova", "hw:vif_multiqueue_enabled"}},
+		{name: "a Nova domain opted in is decided, never refused", policy: policyWith("enforce", "deny") + "orchestrators: {nova: apply}\n", xml: nova,
+			wantCode: ExitAllow, wantLog: []string{"level=WARN", "mac=fa:16:3e:4b:2c:1d", "wanted=4", "mode=apply"}},
 		{name: "enforce allows compliant", policy: policyWith("enforce", "deny"), xml: compliant, wantCode: ExitAllow},
 		{name: "apply logs and allows", policy: policyWith("apply", "deny"), xml: web1, wantCode: ExitAllow,
 			wantLog: []string{"level=WARN", "domain=web1", "mac=52:54:00:12:34:56", "current=1", "wanted=4", "mode=apply"}},

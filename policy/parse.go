@@ -17,7 +17,7 @@ const MaxFileSize = 1 << 20
 
 // Known keys, in the order the docs list them; used in "unknown key" messages.
 var (
-	topKeys      = []string{"version", "mode", "on_error", "defaults", "rules"}
+	topKeys      = []string{"version", "mode", "on_error", "defaults", "rules", "orchestrators"}
 	settingsKeys = []string{"queues", "min", "max", "min_vcpus", "budget", "allow_above_vcpus", "guest_step", "combined", "allow_vhostuser", "hand_set", "apply_at"}
 	ruleKeys     = []string{"name", "match", "exclude", "set"}
 	matchKeys    = []string{"domain", "vcpus", "os", "labels", "nic_type", "network", "bridge", "mac_prefix"}
@@ -81,6 +81,14 @@ type fileDoc struct {
 	onError  opt[OnError]
 	defaults partial
 	rules    []rawRule
+	// orchestrators are the file's orchestrators entries, in file order.
+	orchestrators []orchestratorEntry
+}
+
+// orchestratorEntry is one entry of `orchestrators` as written.
+type orchestratorEntry struct {
+	name string
+	mode opt[OrchestratorMode]
 }
 
 // rawRule is one rule as written.
@@ -127,6 +135,8 @@ func (p *parser) parseFile(data []byte, dropIn bool) (*fileDoc, ErrorList) {
 			if s, ok := p.enum(v, kpath, "allow", "deny"); ok {
 				doc.onError = opt[OnError]{OnError(s), true, p.loc(v, kpath)}
 			}
+		case "orchestrators":
+			doc.orchestrators = p.orchestrators(v, kpath)
 		case "defaults":
 			doc.defaults = p.settings(v, kpath)
 		case "rules":
@@ -163,6 +173,29 @@ func (p *parser) mode(n *yaml.Node, path string) (Mode, bool) {
 	}
 	p.errorf(resolve(n), path, "%q is not one of observe, apply, enforce", s)
 	return "", false
+}
+
+// orchestrators parses the mapping of orchestrator names to leave |
+// observe | apply.
+func (p *parser) orchestrators(n *yaml.Node, path string) []orchestratorEntry {
+	var out []orchestratorEntry
+	names := orchestratorNames()
+	p.fields(n, path, func(key string, k, v *yaml.Node, kpath string) {
+		if !slices.Contains(names, key) {
+			p.errorf(k, kpath, "unknown orchestrator (known: %s)", strings.Join(names, ", "))
+			return
+		}
+		if s, ok := p.enum(v, kpath, string(OrchestratorLeave), string(OrchestratorObserve), string(OrchestratorApply)); ok {
+			out = append(out, orchestratorEntry{key, opt[OrchestratorMode]{OrchestratorMode(s), true, p.loc(resolve(v), kpath)}})
+			if o := orchestrator(key); s != string(OrchestratorLeave) {
+				r := resolve(v)
+				p.warns = append(p.warns, &Error{File: p.file, Line: r.Line, Column: r.Column, Path: kpath,
+					Msg: fmt.Sprintf("note: virtmq manages %s's domains (%s): %s rebuilds a definition without the queues virtmq writes "+
+						"at a hard reboot, a rebuild or a migration; its own setting, %s, lasts", o.Title, s, o.Title, o.Knob)})
+			}
+		}
+	})
+	return out
 }
 
 // count parses a decimal count of at most 9 digits (no sign, no overflow).

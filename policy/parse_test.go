@@ -115,6 +115,9 @@ func TestDocExamples(t *testing.T) {
 	if got := ruleNames(p); !reflect.DeepEqual(got, []string{"lab-network", "qemu-macs", "windows", "appliances", "storage-nic", "legacy-guests"}) {
 		t.Errorf("rule order = %q", got)
 	}
+	if got := p.Orchestrators(); got["ovirt"] != OrchestratorObserve || got["nova"] != OrchestratorLeave {
+		t.Errorf("merged orchestrators = %v", got)
+	}
 	if p.Mode() != ModeObserve || p.Defaults().Max != 4 || p.Defaults().Queues.String() != "vcpus/2" || p.Defaults().Budget != 24 {
 		t.Errorf("merged mode, defaults = %s, %+v", p.Mode(), p.Defaults())
 	}
@@ -192,7 +195,7 @@ rules:
     exclude: true
   - name: empty
 `))
-	if err == nil || err.Error() != `p.yaml:14:1: x-domains: unknown key (known keys: version, mode, on_error, defaults, rules)` {
+	if err == nil || err.Error() != `p.yaml:14:1: x-domains: unknown key (known keys: version, mode, on_error, defaults, rules, orchestrators)` {
 		t.Fatalf("want only the unknown anchor-holder key reported, got:\n%v", err)
 	}
 	// Same document with the anchor moved into a place the schema knows.
@@ -345,7 +348,7 @@ func TestParseErrors(t *testing.T) {
 			"p.yaml:4:21: rules[0].match.labels: no labels (it would match every NIC): name a label and its values, or leave labels out"},
 		{"labels left empty", v + "rules:\n  - name: a\n    match:\n      labels:\n    exclude: true\n",
 			"p.yaml:5:14: rules[0].match.labels: no labels (it would match every NIC): name a label and its values, or leave labels out"},
-		{"unknown key", v + "mdoe: apply\n", "p.yaml:2:1: mdoe: unknown key (known keys: version, mode, on_error, defaults, rules)"},
+		{"unknown key", v + "mdoe: apply\n", "p.yaml:2:1: mdoe: unknown key (known keys: version, mode, on_error, defaults, rules, orchestrators)"},
 		{"duplicate key", v + "mode: apply\nmode: observe\n", "p.yaml:3:1: mode: duplicate key (first at line 2)"},
 		{"merge key", v + "defaults:\n  <<: {max: 4}\n", "p.yaml:3:3: defaults: merge keys (<<) are not supported"},
 		{"non-string key", v + "defaults:\n  [a]: 1\n", "p.yaml:3:3: defaults: keys must be strings, not a list"},

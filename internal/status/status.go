@@ -50,6 +50,9 @@ type Policy struct {
 	Sources  []string  `json:"sources"`
 	Mode     string    `json:"mode"`
 	LoadedAt time.Time `json:"loaded_at"`
+	// Digest identifies what the policy in force decides (policy.Policy.Digest):
+	// hosts with the same digest decide the same.
+	Digest string `json:"digest,omitempty"`
 	// LastReloadError is set when the last SIGHUP reload failed and the
 	// previous policy stayed in force.
 	LastReloadError string `json:"last_reload_error,omitempty"`
@@ -78,7 +81,14 @@ type Domain struct {
 	// problems (policy.Plan.Warnings), e.g. a NIC the domain's queue
 	// budget holds below its rule's wish.
 	Warnings []string `json:"warnings,omitempty"`
-	NICs     []NIC    `json:"nics"`
+	// Orchestrator names the stack that defines the domain (policy.Plan.Orchestrator:
+	// nova, ovirt, ...), and OrchestratorMode what virtmq does to it
+	// because of that: leave (nothing; Problem says why and names the
+	// stack's own setting), observe or apply. Both are empty for other
+	// domains.
+	Orchestrator     string `json:"orchestrator,omitempty"`
+	OrchestratorMode string `json:"orchestrator_mode,omitempty"`
+	NICs             []NIC  `json:"nics"`
 
 	// StateSince is when the domain entered State; zero when unknown.
 	StateSince time.Time `json:"state_since,omitzero"`
