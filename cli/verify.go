@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/virtmq/virtmq/internal/facts"
 	"github.com/virtmq/virtmq/internal/verify"
 	"github.com/virtmq/virtmq/internal/virt"
 )
@@ -135,7 +136,7 @@ Exits 1 when any check FAILs or the domain is not running, 0 otherwise.`)
 		return fail("%s is not running: there is nothing to verify "+
 			"(\"virtmq apply --dry-run %s\" shows what its definition gets)", d.Name, d.Name)
 	}
-	results, err := verify.Run(ctx, conn, host, d, p)
+	results, err := verify.Run(ctx, conn, facts.NewReader(conn), host, d, p)
 	if err != nil {
 		return fail("%s: %v", d.Name, err)
 	}

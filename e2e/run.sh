@@ -670,7 +670,8 @@ nic_status() { status_of "$1" ".nics[] | select(.mac == \"$2\") | $3"; }
 
 # h. a type network NIC on a hostdev pool (<forward mode='hostdev'>, a VF
 # pool on a PF that does not exist: libvirt defines it, never starts it):
-# the agent reads the network through libvirt and gives the NIC no queues.
+# the agent reads the network through libvirt and gives the NIC no queues,
+# and so does virtmq apply.
 hostdev_network() {
 	local d=${P}hostdev net=${P}hostdev m=52:54:00:77:01:01
 	# shellcheck disable=SC2064 # $net now: the trap runs after the function
@@ -685,6 +686,12 @@ hostdev_network() {
 	check "hostdev-pool NIC managed" "$(nic_status "$d" "$m" .managed)" false
 	check_match "status says why" "$(nic_status "$d" "$m" .reason)" "network $net is a hostdev pool"
 	check "status: not managed" "$(nic_status "$d" "$m" .managed)" false
+	# virtmq apply reads the network through libvirt too: it finds the
+	# definition the agent wrote compliant and leaves the VF alone.
+	local rc=0
+	"$BIN/virtmq" apply --detailed-exitcode --policy "$POLICY" "$d" >/dev/null 2>&1 || rc=$?
+	check "virtmq apply: no definition change (exit 0)" "$rc" 0
+	check "hostdev-pool NIC queues after virtmq apply" "$(nic_queues "$d" "$m")" ""
 	e2e_virsh undefine "$d" >/dev/null
 }
 
