@@ -37,7 +37,11 @@ func TestJSONFormatVersionAndEmptyLists(t *testing.T) {
 		{[]string{"lint", "--json"}, ExitOK, []string{`"ok": true`, `"errors": []`, `"severity": "note"`, `"file": "(embedded default)"`}},
 		{[]string{"lint", "--json", pol}, ExitFailure, []string{`"ok": false`, `"line": 2`, `"column": 7`, `"path": "mode"`, `"sources": []`}},
 		{[]string{"status", "--json", "--status-socket", empty}, ExitOK, []string{`"domains": []`, `"sources": []`}},
-		{[]string{"verify", "--json", "nope"}, ExitFailure, []string{`"error": "connect to libvirt`, `"checks": []`, `"policy": []`}},
+		// libvirt failed, the policy loaded: its files are named.
+		{[]string{"verify", "--json", "nope"}, ExitFailure, []string{`"error": "connect to libvirt`, `"checks": []`, `"policy": [
+    "(embedded default)"
+  ]`}},
+		{[]string{"verify", "--json", "--policy", pol, "nope"}, ExitFailure, []string{`"error": "load policy: `, `"checks": []`, `"policy": []`}},
 	} {
 		r := newTestRun(t, nil, nil)
 		code := Main(context.Background(), r.env, tt.args)

@@ -98,13 +98,14 @@ Exits 1 when any check FAILs or the domain is not running, 0 otherwise.`)
 		return code
 	}
 	name := pos[0]
+	sources := []string{} // the policy's files, once it loads
 	// fail reports why the checks cannot run: on stderr, and with --json
 	// also as a report whose error says it.
 	fail := func(format string, args ...any) int {
 		msg := fmt.Sprintf(format, args...)
 		fmt.Fprintf(env.Stderr, "virtmq verify: %s\n", msg)
 		if *asJSON {
-			writeJSON(env, "verify", verifyReport{FormatVersion: FormatVersion, Domain: name, Policy: []string{}, Checks: []check{}, Error: msg})
+			writeJSON(env, "verify", verifyReport{FormatVersion: FormatVersion, Domain: name, Policy: sources, Checks: []check{}, Error: msg})
 		}
 		return ExitFailure
 	}
@@ -112,6 +113,7 @@ Exits 1 when any check FAILs or the domain is not running, 0 otherwise.`)
 	if err != nil {
 		return fail("%v", err)
 	}
+	sources = orEmpty(p.Sources())
 	if *timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
