@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/virtmq/virtmq/internal/domxml"
+	"github.com/virtmq/virtmq/internal/facts"
 	"github.com/virtmq/virtmq/internal/virt"
 	"github.com/virtmq/virtmq/policy"
 )
@@ -92,7 +93,7 @@ would be) redefined, 1 on any error, usage errors included.`)
 	}
 	defer conn.Close()
 
-	a := applier{env: env, conn: conn, policy: p, dryRun: *dryRun, wide: *wide}
+	a := applier{env: env, conn: conn, read: facts.NewReader(conn), policy: p, dryRun: *dryRun, wide: *wide}
 	status := ExitOK
 	var doms []virt.Domain
 	if *all {
@@ -155,6 +156,7 @@ would be) redefined, 1 on any error, usage errors included.`)
 type applier struct {
 	env    *Env
 	conn   virt.Conn
+	read   *facts.Reader // on conn
 	policy *policy.Policy
 	dryRun bool
 	wide   bool
@@ -187,14 +189,11 @@ func (a *applier) domain(ctx context.Context, d virt.Domain) (applyOutcome, bool
 	if !d.Persistent {
 		// A transient domain's "inactive" XML is its live definition: show
 		// the plan so the user sees what the hook reports.
-		doc, err := a.conn.DomainXML(ctx, d, virt.XMLLive)
+		live, err := a.read.Live(ctx, d)
 		if err != nil {
-			return fail("read live XML: %v", err)
+			return fail("%s", readFailure(err, "live XML"))
 		}
-		_, plan, err := domxml.Apply(a.policy, doc)
-		if err != nil {
-			return fail("rewrite: %v", err)
-		}
+		plan := a.policy.Decide(live)
 		fmt.Fprintf(w, "%s (transient, %s):\n", d.Name, state)
 		printApplyPlan(w, plan, a.wide)
 		if plan.Compliant() {
@@ -209,11 +208,12 @@ func (a *applier) domain(ctx context.Context, d virt.Domain) (applyOutcome, bool
 	// The definition is redefined from: it must hold the secrets libvirt
 	// leaves out otherwise (console passwords), and so it is only ever
 	// printed masked.
-	doc, err := a.conn.DomainXML(ctx, d, virt.XMLInactive|virt.XMLSecure)
+	def, err := a.read.Definition(ctx, d)
 	if err != nil {
-		return fail("read definition: %v", err)
+		return fail("%s", readFailure(err, "rewrite"))
 	}
-	out, plan, err := domxml.Apply(a.policy, doc)
+	doc := def.Doc
+	out, plan, err := domxml.ApplyTo(a.policy, doc, def.Facts)
 	if err != nil {
 		return fail("rewrite: %v", err)
 	}
@@ -248,7 +248,7 @@ func (a *applier) domain(ctx context.Context, d virt.Domain) (applyOutcome, bool
 // runningNote tells, for a running domain, whether its running queue
 // counts differ from what the definition now (or after --dry-run would) has.
 func (a *applier) runningNote(ctx context.Context, w io.Writer, d virt.Domain, plan policy.Plan, changed bool) {
-	differ, err := runningDiffers(ctx, a.conn, d, plan, "definition")
+	differ, err := runningDiffers(ctx, a.read, d, plan, "definition")
 	switch {
 	case err != nil && changed:
 		fmt.Fprintf(w, "  %s is running: the new definition %s.\n", d.Name, coldBootNote)
@@ -257,6 +257,16 @@ func (a *applier) runningNote(ctx context.Context, w io.Writer, d virt.Domain, p
 	case len(differ) > 0:
 		fmt.Fprintf(w, "  %s is running (%s): the definition %s.\n", d.Name, strings.Join(differ, "; "), coldBootNote)
 	}
+}
+
+// readFailure says why a facts.Reader read failed: "read WHAT: libvirt's
+// error" for a libvirt call, else "PARSE: the document's error".
+func readFailure(err error, parse string) string {
+	var re *facts.ReadError
+	if errors.As(err, &re) {
+		return "read " + re.What + ": " + re.Err.Error()
+	}
+	return parse + ": " + err.Error()
 }
 
 // printApplyPlan prints one line per NIC of the plan, cut to 100
@@ -286,16 +296,12 @@ func printApplyPlan(w io.Writer, plan policy.Plan, wide bool) {
 // runningDiffers reads a running domain's live XML and lists its managed
 // NICs that run with other queue counts than the plan wants, as
 // "MAC runs R, WHAT N".
-func runningDiffers(ctx context.Context, conn virt.Conn, d virt.Domain, plan policy.Plan, what string) ([]string, error) {
-	live, err := conn.DomainXML(ctx, d, virt.XMLLive)
+func runningDiffers(ctx context.Context, read *facts.Reader, d virt.Domain, plan policy.Plan, what string) ([]string, error) {
+	live, err := read.Live(ctx, d)
 	if err != nil {
-		return nil, fmt.Errorf("read live XML: %w", err)
+		return nil, errors.New(readFailure(err, "live XML"))
 	}
-	facts, err := domxml.Parse(live)
-	if err != nil {
-		return nil, fmt.Errorf("live XML: %w", err)
-	}
-	running := facts.QueuesByMAC()
+	running := live.QueuesByMAC()
 	var differ []string
 	for _, n := range plan.NICs {
 		if q, ok := running[n.MAC]; ok && n.Managed && q != n.Wanted {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/virtmq/virtmq/internal/domxml"
+	"github.com/virtmq/virtmq/internal/facts"
 	"github.com/virtmq/virtmq/internal/guest"
 	"github.com/virtmq/virtmq/internal/status"
 	"github.com/virtmq/virtmq/internal/verify"
@@ -63,6 +64,7 @@ func wantsColdBoot(args []string) bool { return boolArg(args, "cold-boot") }
 type coldBoot struct {
 	env      *Env
 	conn     virt.Conn
+	read     *facts.Reader // on conn
 	policy   *policy.Policy
 	host     verify.Host
 	statusAt string
@@ -148,7 +150,7 @@ func coldBootMain(ctx context.Context, env *Env, args []string, host verify.Host
 			*statusAt = ""
 		}
 	}
-	cb := &coldBoot{env: env, conn: conn, policy: p, host: host, statusAt: *statusAt, force: *force,
+	cb := &coldBoot{env: env, conn: conn, read: facts.NewReader(conn), policy: p, host: host, statusAt: *statusAt, force: *force,
 		shutdown: *shutdown, boot: *boot, poll: poll}
 
 	doms, err := conn.ListDomains(ctx)
@@ -221,12 +223,13 @@ func (cb *coldBoot) select1(ctx context.Context, d virt.Domain) *coldBootTarget 
 		t.refused = "transient domain: it has no definition to cold boot into (virsh create); change the XML it is created from"
 		return t
 	}
-	doc, err := cb.conn.DomainXML(ctx, d, virt.XMLInactive|virt.XMLSecure)
+	def, err := cb.read.Definition(ctx, d)
 	if err != nil {
-		t.refused = fmt.Sprintf("read definition: %v", err)
+		t.refused = readFailure(err, "rewrite")
 		return t
 	}
-	out, plan, err := domxml.Apply(cb.policy, doc)
+	doc := def.Doc
+	out, plan, err := domxml.ApplyTo(cb.policy, doc, def.Facts)
 	if err != nil {
 		t.refused = fmt.Sprintf("rewrite: %v", err)
 		return t
@@ -245,7 +248,7 @@ func (cb *coldBoot) select1(ctx context.Context, d virt.Domain) *coldBootTarget 
 		t.skip = "shut off: it starts with the policy's definition (nothing restarted)"
 		return t
 	}
-	differ, err := runningDiffers(ctx, cb.conn, d, plan, "wants")
+	differ, err := runningDiffers(ctx, cb.read, d, plan, "wants")
 	if err != nil {
 		t.refused = err.Error()
 		return t
@@ -286,12 +289,31 @@ func (cb *coldBoot) restart(ctx context.Context, t *coldBootTarget) coldBootResu
 		cb.progress(name, "redefined: %s", t.why)
 	}
 	cb.progress(name, "shutting down (ACPI power button; %s)", t.why)
-	if err := cb.conn.ShutdownDomain(ctx, d); err != nil && !errors.Is(err, virt.ErrInvalidState) {
+	wait := cb.shutdown
+	if err := cb.conn.ShutdownDomain(ctx, d); errors.Is(err, virt.ErrInvalidState) {
+		// Not running: shut off meanwhile, or paused (libvirt refuses to
+		// shut a paused domain down, and it stays paused).
+		if got, lerr := cb.conn.LookupDomain(ctx, d.UUID); lerr == nil && got.Active {
+			if !cb.force {
+				return fail(ExitFailure, "paused (or not running): libvirt cannot shut it down; left as it is (resume it first, or --force destroys it)")
+			}
+			cb.progress(name, "paused: libvirt cannot shut it down; forcing it off (--force)")
+			wait = 0
+		}
+	} else if err != nil {
 		return fail(ExitFailure, "shutdown: %v (still running)", err)
 	}
-	off, err := cb.waitOff(ctx, d, cb.shutdown)
+	off, err := cb.waitOff(ctx, d, wait)
 	if err != nil {
 		return fail(ExitFailure, "waiting for the shutdown: %v", err)
+	}
+	if !off && wait == 0 {
+		if err := cb.conn.DestroyDomain(ctx, d); err != nil && !errors.Is(err, virt.ErrInvalidState) {
+			return fail(ExitFailure, "destroy: %v", err)
+		}
+		if off, err = cb.waitOff(ctx, d, 30*time.Second); err != nil || !off {
+			return fail(ExitFailure, "still running after destroy: %v", err)
+		}
 	}
 	if !off {
 		if !cb.force {
@@ -427,15 +449,11 @@ func agentProgress(s status.Snapshot, d virt.Domain, booted time.Time) string {
 // guestStep runs the guest step of every NIC that has one, waiting for
 // the guest agent (and the interface) to come up.
 func (cb *coldBoot) guestStep(ctx context.Context, t *coldBootTarget) error {
-	live, err := cb.conn.DomainXML(ctx, t.d, virt.XMLLive)
+	live, err := cb.read.Live(ctx, t.d)
 	if err != nil {
 		return err
 	}
-	facts, err := domxml.Parse(live)
-	if err != nil {
-		return err
-	}
-	plan := cb.policy.Decide(facts)
+	plan := cb.policy.Decide(live)
 	ag := virt.GuestAgent{Conn: cb.conn, Domain: t.d}
 	for _, n := range plan.NICs {
 		if !n.Managed || !n.GuestStep || n.Combined < 1 {
@@ -473,7 +491,7 @@ func (cb *coldBoot) guestStep(ctx context.Context, t *coldBootTarget) error {
 
 // verify runs the checks of virtmq verify and returns the failed ones.
 func (cb *coldBoot) verify(ctx context.Context, d virt.Domain) ([]string, error) {
-	checks, err := verify.Run(ctx, cb.conn, cb.host, d, cb.policy)
+	checks, err := verify.Run(ctx, cb.conn, cb.read, cb.host, d, cb.policy)
 	if err != nil {
 		return nil, err
 	}

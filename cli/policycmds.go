@@ -14,12 +14,15 @@ import (
 )
 
 func runLint(_ context.Context, env *Env, args []string) int {
-	fs := newFlags(env, "lint", "[--json] [--strict] [--policy FILE | FILE...]", `
+	fs := newFlags(env, "lint", "[--json] [--strict] [--policy FILE | [--drop-in] FILE...]", `
 Check the policy file and its policy.d/ drop-ins: the one in force
 (--policy, else $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else
 built-in), or each FILE named, like yamllint FILE. A FILE inside a
 policy.d/ directory is checked as a drop-in, by itself; any other FILE as
-a main policy file with the policy.d/ beside it.
+a main policy file with the policy.d/ beside it. --drop-in checks every
+FILE as a drop-in wherever it is: a configuration tool checks its
+temporary copy before putting it in place (Ansible's validate: virtmq
+lint --strict --drop-in %s).
 
 Prints one "file:line:col: path: message" line per problem and exits 1, or
 exits 0 when the policy is valid: one "file:line:col: path: warning:
@@ -34,6 +37,7 @@ prints one JSON document instead (see docs/json.md).`)
 	path := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
 	asJSON := fs.Bool("json", false, "print one JSON document instead of lines")
 	strict := fs.Bool("strict", false, "exit 1 when there are warnings")
+	dropIn := fs.Bool("drop-in", false, "check each FILE as a policy.d/ drop-in, by itself, wherever it is")
 	pos, code, done := parseFlags(env, fs, args, 0, -1)
 	if done {
 		return code
@@ -43,13 +47,18 @@ prints one JSON document instead (see docs/json.md).`)
 		fs.Usage()
 		return ExitUsage
 	}
+	if *dropIn && len(pos) == 0 {
+		fmt.Fprintln(env.Stderr, "virtmq lint: --drop-in needs FILE arguments")
+		fs.Usage()
+		return ExitUsage
+	}
 	targets := pos
 	if len(targets) == 0 {
 		targets = []string{*path} // "": the policy in force
 	}
 	rep := lintReport{FormatVersion: FormatVersion, OK: true, Policies: []lintPolicy{}}
 	for _, t := range targets {
-		lp := lintOne(env, t)
+		lp := lintOne(env, t, *dropIn)
 		rep.OK = rep.OK && lp.OK
 		rep.Policies = append(rep.Policies, lp)
 	}
@@ -138,12 +147,13 @@ func (lp lintPolicy) warnings() int {
 	return n
 }
 
-// lintOne checks one target: "" is the policy in force.
-func lintOne(env *Env, target string) lintPolicy {
+// lintOne checks one target: "" is the policy in force. A target in a
+// policy.d/ directory, or any with dropIn, is checked as a drop-in.
+func lintOne(env *Env, target string, dropIn bool) lintPolicy {
 	lp := lintPolicy{File: target, Sources: []string{}, Errors: []lintProblem{}, Warnings: []lintProblem{}}
 	var p *policy.Policy
 	var err error
-	if target != "" && filepath.Base(filepath.Dir(target)) == policy.DropInDir {
+	if target != "" && (dropIn || filepath.Base(filepath.Dir(target)) == policy.DropInDir) {
 		lp.DropIn = true
 		var data []byte
 		if data, err = policy.ReadFile(target); err == nil {

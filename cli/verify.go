@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/virtmq/virtmq/internal/facts"
 	"github.com/virtmq/virtmq/internal/verify"
 	"github.com/virtmq/virtmq/internal/virt"
 )
@@ -97,13 +98,14 @@ Exits 1 when any check FAILs or the domain is not running, 0 otherwise.`)
 		return code
 	}
 	name := pos[0]
+	sources := []string{} // the policy's files, once it loads
 	// fail reports why the checks cannot run: on stderr, and with --json
 	// also as a report whose error says it.
 	fail := func(format string, args ...any) int {
 		msg := fmt.Sprintf(format, args...)
 		fmt.Fprintf(env.Stderr, "virtmq verify: %s\n", msg)
 		if *asJSON {
-			writeJSON(env, "verify", verifyReport{FormatVersion: FormatVersion, Domain: name, Policy: []string{}, Checks: []check{}, Error: msg})
+			writeJSON(env, "verify", verifyReport{FormatVersion: FormatVersion, Domain: name, Policy: sources, Checks: []check{}, Error: msg})
 		}
 		return ExitFailure
 	}
@@ -111,6 +113,7 @@ Exits 1 when any check FAILs or the domain is not running, 0 otherwise.`)
 	if err != nil {
 		return fail("%v", err)
 	}
+	sources = orEmpty(p.Sources())
 	if *timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
@@ -135,7 +138,7 @@ Exits 1 when any check FAILs or the domain is not running, 0 otherwise.`)
 		return fail("%s is not running: there is nothing to verify "+
 			"(\"virtmq apply --dry-run %s\" shows what its definition gets)", d.Name, d.Name)
 	}
-	results, err := verify.Run(ctx, conn, host, d, p)
+	results, err := verify.Run(ctx, conn, facts.NewReader(conn), host, d, p)
 	if err != nil {
 		return fail("%s: %v", d.Name, err)
 	}

@@ -23,7 +23,7 @@ _virtmq() {
         --policy) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         esac
         if [[ $cur == -* ]]; then
-            COMPREPLY=($(compgen -W "--json --policy --strict --help" -- "$cur"))
+            COMPREPLY=($(compgen -W "--drop-in --json --policy --strict --help" -- "$cur"))
         else
             COMPREPLY=($(compgen -f -- "$cur"))
         fi
