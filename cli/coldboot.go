@@ -298,12 +298,31 @@ func (cb *coldBoot) restart(ctx context.Context, t *coldBootTarget) coldBootResu
 		cb.progress(name, "redefined: %s", t.why)
 	}
 	cb.progress(name, "shutting down (ACPI power button; %s)", t.why)
-	if err := cb.conn.ShutdownDomain(ctx, d); err != nil && !errors.Is(err, virt.ErrInvalidState) {
+	wait := cb.shutdown
+	if err := cb.conn.ShutdownDomain(ctx, d); errors.Is(err, virt.ErrInvalidState) {
+		// Not running: shut off meanwhile, or paused (libvirt refuses to
+		// shut a paused domain down, and it stays paused).
+		if got, lerr := cb.conn.LookupDomain(ctx, d.UUID); lerr == nil && got.Active {
+			if !cb.force {
+				return fail(ExitFailure, "paused (or not running): libvirt cannot shut it down; left as it is (resume it first, or --force destroys it)")
+			}
+			cb.progress(name, "paused: libvirt cannot shut it down; forcing it off (--force)")
+			wait = 0
+		}
+	} else if err != nil {
 		return fail(ExitFailure, "shutdown: %v (still running)", err)
 	}
-	off, err := cb.waitOff(ctx, d, cb.shutdown)
+	off, err := cb.waitOff(ctx, d, wait)
 	if err != nil {
 		return fail(ExitFailure, "waiting for the shutdown: %v", err)
+	}
+	if !off && wait == 0 {
+		if err := cb.conn.DestroyDomain(ctx, d); err != nil && !errors.Is(err, virt.ErrInvalidState) {
+			return fail(ExitFailure, "destroy: %v", err)
+		}
+		if off, err = cb.waitOff(ctx, d, 30*time.Second); err != nil || !off {
+			return fail(ExitFailure, "still running after destroy: %v", err)
+		}
 	}
 	if !off {
 		if !cb.force {
