@@ -432,9 +432,9 @@ prometheus_view() {
 	prometheus_stop
 }
 
-# e. a rolling cold boot of three pending domains, two at a time: all come
-# back compliant, none is left off. The tiny guest has no ACPI power-button
-# handler (no acpid), so the graceful shutdown times out and --force ends it.
+# e. a rolling cold boot of three pending domains, two at a time, graceful
+# (no --force): each guest's acpid powers it off at the ACPI power button;
+# all come back compliant, none is left off.
 cold_boot_rolling() {
 	local d ds=("${P}roll1" "${P}roll2" "${P}roll3") out rc=0
 	kill -STOP "$(agent_pid)"
@@ -449,11 +449,13 @@ cold_boot_rolling() {
 	for d in "${ds[@]}"; do wait_for_agent "$d" 120; done
 	out=$("$BIN/virtmq" apply --cold-boot --dry-run --policy "$POLICY" --all 2>&1)
 	check_match "dry run lists ${P}roll1" "$out" "${P}roll1: would restart: .* runs 1, wants 2"
-	"$BIN/virtmq" apply --cold-boot --parallel 2 --shutdown-timeout 15s --force --boot-timeout 4m \
+	"$BIN/virtmq" apply --cold-boot --parallel 2 --shutdown-timeout 60s --boot-timeout 4m \
 		--policy "$POLICY" --status-socket "$STATUS_SOCK" "${P}roll*" >"$RUN/coldboot.out" 2>&1 || rc=$?
 	cat "$RUN/coldboot.out" >&2
 	check "apply --cold-boot exit code" "$rc" 0
+	[[ $(cat "$RUN/coldboot.out") != *"forcing it off"* ]] || fail "a domain was forced off"
 	for d in "${ds[@]}"; do
+		check "$d powered off by its power button" "$(grep -c 'ACPI power button -> poweroff' "$(console_log "$d")")" 1
 		check "$d running" "$(e2e_virsh domstate "$d")" running
 		check "$d running queues" "$(live_queues "$d")" 2
 		check "$d agent state" "$(status_of "$d" .state)" compliant
