@@ -55,6 +55,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/virtmq/virtmq/internal/build"
+	"github.com/virtmq/virtmq/internal/facts"
 	"github.com/virtmq/virtmq/internal/status"
 	"github.com/virtmq/virtmq/internal/virt"
 	"github.com/virtmq/virtmq/policy"
@@ -78,8 +79,11 @@ type Agent struct {
 	// recheck receives domains to reconcile once more, a while after a
 	// hot-plug (see deviceRecheck).
 	recheck chan virt.Domain
-	// networks caches the networks' forward modes (loop goroutine only).
-	networks networks
+	// facts reads the domains on factsConn, caching the networks'
+	// forward modes until a resync or definition check (loop goroutine
+	// only; see reader).
+	facts     *facts.Reader
+	factsConn virt.Conn
 	// everConnected is set at the first connection (loop goroutine only).
 	everConnected bool
 	// fromDisk is set once a policy was loaded from a file (Run, then the
@@ -111,8 +115,6 @@ func New(cfg Config) (*Agent, error) {
 		reg:     cfg.Registry,
 		retry:   newRetries(cfg.RetryMin, cfg.RetryMax, cfg.AfterFunc),
 		recheck: make(chan virt.Domain, 64),
-
-		networks: networks{},
 	}
 	if a.reg == nil {
 		a.reg = prometheus.NewPedanticRegistry()

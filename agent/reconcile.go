@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/virtmq/virtmq/internal/domxml"
+	"github.com/virtmq/virtmq/internal/facts"
 	"github.com/virtmq/virtmq/internal/status"
 	"github.com/virtmq/virtmq/internal/virt"
 	"github.com/virtmq/virtmq/policy"
@@ -182,25 +183,20 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 		changes   string
 		would     string // the changes a redefine would make, in mode observe
 	)
+	rd := a.reader(conn)
 	if d.Persistent {
-		doc, err := call(ctx, a, func(ctx context.Context) ([]byte, error) {
-			return conn.DomainXML(ctx, d, virt.XMLInactive|virt.XMLSecure)
-		})
-		if err != nil {
-			return readFailed("read the definition of", err)
+		def, err := rd.Definition(ctx, d)
+		var re *facts.ReadError
+		if errors.As(err, &re) {
+			return readFailed("read the "+re.What+" of", re.Err)
 		}
-		dom, err := domxml.Parse(doc)
-		if err == nil {
-			if err := a.fillNetworks(ctx, conn, dom); err != nil {
-				return readFailed("read the networks of", err)
-			}
-		}
+		doc := def.Doc
 		var (
 			out []byte
 			p   policy.Plan
 		)
 		if err == nil {
-			out, p, err = domxml.ApplyTo(pol, doc, dom)
+			out, p, err = domxml.ApplyTo(pol, doc, def.Facts)
 		}
 		if err != nil {
 			a.metrics.rewriteFailures.Inc()
@@ -252,25 +248,24 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 	var live *policy.Domain
 	var liveOnly map[string]bool
 	if d.Active {
-		doc, err := call(ctx, a, func(ctx context.Context) ([]byte, error) {
-			return conn.DomainXML(ctx, d, virt.XMLLive)
-		})
-		if err != nil {
-			return readFailed("read the live XML of", err)
-		}
-		if live, err = domxml.Parse(doc); err != nil {
+		var err error
+		live, err = rd.Live(ctx, d)
+		var re *facts.ReadError
+		switch {
+		case errors.As(err, &re):
+			return readFailed("read the "+re.What+" of", re.Err)
+		case errors.Is(err, facts.ErrNotRunning):
+			// The domain stopped between the lookup and the read: libvirt
+			// returned the definition. Its STOPPED event follows (a
+			// transient domain that stopped is gone: see below).
+			live = nil
+			if !d.Persistent {
+				a.store.remove(d.UUID)
+				return &domainView{d: d}, nil, nil
+			}
+		case err != nil:
 			a.fail(d, "", fmt.Sprintf("cannot parse the live XML: %v", err))
 			return nil, nil, nil
-		}
-		if d.Persistent && !isLive(live) {
-			// The domain stopped between the lookup and the read: libvirt
-			// returned the definition. Its STOPPED event follows.
-			live = nil
-		}
-		if live != nil {
-			if err := a.fillNetworks(ctx, conn, live); err != nil {
-				return readFailed("read the networks of", err)
-			}
 		}
 		if d.Persistent && live != nil {
 			// Hot-plugged NICs and the vCPUs online (see hotplug.go).
@@ -319,19 +314,6 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 	})
 	log.Debug("reconciled", "state", state, "persistent", d.Persistent, "active", d.Active)
 	return v, nil, nil
-}
-
-// isLive reports whether a domain XML libvirt returned as live really
-// describes a running domain: libvirt gives every device of a running
-// domain an alias, and returns the definition instead when the domain is
-// not running (any more).
-func isLive(d *policy.Domain) bool {
-	for _, ifc := range d.Interfaces {
-		if ifc.Alias == "" {
-			return false
-		}
-	}
-	return true
 }
 
 // readFailed handles an error reading a domain: gone (forget it), lost

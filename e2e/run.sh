@@ -432,9 +432,9 @@ prometheus_view() {
 	prometheus_stop
 }
 
-# e. a rolling cold boot of three pending domains, two at a time: all come
-# back compliant, none is left off. The tiny guest has no ACPI power-button
-# handler (no acpid), so the graceful shutdown times out and --force ends it.
+# e. a rolling cold boot of three pending domains, two at a time, graceful
+# (no --force): each guest's acpid powers it off at the ACPI power button;
+# all come back compliant, none is left off.
 cold_boot_rolling() {
 	local d ds=("${P}roll1" "${P}roll2" "${P}roll3") out rc=0
 	kill -STOP "$(agent_pid)"
@@ -449,11 +449,13 @@ cold_boot_rolling() {
 	for d in "${ds[@]}"; do wait_for_agent "$d" 120; done
 	out=$("$BIN/virtmq" apply --cold-boot --dry-run --policy "$POLICY" --all 2>&1)
 	check_match "dry run lists ${P}roll1" "$out" "${P}roll1: would restart: .* runs 1, wants 2"
-	"$BIN/virtmq" apply --cold-boot --parallel 2 --shutdown-timeout 15s --force --boot-timeout 4m \
+	"$BIN/virtmq" apply --cold-boot --parallel 2 --shutdown-timeout 60s --boot-timeout 4m \
 		--policy "$POLICY" --status-socket "$STATUS_SOCK" "${P}roll*" >"$RUN/coldboot.out" 2>&1 || rc=$?
 	cat "$RUN/coldboot.out" >&2
 	check "apply --cold-boot exit code" "$rc" 0
+	[[ $(cat "$RUN/coldboot.out") != *"forcing it off"* ]] || fail "a domain was forced off"
 	for d in "${ds[@]}"; do
+		check "$d powered off by its power button" "$(grep -c 'ACPI power button -> poweroff' "$(console_log "$d")")" 1
 		check "$d running" "$(e2e_virsh domstate "$d")" running
 		check "$d running queues" "$(live_queues "$d")" 2
 		check "$d agent state" "$(status_of "$d" .state)" compliant
@@ -668,7 +670,8 @@ nic_status() { status_of "$1" ".nics[] | select(.mac == \"$2\") | $3"; }
 
 # h. a type network NIC on a hostdev pool (<forward mode='hostdev'>, a VF
 # pool on a PF that does not exist: libvirt defines it, never starts it):
-# the agent reads the network through libvirt and gives the NIC no queues.
+# the agent reads the network through libvirt and gives the NIC no queues,
+# and so does virtmq apply.
 hostdev_network() {
 	local d=${P}hostdev net=${P}hostdev m=52:54:00:77:01:01
 	# shellcheck disable=SC2064 # $net now: the trap runs after the function
@@ -683,6 +686,12 @@ hostdev_network() {
 	check "hostdev-pool NIC managed" "$(nic_status "$d" "$m" .managed)" false
 	check_match "status says why" "$(nic_status "$d" "$m" .reason)" "network $net is a hostdev pool"
 	check "status: not managed" "$(nic_status "$d" "$m" .managed)" false
+	# virtmq apply reads the network through libvirt too: it finds the
+	# definition the agent wrote compliant and leaves the VF alone.
+	local rc=0
+	"$BIN/virtmq" apply --detailed-exitcode --policy "$POLICY" "$d" >/dev/null 2>&1 || rc=$?
+	check "virtmq apply: no definition change (exit 0)" "$rc" 0
+	check "hostdev-pool NIC queues after virtmq apply" "$(nic_queues "$d" "$m")" ""
 	e2e_virsh undefine "$d" >/dev/null
 }
 
@@ -757,12 +766,14 @@ libvirt_adapter() {
 
 # shellcheck source=e2e/reboot.sh
 source "$E2E_DIR/reboot.sh"
+# shellcheck source=e2e/doc_commands.sh
+source "$E2E_DIR/doc_commands.sh"
 # shellcheck source=e2e/migration.sh
 source "$E2E_DIR/migration.sh"
 
 ALL=(libvirt_adapter zero_touch reboot save_restore restarts enforce_audit observe_mode race degraded_guests kill9_redefine libvirtd_outage passwords slow_libvirt
 	prometheus_view cold_boot_rolling hotplug_nic hotplug_vcpu remote_ssh next_reboot_guest next_reboot_virsh next_reboot_poweroff next_reboot_kill9
-	hostdev_network vhostuser_nobody hand_set_kept exclude_include migrate_live migrate_pending migrate_other_policy)
+	hostdev_network vhostuser_nobody hand_set_kept exclude_include migrate_live migrate_pending migrate_other_policy doc_commands)
 
 main() {
 	local s rc

@@ -77,8 +77,9 @@ type Interface struct {
 	TargetManaged string
 	// Alias is <alias name='...'>, e.g. net0, present in live XML.
 	Alias string
-	// Teaming is <teaming type='...'>: "persistent" or "transient". A
-	// transient NIC is the standby of a passed-through device.
+	// Teaming is <teaming type='...'>: "persistent" or "transient". In a
+	// failover pair the transient member is the passed-through VF (unplugged
+	// for migration) and the persistent one is its standby, a virtio NIC.
 	Teaming string
 	// Written is the queue count virtmq last wrote into this NIC's
 	// definition, from the domain's record

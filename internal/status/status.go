@@ -40,7 +40,7 @@ type Snapshot struct {
 type Libvirt struct {
 	Connected  bool      `json:"connected"`
 	Socket     string    `json:"socket,omitempty"`
-	Since      time.Time `json:"since,omitempty"`
+	Since      time.Time `json:"since,omitzero"`
 	Reconnects int       `json:"reconnects"`
 	LastError  string    `json:"last_error,omitempty"`
 }
@@ -66,7 +66,7 @@ type Domain struct {
 	Active     bool      `json:"active"`
 	State      string    `json:"state"`
 	LastAction string    `json:"last_action,omitempty"`
-	LastAt     time.Time `json:"last_action_at,omitempty"`
+	LastAt     time.Time `json:"last_action_at,omitzero"`
 	Problem    string    `json:"problem,omitempty"`
 	// Attempts and RetryAt are set in state retrying: how many tries in
 	// a row failed, and when the next one is due.
@@ -118,7 +118,7 @@ type NIC struct {
 	GuestMax     int    `json:"guest_max,omitempty"`
 	// GuestStep is the last guest step outcome: done, skipped, or the reason it could not run.
 	GuestStep string    `json:"guest_step,omitempty"`
-	GuestAt   time.Time `json:"guest_at,omitempty"`
+	GuestAt   time.Time `json:"guest_at,omitzero"`
 	Problem   string    `json:"problem,omitempty"`
 
 	// TargetDevice is the host side of the NIC, <target dev> in the live
