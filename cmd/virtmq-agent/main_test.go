@@ -15,7 +15,7 @@ func TestHelp(t *testing.T) {
 	for _, want := range []string{
 		"Usage: virtmq-agent", "pending-cold-boot", "SIGHUP", "READY=1", "ethtool -L",
 		"-policy", "-socket", "/run/libvirt/virtqemud-sock,/run/libvirt/libvirt-sock",
-		"-status-socket", "/run/virtmq/status.sock", "-metrics-listen", "-concurrency", "(default 4)",
+		"-status-socket", "/run/virtmq/status.sock", "-metrics-listen", "-web.config.file", "-concurrency", "(default 4)",
 		"-guest-timeout", "-log-level", "-version",
 	} {
 		if !strings.Contains(out.String(), want) {
