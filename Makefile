@@ -14,10 +14,11 @@ BINARIES := bin/virtmq bin/virtmq-hook bin/virtmq-agent
 FUZZSCALE ?= 1
 FUZZTARGETS := ./internal/domxml:FuzzRewrite:500000 ./internal/domxml:FuzzParse:500000 ./policy:FuzzParse:300000 \
 	./internal/guest:FuzzParseChannels:700000 ./internal/guest:FuzzParseInterrupts:500000 \
-	./internal/guest:FuzzDecodeCapped:700000 ./internal/guest:FuzzConfigureReplies:20000 ./internal/verify:FuzzParseTapQueues:400000
+	./internal/guest:FuzzDecodeCapped:700000 ./internal/guest:FuzzConfigureReplies:20000 ./internal/verify:FuzzParseTapQueues:400000 \
+	./cli:FuzzCommandLine:60000
 FUZZMINIMIZE ?= 100x
 
-.PHONY: all build test unit fuzz monitoring-test e2e bench bench-scale demo lint packages package-test clean FORCE
+.PHONY: all build test unit fuzz monitoring-test e2e ansible-test bench bench-scale demo lint packages package-test clean FORCE
 
 all: build
 
@@ -28,11 +29,14 @@ bin/%: FORCE
 
 # The README's test command: lint, unit tests (race detector), a short fuzz of
 # every parser, the monitoring mixin's promtool tests, then the real-stack
-# suite (root only; it skips loudly otherwise).
-test: lint unit fuzz monitoring-test e2e
+# suite and the Ansible role's test (root only; they skip loudly otherwise).
+test: lint unit fuzz monitoring-test e2e ansible-test
 
+# The failpoints build (agent/failpoint_on.go) crashes the agent at each step
+# boundary of the next-reboot path; its tests run in that build only.
 unit:
 	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -tags failpoints -run Failpoint ./agent/
 
 # Each fuzz target runs briefly; a crash fails the build and leaves its input
 # in testdata/fuzz/ to become a regression test.
@@ -55,6 +59,15 @@ e2e: build
 	  echo "*** SKIPPING the real-stack suite (e2e): it needs root to run libvirtd, QEMU and a bridge."; \
 	  echo "*** Run it with: sudo make e2e"; \
 	else e2e/setup.sh && e2e/run.sh; fi
+
+# The Ansible role (packaging/ansible) against this machine and the e2e
+# libvirtd: install the .deb, observe, apply, idempotence, a broken policy
+# refused, ansible-lint.
+ansible-test:
+	@if [ "$$(id -u)" != 0 ]; then \
+	  echo "*** SKIPPING the Ansible role's test (ansible-test): it needs root to install the .deb and run libvirtd."; \
+	  echo "*** Run it with: sudo make ansible-test"; \
+	else $(MAKE) packages && packaging/ansible/test.sh; fi
 
 # The main job for a newcomer: sets up the sandbox (packages, guest) and
 # narrates the manual procedure before and after virtmq on a real VM.

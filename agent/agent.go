@@ -53,8 +53,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/virtmq/virtmq/internal/build"
+	"github.com/virtmq/virtmq/internal/facts"
 	"github.com/virtmq/virtmq/internal/status"
 	"github.com/virtmq/virtmq/internal/virt"
 	"github.com/virtmq/virtmq/policy"
@@ -73,15 +75,16 @@ type Agent struct {
 	conn  atomic.Pointer[connRef]
 	sched *scheduler
 	// retry holds the domains waiting to be reconciled again after a
-	// transient libvirt failure.
+	// transient libvirt failure (loop goroutine only, but for its timers).
 	retry *retries
 	// recheck receives domains to reconcile once more, a while after a
 	// hot-plug (see deviceRecheck).
 	recheck chan virt.Domain
-	// networks caches the networks' forward modes (netMu: the loop's
-	// reconcile workers share it).
-	netMu    sync.Mutex
-	networks networks
+	// facts reads the domains on factsConn, caching the networks'
+	// forward modes until a resync or definition check (loop goroutine
+	// only; see reader).
+	facts     *facts.Reader
+	factsConn virt.Conn
 	// everConnected is set at the first connection (loop goroutine only).
 	everConnected bool
 	// fromDisk is set once a policy was loaded from a file (Run, then the
@@ -89,6 +92,12 @@ type Agent struct {
 	// taken, so a policy file that vanished cannot silently turn observe
 	// into apply, enforce into apply, or drop the drop-ins' exclusions.
 	fromDisk bool
+	// intentProblem is why the last attempt to write a restart intent
+	// failed (nil once one succeeds): apply_at: next-reboot cannot act
+	// while the state folder is full or read-only (see reboot.go).
+	intentProblem atomic.Pointer[string]
+	// fp are the failpoints of a failpoints build (nil otherwise).
+	fp *failpoints
 }
 
 // connRef holds the current libvirt connection for the guest workers.
@@ -107,8 +116,6 @@ func New(cfg Config) (*Agent, error) {
 		reg:     cfg.Registry,
 		retry:   newRetries(cfg.RetryMin, cfg.RetryMax, cfg.AfterFunc),
 		recheck: make(chan virt.Domain, 64),
-
-		networks: networks{},
 	}
 	if a.reg == nil {
 		a.reg = prometheus.NewPedanticRegistry()
@@ -122,6 +129,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent: failed to register metrics: %w", err)
 	}
 	a.sd = &notifier{notify: cfg.Notify, log: cfg.Logger.With("component", "systemd")}
+	a.fp = newFailpoints(cfg.Getenv, a.log.Warn)
 	return a, nil
 }
 
@@ -164,7 +172,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}()
 	var mln net.Listener
+	if a.cfg.MetricsWebConfig != "" && a.cfg.MetricsListen == "" {
+		return fmt.Errorf("a metrics web config (%s) needs a metrics address to serve", a.cfg.MetricsWebConfig)
+	}
 	if a.cfg.MetricsListen != "" {
+		// A web config that does not load must stop the start, not let
+		// the metrics out in plain HTTP.
+		if err := web.Validate(a.cfg.MetricsWebConfig); err != nil {
+			return fmt.Errorf("metrics web config %s: %w", a.cfg.MetricsWebConfig, err)
+		}
 		mln, err = net.Listen("tcp", a.cfg.MetricsListen)
 		if err != nil {
 			return fmt.Errorf("failed to listen for metrics: %w", err)
@@ -184,8 +200,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	})
 	if mln != nil {
 		srv := a.metricsServer()
+		webConfig := &web.FlagConfig{WebConfigFile: &a.cfg.MetricsWebConfig}
 		wg.Go(func() {
-			if err := srv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			// TLS, client certificates and basic auth as the web config
+			// says, the way node_exporter serves them.
+			err := web.Serve(mln, srv, webConfig, a.cfg.Logger.With("component", "metrics"))
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("metrics endpoint: %w", err)
 				cancel()
 			}
@@ -196,7 +216,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			_ = srv.Shutdown(sctx)
 		})
 		defer stop()
-		a.log.Info("serving metrics", "address", mln.Addr().String())
+		a.log.Info("serving metrics", "address", mln.Addr().String(), "web_config", a.cfg.MetricsWebConfig)
 	}
 	a.log.Info("status socket listening", "path", a.cfg.StatusSocket)
 
@@ -272,9 +292,13 @@ func (a *Agent) usePolicy(p *policy.Policy) {
 	now := a.cfg.Now()
 	a.metrics.reloadOK.Set(1)
 	a.metrics.reloadTime.Set(float64(now.UnixNano()) / 1e9)
+	digest := p.Digest()
+	a.metrics.policyInfo.Reset()
+	a.metrics.policyInfo.WithLabelValues(digest, string(p.Mode())).Set(1)
 	a.store.setPolicy(func(sp *status.Policy) {
 		sp.Sources = p.Sources()
 		sp.Mode = string(p.Mode())
+		sp.Digest = digest
 		sp.LoadedAt = now
 		sp.LastReloadError = ""
 	})
@@ -293,7 +317,7 @@ func (a *Agent) reload() {
 		return
 	}
 	a.usePolicy(p)
-	a.log.Info("policy reloaded", "sources", p.Sources(), "mode", string(p.Mode()))
+	a.log.Info("policy reloaded", "sources", p.Sources(), "mode", string(p.Mode()), "digest", p.Digest())
 }
 
 func (a *Agent) currentConn() virt.Conn {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/virtmq/virtmq/internal/facts"
 	"github.com/virtmq/virtmq/internal/virt"
 )
 
@@ -50,3 +51,37 @@ func (e *callTimeoutError) Error() string {
 }
 
 func (e *callTimeoutError) Unwrap() []error { return []error{virt.ErrCallTimeout, e.err} }
+
+// calls is conn's Reader role with every call made through call: the
+// reads of the agent's facts.Reader are bounded and ping the watchdog.
+type calls struct {
+	a    *Agent
+	conn virt.Conn
+}
+
+func (c calls) ListDomains(ctx context.Context) ([]virt.Domain, error) {
+	return call(ctx, c.a, c.conn.ListDomains)
+}
+
+func (c calls) LookupDomain(ctx context.Context, nameOrUUID string) (virt.Domain, error) {
+	return call(ctx, c.a, func(ctx context.Context) (virt.Domain, error) { return c.conn.LookupDomain(ctx, nameOrUUID) })
+}
+
+func (c calls) DomainXML(ctx context.Context, d virt.Domain, flags virt.XMLFlags) ([]byte, error) {
+	return call(ctx, c.a, func(ctx context.Context) ([]byte, error) { return c.conn.DomainXML(ctx, d, flags) })
+}
+
+func (c calls) NetworkForward(ctx context.Context, name string) (string, error) {
+	return call(ctx, c.a, func(ctx context.Context) (string, error) { return c.conn.NetworkForward(ctx, name) })
+}
+
+// reader returns the loop's facts.Reader on conn: a new one, with an
+// empty network cache, for a new connection. A new one is made on the loop
+// goroutine only (handle, resync and retryDue ask for it before their
+// reconcile workers start); the workers share it.
+func (a *Agent) reader(conn virt.Conn) *facts.Reader {
+	if a.facts == nil || a.factsConn != conn {
+		a.facts, a.factsConn = facts.NewReader(calls{a: a, conn: conn}), conn
+	}
+	return a.facts
+}

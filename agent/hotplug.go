@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/virtmq/virtmq/internal/domxml"
 	"github.com/virtmq/virtmq/internal/virt"
 	"github.com/virtmq/virtmq/policy"
 )
@@ -101,18 +100,12 @@ func (a *Agent) checkVCPUs(ctx context.Context, conn virt.Conn) error {
 		if !v.managed() || !vcpuDependent(pol, v.live) {
 			continue
 		}
-		doc, err := call(ctx, a, func(ctx context.Context) ([]byte, error) {
-			return conn.DomainXML(ctx, v.d, virt.XMLLive)
-		})
-		if err != nil {
-			if a.isLost(conn, err) || ctx.Err() != nil {
-				return err
-			}
-			continue // gone or stopped: its event reconciles it
+		live, err := a.reader(conn).Live(ctx, v.d)
+		if err != nil && (a.isLost(conn, err) || ctx.Err() != nil) {
+			return err
 		}
-		live, err := domxml.Parse(doc)
-		if err != nil || live.CurrentVCPUs == v.live.CurrentVCPUs || !isLive(live) {
-			continue
+		if err != nil || live.CurrentVCPUs == v.live.CurrentVCPUs {
+			continue // gone or stopped (its event reconciles it), or unchanged
 		}
 		a.log.Info("the vCPUs online changed; setting the guest's channels again", "domain", v.d.Name,
 			"before", v.live.CurrentVCPUs, "after", live.CurrentVCPUs)
@@ -137,7 +130,7 @@ func (a *Agent) checkDefinitions(ctx context.Context, conn virt.Conn) error {
 	if err != nil {
 		return err
 	}
-	a.networks = networks{} // a network's forward mode may have changed too
+	a.reader(conn).Forget() // a network's forward mode may have changed too
 	for _, d := range doms {
 		if !d.Persistent || a.retry.waiting(d) {
 			continue

@@ -367,6 +367,7 @@ func (a *Agent) handle(ctx context.Context, conn virt.Conn, batch []virt.Event) 
 			return err
 		}
 	}
+	a.reader(conn) // on this goroutine: the workers share it
 	got := make([]*domainView, len(dirty))
 	if err := forEachDomain(reconcileWorkers, dirty, func(i int, d virt.Domain) error {
 		v, err := a.reconcile(ctx, conn, d, false)
@@ -391,6 +392,7 @@ func (a *Agent) handle(ctx context.Context, conn virt.Conn, batch []virt.Event) 
 // retryDue reconciles the domains whose retry is due, from a fresh lookup
 // and read. It returns an error only when the connection is unusable.
 func (a *Agent) retryDue(ctx context.Context, conn virt.Conn) error {
+	a.reader(conn) // on this goroutine: the workers share it
 	return forEachDomain(reconcileWorkers, a.retry.takeDue(), func(_ int, d virt.Domain) error {
 		a.log.Debug("retrying", "domain", d.Name)
 		if _, err := a.reconcile(ctx, conn, d, false); err != nil && (a.isLost(conn, err) || ctx.Err() != nil) {
@@ -404,7 +406,7 @@ func (a *Agent) retryDue(ctx context.Context, conn virt.Conn) error {
 // schedules the guest step (and QMP check) for every running domain.
 func (a *Agent) resync(ctx context.Context, conn virt.Conn) error {
 	a.store.resetRedefines()
-	a.networks = networks{}
+	a.reader(conn).Forget() // a network's forward mode may have changed
 	if err := a.finishIntents(ctx, conn); err != nil {
 		return fmt.Errorf("resync: %w", err)
 	}

@@ -20,6 +20,9 @@ type metrics struct {
 	// and prometheus_config_last_reload_success_timestamp_seconds.
 	reloadOK   prometheus.Gauge
 	reloadTime prometheus.Gauge
+	// policyInfo is 1 for the policy in force, by its digest and mode:
+	// across a fleet, hosts with different digests decide differently.
+	policyInfo *prometheus.GaugeVec
 }
 
 // newMetrics creates the agent's metrics and registers them, with the
@@ -34,6 +37,10 @@ func newMetrics(reg prometheus.Registerer, counts func() map[string]int, snapsho
 			"Whether the last policy load (at start or SIGHUP) succeeded (1) or failed and the previous policy is still in force (0)."),
 		reloadTime: gauge("virtmq_policy_last_reload_success_timestamp_seconds",
 			"When the policy in force was loaded, in seconds since the Unix epoch."),
+		policyInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "virtmq_policy_info",
+			Help: "1 for the policy in force, labelled with its digest (of the merged policy: hosts with the same digest decide the same) and its mode.",
+		}, []string{"digest", "mode"}),
 		reconnects: counter("virtmq_libvirt_reconnects_total",
 			"Connections to libvirt made after the first one."),
 		rewrites: counter("virtmq_rewrites_total",
@@ -53,7 +60,7 @@ func newMetrics(reg prometheus.Registerer, counts func() map[string]int, snapsho
 	}
 	for _, c := range []prometheus.Collector{
 		m.libvirtUp, m.reconnects, m.rewrites, m.rewriteFailures, m.guestSteps, m.guestFailures,
-		m.reloadOK, m.reloadTime,
+		m.reloadOK, m.reloadTime, m.policyInfo,
 		newDomainsCollector(counts),
 		newDomainStateCollector(snapshot), newInterfacesCollector(snapshot),
 		newBuildInfoCollector(version, commit, goVersion),

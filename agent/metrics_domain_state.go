@@ -14,14 +14,16 @@ import (
 //
 //	virtmq_domain_state{domain,uuid,state}                        1 for the current state, 0 for the others
 //	virtmq_domain_state_since_timestamp_seconds{domain,uuid,state} when the domain entered its current state
+//	virtmq_domain_orchestrated{domain,uuid,orchestrator,mode}       1 for a domain another stack defines (Nova, oVirt, ...)
 //
 // The labels domain and uuid are the ones the libvirt exporters use, so that
 // queries can join on them. There is one series per domain and state on the
 // host, so the cardinality is bounded by the domains the agent knows.
 type domainStateCollector struct {
-	state    *prometheus.Desc
-	since    *prometheus.Desc
-	snapshot func() status.Snapshot
+	state        *prometheus.Desc
+	since        *prometheus.Desc
+	orchestrated *prometheus.Desc
+	snapshot     func() status.Snapshot
 
 	// seen tracks, by UUID, the state a scrape last saw and since when,
 	// for the domains whose status has no StateSince.
@@ -42,6 +44,9 @@ func newDomainStateCollector(snapshot func() status.Snapshot) *domainStateCollec
 		since: prometheus.NewDesc("virtmq_domain_state_since_timestamp_seconds",
 			"When the domain entered the compliance state it is in, in seconds since the Unix epoch (at most one scrape interval late while the status does not record it).",
 			[]string{"domain", "uuid", "state"}, nil),
+		orchestrated: prometheus.NewDesc("virtmq_domain_orchestrated",
+			"1 for a domain an orchestrator defines (orchestrator: nova, ovirt, opennebula, cloudstack, kubevirt), with what virtmq does to it (mode: leave, observe, apply; see the policy's orchestrators).",
+			[]string{"domain", "uuid", "orchestrator", "mode"}, nil),
 		snapshot: snapshot,
 		seen:     map[string]seenState{},
 	}
@@ -51,6 +56,7 @@ func newDomainStateCollector(snapshot func() status.Snapshot) *domainStateCollec
 func (c *domainStateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.state
 	ch <- c.since
+	ch <- c.orchestrated
 }
 
 // Collect implements prometheus.Collector.
@@ -64,6 +70,9 @@ func (c *domainStateCollector) Collect(ch chan<- prometheus.Metric) {
 				v = 1
 			}
 			ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, v, d.Name, d.UUID, s)
+		}
+		if d.Orchestrator != "" {
+			ch <- prometheus.MustNewConstMetric(c.orchestrated, prometheus.GaugeValue, 1, d.Name, d.UUID, d.Orchestrator, d.OrchestratorMode)
 		}
 		if t, ok := since[d.UUID]; ok {
 			ch <- prometheus.MustNewConstMetric(c.since, prometheus.GaugeValue,

@@ -41,6 +41,14 @@ import (
 // agent finishes it (a paused domain is destroyed and started, a shut off
 // one started, a running one left alone).
 
+// powerAttempts is how many times a call of the cold boot (destroy,
+// start, resume) is made before the agent gives up until the next
+// connect, powerRetryDelay the pause between attempts.
+const (
+	powerAttempts   = 3
+	powerRetryDelay = time.Second
+)
+
 // restartIntent is what the agent persists before it stops a domain for
 // its reboot.
 type restartIntent struct {
@@ -52,9 +60,11 @@ type restartIntent struct {
 
 // coldBootsAtReboot reports whether v is a running persistent domain that
 // runs with other queue counts than its definition and whose plan says
-// apply_at: next-reboot.
+// apply_at: next-reboot, in a mode that acts (a stop and start is an
+// action: mode observe, or an orchestrator opted in to observe only, lets
+// the reboot be).
 func coldBootsAtReboot(v *domainView) bool {
-	if v == nil || !v.d.Persistent || v.live == nil || v.plan.ApplyAt != policy.ApplyNextReboot {
+	if v == nil || v.observe || !v.d.Persistent || v.live == nil || v.plan.ApplyAt != policy.ApplyNextReboot {
 		return false
 	}
 	return runningChanges(v) != ""
@@ -99,10 +109,13 @@ func (a *Agent) onReboot(ctx context.Context, conn virt.Conn, d virt.Domain) err
 	log := a.log.With("domain", d.Name)
 	in := restartIntent{Name: d.Name, UUID: d.UUID, At: a.cfg.Now(), Changes: runningChanges(v)}
 	if err := a.writeIntent(in); err != nil {
-		// Without it a crash could leave the domain off: let the reboot go on.
+		// Without it a crash could leave the domain off: let the reboot go
+		// on, untouched, and say why in the status.
 		log.Error("cannot persist the restart intent; the reboot keeps the old queue counts", "err", err)
-		return nil
+		_, err := a.reconcile(ctx, conn, d, false)
+		return err
 	}
+	a.failpoint(fpIntentWritten)
 	log.Info("guest reboot: pausing the domain to cold boot it with the new queue counts", "changes", in.Changes)
 	if _, err := call(ctx, a, func(ctx context.Context) (struct{}, error) { return struct{}{}, p.SuspendDomain(ctx, d) }); err != nil {
 		if a.isLost(conn, err) || ctx.Err() != nil {
@@ -110,6 +123,7 @@ func (a *Agent) onReboot(ctx context.Context, conn virt.Conn, d virt.Domain) err
 		}
 		log.Warn("cannot pause the domain at its reboot", "err", err)
 	}
+	a.failpoint(fpPaused)
 	return a.finishColdBoot(ctx, conn, p, in, true)
 }
 
@@ -121,8 +135,21 @@ func (a *Agent) onReboot(ctx context.Context, conn virt.Conn, d virt.Domain) err
 func (a *Agent) finishColdBoot(ctx context.Context, conn virt.Conn, p virt.Power, in restartIntent, recheck bool) error {
 	d := virt.Domain{Name: in.Name, UUID: in.UUID}
 	log := a.log.With("domain", d.Name)
+	// do makes one call of the cold boot. A failure that is not a lost
+	// connection (libvirt busy: "cannot acquire state change lock") is
+	// tried again a few times right away: the domain must not stay paused
+	// or off until the next connect, which may never come.
 	do := func(f func(context.Context, virt.Domain) error) error {
-		_, err := call(ctx, a, func(ctx context.Context) (struct{}, error) { return struct{}{}, f(ctx, d) })
+		var err error
+		for attempt := range powerAttempts {
+			if attempt > 0 && !a.sleep(ctx, powerRetryDelay) {
+				return ctx.Err()
+			}
+			_, err = call(ctx, a, func(ctx context.Context) (struct{}, error) { return struct{}{}, f(ctx, d) })
+			if err == nil || errors.Is(err, virt.ErrNotFound) || a.isLost(conn, err) || ctx.Err() != nil {
+				return err
+			}
+		}
 		return err
 	}
 	st, err := call(ctx, a, func(ctx context.Context) (virt.DomainState, error) { return p.DomainState(ctx, d) })
@@ -160,9 +187,14 @@ func (a *Agent) finishColdBoot(ctx context.Context, conn virt.Conn, p virt.Power
 			if a.isLost(conn, err) || ctx.Err() != nil {
 				return err
 			}
-			log.Warn("cannot stop the domain for its cold boot; trying again at the next connect", "err", err)
+			log.Warn("cannot stop the domain for its cold boot; resuming it", "err", err)
+			if rerr := do(p.ResumeDomain); rerr != nil && (a.isLost(conn, rerr) || ctx.Err() != nil) {
+				return rerr
+			}
+			a.removeIntent(in.UUID)
 			return nil
 		}
+		a.failpoint(fpDestroyed)
 	}
 	if err := do(p.StartDomain); err != nil {
 		if a.isLost(conn, err) || ctx.Err() != nil {
@@ -172,6 +204,7 @@ func (a *Agent) finishColdBoot(ctx context.Context, conn virt.Conn, p virt.Power
 		a.fail(d, "start after reboot failed", fmt.Sprintf("stopped at its reboot to apply %s, but the start failed (the agent tries again at its next connect; or start it by hand): %v", in.Changes, err))
 		return nil
 	}
+	a.failpoint(fpStarted)
 	a.removeIntent(in.UUID)
 	log.Info("cold booted the domain at its guest reboot", "changes", in.Changes, "took", a.cfg.Now().Sub(in.At).Round(time.Millisecond))
 	now := a.cfg.Now()
@@ -188,6 +221,7 @@ func (a *Agent) finishColdBoot(ctx context.Context, conn virt.Conn, p virt.Power
 // finishIntents finishes the cold boots a killed agent or a lost
 // connection left (see finishColdBoot). It runs at every resync.
 func (a *Agent) finishIntents(ctx context.Context, conn virt.Conn) error {
+	a.probeStateDir()
 	ins := a.intents()
 	if len(ins) == 0 {
 		return nil
@@ -208,8 +242,64 @@ func (a *Agent) finishIntents(ctx context.Context, conn virt.Conn) error {
 func (a *Agent) intentDir() string { return filepath.Join(a.cfg.StateDir, "restart") }
 
 // writeIntent persists in atomically (temp file, fsync, rename, fsync of
-// the folder).
+// the folder). Its outcome is the agent's intent problem (see
+// intentProblemText).
 func (a *Agent) writeIntent(in restartIntent) error {
+	err := a.writeIntentFile(in.UUID+".json", in)
+	a.setIntentProblem(err)
+	return err
+}
+
+// probeStateDir writes and removes a probe the way writeIntent writes an
+// intent, so that a state folder that is full or read-only shows in the
+// status before a reboot finds it (it runs at every resync).
+func (a *Agent) probeStateDir() {
+	err := a.writeIntentFile(".probe", restartIntent{Name: "probe"})
+	if err == nil {
+		_ = os.Remove(filepath.Join(a.intentDir(), ".probe"))
+	}
+	if err != nil && a.intentProblem.Load() == nil {
+		a.log.Error("cannot write to the state folder: apply_at: next-reboot cannot act", "dir", a.intentDir(), "err", err)
+	}
+	a.setIntentProblem(err)
+}
+
+func (a *Agent) setIntentProblem(err error) {
+	if err == nil {
+		a.intentProblem.Store(nil)
+		return
+	}
+	cause := err
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		cause = pe.Err // "read-only file system", "no space left on device"
+	}
+	msg := fmt.Sprintf("cannot write the restart intent in %s (%v, at %s)", a.intentDir(), cause, a.cfg.Now().UTC().Format(time.RFC3339))
+	a.intentProblem.Store(&msg)
+}
+
+// intentProblemText is why the last intent write failed, or "".
+func (a *Agent) intentProblemText() string {
+	if p := a.intentProblem.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// sleep waits d or until ctx ends (false then).
+func (a *Agent) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// writeIntentFile writes name in the intent folder atomically.
+func (a *Agent) writeIntentFile(name string, in restartIntent) error {
 	dir := a.intentDir()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("failed to create %s: %w", dir, err)
@@ -231,7 +321,7 @@ func (a *Agent) writeIntent(in restartIntent) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, in.UUID+".json"))
+		err = os.Rename(tmp, filepath.Join(dir, name))
 	}
 	if err != nil {
 		_ = os.Remove(tmp)

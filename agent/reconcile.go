@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/virtmq/virtmq/internal/domxml"
+	"github.com/virtmq/virtmq/internal/facts"
 	"github.com/virtmq/virtmq/internal/status"
 	"github.com/virtmq/virtmq/internal/virt"
 	"github.com/virtmq/virtmq/policy"
@@ -172,6 +173,8 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 		d, known = got, true
 	}
 	pol := a.pol.Load()
+	// observe: the policy's mode, or the plan's (an orchestrator's domain
+	// the policy opts in to observe only).
 	observe := !pol.Mode().Acts()
 
 	var (
@@ -181,25 +184,20 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 		changes   string
 		would     string // the changes a redefine would make, in mode observe
 	)
+	rd := a.reader(conn)
 	if d.Persistent {
-		doc, err := call(ctx, a, func(ctx context.Context) ([]byte, error) {
-			return conn.DomainXML(ctx, d, virt.XMLInactive|virt.XMLSecure)
-		})
-		if err != nil {
-			return readFailed("read the definition of", err)
+		def, err := rd.Definition(ctx, d)
+		var re *facts.ReadError
+		if errors.As(err, &re) {
+			return readFailed("read the "+re.What+" of", re.Err)
 		}
-		dom, err := domxml.Parse(doc)
-		if err == nil {
-			if err := a.fillNetworks(ctx, conn, dom); err != nil {
-				return readFailed("read the networks of", err)
-			}
-		}
+		doc := def.Doc
 		var (
 			out []byte
 			p   policy.Plan
 		)
 		if err == nil {
-			out, p, err = domxml.ApplyTo(pol, doc, dom)
+			out, p, err = domxml.ApplyTo(pol, doc, def.Facts)
 		}
 		if err != nil {
 			a.metrics.rewriteFailures.Inc()
@@ -208,6 +206,7 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 			return nil, nil, nil
 		}
 		plan = p
+		observe = observe || !plan.Mode.Acts()
 		if sent, what := a.retry.pending(d); sent != nil && bytes.Equal(out, doc) && bytes.Equal(doc, sent) {
 			// A redefine that failed (timed out) landed after all: the
 			// definition is the one it sent.
@@ -250,25 +249,24 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 	var live *policy.Domain
 	var liveOnly map[string]bool
 	if d.Active {
-		doc, err := call(ctx, a, func(ctx context.Context) ([]byte, error) {
-			return conn.DomainXML(ctx, d, virt.XMLLive)
-		})
-		if err != nil {
-			return readFailed("read the live XML of", err)
-		}
-		if live, err = domxml.Parse(doc); err != nil {
+		var err error
+		live, err = rd.Live(ctx, d)
+		var re *facts.ReadError
+		switch {
+		case errors.As(err, &re):
+			return readFailed("read the "+re.What+" of", re.Err)
+		case errors.Is(err, facts.ErrNotRunning):
+			// The domain stopped between the lookup and the read: libvirt
+			// returned the definition. Its STOPPED event follows (a
+			// transient domain that stopped is gone: see below).
+			live = nil
+			if !d.Persistent {
+				a.store.remove(d.UUID)
+				return &domainView{d: d}, nil, nil
+			}
+		case err != nil:
 			a.fail(d, "", fmt.Sprintf("cannot parse the live XML: %v", err))
 			return nil, nil, nil
-		}
-		if d.Persistent && !isLive(live) {
-			// The domain stopped between the lookup and the read: libvirt
-			// returned the definition. Its STOPPED event follows.
-			live = nil
-		}
-		if live != nil {
-			if err := a.fillNetworks(ctx, conn, live); err != nil {
-				return readFailed("read the networks of", err)
-			}
 		}
 		if d.Persistent && live != nil {
 			// Hot-plugged NICs and the vCPUs online (see hotplug.go).
@@ -278,6 +276,7 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 			// A transient domain has no definition: decide from what runs
 			// (nothing is rewritten).
 			plan = pol.Decide(live)
+			observe = observe || !plan.Mode.Acts()
 		}
 	} else if !d.Persistent {
 		// A transient domain that stopped is gone.
@@ -308,26 +307,14 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 		case d.Persistent:
 			r.redefines = 0
 		}
-		out := deriveState(stateInput{v: v, redefined: redefined, rewritten: r.rewritten, would: would, old: r.st.NICs, rebootOK: rebootOK})
+		out := deriveState(stateInput{v: v, redefined: redefined, rewritten: r.rewritten, would: would, old: r.st.NICs, rebootOK: rebootOK, intentProblem: a.intentProblemText()})
 		r.st.NICs, r.st.State, r.st.Problem, r.rewritten = out.nics, out.state, out.problem, out.rewritten
+		r.st.Orchestrator, r.st.OrchestratorMode = out.orchestrator, out.orchestratorMode
 		r.st.Would, r.st.Warnings = out.would, out.warnings
 		state = out.state
 	})
 	log.Debug("reconciled", "state", state, "persistent", d.Persistent, "active", d.Active)
 	return v, nil, nil
-}
-
-// isLive reports whether a domain XML libvirt returned as live really
-// describes a running domain: libvirt gives every device of a running
-// domain an alias, and returns the definition instead when the domain is
-// not running (any more).
-func isLive(d *policy.Domain) bool {
-	for _, ifc := range d.Interfaces {
-		if ifc.Alias == "" {
-			return false
-		}
-	}
-	return true
 }
 
 // readFailed handles an error reading a domain: gone (forget it), lost

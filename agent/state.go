@@ -28,6 +28,9 @@ type stateInput struct {
 	// boot (see reboot.go): without it apply_at: next-reboot falls back
 	// to cold-boot, and the problem says so.
 	rebootOK bool
+	// intentProblem is why the agent cannot write its restart intents
+	// (empty when it can): apply_at: next-reboot cannot act then.
+	intentProblem string
 }
 
 // derived is a domain's status after a reconcile.
@@ -42,14 +45,18 @@ type derived struct {
 	would []string
 	// warnings are the plan's (policy.Plan.Warnings).
 	warnings []string
+	// orchestrator is the plan's (policy.Plan.Orchestrator), and
+	// orchestratorMode what virtmq does to the domain because of it:
+	// leave, observe or apply (status.Domain).
+	orchestrator, orchestratorMode string
 }
 
 // deriveState derives the per-NIC status and the state of a domain from
 // what its reconcile learned. It is pure.
 //
 // A plan that manages no NIC is unmanaged; when the policy leaves the whole
-// domain alone (plan.Skip: the exclude label, a foreign domain type) that
-// is its problem. Each NIC carries the policy's reason, and kept NICs (a
+// domain alone (plan.Skip: the exclude label, a foreign domain type, an
+// orchestrator that owns it) that is its problem. Each NIC carries the policy's reason, and kept NICs (a
 // hand-set count, hand_set: keep) say so. A transient domain is compliant
 // or transient (never redefined). A persistent one running with other
 // queue counts than its definition is pending a cold boot; one the agent
@@ -72,7 +79,17 @@ func deriveState(in stateInput) derived {
 	for _, n := range in.old {
 		old[n.MAC] = n
 	}
-	out := derived{nics: make([]status.NIC, 0, len(plan.NICs)), rewritten: in.rewritten, warnings: plan.Warnings}
+	out := derived{nics: make([]status.NIC, 0, len(plan.NICs)), rewritten: in.rewritten, warnings: plan.Warnings,
+		orchestrator: plan.Orchestrator}
+	switch {
+	case plan.Orchestrator == "":
+	case plan.Skip != "":
+		out.orchestratorMode = string(policy.OrchestratorLeave)
+	case in.v.observe:
+		out.orchestratorMode = string(policy.OrchestratorObserve)
+	default:
+		out.orchestratorMode = string(policy.OrchestratorApply)
+	}
 	managed := false
 	var pending, guestWould, replug []string
 	for _, n := range plan.NICs {
@@ -135,6 +152,9 @@ func deriveState(in stateInput) derived {
 		if len(pending) > 0 {
 			p := "running with other queue counts than its definition (" + strings.Join(pending, "; ") + "): "
 			switch {
+			case plan.ApplyAt == policy.ApplyNextReboot && in.rebootOK && in.intentProblem != "":
+				p += "apply_at: next-reboot cannot act: " + in.intentProblem +
+					"; so the agent does not stop the domain at its reboot (a reboot keeps the running count): free or fix the state folder, or cold boot it (shut down, then start)"
 			case plan.ApplyAt == policy.ApplyNextReboot && in.rebootOK:
 				p += "applies at the guest's next reboot (apply_at: next-reboot: virtmq-agent makes it a cold boot), or at the next cold boot"
 			case plan.ApplyAt == policy.ApplyNextReboot:

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/virtmq/virtmq/internal/domxml"
+	"github.com/virtmq/virtmq/internal/facts"
 	"github.com/virtmq/virtmq/internal/virt"
 	"github.com/virtmq/virtmq/policy"
 )
@@ -36,7 +37,7 @@ func runApply(ctx context.Context, env *Env, args []string) int {
 		}
 		return runColdBoot(ctx, env, args)
 	}
-	fs := newFlags(env, "apply", "[--dry-run] [--detailed-exitcode] [--policy FILE] [-c URI] (--all | DOMAIN...)", `
+	fs := newFlags(env, "apply", "[--dry-run] [--detailed-exitcode] [-o wide] [--policy FILE] [-c URI] (--all | DOMAIN...)", `
 Rewrite the persistent definitions of existing libvirt domains to the
 policy now, talking to libvirt directly (the same rewrite "virtmq rewrite"
 prints and virtmq-agent applies when a domain is defined).
@@ -68,18 +69,21 @@ would be) redefined, 1 on any error, usage errors included.`)
 	path := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
 	dryRun := fs.Bool("dry-run", false, "print the plan and the diff but redefine nothing")
 	all := fs.Bool("all", false, "apply to every domain libvirt knows")
-	wide := fs.Bool("wide", false, "print each NIC's reason in full (by default lines are cut to 100 columns)")
+	format, wideFlag := addOutputFlags(fs, "wide")
 	detailed := fs.Bool("detailed-exitcode", false, detailedUsage)
 	cf := addConnectFlags(fs)
-	pos, code, done := parseFlags(env, fs, args, 0, -1)
+	pos, code, done := parseFlags(env, fs, args, 0, -1, "")
 	if done {
 		return detailedExit(wantsDetailed(args), code, false)
 	}
 	if *all == (len(pos) > 0) {
-		fmt.Fprintln(env.Stderr, "virtmq apply: give either --all or domain names")
-		fs.Usage()
-		return detailedExit(*detailed, ExitUsage, false)
+		what := "give --all or domain names"
+		if *all {
+			what = "give --all or domain names, not both"
+		}
+		return detailedExit(*detailed, fs.usageError("%s", what), false)
 	}
+	wide, _ := outputFormat(format, *wideFlag, false)
 	p, err := loadPolicy(env, *path)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "virtmq apply: %v\n", err)
@@ -92,7 +96,7 @@ would be) redefined, 1 on any error, usage errors included.`)
 	}
 	defer conn.Close()
 
-	a := applier{env: env, conn: conn, policy: p, dryRun: *dryRun, wide: *wide}
+	a := applier{env: env, conn: conn, read: facts.NewReader(conn), policy: p, dryRun: *dryRun, wide: wide}
 	status := ExitOK
 	var doms []virt.Domain
 	if *all {
@@ -146,8 +150,9 @@ would be) redefined, 1 on any error, usage errors included.`)
 	if *dryRun {
 		verb = "to redefine (dry run)"
 	}
-	fmt.Fprintf(env.Stdout, "apply: %d %s, %d already compliant, %d transient, %d failed\n",
-		a.count[applyRedefined], verb, a.count[applyCompliant], a.count[applyTransient], a.count[applyFailed])
+	fmt.Fprintf(env.Stdout, "apply: %s, %s, %s, %s\n",
+		fmt.Sprintf("%d %s", a.count[applyRedefined], verb), fmt.Sprintf("%d already compliant", a.count[applyCompliant]),
+		fmt.Sprintf("%d transient", a.count[applyTransient]), env.paint(failColor(a.count[applyFailed]), fmt.Sprintf("%d failed", a.count[applyFailed])))
 	return detailedExit(*detailed, status, a.count[applyRedefined] > 0)
 }
 
@@ -155,6 +160,7 @@ would be) redefined, 1 on any error, usage errors included.`)
 type applier struct {
 	env    *Env
 	conn   virt.Conn
+	read   *facts.Reader // on conn
 	policy *policy.Policy
 	dryRun bool
 	wide   bool
@@ -187,16 +193,13 @@ func (a *applier) domain(ctx context.Context, d virt.Domain) (applyOutcome, bool
 	if !d.Persistent {
 		// A transient domain's "inactive" XML is its live definition: show
 		// the plan so the user sees what the hook reports.
-		doc, err := a.conn.DomainXML(ctx, d, virt.XMLLive)
+		live, err := a.read.Live(ctx, d)
 		if err != nil {
-			return fail("read live XML: %v", err)
+			return fail("%s", readFailure(err, "live XML"))
 		}
-		_, plan, err := domxml.Apply(a.policy, doc)
-		if err != nil {
-			return fail("rewrite: %v", err)
-		}
+		plan := a.policy.Decide(live)
 		fmt.Fprintf(w, "%s (transient, %s):\n", d.Name, state)
-		printApplyPlan(w, plan, a.wide)
+		printApplyPlan(a.env, plan, a.wide)
 		if plan.Compliant() {
 			fmt.Fprintf(w, "  complies; a transient domain has no definition to rewrite anyway.\n")
 			return applyTransient, true
@@ -209,17 +212,18 @@ func (a *applier) domain(ctx context.Context, d virt.Domain) (applyOutcome, bool
 	// The definition is redefined from: it must hold the secrets libvirt
 	// leaves out otherwise (console passwords), and so it is only ever
 	// printed masked.
-	doc, err := a.conn.DomainXML(ctx, d, virt.XMLInactive|virt.XMLSecure)
+	def, err := a.read.Definition(ctx, d)
 	if err != nil {
-		return fail("read definition: %v", err)
+		return fail("%s", readFailure(err, "rewrite"))
 	}
-	out, plan, err := domxml.Apply(a.policy, doc)
+	doc := def.Doc
+	out, plan, err := domxml.ApplyTo(a.policy, doc, def.Facts)
 	if err != nil {
 		return fail("rewrite: %v", err)
 	}
 	changed := !bytes.Equal(out, doc)
 	fmt.Fprintf(w, "%s (%s):\n", d.Name, state)
-	printApplyPlan(w, plan, a.wide)
+	printApplyPlan(a.env, plan, a.wide)
 	if changed {
 		fmt.Fprintf(w, "  --- %s defined\n  +++ %s rewritten\n", d.Name, d.Name)
 		printDiff(w, "  ", lineDiff(maskSecrets(doc), maskSecrets(out)))
@@ -248,7 +252,7 @@ func (a *applier) domain(ctx context.Context, d virt.Domain) (applyOutcome, bool
 // runningNote tells, for a running domain, whether its running queue
 // counts differ from what the definition now (or after --dry-run would) has.
 func (a *applier) runningNote(ctx context.Context, w io.Writer, d virt.Domain, plan policy.Plan, changed bool) {
-	differ, err := runningDiffers(ctx, a.conn, d, plan, "definition")
+	differ, err := runningDiffers(ctx, a.read, d, plan, "definition")
 	switch {
 	case err != nil && changed:
 		fmt.Fprintf(w, "  %s is running: the new definition %s.\n", d.Name, coldBootNote)
@@ -259,14 +263,25 @@ func (a *applier) runningNote(ctx context.Context, w io.Writer, d virt.Domain, p
 	}
 }
 
-// printApplyPlan prints one line per NIC of the plan, cut to 100
-// columns unless wide.
-func printApplyPlan(w io.Writer, plan policy.Plan, wide bool) {
+// readFailure says why a facts.Reader read failed: "read WHAT: libvirt's
+// error" for a libvirt call, else "PARSE: the document's error".
+func readFailure(err error, parse string) string {
+	var re *facts.ReadError
+	if errors.As(err, &re) {
+		return "read " + re.What + ": " + re.Err.Error()
+	}
+	return parse + ": " + err.Error()
+}
+
+// printApplyPlan prints one line per NIC of the plan, cut to the table
+// width unless wide.
+func printApplyPlan(env *Env, plan policy.Plan, wide bool) {
+	w := env.Stdout
 	if len(plan.NICs) == 0 {
 		fmt.Fprintln(w, "  no <interface>")
 		return
 	}
-	t := &table{shrink: []shrinkCol{{col: 4, min: 20}}}
+	t := &table{width: env.tableWidth(), shrink: []shrinkCol{{col: 4, min: 20}}}
 	for _, n := range plan.NICs {
 		var q string
 		switch {
@@ -286,16 +301,12 @@ func printApplyPlan(w io.Writer, plan policy.Plan, wide bool) {
 // runningDiffers reads a running domain's live XML and lists its managed
 // NICs that run with other queue counts than the plan wants, as
 // "MAC runs R, WHAT N".
-func runningDiffers(ctx context.Context, conn virt.Conn, d virt.Domain, plan policy.Plan, what string) ([]string, error) {
-	live, err := conn.DomainXML(ctx, d, virt.XMLLive)
+func runningDiffers(ctx context.Context, read *facts.Reader, d virt.Domain, plan policy.Plan, what string) ([]string, error) {
+	live, err := read.Live(ctx, d)
 	if err != nil {
-		return nil, fmt.Errorf("read live XML: %w", err)
+		return nil, errors.New(readFailure(err, "live XML"))
 	}
-	facts, err := domxml.Parse(live)
-	if err != nil {
-		return nil, fmt.Errorf("live XML: %w", err)
-	}
-	running := facts.QueuesByMAC()
+	running := live.QueuesByMAC()
 	var differ []string
 	for _, n := range plan.NICs {
 		if q, ok := running[n.MAC]; ok && n.Managed && q != n.Wanted {

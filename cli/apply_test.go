@@ -33,7 +33,7 @@ func TestApplyDryRunAndReal(t *testing.T) {
 		"52:54:00:12:34:59", "model e1000 is not virtio",
 		"--- web defined", "+++ web rewritten",
 		"  +  4    <metadata>\n  +  5      <virtmq:written xmlns:virtmq='https://virtmq.dev/xmlns/written/1'>\n"+
-			"  +  6        <virtmq:nic mac='52:54:00:12:34:56' queues='4'/>\n  +  7        <virtmq:nic mac='52:54:00:12:34:57' queues='4'/>\n"+
+			"  +  6        <virtmq:nic mac='52:54:00:12:34:56' nth='1' queues='4'/>\n  +  7        <virtmq:nic mac='52:54:00:12:34:57' nth='1' queues='4'/>\n"+
 			"  +  8      </virtmq:written>\n  +  9    </metadata>\n",
 		"  + 21        <driver queues='4'/>\n  - 20        <driver name='vhost' queues='2'/>\n  + 27        <driver name='vhost' queues='4'/>\n",
 		"dry run: would redefine.",
@@ -177,11 +177,12 @@ func TestApplyErrors(t *testing.T) {
 		{name: "no domain", fake: fake, args: []string{"nosuch", "db"}, wantCode: ExitFailure,
 			stderr: []string{"virtmq apply: nosuch: no such domain"}},
 		{name: "neither all nor names", fake: fake, args: nil, wantCode: ExitUsage,
-			stderr: []string{"give either --all or domain names", "Usage: virtmq apply"}},
+			stderr: []string{"virtmq apply: give --all or domain names\n", "Usage: virtmq apply [", `Run "virtmq apply --help"`}},
 		{name: "all and names", fake: fake, args: []string{"--all", "db"}, wantCode: ExitUsage},
 		{name: "dial fails", fake: nil, args: []string{"--all", "--connect-socket", "/nonexistent/sock"}, wantCode: ExitFailure,
-			stderr: []string{"virtmq apply: connect to libvirt at qemu+unix:///system?socket=/nonexistent/sock (from --connect-socket):"},
-			uris:   []string{"qemu+unix:///system?socket=/nonexistent/sock"}},
+			stderr: []string{"virtmq apply: cannot connect to libvirt at qemu+unix:///system?socket=/nonexistent/sock (from --connect-socket): ",
+				"is libvirt running? start virtqemud (systemctl start virtqemud.socket) or libvirtd; -c URI picks another connection\n"},
+			uris: []string{"qemu+unix:///system?socket=/nonexistent/sock"}},
 		{name: "socket from environment", fake: fake, args: []string{"db"}, vars: map[string]string{SocketEnvVar: "/env/sock"},
 			wantCode: ExitOK, uris: []string{"qemu+unix:///system?socket=/env/sock"}},
 		{name: "flag beats environment", fake: fake, args: []string{"db", "--connect-socket", "/flag/sock"},
@@ -197,7 +198,7 @@ func TestApplyErrors(t *testing.T) {
 			stderr: []string{"virtmq apply: connect to libvirt: $LIBVIRT_DEFAULT_URI: unsupported libvirt URI \"qemu:///session\""}},
 		{name: "environment URI that fails to connect", fake: nil, args: []string{"--all"},
 			vars: map[string]string{URIEnvVar: "qemu+unix:///system?socket=/nonexistent"}, wantCode: ExitFailure,
-			stderr: []string{"connect to libvirt at qemu+unix:///system?socket=/nonexistent (from $LIBVIRT_DEFAULT_URI):"},
+			stderr: []string{"cannot connect to libvirt at qemu+unix:///system?socket=/nonexistent (from $LIBVIRT_DEFAULT_URI):"},
 			uris:   []string{"qemu+unix:///system?socket=/nonexistent"}},
 		{name: "list fails", fake: fake, args: []string{"--all"}, fault: virttest.MethodListDomains, wantCode: ExitFailure,
 			stderr: []string{"virtmq apply: list domains:"}},

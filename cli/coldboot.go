@@ -5,15 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"path"
 	"slices"
 	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"github.com/virtmq/virtmq/internal/domxml"
+	"github.com/virtmq/virtmq/internal/facts"
 	"github.com/virtmq/virtmq/internal/guest"
 	"github.com/virtmq/virtmq/internal/status"
 	"github.com/virtmq/virtmq/internal/verify"
@@ -63,6 +62,7 @@ func wantsColdBoot(args []string) bool { return boolArg(args, "cold-boot") }
 type coldBoot struct {
 	env      *Env
 	conn     virt.Conn
+	read     *facts.Reader // on conn
 	policy   *policy.Policy
 	host     verify.Host
 	statusAt string
@@ -102,30 +102,41 @@ func runColdBoot(ctx context.Context, env *Env, args []string) int {
 // coldBootMain is runColdBoot on a given host with a given poll interval
 // (tests pass a fixture tree and a short one).
 func coldBootMain(ctx context.Context, env *Env, args []string, host verify.Host, poll time.Duration) int {
-	fs := newFlags(env, "apply --cold-boot", "[--dry-run] [--parallel K] [--shutdown-timeout D] [--force] [--boot-timeout D] [--policy FILE] [-c URI] [--status-socket PATH] (--all | DOMAIN|GLOB...)", coldBootUsage)
+	fs := newFlags(env, "apply --cold-boot", "[--dry-run] [--parallel K] [--shutdown-timeout DURATION] [--force] [--boot-timeout DURATION] [--policy FILE] [-c URI] [--status-socket PATH] (--all | DOMAIN|GLOB...)", coldBootUsage)
 	fs.Bool("cold-boot", true, "restart the selected pending domains (this mode)")
 	pol := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
 	dryRun := fs.Bool("dry-run", false, "list what would restart and why; change nothing")
 	all := fs.Bool("all", false, "every running domain pending a cold boot")
 	parallel := fs.Int("parallel", 1, "restart up to `K` domains at once")
-	shutdown := fs.Duration("shutdown-timeout", 2*time.Minute, "wait this `long` for the guest to power off")
+	shutdown := fs.Duration("shutdown-timeout", 2*time.Minute, "wait up to `DURATION` for the guest to power off")
 	force := fs.Bool("force", false, "force the domain off (virsh destroy) after --shutdown-timeout")
-	boot := fs.Duration("boot-timeout", 5*time.Minute, "wait this `long` after the start for the guest step and verification")
+	boot := fs.Duration("boot-timeout", 5*time.Minute, "wait up to `DURATION` after the start for the guest step and verification")
 	statusAt := fs.String("status-socket", status.DefaultSocket, "virtmq-agent's status `socket`, polled for the guest step")
 	cf := addConnectFlags(fs)
-	pos, code, done := parseFlags(env, fs, args, 0, -1)
+	fs.check(func() error {
+		switch {
+		case *parallel < 1:
+			return fmt.Errorf("--parallel %d: give at least 1", *parallel)
+		case *shutdown <= 0:
+			return fmt.Errorf("--shutdown-timeout %s: give a duration above 0, such as 2m", *shutdown)
+		case *boot <= 0:
+			return fmt.Errorf("--boot-timeout %s: give a duration above 0, such as 5m", *boot)
+		}
+		return nil
+	})
+	pos, code, done := parseFlags(env, fs, args, 0, -1, "")
 	if done {
 		return code
 	}
-	if *all == (len(pos) > 0) || *parallel < 1 || *shutdown <= 0 || *boot <= 0 {
-		fmt.Fprintln(env.Stderr, "virtmq apply --cold-boot: give either --all or domain names/globs; --parallel ≥ 1; timeouts > 0")
-		fs.Usage()
-		return ExitUsage
+	switch {
+	case !*all && len(pos) == 0:
+		return fs.usageError("give --all or domain names or globs")
+	case *all && len(pos) > 0:
+		return fs.usageError("give --all or domain names or globs, not both")
 	}
 	for _, g := range pos {
 		if _, err := path.Match(g, ""); err != nil {
-			fmt.Fprintf(env.Stderr, "virtmq apply --cold-boot: bad glob %q: %v\n", g, err)
-			return ExitUsage
+			return fs.usageError("bad glob %q: %v", g, err)
 		}
 	}
 	p, err := loadPolicy(env, *pol)
@@ -144,11 +155,11 @@ func coldBootMain(ctx context.Context, env *Env, args []string, host verify.Host
 		// not the remote one's: skip the former, and run the guest step
 		// here unless --status-socket names a socket on purpose.
 		host.Remote = uri.String()
-		if !flagSet(fs, "status-socket") {
+		if !fs.isSet("status-socket") {
 			*statusAt = ""
 		}
 	}
-	cb := &coldBoot{env: env, conn: conn, policy: p, host: host, statusAt: *statusAt, force: *force,
+	cb := &coldBoot{env: env, conn: conn, read: facts.NewReader(conn), policy: p, host: host, statusAt: *statusAt, force: *force,
 		shutdown: *shutdown, boot: *boot, poll: poll}
 
 	doms, err := conn.ListDomains(ctx)
@@ -204,7 +215,7 @@ func coldBootMain(ctx context.Context, env *Env, args []string, host verify.Host
 		}()
 	}
 	wg.Wait()
-	printColdBootSummary(env.Stdout, results)
+	printColdBootSummary(env, results)
 	for _, r := range results {
 		if r.code == ExitLeftOff || (r.code == ExitFailure && status == ExitOK) {
 			status = r.code
@@ -221,12 +232,13 @@ func (cb *coldBoot) select1(ctx context.Context, d virt.Domain) *coldBootTarget 
 		t.refused = "transient domain: it has no definition to cold boot into (virsh create); change the XML it is created from"
 		return t
 	}
-	doc, err := cb.conn.DomainXML(ctx, d, virt.XMLInactive|virt.XMLSecure)
+	def, err := cb.read.Definition(ctx, d)
 	if err != nil {
-		t.refused = fmt.Sprintf("read definition: %v", err)
+		t.refused = readFailure(err, "rewrite")
 		return t
 	}
-	out, plan, err := domxml.Apply(cb.policy, doc)
+	doc := def.Doc
+	out, plan, err := domxml.ApplyTo(cb.policy, doc, def.Facts)
 	if err != nil {
 		t.refused = fmt.Sprintf("rewrite: %v", err)
 		return t
@@ -245,7 +257,7 @@ func (cb *coldBoot) select1(ctx context.Context, d virt.Domain) *coldBootTarget 
 		t.skip = "shut off: it starts with the policy's definition (nothing restarted)"
 		return t
 	}
-	differ, err := runningDiffers(ctx, cb.conn, d, plan, "wants")
+	differ, err := runningDiffers(ctx, cb.read, d, plan, "wants")
 	if err != nil {
 		t.refused = err.Error()
 		return t
@@ -286,12 +298,31 @@ func (cb *coldBoot) restart(ctx context.Context, t *coldBootTarget) coldBootResu
 		cb.progress(name, "redefined: %s", t.why)
 	}
 	cb.progress(name, "shutting down (ACPI power button; %s)", t.why)
-	if err := cb.conn.ShutdownDomain(ctx, d); err != nil && !errors.Is(err, virt.ErrInvalidState) {
+	wait := cb.shutdown
+	if err := cb.conn.ShutdownDomain(ctx, d); errors.Is(err, virt.ErrInvalidState) {
+		// Not running: shut off meanwhile, or paused (libvirt refuses to
+		// shut a paused domain down, and it stays paused).
+		if got, lerr := cb.conn.LookupDomain(ctx, d.UUID); lerr == nil && got.Active {
+			if !cb.force {
+				return fail(ExitFailure, "paused (or not running): libvirt cannot shut it down; left as it is (resume it first, or --force destroys it)")
+			}
+			cb.progress(name, "paused: libvirt cannot shut it down; forcing it off (--force)")
+			wait = 0
+		}
+	} else if err != nil {
 		return fail(ExitFailure, "shutdown: %v (still running)", err)
 	}
-	off, err := cb.waitOff(ctx, d, cb.shutdown)
+	off, err := cb.waitOff(ctx, d, wait)
 	if err != nil {
 		return fail(ExitFailure, "waiting for the shutdown: %v", err)
+	}
+	if !off && wait == 0 {
+		if err := cb.conn.DestroyDomain(ctx, d); err != nil && !errors.Is(err, virt.ErrInvalidState) {
+			return fail(ExitFailure, "destroy: %v", err)
+		}
+		if off, err = cb.waitOff(ctx, d, 30*time.Second); err != nil || !off {
+			return fail(ExitFailure, "still running after destroy: %v", err)
+		}
 	}
 	if !off {
 		if !cb.force {
@@ -427,15 +458,11 @@ func agentProgress(s status.Snapshot, d virt.Domain, booted time.Time) string {
 // guestStep runs the guest step of every NIC that has one, waiting for
 // the guest agent (and the interface) to come up.
 func (cb *coldBoot) guestStep(ctx context.Context, t *coldBootTarget) error {
-	live, err := cb.conn.DomainXML(ctx, t.d, virt.XMLLive)
+	live, err := cb.read.Live(ctx, t.d)
 	if err != nil {
 		return err
 	}
-	facts, err := domxml.Parse(live)
-	if err != nil {
-		return err
-	}
-	plan := cb.policy.Decide(facts)
+	plan := cb.policy.Decide(live)
 	ag := virt.GuestAgent{Conn: cb.conn, Domain: t.d}
 	for _, n := range plan.NICs {
 		if !n.Managed || !n.GuestStep || n.Combined < 1 {
@@ -473,7 +500,7 @@ func (cb *coldBoot) guestStep(ctx context.Context, t *coldBootTarget) error {
 
 // verify runs the checks of virtmq verify and returns the failed ones.
 func (cb *coldBoot) verify(ctx context.Context, d virt.Domain) ([]string, error) {
-	checks, err := verify.Run(ctx, cb.conn, cb.host, d, cb.policy)
+	checks, err := verify.Run(ctx, cb.conn, cb.read, cb.host, d, cb.policy)
 	if err != nil {
 		return nil, err
 	}
@@ -486,25 +513,33 @@ func (cb *coldBoot) verify(ctx context.Context, d virt.Domain) ([]string, error)
 	return fails, nil
 }
 
-// printColdBootSummary prints the summary table (within 100 columns).
-func printColdBootSummary(w io.Writer, rs []coldBootResult) {
+// printColdBootSummary prints the summary table, fitted to the table
+// width, results coloured.
+func printColdBootSummary(env *Env, rs []coldBootResult) {
+	w := env.Stdout
 	if len(rs) == 0 {
 		fmt.Fprintln(w, "apply --cold-boot: no domain selected")
 		return
 	}
 	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DOMAIN\tRESULT\tDOWN\tTOTAL\tDETAIL")
+	t := &table{header: []string{"DOMAIN", "RESULT", "DOWN", "TOTAL", "DETAIL"}, width: env.tableWidth(),
+		shrink: []shrinkCol{{col: 4, min: 40}, {col: 0, min: 16}, {col: 4, min: 20}}}
+	t.color = func(col int, cell string) string {
+		if col == 1 {
+			return env.paintWord(cell)
+		}
+		return cell
+	}
 	count := map[string]int{}
 	for _, r := range rs {
 		count[r.result]++
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", clip(printable(r.name), 24), r.result, dur(r.downtime), dur(r.total), clip(printable(r.detail), 48))
+		t.add(printable(r.name), r.result, dur(r.downtime), dur(r.total), printable(r.detail))
 	}
-	tw.Flush()
+	t.write(w, false)
 	var parts []string
 	for _, k := range []string{"compliant", "would restart", "skipped", "refused", "FAILED", "LEFT OFF"} {
 		if count[k] > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", count[k], k))
+			parts = append(parts, env.paint(wordColor(k), fmt.Sprintf("%d %s", count[k], k)))
 		}
 	}
 	fmt.Fprintf(w, "apply --cold-boot: %s\n", strings.Join(parts, ", "))

@@ -79,6 +79,45 @@ func TestColdBootDeafGuestLeftRunning(t *testing.T) {
 	}
 }
 
+// A paused domain cannot be shut down (libvirt refuses it): without
+// --force it is left paused at once, not after the timeout; with --force
+// it is destroyed and started without waiting.
+func TestColdBootPausedDomain(t *testing.T) {
+	fake := virttest.New()
+	pendingWeb(t, fake)
+	d, err := fake.LookupDomain(context.Background(), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fake.SuspendDomain(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	code, r := runColdBootTest(t, fake, "--shutdown-timeout", "5s", "web")
+	if code != ExitFailure {
+		t.Errorf("exit %d, want 1", code)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("took %s: waited for a shutdown that cannot come", took)
+	}
+	wantLines(t, "stdout", r.stdout.String(), "paused (or not running): libvirt cannot shut it down; left as it is", "FAILED")
+	if !fake.Paused("web") || fake.Calls(virttest.MethodDestroyDomain) != 0 {
+		t.Error("the paused domain was not left paused")
+	}
+	start = time.Now()
+	code, r = runColdBootTest(t, fake, "--shutdown-timeout", "5s", "--force", "--boot-timeout", "200ms", "web")
+	wantLines(t, "stdout", r.stdout.String(), "forcing it off (--force)", "starting")
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("took %s with --force", took)
+	}
+	if !fake.Active("web") || fake.Paused("web") {
+		t.Errorf("web does not run (exit %d)", code)
+	}
+	if fake.Calls(virttest.MethodDestroyDomain) != 1 || fake.Calls(virttest.MethodStartDomain) != 1 {
+		t.Errorf("destroy %d, start %d; want 1, 1", fake.Calls(virttest.MethodDestroyDomain), fake.Calls(virttest.MethodStartDomain))
+	}
+}
+
 // On a remote URI the local agent's status socket is not the remote
 // host's: the guest step runs here, and the host checks are skipped.
 func TestColdBootRemote(t *testing.T) {

@@ -14,11 +14,18 @@ var modeEffects = map[policy.Mode]string{
 	policy.ModeObserve: "virtmq-agent and the hook only report (virtmq status, metrics, logs): " +
 		"no domain is redefined, no command runs in any guest; set mode: apply to converge",
 	policy.ModeApply: "virtmq-agent redefines persistent domains whose NIC queues differ from the policy " +
-		"(each VM gets them at its next shut down + start) and runs ethtool -L in running guests; " +
+		"(%s) and runs ethtool -L in running guests; " +
 		"the hook logs non-compliant starts; set mode: observe to only report",
 	policy.ModeEnforce: "virtmq-agent redefines persistent domains whose NIC queues differ from the policy " +
-		"(each VM gets them at its next shut down + start) and runs ethtool -L in running guests; " +
+		"(%s) and runs ethtool -L in running guests; " +
 		"the hook refuses to start a non-compliant VM",
+}
+
+// whenApplied says when a running VM gets new queues under the policy's
+// default apply_at (rules may say otherwise; plan shows it per domain).
+var whenApplied = map[policy.ApplyAt]string{
+	policy.ApplyNextReboot: "a running VM gets them at its next reboot, which virtmq-agent makes a cold boot",
+	policy.ApplyColdBoot:   "a running VM gets them at its next shut down + start",
 }
 
 func runMode(_ context.Context, env *Env, args []string) int {
@@ -28,7 +35,7 @@ from and what virtmq-agent and the libvirt hook do in it (the packages'
 install scripts print it). Exits 1, with the first problem, when the
 policy does not load: then virtmq lint lists every problem.`)
 	path := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
-	_, code, done := parseFlags(env, fs, args, 0, 0)
+	_, code, done := parseFlags(env, fs, args, 0, 0, "")
 	if done {
 		return code
 	}
@@ -56,6 +63,10 @@ policy does not load: then virtmq lint lists every problem.`)
 	if n > 0 {
 		note = fmt.Sprintf(" (virtmq lint: %d warning(s))", n)
 	}
-	fmt.Fprintf(env.Stdout, "virtmq: mode %s (from %s)%s: %s\n", p.Mode(), from, note, modeEffects[p.Mode()])
+	effects := modeEffects[p.Mode()]
+	if strings.Contains(effects, "%s") {
+		effects = fmt.Sprintf(effects, whenApplied[p.Defaults().ApplyAt])
+	}
+	fmt.Fprintf(env.Stdout, "virtmq: mode %s (from %s)%s: %s\n", p.Mode(), from, note, effects)
 	return ExitOK
 }

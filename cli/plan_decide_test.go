@@ -29,7 +29,7 @@ func TestPlanLeaveAlone(t *testing.T) {
 	}{
 		{false, false, 1, "vhost-user: QEMU refuses to start when the backend supports fewer queues than asked; a rule with allow_vhostuser: true opts in"},
 		{false, true, 1, "kept: set by hand (rule defaults says keep)"},
-		{false, false, 1, "<teaming type='transient'>: the standby of a passed-through device"},
+		{false, false, 1, "<teaming type='transient'>: the passed-through VF of a failover pair; its standby, the persistent virtio NIC, is the one that takes queues"},
 		{true, false, 8, "queues=vcpus → 8; no <model>: libvirt's default here is virtio"},
 		{true, false, 8, "queues=vcpus → 8"},
 	}

@@ -14,12 +14,15 @@ import (
 )
 
 func runLint(_ context.Context, env *Env, args []string) int {
-	fs := newFlags(env, "lint", "[--json] [--strict] [--policy FILE | FILE...]", `
+	fs := newFlags(env, "lint", "[--json] [--strict] [--policy FILE | [--drop-in] FILE...]", `
 Check the policy file and its policy.d/ drop-ins: the one in force
 (--policy, else $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else
 built-in), or each FILE named, like yamllint FILE. A FILE inside a
 policy.d/ directory is checked as a drop-in, by itself; any other FILE as
-a main policy file with the policy.d/ beside it.
+a main policy file with the policy.d/ beside it. --drop-in checks every
+FILE as a drop-in wherever it is: a configuration tool checks its
+temporary copy before putting it in place (Ansible's validate: virtmq
+lint --strict --drop-in %s).
 
 Prints one "file:line:col: path: message" line per problem and exits 1, or
 exits 0 when the policy is valid: one "file:line:col: path: warning:
@@ -34,14 +37,16 @@ prints one JSON document instead (see docs/json.md).`)
 	path := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
 	asJSON := fs.Bool("json", false, "print one JSON document instead of lines")
 	strict := fs.Bool("strict", false, "exit 1 when there are warnings")
-	pos, code, done := parseFlags(env, fs, args, 0, -1)
+	dropIn := fs.Bool("drop-in", false, "check each FILE as a policy.d/ drop-in, by itself, wherever it is")
+	pos, code, done := parseFlags(env, fs, args, 0, -1, "")
 	if done {
 		return code
 	}
 	if len(pos) > 0 && *path != "" {
-		fmt.Fprintln(env.Stderr, "virtmq lint: give either --policy FILE or FILE arguments")
-		fs.Usage()
-		return ExitUsage
+		return fs.usageError("give --policy FILE or FILE arguments, not both")
+	}
+	if *dropIn && len(pos) == 0 {
+		return fs.usageError("--drop-in needs FILE arguments")
 	}
 	targets := pos
 	if len(targets) == 0 {
@@ -49,7 +54,7 @@ prints one JSON document instead (see docs/json.md).`)
 	}
 	rep := lintReport{FormatVersion: FormatVersion, OK: true, Policies: []lintPolicy{}}
 	for _, t := range targets {
-		lp := lintOne(env, t)
+		lp := lintOne(env, t, *dropIn)
 		rep.OK = rep.OK && lp.OK
 		rep.Policies = append(rep.Policies, lp)
 	}
@@ -138,12 +143,13 @@ func (lp lintPolicy) warnings() int {
 	return n
 }
 
-// lintOne checks one target: "" is the policy in force.
-func lintOne(env *Env, target string) lintPolicy {
+// lintOne checks one target: "" is the policy in force. A target in a
+// policy.d/ directory, or any with dropIn, is checked as a drop-in.
+func lintOne(env *Env, target string, dropIn bool) lintPolicy {
 	lp := lintPolicy{File: target, Sources: []string{}, Errors: []lintProblem{}, Warnings: []lintProblem{}}
 	var p *policy.Policy
 	var err error
-	if target != "" && filepath.Base(filepath.Dir(target)) == policy.DropInDir {
+	if target != "" && (dropIn || filepath.Base(filepath.Dir(target)) == policy.DropInDir) {
 		lp.DropIn = true
 		var data []byte
 		if data, err = policy.ReadFile(target); err == nil {
@@ -161,7 +167,10 @@ func lintOne(env *Env, target string) lintPolicy {
 				lp.Errors = append(lp.Errors, toLintProblem(e, "error"))
 			}
 		case errors.As(err, &pe):
-			lp.Errors = append(lp.Errors, lintProblem{Severity: "error", File: pe.Path, Message: err.Error()})
+			// The line starts with the file: the message says only what
+			// happened to it ("read FILE: " once is enough).
+			msg := strings.Replace(err.Error(), pe.Error(), pe.Err.Error(), 1)
+			lp.Errors = append(lp.Errors, lintProblem{Severity: "error", File: pe.Path, Message: msg})
 		default:
 			lp.Errors = append(lp.Errors, lintProblem{Severity: "error", File: target, Message: err.Error()})
 		}
@@ -213,9 +222,12 @@ type planOutput struct {
 	Mode    policy.Mode `json:"mode"`
 	Changes bool        `json:"changes"`
 	// Skip says why virtmq leaves the whole domain alone, when it does.
-	Skip     string         `json:"skip,omitempty"`
-	NICs     []planNICOuput `json:"nics"`
-	Warnings []string       `json:"warnings"`
+	Skip string `json:"skip,omitempty"`
+	// Orchestrator names the stack that defines the domain (nova, ovirt,
+	// ...), whether the policy leaves the domain to it or opts it in.
+	Orchestrator string         `json:"orchestrator,omitempty"`
+	NICs         []planNICOuput `json:"nics"`
+	Warnings     []string       `json:"warnings"`
 }
 
 type planNICOuput struct {
@@ -250,8 +262,8 @@ type fileError struct {
 	Error string `json:"error"`
 }
 
-func runPlan(_ context.Context, env *Env, args []string) int {
-	fs := newFlags(env, "plan", "[--policy FILE] [--json | -o wide] [--detailed-exitcode] DOMAIN.xml...", `
+func runPlan(ctx context.Context, env *Env, args []string) int {
+	fs := newFlags(env, "plan", "[--policy FILE] [--json | -o wide|json] [--detailed-exitcode] DOMAIN.xml...", `
 Show, for each NIC of each domain XML file ("-" reads stdin), the current
 queue count, the count N the policy wants, the in-guest combined count M,
 the rule that decided and why; every NIC virtmq leaves alone says why
@@ -262,32 +274,25 @@ type network NICs sit on a hostdev pool (virtmq-agent reads the network
 and skips them). Take the XML from "virsh dumpxml --inactive DOMAIN" (the
 definition, which is what virtmq rewrites).
 
-The table fits 100 columns: it leaves out TYPE and MODEL, heads CURRENT,
-WANTED and GUEST M as CUR, WANT and M, and cuts long cells ("…");
--o wide prints every column in full. With several files, a FILE column
+The table fits the terminal ($COLUMNS, else its width, else 100 columns):
+it leaves out TYPE and MODEL, heads CURRENT, WANTED and GUEST M as CUR,
+WANT and M, and cuts long cells ("…"); -o wide prints every column in
+full. With several files, a FILE column
 says where each domain comes from. With --json it prints one JSON
 document (see docs/json.md), with the files that failed in "errors".
 
 Exits 1 when a file cannot be read or parsed, 2 on a usage error, else 0.
 With --detailed-exitcode (terraform's): 0 no definition changes, 2 some
 does, 1 on any error.`)
-	path := fs.String("policy", "", "policy `file`")
+	path := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	format, wideFlag := addOutputFlags(fs)
+	format, wideFlag := addOutputFlags(fs, "wide", "json")
 	detailed := fs.Bool("detailed-exitcode", false, detailedUsage)
-	pos, code, done := parseFlags(env, fs, args, 0, -1)
+	pos, code, done := parseFlags(env, fs, args, 1, -1, `DOMAIN.xml (one or more domain XML files; "-" reads stdin)`)
 	if done {
 		return detailedExit(wantsDetailed(args), code, false)
 	}
-	wide, jsonOut, err := outputFormat(*format, *wideFlag, *asJSON)
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "virtmq plan: %v\n", err)
-		return ExitUsage
-	}
-	if len(pos) == 0 {
-		fs.Usage()
-		return detailedExit(*detailed, ExitUsage, false)
-	}
+	wide, jsonOut := outputFormat(format, *wideFlag, *asJSON)
 	p, err := loadPolicy(env, *path)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "virtmq plan: %v\n", err)
@@ -296,7 +301,7 @@ does, 1 on any error.`)
 	rep := planReport{FormatVersion: FormatVersion, Policy: orEmpty(p.Sources()), Domains: []planOutput{}, Errors: []fileError{}}
 	status := ExitOK
 	for _, name := range pos {
-		doc, err := readInput(env, name)
+		doc, err := readInput(ctx, env, name)
 		if err != nil {
 			fmt.Fprintf(env.Stderr, "virtmq plan: %v\n", err)
 			rep.Errors = append(rep.Errors, fileError{File: name, Error: err.Error()})
@@ -318,7 +323,7 @@ does, 1 on any error.`)
 		}
 		return detailedExit(*detailed, status, planChanges(rep.Domains))
 	}
-	if err := printPlan(env.Stdout, rep.Domains, len(pos) > 1, wide); err != nil {
+	if err := printPlan(env, rep.Domains, len(pos) > 1, wide); err != nil {
 		return ExitFailure
 	}
 	return detailedExit(*detailed, status, planChanges(rep.Domains))
@@ -326,9 +331,14 @@ does, 1 on any error.`)
 
 // printPlan prints the plan table, one row per NIC, and the legend of
 // what its rows hold: with file, a FILE column first; with wide, TYPE and
-// MODEL too and nothing cut.
-func printPlan(w io.Writer, doms []planOutput, file, wide bool) error {
-	t := &table{header: []string{"FILE", "DOMAIN", "MAC", "TYPE", "MODEL", "CURRENT", "WANTED", "GUEST M", "RULE", "REASON"}}
+// MODEL too and nothing cut. With no domain (every input failed) it
+// prints nothing.
+func printPlan(env *Env, doms []planOutput, file, wide bool) error {
+	w := env.Stdout
+	if len(doms) == 0 {
+		return nil
+	}
+	t := &table{header: []string{"FILE", "DOMAIN", "MAC", "TYPE", "MODEL", "CURRENT", "WANTED", "GUEST M", "RULE", "REASON"}, width: env.tableWidth()}
 	const reason = 9
 	t.shrink = []shrinkCol{{col: reason, min: 30}, {col: 0, min: 16, left: true}, {col: 1, min: 16}, {col: 8, min: 12},
 		{col: reason, min: 16}, {col: 0, min: 10, left: true}, {col: 1, min: 10}, {col: reason, min: 1}}
@@ -375,13 +385,13 @@ func printPlan(w io.Writer, doms []planOutput, file, wide bool) error {
 		fmt.Fprintln(w, "(* = the definition changes; the running domain takes it at its next cold boot)")
 	}
 	if t.clipped {
-		fmt.Fprintln(w, clippedNote)
+		fmt.Fprintln(w, clippedNote(t.width))
 	}
 	return nil
 }
 
 func toPlanOutput(file string, plan policy.Plan) planOutput {
-	o := planOutput{File: file, Domain: plan.Domain, Mode: plan.Mode, Changes: !plan.Compliant(), Skip: plan.Skip,
+	o := planOutput{File: file, Domain: plan.Domain, Mode: plan.Mode, Changes: !plan.Compliant(), Skip: plan.Skip, Orchestrator: plan.Orchestrator,
 		NICs: []planNICOuput{}, Warnings: orEmpty(plan.Warnings)}
 	for _, n := range plan.NICs {
 		o.NICs = append(o.NICs, planNICOuput{
@@ -400,15 +410,17 @@ func orDash(s string) string {
 	return s
 }
 
-func runRewrite(_ context.Context, env *Env, args []string) int {
+func runRewrite(ctx context.Context, env *Env, args []string) int {
 	fs := newFlags(env, "rewrite", "[--policy FILE] [DOMAIN.xml|-]", `
 Print the domain XML (a file, or stdin for "-" or no argument) with the
 policy's queue counts applied: exactly the definition virtmq-agent and
 "virtmq apply" would define. Only the queues attribute of <interface>/<driver>
-changes (a <driver queues='N'/> is added where there is none); every other
-byte stays as it was. Exits 1 with a message on bad input.`)
-	path := fs.String("policy", "", "policy `file`")
-	pos, code, done := parseFlags(env, fs, args, 0, 1)
+changes (a <driver queues='N'/> is added where there is none), and virtmq's
+record of the counts it wrote, <virtmq:written> in <metadata>, is added or
+updated (so a later count that differs from it reads as set by hand); every
+other byte stays as it was. Exits 1 with a message on bad input.`)
+	path := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
+	pos, code, done := parseFlags(env, fs, args, 0, 1, `DOMAIN.xml (a domain XML file; "-" or none reads stdin)`)
 	if done {
 		return code
 	}
@@ -421,7 +433,7 @@ byte stays as it was. Exits 1 with a message on bad input.`)
 		fmt.Fprintf(env.Stderr, "virtmq rewrite: %v\n", err)
 		return ExitFailure
 	}
-	doc, err := readInput(env, name)
+	doc, err := readInput(ctx, env, name)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "virtmq rewrite: %v\n", err)
 		return ExitFailure

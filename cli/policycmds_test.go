@@ -21,7 +21,6 @@ func testEnv(t *testing.T, stdin string) (*Env, *bytes.Buffer, *bytes.Buffer) {
 		Stderr:            &errOut,
 		Getenv:            func(string) string { return "" },
 		DefaultPolicyPath: filepath.Join(t.TempDir(), "absent.yaml"),
-		ReadFile:          os.ReadFile,
 	}, &out, &errOut
 }
 
@@ -109,7 +108,7 @@ func TestRewrite(t *testing.T) {
 	want := strings.Replace(string(orig), "<model type='virtio'/>\n", "<model type='virtio'/>\n      <driver queues='4'/>\n", 1)
 	want = strings.Replace(want, "</uuid>\n", "</uuid>\n  <metadata>\n"+
 		"    <virtmq:written xmlns:virtmq='https://virtmq.dev/xmlns/written/1'>\n"+
-		"      <virtmq:nic mac='52:54:00:12:34:56' queues='4'/>\n"+
+		"      <virtmq:nic mac='52:54:00:12:34:56' nth='1' queues='4'/>\n"+
 		"    </virtmq:written>\n  </metadata>\n", 1)
 	if out.String() != want {
 		t.Errorf("rewrite:\n got %q\nwant %q", out, want)
@@ -179,6 +178,9 @@ func TestMode(t *testing.T) {
 		{[]string{"--policy", write("a.yaml", "version: 1\n")}, ExitOK,
 			"virtmq: mode apply (from " + dir + "/a.yaml): virtmq-agent redefines persistent domains"},
 		{[]string{"--policy", write("e.yaml", "version: 1\nmode: enforce\n")}, ExitOK, "the hook refuses to start a non-compliant VM"},
+		// When a running VM gets its queues follows the policy's apply_at.
+		{[]string{"--policy", write("nr.yaml", "version: 1\n")}, ExitOK, "(a running VM gets them at its next reboot, which virtmq-agent makes a cold boot)"},
+		{[]string{"--policy", write("cb.yaml", "version: 1\ndefaults: {apply_at: cold-boot}\n")}, ExitOK, "(a running VM gets them at its next shut down + start)"},
 		{[]string{"--policy", write("old.yaml", "version: 1\nmode: audit\n")}, ExitOK, "mode apply (from " + dir + "/old.yaml) (virtmq lint: 1 warning(s))"},
 		{[]string{"--policy", write("bad.yaml", "version: 1\nmode: strict\nbogus: 1\n")}, ExitFailure,
 			`virtmq: the policy does not load, virtmq-agent will not start (virtmq lint lists every problem): ` + dir + `/bad.yaml:2:7: mode: "strict" is not one of observe, apply, enforce` + "\n"},
@@ -194,5 +196,39 @@ func TestMode(t *testing.T) {
 		if !strings.Contains(out.String(), tt.want) || strings.Count(out.String(), "\n") != 1 {
 			t.Errorf("mode %v: output %q, want one line with %q", tt.args, out, tt.want)
 		}
+	}
+}
+
+// TestLintTooLarge: a policy file over the limit is named once, with the limit.
+func TestLintTooLarge(t *testing.T) {
+	big := filepath.Join(t.TempDir(), "big.yaml")
+	if err := os.WriteFile(big, []byte("#"+strings.Repeat("x", 1<<20)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env, out, _ := testEnv(t, "")
+	if code := Main(context.Background(), env, []string{"lint", big}); code != ExitFailure {
+		t.Fatalf("exit %d", code)
+	}
+	want := big + ": load policy: failed to read policy: file is larger than 1048576 bytes (1 MiB), the limit of a policy file\n"
+	if out.String() != want {
+		t.Errorf("lint: %q, want %q", out, want)
+	}
+}
+
+// TestPlanAllInputsFail: no table, not even its header, when no input parsed.
+func TestPlanAllInputsFail(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.xml")
+	if err := os.WriteFile(bad, []byte("<domain><name>x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env, out, errOut := testEnv(t, "")
+	if code := Main(context.Background(), env, []string{"plan", bad, bad + ".absent"}); code != ExitFailure {
+		t.Fatalf("exit %d", code)
+	}
+	if out.Len() != 0 {
+		t.Errorf("stdout %q, want nothing", out)
+	}
+	if !strings.Contains(errOut.String(), "bad.xml: line 1: malformed XML") || !strings.Contains(errOut.String(), "bad.xml.absent") {
+		t.Errorf("stderr %q does not say why each input failed", errOut)
 	}
 }

@@ -221,6 +221,6 @@ func TestApplyReplay(t *testing.T) {
 		t.Fatalf("exit %d, stderr:\n%s", code, r.stderr)
 	}
 	wantLines(t, "apply", r.stdout.String(), "queues 4 -> 2", "max 2 → 2",
-		"+  4    <metadata>", "<virtmq:nic mac='52:54:00:b4:f7:07' queues='2'/>",
+		"+  4    <metadata>", "<virtmq:nic mac='52:54:00:b4:f7:07' nth='1' queues='2'/>",
 		fmt.Sprintf("  - %d        <driver queues='4'/>\n  + %d        <driver queues='2'/>\n  dry run: would redefine.", line, line+5))
 }

@@ -37,7 +37,11 @@ func TestJSONFormatVersionAndEmptyLists(t *testing.T) {
 		{[]string{"lint", "--json"}, ExitOK, []string{`"ok": true`, `"errors": []`, `"severity": "note"`, `"file": "(embedded default)"`}},
 		{[]string{"lint", "--json", pol}, ExitFailure, []string{`"ok": false`, `"line": 2`, `"column": 7`, `"path": "mode"`, `"sources": []`}},
 		{[]string{"status", "--json", "--status-socket", empty}, ExitOK, []string{`"domains": []`, `"sources": []`}},
-		{[]string{"verify", "--json", "nope"}, ExitFailure, []string{`"error": "connect to libvirt`, `"checks": []`, `"policy": []`}},
+		// libvirt failed, the policy loaded: its files are named.
+		{[]string{"verify", "--json", "nope"}, ExitFailure, []string{`"error": "cannot connect to libvirt`, `"checks": []`, `"policy": [
+    "(embedded default)"
+  ]`}},
+		{[]string{"verify", "--json", "--policy", pol, "nope"}, ExitFailure, []string{`"error": "load policy: `, `"checks": []`, `"policy": []`}},
 	} {
 		r := newTestRun(t, nil, nil)
 		code := Main(context.Background(), r.env, tt.args)
@@ -83,7 +87,7 @@ func TestTablesFit100Columns(t *testing.T) {
 	check := func(what, out string) {
 		t.Helper()
 		for _, l := range strings.Split(out, "\n") {
-			if n := utf8.RuneCountInString(l); n > maxTableWidth {
+			if n := utf8.RuneCountInString(l); n > defaultTableWidth {
 				t.Errorf("%s: a line of %d columns:\n%s\nin:\n%s", what, n, l, out)
 			}
 		}
@@ -94,7 +98,7 @@ func TestTablesFit100Columns(t *testing.T) {
 	}
 	out := r.stdout.String()
 	check("plan", out)
-	wantLines(t, "plan", out, "FILE ", "…", clippedNote, "(* = the definition changes")
+	wantLines(t, "plan", out, "FILE ", "…", clippedNote(defaultTableWidth), "(* = the definition changes")
 	wantNot(t, "plan", out, "TYPE", "MODEL")
 
 	r = newTestRun(t, nil, nil)
@@ -121,7 +125,7 @@ func TestTablesFit100Columns(t *testing.T) {
 	r = newTestRun(t, fake, nil)
 	Main(context.Background(), r.env, []string{"apply", "--dry-run", "--all", "--policy", testPolicy})
 	for _, l := range strings.Split(r.stdout.String(), "\n") {
-		if strings.HasPrefix(l, "  52:54") && utf8.RuneCountInString(l) > maxTableWidth {
+		if strings.HasPrefix(l, "  52:54") && utf8.RuneCountInString(l) > defaultTableWidth {
 			t.Errorf("apply: a plan line of %d columns: %s", utf8.RuneCountInString(l), l)
 		}
 	}
@@ -188,6 +192,30 @@ func TestLintFiles(t *testing.T) {
 	env, _, errOut := testEnv(t, "")
 	if code := Main(context.Background(), env, []string{"lint", "--policy", main, bad}); code != ExitUsage {
 		t.Errorf("lint --policy and FILE: exit %d, %q", code, errOut)
+	}
+
+	// --drop-in: a drop-in's temporary copy outside policy.d/ (what
+	// Ansible's validate checks) is checked as a drop-in.
+	tmp := filepath.Join(dir, "source")
+	os.WriteFile(tmp, []byte("mode: observe\n"), 0o644)
+	env, out, _ = testEnv(t, "")
+	if code := Main(context.Background(), env, []string{"lint", "--strict", tmp}); code != ExitFailure {
+		t.Errorf("lint of a drop-in's copy as a main file: exit %d\n%s", code, out)
+	}
+	env, out, _ = testEnv(t, "")
+	if code := Main(context.Background(), env, []string{"lint", "--strict", "--drop-in", tmp}); code != ExitOK {
+		t.Errorf("lint --drop-in of a drop-in's copy: exit %d\n%s", code, out)
+	}
+	wantLines(t, "lint --drop-in", out.String(), tmp+": ok (a drop-in checked by itself: rules: 0)")
+	os.WriteFile(tmp, []byte("mode: observe\nrules:\n  - name: x\n    match: {domain: [x]}\n    sett: {queues: 2}\n"), 0o644)
+	env, out, _ = testEnv(t, "")
+	if code := Main(context.Background(), env, []string{"lint", "--strict", "--drop-in", tmp}); code != ExitFailure {
+		t.Errorf("lint --drop-in of a broken drop-in: exit %d\n%s", code, out)
+	}
+	wantLines(t, "lint --drop-in of a broken drop-in", out.String(), tmp+":5:5: rules[0].sett: unknown key")
+	env, _, errOut = testEnv(t, "")
+	if code := Main(context.Background(), env, []string{"lint", "--drop-in"}); code != ExitUsage {
+		t.Errorf("lint --drop-in without FILE: exit %d, %q", code, errOut)
 	}
 }
 

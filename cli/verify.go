@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 
+	"github.com/virtmq/virtmq/internal/cmdline"
+	"github.com/virtmq/virtmq/internal/facts"
 	"github.com/virtmq/virtmq/internal/verify"
 	"github.com/virtmq/virtmq/internal/virt"
 )
@@ -59,7 +60,7 @@ func runVerify(ctx context.Context, env *Env, args []string) int {
 
 // verifyMain is runVerify on a given host (tests pass a fixture tree).
 func verifyMain(ctx context.Context, env *Env, args []string, host verify.Host) int {
-	fs := newFlags(env, "verify", "[--policy FILE] [--json] [-c URI] [--timeout D] DOMAIN", `
+	fs := newFlags(env, "verify", "[--policy FILE] [--json] [-c URI] [--timeout DURATION] DOMAIN", `
 Check a running domain end to end against the policy, talking to libvirt
 directly (not to virtmq-agent); the whole manual multiqueue check on demand.
 For each NIC the policy manages:
@@ -91,19 +92,20 @@ Exits 1 when any check FAILs or the domain is not running, 0 otherwise.`)
 	path := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
 	asJSON := fs.Bool("json", false, "print the checks as JSON")
 	cf := addConnectFlags(fs)
-	timeout := fs.Duration("timeout", 2*time.Minute, "give up after this `duration`")
-	pos, code, done := parseFlags(env, fs, args, 1, 1)
+	timeout := fs.Duration("timeout", 2*time.Minute, "give up after `DURATION` (connecting to libvirt gives up after "+cmdline.Duration(env.connectTimeout())+")")
+	pos, code, done := parseFlags(env, fs, args, 1, 1, "DOMAIN (the running domain to check)")
 	if done {
 		return code
 	}
 	name := pos[0]
+	sources := []string{} // the policy's files, once it loads
 	// fail reports why the checks cannot run: on stderr, and with --json
 	// also as a report whose error says it.
 	fail := func(format string, args ...any) int {
 		msg := fmt.Sprintf(format, args...)
 		fmt.Fprintf(env.Stderr, "virtmq verify: %s\n", msg)
 		if *asJSON {
-			writeJSON(env, "verify", verifyReport{FormatVersion: FormatVersion, Domain: name, Policy: []string{}, Checks: []check{}, Error: msg})
+			writeJSON(env, "verify", verifyReport{FormatVersion: FormatVersion, Domain: name, Policy: sources, Checks: []check{}, Error: msg})
 		}
 		return ExitFailure
 	}
@@ -111,6 +113,7 @@ Exits 1 when any check FAILs or the domain is not running, 0 otherwise.`)
 	if err != nil {
 		return fail("%v", err)
 	}
+	sources = orEmpty(p.Sources())
 	if *timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
@@ -135,7 +138,7 @@ Exits 1 when any check FAILs or the domain is not running, 0 otherwise.`)
 		return fail("%s is not running: there is nothing to verify "+
 			"(\"virtmq apply --dry-run %s\" shows what its definition gets)", d.Name, d.Name)
 	}
-	results, err := verify.Run(ctx, conn, host, d, p)
+	results, err := verify.Run(ctx, conn, facts.NewReader(conn), host, d, p)
 	if err != nil {
 		return fail("%s: %v", d.Name, err)
 	}
@@ -155,7 +158,7 @@ Exits 1 when any check FAILs or the domain is not running, 0 otherwise.`)
 			return ExitFailure
 		}
 	} else {
-		printVerify(env.Stdout, rep)
+		printVerify(env, rep)
 	}
 	if !rep.OK {
 		return ExitFailure
@@ -163,17 +166,19 @@ Exits 1 when any check FAILs or the domain is not running, 0 otherwise.`)
 	return ExitOK
 }
 
-// printVerify writes the report: a header, one line per check, a summary.
-func printVerify(w io.Writer, rep verifyReport) {
+// printVerify writes the report: a header, one line per check, a summary;
+// OK, FAIL and SKIP coloured when the run colours.
+func printVerify(env *Env, rep verifyReport) {
+	w := env.Stdout
 	fmt.Fprintf(w, "verify %s (policy %s)\n", rep.Domain, orDash(strings.Join(rep.Policy, ", ")))
 	n := map[string]int{}
 	for _, c := range rep.Checks {
-		fmt.Fprintf(w, "%-4s %s\n", c.Status, c.Message)
+		fmt.Fprintf(w, "%s%s %s\n", env.paintWord(c.Status), strings.Repeat(" ", max(0, 4-len(c.Status))), c.Message)
 		n[c.Status]++
 	}
-	verdict := "complies with the policy"
+	verdict := env.paint(sgrGreen, "complies with the policy")
 	if !rep.OK {
-		verdict = "does NOT comply with the policy"
+		verdict = env.paint(sgrRed, "does NOT comply with the policy")
 	}
 	fmt.Fprintf(w, "%s %s: %d OK, %d FAIL, %d SKIP\n", rep.Domain, verdict, n[checkOK], n[checkFail], n[checkSkip])
 }

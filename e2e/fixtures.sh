@@ -99,8 +99,9 @@ free_port() {
 prom_url() { cat "$PROM_URLFILE" 2>/dev/null; }
 prom_ready() { curl -fsS "$(prom_url)/-/ready" >/dev/null; }
 
-# prometheus_start TARGET RULES: Prometheus scraping TARGET (host:port) as
-# job virtmq-agent every second, with the rule file RULES, until it is ready.
+# prometheus_start TARGETS RULES: Prometheus scraping TARGETS (host:port,
+# comma-separated: one agent per host) as job virtmq-agent every second, with
+# the rule file RULES, until it is ready.
 prometheus_start() {
 	local target=$1 rules=$2 port pid
 	prometheus_stop
@@ -115,7 +116,7 @@ prometheus_start() {
 		scrape_configs:
 		  - job_name: virtmq-agent
 		    static_configs:
-		      - targets: ['$target']
+		      - targets: ['${target//,/\',\'}']
 	YAML
 	/usr/bin/prometheus --config.file="$PROM_DIR/prometheus.yml" --storage.tsdb.path="$PROM_DIR/data" \
 		--web.listen-address="127.0.0.1:$port" >>"$VIRTMQ_E2E_LOGDIR/prometheus.log" 2>&1 &
@@ -144,6 +145,13 @@ prom_query() {
 status_json() { "$BIN/virtmq" status --json --status-socket "$STATUS_SOCK"; }
 # status_of DOMAIN JQ: a field of the agent's state for DOMAIN.
 status_of() { status_json | jq -r --arg d "$1" ".domains[] | select(.name == \$d) | $2"; }
+
+# verify_checks JSON CHECK: "STATUS GOT/WANT" of every check named CHECK in
+# a `virtmq verify --json` document (GOT/WANT left out where the check has
+# none), comma-separated in the order verify ran them.
+verify_checks() {
+	jq -r --arg c "$2" '[.checks[] | select(.check == $c) | .status + (if .got != null then " \(.got)/\(.want)" else "" end)] | join(",")' <<<"$1"
+}
 
 # xml_queues [FILE]: the first NIC's <driver queues>, from XML on stdin or in FILE.
 xml_queues() { xmllint --xpath 'string(/domain/devices/interface[1]/driver/@queues)' "${1:--}"; }

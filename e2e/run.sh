@@ -32,6 +32,7 @@ source "$E2E_DIR/fixtures.sh"
 on_exit() {
 	local rc=$?
 	prometheus_stop
+	host2_stop
 	agent_stop
 	daemons_stop started
 	if ((${#FAILED[@]})); then
@@ -45,22 +46,8 @@ on_exit() {
 
 # --- assertions ------------------------------------------------------------------
 
-fail() {
-	e2e_log "FAIL: $*"
-	exit 1
-}
-
-# check DESC GOT WANT
-check() {
-	[[ $2 == "$3" ]] || fail "$1: got '$2', want '$3'"
-	e2e_log "ok: $1 = $3"
-}
-
-# check_match DESC TEXT REGEX
-check_match() {
-	[[ $2 =~ $3 ]] || fail "$1: '$2' does not match /$3/"
-	e2e_log "ok: $1 ~ /$3/"
-}
+# shellcheck source=e2e/check.sh
+source "$E2E_DIR/check.sh"
 
 # eventually TIMEOUT DESC WANT CMD...: until CMD prints WANT.
 eventually() {
@@ -173,7 +160,7 @@ enforce_audit() {
 # frozen with SIGSTOP to make the race certain): pending cold boot, then
 # compliant after shutdown + start.
 race() {
-	local d=${P}race
+	local d=${P}race out
 	kill -STOP "$(agent_pid)"
 	define_domain "$d"
 	e2e_virsh start "$d" >/dev/null
@@ -181,10 +168,8 @@ race() {
 	eventually 30 "definition rewritten after the start" 4 defined_queues "$d"
 	check "running XML still has the old count" "$(live_queues "$d")" ""
 	eventually 30 "agent state" pending-cold-boot status_of "$d" .state
-	if "$BIN/virtmq" verify --policy "$POLICY" "$d" >"$RUN/verify.out" 2>&1; then
-		fail "virtmq verify passed on a domain running with 1 queue"
-	fi
-	check_match "verify says why" "$(cat "$RUN/verify.out")" "FAIL.*running queues 1"
+	out=$("$BIN/virtmq" verify --json --policy "$POLICY" "$d" 2>/dev/null) && fail "virtmq verify passed on a domain running with 1 queue"
+	check "verify: the running count is the failed check" "$(verify_checks "$out" running-queues)" "FAIL 1/4"
 	e2e_virsh destroy "$d" >/dev/null
 	e2e_virsh start "$d" >/dev/null
 	check "running XML after cold boot" "$(live_queues "$d")" 4
@@ -400,9 +385,10 @@ slow_libvirt() {
 	define_domain "$dd" # while libvirt is fast: the agent sees it once thawed
 	chgrp root /dev/kvm
 	chmod 0600 /dev/kvm
-	out=$("$BIN/virtmq" verify --policy "$POLICY" "$dr" 2>&1) && fail "virtmq verify passed on a host where libvirt is slow: $out"
-	check_match "virtmq verify names /dev/kvm" "$out" "FAIL host: /dev/kvm is crw------- root:root and libvirt's QEMU user libvirt-qemu cannot open it"
-	check_match "virtmq verify names the slow libvirt" "$out" "FAIL host: libvirt took [0-9.]+s for a capabilities call"
+	out=$("$BIN/virtmq" verify --json --policy "$POLICY" "$dr" 2>/dev/null) && fail "virtmq verify passed on a host where libvirt is slow"
+	check "virtmq verify fails host-kvm" "$(verify_checks "$out" host-kvm)" FAIL
+	check_match "host-kvm names the device and the user" "$(jq -r '.checks[] | select(.check == "host-kvm") | .message' <<<"$out")" "/dev/kvm is crw------- root:root and libvirt's QEMU user libvirt-qemu cannot open it"
+	check_match "virtmq verify fails host-libvirt: a capabilities call over 1000 ms" "$(verify_checks "$out" host-libvirt)" '^FAIL [0-9]+/1000$'
 	kill -CONT "$pid"
 	eventually 90 "agent status of $dd while libvirt is slow" retrying status_of "$dd" .state
 	e2e_log "agent: $dd: $(status_of "$dd" .problem)"
@@ -446,9 +432,9 @@ prometheus_view() {
 	prometheus_stop
 }
 
-# e. a rolling cold boot of three pending domains, two at a time: all come
-# back compliant, none is left off. The tiny guest has no ACPI power-button
-# handler (no acpid), so the graceful shutdown times out and --force ends it.
+# e. a rolling cold boot of three pending domains, two at a time, graceful
+# (no --force): each guest's acpid powers it off at the ACPI power button;
+# all come back compliant, none is left off.
 cold_boot_rolling() {
 	local d ds=("${P}roll1" "${P}roll2" "${P}roll3") out rc=0
 	kill -STOP "$(agent_pid)"
@@ -463,11 +449,13 @@ cold_boot_rolling() {
 	for d in "${ds[@]}"; do wait_for_agent "$d" 120; done
 	out=$("$BIN/virtmq" apply --cold-boot --dry-run --policy "$POLICY" --all 2>&1)
 	check_match "dry run lists ${P}roll1" "$out" "${P}roll1: would restart: .* runs 1, wants 2"
-	"$BIN/virtmq" apply --cold-boot --parallel 2 --shutdown-timeout 15s --force --boot-timeout 4m \
+	"$BIN/virtmq" apply --cold-boot --parallel 2 --shutdown-timeout 60s --boot-timeout 4m \
 		--policy "$POLICY" --status-socket "$STATUS_SOCK" "${P}roll*" >"$RUN/coldboot.out" 2>&1 || rc=$?
 	cat "$RUN/coldboot.out" >&2
 	check "apply --cold-boot exit code" "$rc" 0
+	[[ $(cat "$RUN/coldboot.out") != *"forcing it off"* ]] || fail "a domain was forced off"
 	for d in "${ds[@]}"; do
+		check "$d powered off by its power button" "$(grep -c 'ACPI power button -> poweroff' "$(console_log "$d")")" 1
 		check "$d running" "$(e2e_virsh domstate "$d")" running
 		check "$d running queues" "$(live_queues "$d")" 2
 		check "$d agent state" "$(status_of "$d" .state)" compliant
@@ -661,12 +649,13 @@ remote_ssh() {
 	e2e_virsh start "$d" >/dev/null
 	wait_for_agent "$d" 120
 	eventually 90 "guest Combined current" 2 guest_current "$d"
-	out=$(remote "$BIN/virtmq" verify -c "$uri" --policy "$POLICY" "$d" 2>&1) || fail "verify -c $uri $d: $out"
-	check_match "remote verify: QMP checked" "$out" "OK   [0-9a-f:]+ QMP num-vqs 5: queue pairs 2 = wanted 2"
-	check_match "remote verify: guest checked" "$out" "OK   guest [a-z0-9]+ combined 2 = wanted 2"
-	check_match "remote verify: tap skipped" "$out" "SKIP [0-9a-f:]+ tap [a-z0-9]+: remote host \(${uri_re}\): host-local check not run"
-	check_match "remote verify: /dev/kvm skipped" "$out" "SKIP host: /dev/kvm: remote host"
-	check_match "remote verify: vhost skipped" "$out" "SKIP vhost workers: remote host"
+	out=$(remote "$BIN/virtmq" verify --json -c "$uri" --policy "$POLICY" "$d" 2>/dev/null) || fail "verify -c $uri $d: $out"
+	check "remote verify: QMP checked" "$(verify_checks "$out" qmp-virtqueues)" "OK 2/2"
+	check "remote verify: guest checked" "$(verify_checks "$out" guest-combined)" "OK 2/2"
+	check "remote verify: tap skipped" "$(verify_checks "$out" tap-queues)" SKIP
+	check_match "remote verify: the skip names the remote host" "$(jq -r '.checks[] | select(.check == "tap-queues") | .message' <<<"$out")" "remote host \(${uri_re}\)"
+	check "remote verify: /dev/kvm skipped" "$(verify_checks "$out" host-kvm)" SKIP
+	check "remote verify: vhost skipped" "$(verify_checks "$out" vhost-workers)" SKIP
 }
 
 # Decisions that would break a start or undo a person. Each
@@ -681,7 +670,8 @@ nic_status() { status_of "$1" ".nics[] | select(.mac == \"$2\") | $3"; }
 
 # h. a type network NIC on a hostdev pool (<forward mode='hostdev'>, a VF
 # pool on a PF that does not exist: libvirt defines it, never starts it):
-# the agent reads the network through libvirt and gives the NIC no queues.
+# the agent reads the network through libvirt and gives the NIC no queues,
+# and so does virtmq apply.
 hostdev_network() {
 	local d=${P}hostdev net=${P}hostdev m=52:54:00:77:01:01
 	# shellcheck disable=SC2064 # $net now: the trap runs after the function
@@ -695,7 +685,13 @@ hostdev_network() {
 	check "hostdev-pool NIC queues" "$(nic_queues "$d" "$m")" ""
 	check "hostdev-pool NIC managed" "$(nic_status "$d" "$m" .managed)" false
 	check_match "status says why" "$(nic_status "$d" "$m" .reason)" "network $net is a hostdev pool"
-	check_match "virtmq status -o wide table" "$("$BIN/virtmq" status -o wide --status-socket "$STATUS_SOCK" | grep "$m")" "not managed: network $net is a hostdev pool"
+	check "status: not managed" "$(nic_status "$d" "$m" .managed)" false
+	# virtmq apply reads the network through libvirt too: it finds the
+	# definition the agent wrote compliant and leaves the VF alone.
+	local rc=0
+	"$BIN/virtmq" apply --detailed-exitcode --policy "$POLICY" "$d" >/dev/null 2>&1 || rc=$?
+	check "virtmq apply: no definition change (exit 0)" "$rc" 0
+	check "hostdev-pool NIC queues after virtmq apply" "$(nic_queues "$d" "$m")" ""
 	e2e_virsh undefine "$d" >/dev/null
 }
 
@@ -724,7 +720,8 @@ hand_set_kept() {
 	eventually 30 "$d state" unmanaged status_of "$d" .state
 	check "$d NIC kept" "$(nic_status "$d" "$mac" .kept)" true
 	check "$d status" "$(nic_status "$d" "$mac" .reason)" "kept: set by hand (rule defaults says keep)"
-	check_match "virtmq status -o wide table" "$("$BIN/virtmq" status -o wide --status-socket "$STATUS_SOCK" | grep "$mac")" "kept: set by hand \(rule defaults says keep\)"
+	check "status: kept" "$(nic_status "$d" "$mac" .kept)" true
+	check "status: the deciding rule" "$(nic_status "$d" "$mac" .rule)" defaults
 	sleep 2
 	check "$d definition still queues=2" "$(defined_queues "$d")" 2
 	# Written by virtmq: libvirt keeps the record, and the agent reads it back
@@ -769,10 +766,14 @@ libvirt_adapter() {
 
 # shellcheck source=e2e/reboot.sh
 source "$E2E_DIR/reboot.sh"
+# shellcheck source=e2e/doc_commands.sh
+source "$E2E_DIR/doc_commands.sh"
+# shellcheck source=e2e/migration.sh
+source "$E2E_DIR/migration.sh"
 
 ALL=(libvirt_adapter zero_touch reboot save_restore restarts enforce_audit observe_mode race degraded_guests kill9_redefine libvirtd_outage passwords slow_libvirt
 	prometheus_view cold_boot_rolling hotplug_nic hotplug_vcpu remote_ssh next_reboot_guest next_reboot_virsh next_reboot_poweroff next_reboot_kill9
-	hostdev_network vhostuser_nobody hand_set_kept exclude_include)
+	hostdev_network vhostuser_nobody hand_set_kept exclude_include migrate_live migrate_pending migrate_other_policy doc_commands)
 
 main() {
 	local s rc

@@ -14,55 +14,18 @@ PACKAGES=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-guest-agent
 	openssh-server openssh-client)
 [[ $(id -u) == 0 ]] || e2e_die "run as root"
 
-# Another apt/dpkg run (e.g. the lead's background install, logging to
-# /tmp/apt.log) holds the dpkg lock: wait for it instead of fighting it.
-apt_busy() {
-	local n
-	for n in apt-get apt dpkg aptitude unattended-upgr; do pgrep -x "$n" >/dev/null && return 0; done
-	return 1
-}
-wait_for_apt() {
-	local waited=0
-	while apt_busy; do
-		((waited % 30 == 0)) &&
-			e2e_log "waiting for a running apt/dpkg (${waited}s): $(tail -n1 /tmp/apt.log 2>/dev/null || true)"
-		((waited < 1800)) || e2e_die "apt/dpkg still busy after 30 min"
-		sleep 2
-		waited=$((waited + 2))
-	done
-}
-
-APT_UPDATED=
-apt_update_once() {
-	[[ -n $APT_UPDATED ]] && return 0
-	wait_for_apt
-	apt-get -q -o DPkg::Lock::Timeout=600 update >/dev/null
-	APT_UPDATED=1
-}
+# shellcheck source=e2e/apt.sh
+source "$E2E_DIR/apt.sh"
 
 install_packages() {
-	local p missing=()
-	for p in "${PACKAGES[@]}"; do
-		[[ $(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null) == installed ]] || missing+=("$p")
-	done
+	local missing
+	mapfile -t missing < <(apt_missing "${PACKAGES[@]}")
 	((${#missing[@]})) || return 0
 	e2e_log "installing ${missing[*]}"
-	apt_update_once
-	wait_for_apt
 	# The harness starts the daemons it needs itself (libvirtd, and sshd
 	# on a loopback port for remote_ssh): installing must not start
-	# system services (an sshd on :22 that would linger). Containers
-	# usually have a policy-rc.d that says so; add one for the install
-	# when there is none.
-	local rcd=
-	if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-		rcd=/usr/sbin/policy-rc.d
-		printf '#!/bin/sh\n# virtmq e2e/setup.sh: no service starts during its install\nexit 101\n' >"$rcd"
-		chmod 0755 "$rcd"
-	fi
-	DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=600 \
-		install --no-install-recommends "${missing[@]}" >/dev/null || { [[ -z $rcd ]] || rm -f "$rcd"; return 1; }
-	[[ -z $rcd ]] || rm -f "$rcd"
+	# system services (an sshd on :22 that would linger).
+	APT_NO_START=1 apt_install "${missing[@]}"
 }
 
 guest_hash() {
@@ -83,7 +46,7 @@ build_guest() {
 	if [[ ${1:-} == --rebuild ]]; then rm -rf "$dir"; fi
 	if [[ ! -f $dir/info ]]; then
 		e2e_log "building the guest ($hash)"
-		apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1 || apt_update_once
+		apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1 || { apt_wait && apt_get update; }
 		rm -rf "$dir.tmp"
 		"$E2E_DIR/guest/build.sh" "$dir.tmp" "$VIRTMQ_E2E_CACHE/debs" ||
 			{ rm -rf "$dir.tmp"; e2e_die "guest build failed"; }

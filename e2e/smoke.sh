@@ -22,7 +22,6 @@ DB=${VIRTMQ_E2E_PREFIX}smoke-noexec    # qemu-ga --block-rpcs=guest-exec
 DN=${VIRTMQ_E2E_PREFIX}smoke-noethtool # no ethtool in the guest, queues=2
 SAVE=$VIRTMQ_E2E_STATE/$D.save
 T0=$SECONDS
-PASSED=0
 
 on_exit() {
 	local rc=$?
@@ -35,20 +34,13 @@ on_exit() {
 	fi
 	rm -f "$SAVE"
 	daemons_stop started # domains, and the daemons/bridge this run started
-	e2e_log "smoke: $PASSED checks passed, $((rc == 0 ? 0 : 1)) failed, $((SECONDS - T0))s"
-	if ((rc == 0)); then echo "$PASSED passed, 0 failed"; else echo "$PASSED passed, 1 failed"; fi
+	e2e_log "smoke: $CHECK_PASSED checks passed, $((rc == 0 ? 0 : 1)) failed, $((SECONDS - T0))s"
+	if ((rc == 0)); then echo "$CHECK_PASSED passed, 0 failed"; else echo "$CHECK_PASSED passed, 1 failed"; fi
 }
 trap on_exit EXIT
 
-# check DESC GOT WANT
-check() {
-	if [[ $2 != "$3" ]]; then
-		e2e_log "FAIL: $1: got '$2', want '$3'"
-		exit 1
-	fi
-	PASSED=$((PASSED + 1))
-	e2e_log "ok: $1 = $3"
-}
+# shellcheck source=e2e/check.sh
+source "$E2E_DIR/check.sh"
 
 # rec FILE: stdin to the fixture FILE when recording
 rec() { if [[ -n $REC ]]; then cat >"$REC/$1"; else cat >/dev/null; fi; }

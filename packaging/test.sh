@@ -43,42 +43,27 @@ if [ ! -f "$DEB" ] || [ ! -f "$RPM" ]; then
 	exit 1
 fi
 
-passed=0
-failed=0
 work=$(mktemp -d /tmp/virtmq-package-test.XXXXXX)
+# Every check is reported and counted; the summary line reads the counts.
+CHECK_KEEP_GOING=1
+CHECK_LOG=$work/check.log
+# shellcheck source=e2e/check.sh
+. "$root/e2e/check.sh"
 installed_by_us=0
 ns_pid=       # a process holding the test's mount namespace (see header)
 our_libvirtd= # pid of the libvirtd this test started, if any
 
-ok() { passed=$((passed + 1)); echo "ok   $*"; }
-fail() { failed=$((failed + 1)); echo "FAIL $*"; }
-check() { # check DESCRIPTION COMMAND...: ok when COMMAND succeeds
-	local what=$1
-	shift
-	if "$@" >>"$work/check.log" 2>&1; then ok "$what"; else fail "$what"; fi
-}
 step() { echo; echo "== $*"; }
 
-# wait_for_dpkg: dpkg and apt take a lock; another apt run (the lead's
-# background install, logging to /tmp/apt.log) may hold it for minutes.
-wait_for_dpkg() {
-	local waited=0
-	while fuser /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock >/dev/null 2>&1 ||
-		pgrep -x 'apt|apt-get|dpkg|aptitude|unattended-upgr' >/dev/null 2>&1; do
-		if [ $((waited % 30)) = 0 ]; then
-			echo "   waiting for another apt/dpkg run to finish (${waited}s)${waited:+; see /tmp/apt.log}"
-			[ -f /tmp/apt.log ] && tail -n 2 /tmp/apt.log | sed 's/^/     /'
-		fi
-		sleep 5
-		waited=$((waited + 5))
-		[ "$waited" -lt 1800 ] || { echo "packaging/test.sh: dpkg still locked after 30 minutes" >&2; exit 1; }
-	done
-}
+# shellcheck source=e2e/apt.sh
+. "$root/e2e/apt.sh"
+# shellcheck source=e2e/lib.sh
+. "$root/e2e/lib.sh"
 # dpkg_run ARGS...: dpkg, retried while another run holds the lock.
 dpkg_run() {
 	local _
 	for _ in 1 2 3 4 5 6; do
-		wait_for_dpkg
+		apt_wait || return 1
 		if DEBIAN_FRONTEND=noninteractive inns dpkg "$@" </dev/null >"$work/dpkg.out" 2>&1; then
 			cat "$work/dpkg.out"
 			return 0
@@ -90,17 +75,6 @@ dpkg_run() {
 	done
 	cat "$work/dpkg.out"
 	return 1
-}
-apt_install() {
-	wait_for_dpkg
-	if ! DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=1800 install -y --no-install-recommends "$@" </dev/null; then
-		# A fresh machine may never have run apt-get update.
-		apt-get -q -o DPkg::Lock::Timeout=1800 update
-		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=1800 install -y --no-install-recommends "$@" </dev/null
-	fi
-}
-is_installed() {
-	[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
 }
 leftovers() { # leftovers: every path of ours that exists, one per line
 	local p
@@ -146,38 +120,28 @@ start_ns() {
 inns() {
 	if [ -n "$ns_pid" ]; then nsenter -t "$ns_pid" -m -- "$@"; else "$@"; fi
 }
-# start_libvirtd: a libvirtd of our own in the namespace; $! is its pid.
+# libvirtd_in_ns: a libvirtd of our own in the namespace, with the harness's
+# wait and stop (e2e/lib.sh); ready once it answers and handles SIGHUP (what
+# the postinst sends).
+libvirtd_ready() {
+	pid_alive "$our_libvirtd" || return 2
+	inns virsh -c qemu:///system uri >/dev/null 2>&1 &&
+		sed -n 's/^SigCgt:[[:space:]]*//p' "/proc/$our_libvirtd/status" | grep -q '[13579bdfBDF]$'
+}
 start_libvirtd() {
 	nsenter -t "$ns_pid" -m -- libvirtd >"$work/libvirtd.log" 2>&1 </dev/null &
 	our_libvirtd=$!
-	local _
-	for _ in $(seq 300); do
-		if ! kill -0 "$our_libvirtd" 2>/dev/null; then
-			echo "   libvirtd exited at start:"
-			tail -n 5 "$work/libvirtd.log" | sed 's/^/     /'
-			our_libvirtd=
-			return 1
-		fi
-		# Ready: it answers, and it handles SIGHUP (what the postinst sends).
-		if inns virsh -c qemu:///system uri >/dev/null 2>&1 &&
-			sed -n 's/^SigCgt:[[:space:]]*//p' "/proc/$our_libvirtd/status" | grep -q '[13579bdfBDF]$'; then
-			echo "   libvirtd pid $our_libvirtd answers (private /run)"
-			return 0
-		fi
-		sleep 0.2
-	done
-	echo "   libvirtd pid $our_libvirtd did not answer in 60 s"
+	if e2e_wait 60 libvirtd_ready; then
+		echo "   libvirtd pid $our_libvirtd answers (private /run)"
+		return 0
+	fi
+	echo "   libvirtd pid $our_libvirtd did not answer in 60 s, or exited:"
+	tail -n 5 "$work/libvirtd.log" | sed 's/^/     /'
 	return 1
 }
 stop_libvirtd() {
 	[ -n "$our_libvirtd" ] || return 0
-	kill -TERM "$our_libvirtd" 2>/dev/null || true
-	local _
-	for _ in $(seq 150); do
-		kill -0 "$our_libvirtd" 2>/dev/null || break
-		sleep 0.2
-	done
-	kill -KILL "$our_libvirtd" 2>/dev/null || true
+	stop_pid "$our_libvirtd"
 	wait "$our_libvirtd" 2>/dev/null || true
 	our_libvirtd=
 }
@@ -220,9 +184,8 @@ command -v lintian >/dev/null || need+=(lintian)
 command -v rpm >/dev/null || need+=(rpm)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v fuser >/dev/null || need+=(psmisc)
-for dep in $(dpkg-deb -f "$DEB" Depends | tr ',' '\n' | sed 's/[ (].*//; s/^ *//'); do
-	is_installed "$dep" || need+=("$dep")
-done
+mapfile -t deps < <(dpkg-deb -f "$DEB" Depends | tr ',' '\n' | sed 's/[ (].*//; s/^ *//; /^$/d')
+mapfile -t -O "${#need[@]}" need < <(apt_missing "${deps[@]}")
 if [ "${#need[@]}" -gt 0 ]; then
 	echo "   installing ${need[*]}"
 	apt_install "${need[@]}"
@@ -261,24 +224,24 @@ for f in /usr/sbin/virtmq /usr/sbin/virtmq-agent /usr/sbin/virtmq-hook \
 	/usr/share/virtmq/monitoring/virtmq-rules.yml /usr/share/virtmq/monitoring/virtmq-dashboard.json \
 	/usr/share/licenses/virtmq/LICENSE \
 	/usr/share/bash-completion/completions/virtmq /usr/share/zsh/site-functions/_virtmq; do
-	check "rpm lists $f" grep -qx "$f" "$work/rpm.list"
+	check_ok "rpm lists $f" grep -qx "$f" "$work/rpm.list"
 done
-check "rpm has no lintian overrides" bash -c "! grep -q lintian '$work/rpm.list'"
-check "rpm: only /etc/virtmq/policy.yaml is a config file" test "$(cat "$work/rpm.config")" = /etc/virtmq/policy.yaml
-check "rpm: policy.yaml is %config(noreplace)" grep -Eqx 'c?[a-z]*n[a-z]* /etc/virtmq/policy.yaml' "$work/rpm.flags"
-check "rpm: policy.yaml is %config" grep -Eqx 'c[a-z]* /etc/virtmq/policy.yaml' "$work/rpm.flags"
-check "rpm: the hook symlink is relative" grep -Eq '^/etc/libvirt/hooks/qemu\.d/50-virtmq .* \.\./\.\./\.\./\.\./usr/sbin/virtmq-hook$' "$work/rpm.dump"
-check "rpm: binaries are mode 0755" bash -c "grep -E '^/usr/sbin/virtmq(-agent|-hook)? ' '$work/rpm.dump' | awk '{print \$5}' | sort -u | grep -qx 0100755"
-check "rpm requires libvirt-daemon-driver-qemu" grep -q '^libvirt-daemon-driver-qemu' "$work/rpm.requires"
-check "rpm does not require the Debian name" bash -c "! grep -q libvirt-daemon-system '$work/rpm.requires'"
-check "rpm %post presets the agent" grep -q 'systemctl --no-reload preset' "$work/rpm.scripts"
-check "rpm %preun disables on erase" grep -q 'systemctl --no-reload disable' "$work/rpm.scripts"
-check "rpm %postun try-restarts on upgrade" grep -q 'systemctl try-restart' "$work/rpm.scripts"
-check "rpm %post reloads libvirt" grep -q 'try-reload-or-restart libvirtd.service' "$work/rpm.scripts"
-check "rpm %post prints the mode in force" grep -q '^virtmq mode' "$work/rpm.scripts"
-check "rpm scripts guard systemctl start/stop with /run/systemd/system" grep -q '\[ -d /run/systemd/system \]' "$work/rpm.scripts"
+check_ok "rpm has no lintian overrides" bash -c "! grep -q lintian '$work/rpm.list'"
+check_ok "rpm: only /etc/virtmq/policy.yaml is a config file" test "$(cat "$work/rpm.config")" = /etc/virtmq/policy.yaml
+check_ok "rpm: policy.yaml is %config(noreplace)" grep -Eqx 'c?[a-z]*n[a-z]* /etc/virtmq/policy.yaml' "$work/rpm.flags"
+check_ok "rpm: policy.yaml is %config" grep -Eqx 'c[a-z]* /etc/virtmq/policy.yaml' "$work/rpm.flags"
+check_ok "rpm: the hook symlink is relative" grep -Eq '^/etc/libvirt/hooks/qemu\.d/50-virtmq .* \.\./\.\./\.\./\.\./usr/sbin/virtmq-hook$' "$work/rpm.dump"
+check_ok "rpm: binaries are mode 0755" bash -c "grep -E '^/usr/sbin/virtmq(-agent|-hook)? ' '$work/rpm.dump' | awk '{print \$5}' | sort -u | grep -qx 0100755"
+check_ok "rpm requires libvirt-daemon-driver-qemu" grep -q '^libvirt-daemon-driver-qemu' "$work/rpm.requires"
+check_ok "rpm does not require the Debian name" bash -c "! grep -q libvirt-daemon-system '$work/rpm.requires'"
+check_ok "rpm %post presets the agent" grep -q 'systemctl --no-reload preset' "$work/rpm.scripts"
+check_ok "rpm %preun disables on erase" grep -q 'systemctl --no-reload disable' "$work/rpm.scripts"
+check_ok "rpm %postun try-restarts on upgrade" grep -q 'systemctl try-restart' "$work/rpm.scripts"
+check_ok "rpm %post reloads libvirt" grep -q 'try-reload-or-restart libvirtd.service' "$work/rpm.scripts"
+check_ok "rpm %post prints the mode in force" grep -q '^virtmq mode' "$work/rpm.scripts"
+check_ok "rpm scripts guard systemctl start/stop with /run/systemd/system" grep -q '\[ -d /run/systemd/system \]' "$work/rpm.scripts"
 for s in post preun postun; do
-	check "rpm %$s script works without systemd as PID 1 (sh -n)" sh -n "packaging/scripts/rpm/$s"
+	check_ok "rpm %$s script works without systemd as PID 1 (sh -n)" sh -n "packaging/scripts/rpm/$s"
 done
 
 # ---------------------------------------------------------------- namespace
@@ -312,49 +275,49 @@ else
 	exit 1
 fi
 sed 's/^/   /' "$work/install.log"
-check "the postinst printed the mode in force, in one line" \
+check_ok "the postinst printed the mode in force, in one line" \
 	test "$(grep -c '^virtmq: mode apply (from /etc/virtmq/policy.yaml): virtmq-agent redefines persistent domains' "$work/install.log")" = 1
 
 for f in /usr/sbin/virtmq /usr/sbin/virtmq-agent /usr/sbin/virtmq-hook; do
-	check "$f is executable" test -x "$f"
+	check_ok "$f is executable" test -x "$f"
 done
-check "hook symlink /etc/libvirt/hooks/qemu.d/50-virtmq -> /usr/sbin/virtmq-hook" \
+check_ok "hook symlink /etc/libvirt/hooks/qemu.d/50-virtmq -> /usr/sbin/virtmq-hook" \
 	test "$(readlink /etc/libvirt/hooks/qemu.d/50-virtmq)" = /usr/sbin/virtmq-hook
-check "/etc/virtmq/policy.yaml is the shipped default" cmp /etc/virtmq/policy.yaml policy/default.yaml
-check "/etc/virtmq/policy.yaml is a conffile" bash -c "dpkg-query -W -f='\${Conffiles}' virtmq | grep -q ' /etc/virtmq/policy.yaml '"
+check_ok "/etc/virtmq/policy.yaml is the shipped default" cmp /etc/virtmq/policy.yaml policy/default.yaml
+check_ok "/etc/virtmq/policy.yaml is a conffile" bash -c "dpkg-query -W -f='\${Conffiles}' virtmq | grep -q ' /etc/virtmq/policy.yaml '"
 for f in virtmq-rules.yml virtmq-dashboard.json; do
-	check "the monitoring mixin: /usr/share/virtmq/monitoring/$f is the shipped one" cmp "/usr/share/virtmq/monitoring/$f" "packaging/monitoring/$f"
+	check_ok "the monitoring mixin: /usr/share/virtmq/monitoring/$f is the shipped one" cmp "/usr/share/virtmq/monitoring/$f" "packaging/monitoring/$f"
 done
-check "bash completion is installed and current" bash -c "/usr/sbin/virtmq completion bash | cmp - /usr/share/bash-completion/completions/virtmq"
-check "zsh completion is installed and current" bash -c "/usr/sbin/virtmq completion zsh | cmp - /usr/share/zsh/vendor-completions/_virtmq"
-check "bash completion parses" bash -n /usr/share/bash-completion/completions/virtmq
+check_ok "bash completion is installed and current" bash -c "/usr/sbin/virtmq completion bash | cmp - /usr/share/bash-completion/completions/virtmq"
+check_ok "zsh completion is installed and current" bash -c "/usr/sbin/virtmq completion zsh | cmp - /usr/share/zsh/vendor-completions/_virtmq"
+check_ok "bash completion parses" bash -n /usr/share/bash-completion/completions/virtmq
 # shellcheck disable=SC2016 # expanded by the inner bash
-check "/etc/virtmq/policy.d is an empty directory" bash -c '[ -d /etc/virtmq/policy.d ] && [ -z "$(ls -A /etc/virtmq/policy.d)" ]'
-check "the agent unit is installed" test -f /usr/lib/systemd/system/virtmq-agent.service
-check "the agent is enabled (deb-systemd-helper)" test -L /etc/systemd/system/multi-user.target.wants/virtmq-agent.service
+check_ok "/etc/virtmq/policy.d is an empty directory" bash -c '[ -d /etc/virtmq/policy.d ] && [ -z "$(ls -A /etc/virtmq/policy.d)" ]'
+check_ok "the agent unit is installed" test -f /usr/lib/systemd/system/virtmq-agent.service
+check_ok "the agent is enabled (deb-systemd-helper)" test -L /etc/systemd/system/multi-user.target.wants/virtmq-agent.service
 for m in man8/virtmq.8 man8/virtmq-agent.8 man8/virtmq-hook.8 man5/virtmq-policy.5; do
-	check "man page $m renders without warnings" bash -c "out=\$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l /usr/share/man/$m.gz 2>&1 >/dev/null); [ -z \"\$out\" ] || { echo \"\$out\"; false; }"
+	check_ok "man page $m renders without warnings" bash -c "out=\$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l /usr/share/man/$m.gz 2>&1 >/dev/null); [ -z \"\$out\" ] || { echo \"\$out\"; false; }"
 done
-check "virtmq --version is $VERSION" bash -c "/usr/sbin/virtmq --version | grep -qF 'virtmq $VERSION '"
-check "virtmq-hook --version is $VERSION" bash -c "/usr/sbin/virtmq-hook --version | grep -qF 'virtmq-hook $VERSION '"
-check "virtmq-agent --version is $VERSION" bash -c "/usr/sbin/virtmq-agent --version 2>&1 | grep -qF '$VERSION'"
+check_ok "virtmq --version is $VERSION" bash -c "/usr/sbin/virtmq --version | grep -qF 'virtmq $VERSION '"
+check_ok "virtmq-hook --version is $VERSION" bash -c "/usr/sbin/virtmq-hook --version | grep -qF 'virtmq-hook $VERSION '"
+check_ok "virtmq-agent --version is $VERSION" bash -c "/usr/sbin/virtmq-agent --version 2>&1 | grep -qF '$VERSION'"
 
 step "virtmq-install-legacy-hook (libvirt < 6.5), in a scratch hooks dir"
 legacy=/usr/share/virtmq/virtmq-install-legacy-hook
 lh=$work/hooks
 mkdir -p "$lh"
-check "legacy hook: nothing to do on libvirt >= 6.5 without --force" \
+check_ok "legacy hook: nothing to do on libvirt >= 6.5 without --force" \
 	bash -c "HOOKS_DIR='$lh' $legacy && [ ! -e '$lh/qemu' ] && [ ! -L '$lh/qemu' ]"
-check "legacy hook: --force installs qemu -> /usr/sbin/virtmq-hook" \
+check_ok "legacy hook: --force installs qemu -> /usr/sbin/virtmq-hook" \
 	bash -c "HOOKS_DIR='$lh' $legacy --force && [ \"\$(readlink '$lh/qemu')\" = /usr/sbin/virtmq-hook ]"
-check "legacy hook: refuses when qemu exists (even its own)" bash -c "! HOOKS_DIR='$lh' $legacy --force"
-check "legacy hook: --remove removes its own symlink" bash -c "HOOKS_DIR='$lh' $legacy --remove && [ ! -L '$lh/qemu' ]"
+check_ok "legacy hook: refuses when qemu exists (even its own)" bash -c "! HOOKS_DIR='$lh' $legacy --force"
+check_ok "legacy hook: --remove removes its own symlink" bash -c "HOOKS_DIR='$lh' $legacy --remove && [ ! -L '$lh/qemu' ]"
 printf '#!/bin/sh\nexit 0\n' >"$lh/qemu"
 cp "$lh/qemu" "$work/other-hook"
-check "legacy hook: never replaces another hook" bash -c "! HOOKS_DIR='$lh' $legacy --force && cmp '$lh/qemu' '$work/other-hook'"
-check "legacy hook: --remove leaves another hook alone" bash -c "! HOOKS_DIR='$lh' $legacy --remove && cmp '$lh/qemu' '$work/other-hook'"
+check_ok "legacy hook: never replaces another hook" bash -c "! HOOKS_DIR='$lh' $legacy --force && cmp '$lh/qemu' '$work/other-hook'"
+check_ok "legacy hook: --remove leaves another hook alone" bash -c "! HOOKS_DIR='$lh' $legacy --remove && cmp '$lh/qemu' '$work/other-hook'"
 ln -sf /nonexistent "$lh/qemu"
-check "legacy hook: refuses over a dangling symlink" bash -c "! HOOKS_DIR='$lh' $legacy --force && [ \"\$(readlink '$lh/qemu')\" = /nonexistent ]"
+check_ok "legacy hook: refuses over a dangling symlink" bash -c "! HOOKS_DIR='$lh' $legacy --force && [ \"\$(readlink '$lh/qemu')\" = /nonexistent ]"
 
 # ---------------------------------------------------------------- the hook
 step "the installed hook, as libvirt runs it"
@@ -371,7 +334,7 @@ if run_hook "$testdata/pkgtest-web.xml" virtmq-pkgtest-web prepare begin -; then
 else
 	fail "hook at prepare begin exited $?: $(cat "$work/hook.err")"
 fi
-check "hook prints nothing on stdout at prepare" test ! -s "$work/hook.out"
+check_ok "hook prints nothing on stdout at prepare" test ! -s "$work/hook.out"
 # The hook logs natively to journald when it listens, else to stderr.
 if [ -S /run/systemd/journal/socket ] && command -v journalctl >/dev/null; then
 	sleep 1
@@ -382,16 +345,16 @@ else
 	where="stderr"
 fi
 sed 's/^/   /' "$work/hook.log"
-check "hook logged the non-compliant NIC to $where" \
+check_ok "hook logged the non-compliant NIC to $where" \
 	grep -E 'virtmq-pkgtest-web' "$work/hook.log"
-check "the log line names the MAC and the wanted count" \
+check_ok "the log line names the MAC and the wanted count" \
 	grep -E '52:54:00:7a:51:01.*wanted=4|wanted=4.*52:54:00:7a:51:01' "$work/hook.log"
 if run_hook "$testdata/pkgtest-compliant.xml" virtmq-pkgtest-ok prepare begin -; then
 	ok "hook at prepare begin on a compliant domain exits 0"
 else
 	fail "hook on a compliant domain exited $?"
 fi
-check "hook is silent about a compliant domain" test ! -s "$work/hook.err"
+check_ok "hook is silent about a compliant domain" test ! -s "$work/hook.err"
 for op in "migrate begin -" "restore begin -" "release end -" "reconnect begin -"; do
 	# shellcheck disable=SC2086
 	if run_hook "$testdata/pkgtest-web.xml" virtmq-pkgtest-web $op && [ ! -s "$work/hook.out" ]; then
@@ -411,16 +374,16 @@ if [ -n "$our_libvirtd" ]; then
 		inns virsh -c qemu:///system destroy virtmq-pkgtest-web >/dev/null 2>&1 || true
 	else
 		sed 's/^/   /' "$work/create.out"
-		check "libvirt ran the hook, which refused the start with its message" \
+		check_ok "libvirt ran the hook, which refused the start with its message" \
 			grep -q 'virtmq: domain "virtmq-pkgtest-web" NIC 52:54:00:7a:51:01 has queues=1, policy wants 4' "$work/create.out"
 	fi
 	rm -f /etc/virtmq/policy.d/99-package-test.yaml
-	check "libvirtd survived the postinst's SIGHUP" kill -0 "$our_libvirtd"
+	check_ok "libvirtd survived the postinst's SIGHUP" kill -0 "$our_libvirtd"
 
 	step "the installed agent, sandboxed like its unit: observe first, then apply"
 	# How the shipped policy says to start in observe: a drop-in.
 	printf 'mode: observe\n' >/etc/virtmq/policy.d/00-mode.yaml
-	check "virtmq mode says observe with the drop-in" bash -c "/usr/sbin/virtmq mode | grep -q '^virtmq: mode observe (from /etc/virtmq/policy.yaml, /etc/virtmq/policy.d/00-mode.yaml)'"
+	check_ok "virtmq mode says observe with the drop-in" bash -c "/usr/sbin/virtmq mode | grep -q '^virtmq: mode observe (from /etc/virtmq/policy.yaml, /etc/virtmq/policy.d/00-mode.yaml)'"
 	# What the unit's sandbox does that can be done without systemd: no
 	# capabilities, no new privileges, a read-only file system but for
 	# /run/virtmq (RuntimeDirectory=). It must still reach libvirt's socket.
@@ -447,9 +410,9 @@ if [ -n "$our_libvirtd" ]; then
 			inns /usr/sbin/virtmq status --json 2>/dev/null | grep -q '"state": "would-redefine"' && break
 			sleep 0.2
 		done
-		check "mode observe: virtmq status shows the plan (would-redefine)" \
+		check_ok "mode observe: virtmq status shows the plan (would-redefine)" \
 			bash -c "nsenter -t $ns_pid -m -- /usr/sbin/virtmq status --json | grep -q 'redefine: 52:54:00:7a:51:01 1→4 queues'"
-		check "mode observe: the definition is unchanged" \
+		check_ok "mode observe: the definition is unchanged" \
 			bash -c "! nsenter -t $ns_pid -m -- virsh -c qemu:///system dumpxml --inactive virtmq-pkgtest-web | grep -q \"queues=\""
 		rm -f /etc/virtmq/policy.d/00-mode.yaml
 		kill -HUP "$agent_pid" 2>/dev/null || true
@@ -457,7 +420,7 @@ if [ -n "$our_libvirtd" ]; then
 			inns virsh -c qemu:///system dumpxml --inactive virtmq-pkgtest-web 2>/dev/null | grep -q "queues='4'" && break
 			sleep 0.2
 		done
-		check "after SIGHUP into mode apply, the agent redefined virtmq-pkgtest-web with <driver queues='4'/>" \
+		check_ok "after SIGHUP into mode apply, the agent redefined virtmq-pkgtest-web with <driver queues='4'/>" \
 			bash -c "nsenter -t $ns_pid -m -- virsh -c qemu:///system dumpxml --inactive virtmq-pkgtest-web | grep -q \"queues='4'\""
 		inns /usr/sbin/virtmq status >"$work/status.txt" 2>&1 || true
 		sed 's/^/   /' "$work/status.txt"
@@ -467,12 +430,12 @@ if [ -n "$our_libvirtd" ]; then
 	fi
 	kill -HUP "$agent_pid" 2>/dev/null || true
 	sleep 0.5
-	check "the agent survives SIGHUP (systemctl reload)" kill -0 "$agent_pid"
+	check_ok "the agent survives SIGHUP (systemctl reload)" kill -0 "$agent_pid"
 	kill -TERM "$agent_pid" 2>/dev/null || true
 	agent_rc=0
 	wait "$agent_pid" || agent_rc=$?
 	agent_pid=
-	check "the agent exits 0 on SIGTERM" test "$agent_rc" = 0
+	check_ok "the agent exits 0 on SIGTERM" test "$agent_rc" = 0
 	sed 's/^/   agent: /' "$work/agent.log" | tail -n 8
 	stop_libvirtd
 fi
@@ -485,7 +448,7 @@ else
 	fail "virtmq lint of the installed policy"
 fi
 sed 's/^/   /' "$work/lint.out"
-check "virtmq lint read /etc/virtmq/policy.yaml" grep -q '/etc/virtmq/policy.yaml' "$work/lint.out"
+check_ok "virtmq lint read /etc/virtmq/policy.yaml" grep -q '/etc/virtmq/policy.yaml' "$work/lint.out"
 
 # ---------------------------------------------------------------- the unit
 step "systemd-analyze verify"
@@ -501,8 +464,8 @@ if [ "$rc" = 0 ] && [ ! -s "$work/verify.out" ]; then
 else
 	fail "systemd-analyze verify virtmq-agent.service (exit $rc)"
 fi
-check "unit: Type=notify" grep -qx 'Type=notify' /usr/lib/systemd/system/virtmq-agent.service
-check "unit: no Requires=/BindsTo=" bash -c "! grep -Eq '^(Requires|BindsTo|Requisite)=' /usr/lib/systemd/system/virtmq-agent.service"
+check_ok "unit: Type=notify" grep -qx 'Type=notify' /usr/lib/systemd/system/virtmq-agent.service
+check_ok "unit: no Requires=/BindsTo=" bash -c "! grep -Eq '^(Requires|BindsTo|Requisite)=' /usr/lib/systemd/system/virtmq-agent.service"
 
 # ---------------------------------------------------------------- reinstall
 step "reinstall over an edited policy"
@@ -514,18 +477,18 @@ else
 	cat "$work/reinstall.log"
 	fail "dpkg -i of the same version again"
 fi
-check "the edited policy is kept" cmp /etc/virtmq/policy.yaml "$work/policy.edited"
-check "no .dpkg-dist/.dpkg-new copy appeared" bash -c '! ls /etc/virtmq/policy.yaml.dpkg-* 2>/dev/null | grep -q .'
-check "the edited policy still lints" /usr/sbin/virtmq lint
-check "the agent is still enabled" test -L /etc/systemd/system/multi-user.target.wants/virtmq-agent.service
+check_ok "the edited policy is kept" cmp /etc/virtmq/policy.yaml "$work/policy.edited"
+check_ok "no .dpkg-dist/.dpkg-new copy appeared" bash -c '! ls /etc/virtmq/policy.yaml.dpkg-* 2>/dev/null | grep -q .'
+check_ok "the edited policy still lints" /usr/sbin/virtmq lint
+check_ok "the agent is still enabled" test -L /etc/systemd/system/multi-user.target.wants/virtmq-agent.service
 
 # ---------------------------------------------------------------- remove, purge
 step "dpkg -r, then dpkg --purge"
 if dpkg_run -r virtmq >"$work/remove.log" 2>&1; then ok "dpkg -r"; else cat "$work/remove.log"; fail "dpkg -r"; fi
-check "binaries are gone after remove" bash -c '! ls /usr/sbin/virtmq /usr/sbin/virtmq-agent /usr/sbin/virtmq-hook 2>/dev/null | grep -q .'
-check "the hook symlink is gone after remove" test ! -L /etc/libvirt/hooks/qemu.d/50-virtmq
-check "the edited policy survives remove" cmp /etc/virtmq/policy.yaml "$work/policy.edited"
-check "the agent unit is masked after remove" test "$(readlink /etc/systemd/system/virtmq-agent.service)" = /dev/null
+check_ok "binaries are gone after remove" bash -c '! ls /usr/sbin/virtmq /usr/sbin/virtmq-agent /usr/sbin/virtmq-hook 2>/dev/null | grep -q .'
+check_ok "the hook symlink is gone after remove" test ! -L /etc/libvirt/hooks/qemu.d/50-virtmq
+check_ok "the edited policy survives remove" cmp /etc/virtmq/policy.yaml "$work/policy.edited"
+check_ok "the agent unit is masked after remove" test "$(readlink /etc/systemd/system/virtmq-agent.service)" = /dev/null
 if dpkg_run --purge virtmq >"$work/purge.log" 2>&1; then ok "dpkg --purge"; else cat "$work/purge.log"; fail "dpkg --purge"; fi
 installed_by_us=0
 left=$(leftovers)
@@ -534,14 +497,14 @@ if [ -z "$left" ]; then
 else
 	fail "left after purge: $(echo "$left" | tr '\n' ' ')"
 fi
-check "dpkg forgot virtmq" bash -c "! dpkg-query -W virtmq >/dev/null 2>&1 || dpkg-query -W -f='\${db:Status-Status}' virtmq | grep -qx not-installed"
+check_ok "dpkg forgot virtmq" bash -c "! dpkg-query -W virtmq >/dev/null 2>&1 || dpkg-query -W -f='\${db:Status-Status}' virtmq | grep -qx not-installed"
 while read -r d; do
-	check "$d (there before) is still there" test -d "$d"
+	check_ok "$d (there before) is still there" test -d "$d"
 done <"$work/dirs-before"
 while read -r d; do
-	check "$d (not there before) is gone" test ! -e "$d"
+	check_ok "$d (not there before) is gone" test ! -e "$d"
 done <"$work/dirs-absent"
 
 echo
-echo "package-test: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+echo "package-test: $CHECK_PASSED passed, $CHECK_FAILED failed"
+[ "$CHECK_FAILED" = 0 ]

@@ -80,6 +80,12 @@ func build(docs []*fileDoc) (*Policy, ErrorList) {
 		if d.onError.set {
 			p.onError = d.onError.v
 		}
+		for _, e := range d.orchestrators {
+			if p.orchestrators == nil {
+				p.orchestrators = map[string]OrchestratorMode{}
+			}
+			p.orchestrators[e.name] = e.mode.v
+		}
 		defaults = defaults.overlay(d.defaults)
 	}
 	checkMinMax(defaults, nil, errorAt)

@@ -13,8 +13,11 @@ import (
 // start, so it allocates little beyond the NIC slice and one reason string
 // per NIC.
 //
-// A domain that is not virtmq's (a type other than qemu or kvm) or that
-// carries the exclude label is left alone as a whole (Plan.Skip). Otherwise,
+// A domain that is not virtmq's (a type other than qemu or kvm), that
+// carries the exclude label, or that an orchestrator owns (see
+// Orchestrator) and the policy does not opt in is left alone as a whole
+// (Plan.Skip). An opted-in orchestrator's domain is decided in the mode
+// its orchestrators entry allows (Plan.Mode). Otherwise,
 // per NIC, in document order: NICs that cannot do multiqueue are skipped;
 // then the first matching rule (or the defaults) gives the settings; an
 // excluding rule, a vhost-user NIC the rule does not opt in, too few vCPUs
@@ -29,6 +32,13 @@ func (p *Policy) Decide(d *Domain) Plan {
 	}
 	plan.Domain = d.Name
 	plan.Skip = domainSkipReason(d)
+	if o := OwnedBy(d); plan.Skip == "" && o != nil {
+		plan.Orchestrator = o.Name
+		plan.Skip, plan.Mode = p.orchestratorSkip(o)
+		if plan.Skip == "" {
+			plan.Warnings = append(plan.Warnings, orchestratorWarning(o, p.orchestratorMode(o.Name)))
+		}
+	}
 	if len(d.Interfaces) == 0 {
 		return plan
 	}
@@ -57,8 +67,8 @@ func (p *Policy) Decide(d *Domain) Plan {
 			np.Reason = plan.Skip
 			continue
 		}
-		defaulted := false
-		if np.Reason, defaulted = skipReason(d, nic); np.Reason != "" {
+		note := ""
+		if np.Reason, note = skipReason(d, nic); np.Reason != "" {
 			continue
 		}
 		s := &p.defaults
@@ -91,9 +101,7 @@ func (p *Policy) Decide(d *Domain) Plan {
 			plan.ApplyAt = s.ApplyAt
 		}
 		np.Wanted, np.Reason = s.wanted(vcpus)
-		if defaulted {
-			np.Reason += "; no <model>: libvirt's default here is virtio"
-		}
+		np.Reason += note
 		if handSet {
 			np.Reason += "; hand-set " + strconv.Itoa(nic.Queues) + " overridden (hand_set: override)"
 		}
@@ -107,7 +115,7 @@ func (p *Policy) Decide(d *Domain) Plan {
 		}
 	}
 	if budget > 0 {
-		plan.Warnings = shareBudget(plan.NICs, budget, managed)
+		plan.Warnings = append(plan.Warnings, shareBudget(plan.NICs, budget, managed)...)
 	}
 	return plan
 }
@@ -126,37 +134,54 @@ func domainSkipReason(d *Domain) string {
 }
 
 // skipReason says why a NIC cannot do multiqueue at all, or "" when it
-// can; defaulted reports a NIC without <model> that libvirt makes virtio.
-func skipReason(d *Domain, nic *Interface) (reason string, defaulted bool) {
+// can; note says, for a NIC without <model> that libvirt makes virtio,
+// why it does (for the reason of a managed NIC).
+func skipReason(d *Domain, nic *Interface) (reason, note string) {
 	switch {
 	case isVirtioModel(nic.Model):
+	case nic.Model == "" && (nic.Type == "vhostuser" || nic.Type == "vdpa"):
+		// QEMU has no other frontend for these backends: libvirt's
+		// qemuDomainDeviceNetDefPostParse makes them virtio on any
+		// machine (vdpa since it exists, vhostuser in releases after 9.0,
+		// which refuses such a definition). The vdpa case follows below.
+		note = "; no <model>: libvirt makes a vhost-user NIC virtio (libvirt 9.0 refuses one without <model>)"
 	case nic.Model == "":
 		if !defaultModelIsVirtio(d.Arch, d.Machine) {
-			return "no <model>: libvirt picks a non-virtio default" + onMachine(d), false
+			return "no <model>: libvirt picks a non-virtio default" + onMachine(d), ""
 		}
-		defaulted = true
+		note = "; no <model>: libvirt's default here is virtio"
 	default:
-		return "model " + nic.Model + " is not virtio", false
+		return "model " + nic.Model + " is not virtio", ""
 	}
 	switch nic.Type {
 	case "network":
 		if nic.NetworkForward == "hostdev" {
-			return "network " + nic.Network + " is a hostdev pool (<forward mode='hostdev'>): the NIC is a passed-through device, queues do not apply", false
+			return "network " + nic.Network + " is a hostdev pool (<forward mode='hostdev'>): the NIC is a passed-through device, queues do not apply", ""
 		}
 	case "bridge", "direct", "vhostuser":
 	case "ethernet":
 		if nic.TargetManaged == "no" {
-			return "pre-created tap (managed='no'): multiqueue needs a tap created with multi_queue; set queues by hand", false
+			return "pre-created tap (managed='no'): multiqueue needs a tap created with multi_queue; set queues by hand", ""
 		}
+	case "vdpa":
+		reason = "type vdpa: the queue count belongs to the vDPA device, set on the host when it is created " +
+			"(vdpa dev add ... max_vqp N); <driver queues> must fit it, so virtmq leaves it alone"
+		if nic.Model == "" {
+			// Seen on libvirt 9.0: the <driver> of such a NIC is gone
+			// after the define, the model is virtio.
+			reason += "; no <model>: libvirt makes it virtio but drops a <driver> written without <model type='virtio'/>"
+		}
+		return reason, ""
 	case "":
-		return "no interface type: cannot do multiqueue", false
+		return "no interface type: cannot do multiqueue", ""
 	default:
-		return "type " + nic.Type + " cannot do multiqueue", false
+		return "type " + nic.Type + " cannot do multiqueue", ""
 	}
 	if nic.Teaming == "transient" {
-		return "<teaming type='transient'>: the standby of a passed-through device", false
+		return "<teaming type='transient'>: the passed-through VF of a failover pair; " +
+			"its standby, the persistent virtio NIC, is the one that takes queues", ""
 	}
-	return "", defaulted
+	return "", note
 }
 
 // isVirtioModel reports the models that can do multiqueue; libvirt reads

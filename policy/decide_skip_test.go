@@ -43,9 +43,22 @@ func TestDecideLeavesAlone(t *testing.T) {
 				n.Type, n.Network, n.NetworkForward = "network", "default", "nat"
 			})}},
 			managed: true, wanted: 4, rule: "defaults", reason: "queues=vcpus → 4"},
-		{name: "transient teaming standby",
+		{name: "vdpa: the count is the vDPA device's",
+			d:      Domain{MaxVCPUs: 4, Interfaces: []Interface{mk(func(n *Interface) { n.Type = "vdpa" })}},
+			wanted: 1, reason: vdpaReason},
+		{name: "vdpa without a model: virtio all the same, and the count still the device's",
+			d:      Domain{MaxVCPUs: 4, Arch: "x86_64", Machine: "pc-q35-7.2", Interfaces: []Interface{mk(func(n *Interface) { n.Type, n.Model = "vdpa", "" })}},
+			wanted: 1, reason: vdpaReason + "; no <model>: libvirt makes it virtio but drops a <driver> written without <model type='virtio'/>"},
+		{name: "vhost-user without a model on x86_64 is virtio (libvirt's default for the type)",
+			policy:  "defaults: {allow_vhostuser: true}\n",
+			d:       Domain{MaxVCPUs: 4, Arch: "x86_64", Machine: "pc-q35-7.2", Interfaces: []Interface{mk(func(n *Interface) { n.Type, n.Model = "vhostuser", "" })}},
+			managed: true, wanted: 4, rule: "defaults", reason: "queues=vcpus → 4; no <model>: libvirt makes a vhost-user NIC virtio (libvirt 9.0 refuses one without <model>)"},
+		{name: "vhost-user without a model, not opted in",
+			d:      Domain{MaxVCPUs: 4, Arch: "x86_64", Interfaces: []Interface{mk(func(n *Interface) { n.Type, n.Model = "vhostuser", "" })}},
+			wanted: 1, rule: "defaults", reason: vhostUserReason},
+		{name: "transient teaming member: the passed-through VF",
 			d:      Domain{MaxVCPUs: 4, Interfaces: []Interface{mk(func(n *Interface) { n.Teaming = "transient" })}},
-			wanted: 1, reason: "<teaming type='transient'>: the standby of a passed-through device"},
+			wanted: 1, reason: "<teaming type='transient'>: the passed-through VF of a failover pair; its standby, the persistent virtio NIC, is the one that takes queues"},
 		{name: "persistent teaming member is managed",
 			d:       Domain{MaxVCPUs: 4, Interfaces: []Interface{mk(func(n *Interface) { n.Teaming = "persistent" })}},
 			managed: true, wanted: 4, rule: "defaults", reason: "queues=vcpus → 4"},
@@ -196,3 +209,6 @@ func TestDecideBudgetSplit(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+const vdpaReason = "type vdpa: the queue count belongs to the vDPA device, set on the host when it is created " +
+	"(vdpa dev add ... max_vqp N); <driver queues> must fit it, so virtmq leaves it alone"

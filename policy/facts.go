@@ -77,14 +77,16 @@ type Interface struct {
 	TargetManaged string
 	// Alias is <alias name='...'>, e.g. net0, present in live XML.
 	Alias string
-	// Teaming is <teaming type='...'>: "persistent" or "transient". A
-	// transient NIC is the standby of a passed-through device.
+	// Teaming is <teaming type='...'>: "persistent" or "transient". In a
+	// failover pair the transient member is the passed-through VF (unplugged
+	// for migration) and the persistent one is its standby, a virtio NIC.
 	Teaming string
 	// Written is the queue count virtmq last wrote into this NIC's
 	// definition, from the domain's record
-	// (<metadata><virtmq:written xmlns:virtmq='https://virtmq.dev/xmlns/written/1'><virtmq:nic mac='...' queues='N'/>),
-	// matched by MAC; 0 when virtmq never wrote one. A Queues that is set
-	// and differs from Written was set by hand.
+	// (<metadata><virtmq:written xmlns:virtmq='https://virtmq.dev/xmlns/written/1'><virtmq:nic mac='...' nth='1' queues='N'/>),
+	// matched by MAC and, among NICs that share a MAC, by rank (nth); 0
+	// when virtmq never wrote one. A Queues that is set and differs from
+	// Written was set by hand.
 	Written int
 	// NetworkForward is the <forward mode='...'> of the libvirt network a
 	// type network NIC uses ("hostdev" for a pool of VFs, "bridge", "nat",

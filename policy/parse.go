@@ -17,7 +17,7 @@ const MaxFileSize = 1 << 20
 
 // Known keys, in the order the docs list them; used in "unknown key" messages.
 var (
-	topKeys      = []string{"version", "mode", "on_error", "defaults", "rules"}
+	topKeys      = []string{"version", "mode", "on_error", "defaults", "rules", "orchestrators"}
 	settingsKeys = []string{"queues", "min", "max", "min_vcpus", "budget", "allow_above_vcpus", "guest_step", "combined", "allow_vhostuser", "hand_set", "apply_at"}
 	ruleKeys     = []string{"name", "match", "exclude", "set"}
 	matchKeys    = []string{"domain", "vcpus", "os", "labels", "nic_type", "network", "bridge", "mac_prefix"}
@@ -81,6 +81,14 @@ type fileDoc struct {
 	onError  opt[OnError]
 	defaults partial
 	rules    []rawRule
+	// orchestrators are the file's orchestrators entries, in file order.
+	orchestrators []orchestratorEntry
+}
+
+// orchestratorEntry is one entry of `orchestrators` as written.
+type orchestratorEntry struct {
+	name string
+	mode opt[OrchestratorMode]
 }
 
 // rawRule is one rule as written.
@@ -116,7 +124,7 @@ func (p *parser) parseFile(data []byte, dropIn bool) (*fileDoc, ErrorList) {
 		switch key {
 		case "version":
 			version = true
-			if n, ok := p.integer(v, kpath); ok && n != 1 {
+			if n, ok := p.integer(v, kpath, "1"); ok && n != 1 {
 				p.errorf(v, kpath, "version %d is not supported (must be 1)", n)
 			}
 		case "mode":
@@ -127,6 +135,8 @@ func (p *parser) parseFile(data []byte, dropIn bool) (*fileDoc, ErrorList) {
 			if s, ok := p.enum(v, kpath, "allow", "deny"); ok {
 				doc.onError = opt[OnError]{OnError(s), true, p.loc(v, kpath)}
 			}
+		case "orchestrators":
+			doc.orchestrators = p.orchestrators(v, kpath)
 		case "defaults":
 			doc.defaults = p.settings(v, kpath)
 		case "rules":
@@ -157,13 +167,35 @@ func (p *parser) mode(n *yaml.Node, path string) (Mode, bool) {
 	}
 	if m, ok := modeAliases[s]; ok {
 		n := resolve(n)
-		p.warns = append(p.warns, &Error{File: p.file, Line: n.Line, Column: n.Column, Path: path,
-			Msg: fmt.Sprintf("warning: %q is read as %q, what the agent always did with it: it rewrites definitions and runs ethtool in guests%s; "+
-				"write mode: apply to keep that, or mode: observe to only report", s, m, aliasNote[s])})
+		p.warns = append(p.warns, p.at(n, path, fmt.Sprintf("warning: %q is read as %q, what the agent always did with it: it rewrites definitions and runs ethtool in guests%s; "+
+			"write mode: apply to keep that, or mode: observe to only report", s, m, aliasNote[s])))
 		return m, true
 	}
 	p.errorf(resolve(n), path, "%q is not one of observe, apply, enforce", s)
 	return "", false
+}
+
+// orchestrators parses the mapping of orchestrator names to leave |
+// observe | apply.
+func (p *parser) orchestrators(n *yaml.Node, path string) []orchestratorEntry {
+	var out []orchestratorEntry
+	names := orchestratorNames()
+	p.fields(n, path, func(key string, k, v *yaml.Node, kpath string) {
+		if !slices.Contains(names, key) {
+			p.errorf(k, kpath, "unknown orchestrator (known: %s)", strings.Join(names, ", "))
+			return
+		}
+		if s, ok := p.enum(v, kpath, string(OrchestratorLeave), string(OrchestratorObserve), string(OrchestratorApply)); ok {
+			out = append(out, orchestratorEntry{key, opt[OrchestratorMode]{OrchestratorMode(s), true, p.loc(resolve(v), kpath)}})
+			if o := orchestrator(key); s != string(OrchestratorLeave) {
+				r := resolve(v)
+				p.warns = append(p.warns, &Error{File: p.file, Line: r.Line, Column: r.Column, Path: kpath,
+					Msg: fmt.Sprintf("note: virtmq manages %s's domains (%s): %s rebuilds a definition without the queues virtmq writes "+
+						"at a hard reboot, a rebuild or a migration; its own setting, %s, lasts", o.Title, s, o.Title, o.Knob)})
+			}
+		}
+	})
+	return out
 }
 
 // count parses a decimal count of at most 9 digits (no sign, no overflow).
@@ -182,6 +214,9 @@ func count(s string) (int, bool) {
 }
 
 // queueLimit checks a fixed queue count against the tap limit.
+// queueRange is the range of a queue count, for messages.
+var queueRange = fmt.Sprintf("from 1 to %d", MaxTapQueues)
+
 func (p *parser) queueLimit(n *yaml.Node, path, what string, v int) bool {
 	switch {
 	case v < 1:
@@ -212,7 +247,7 @@ func (p *parser) settings(n *yaml.Node, path string) partial {
 				s.applyAt = opt[ApplyAt]{ApplyAt(s2), true, at}
 			}
 		case "min", "max":
-			if i, ok := p.integer(v, kpath); ok && p.queueLimit(resolve(v), kpath, key, i) {
+			if i, ok := p.integer(v, kpath, queueRange); ok && p.queueLimit(resolve(v), kpath, key, i) {
 				if key == "min" {
 					s.min = opt[int]{i, true, at}
 				} else {
@@ -220,7 +255,7 @@ func (p *parser) settings(n *yaml.Node, path string) partial {
 				}
 			}
 		case "min_vcpus", "budget":
-			i, ok := p.integer(v, kpath)
+			i, ok := p.integer(v, kpath, fmt.Sprintf("from 0 to %d", math.MaxInt))
 			if ok && i < 0 {
 				p.errorf(resolve(v), kpath, "%s %d is negative", key, i)
 				ok = false
@@ -255,8 +290,8 @@ func (p *parser) settings(n *yaml.Node, path string) partial {
 // queues parses integer | vcpus | vcpus/K | P%.
 func (p *parser) queues(n *yaml.Node, path string) (QueuesSetting, bool) {
 	n = resolve(n)
-	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!int" {
-		if v, ok := p.integer(n, path); ok && p.queueLimit(n, path, "queues", v) {
+	if isIntLiteral(n) {
+		if v, ok := p.integer(n, path, queueRange); ok && p.queueLimit(n, path, "queues", v) {
 			return QueuesSetting{Kind: QueuesFixed, N: v}, true
 		}
 		return QueuesSetting{}, false
@@ -296,8 +331,8 @@ func (p *parser) queues(n *yaml.Node, path string) (QueuesSetting, bool) {
 // combined parses integer | queues | vcpus.
 func (p *parser) combined(n *yaml.Node, path string) (CombinedSetting, bool) {
 	n = resolve(n)
-	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!int" {
-		if v, ok := p.integer(n, path); ok && p.queueLimit(n, path, "combined", v) {
+	if isIntLiteral(n) {
+		if v, ok := p.integer(n, path, queueRange); ok && p.queueLimit(n, path, "combined", v) {
 			return CombinedSetting{Kind: CombinedFixed, N: v}, true
 		}
 		return CombinedSetting{}, false
@@ -410,6 +445,12 @@ func (p *parser) match(n *yaml.Node, path string) Match {
 				}
 			})
 		case "labels":
+			if l := resolve(v); isNull(l) || l.Kind == yaml.MappingNode && len(l.Content) == 0 {
+				// No label condition would match every NIC, where a
+				// reader sees a rule about labels.
+				p.errorf(l, kpath, "no labels (it would match every NIC): name a label and its values, or leave labels out")
+				return
+			}
 			p.fields(v, kpath, func(label string, k, v *yaml.Node, lpath string) {
 				if label == "" {
 					p.errorf(k, lpath, "empty label name")

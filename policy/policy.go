@@ -59,11 +59,20 @@ type Plan struct {
 	Domain  string
 	Mode    Mode
 	OnError OnError
+	// Mode is the policy's mode, or less for an orchestrator's domain
+	// the policy opts in (see OrchestratorMode): what the agent and the
+	// hook do about this domain.
+	//
 	// Skip says why virtmq leaves the whole domain alone (a domain type
-	// other than qemu or kvm, the domain's exclude label); empty when the
+	// other than qemu or kvm, the domain's exclude label, an orchestrator
+	// that owns it); empty when the
 	// NICs were decided one by one. Every NIC then carries the same reason.
 	Skip string
-	NICs []NICPlan
+	// Orchestrator is the Name of the orchestrator whose marker the domain
+	// carries (see Orchestrator), whether the policy leaves the domain to
+	// it (Skip says so) or opts it in; empty for other domains.
+	Orchestrator string
+	NICs         []NICPlan
 	// Warnings are decisions worth a look that are not errors, e.g. a NIC
 	// that ends below its rule's wish because the domain's budget is
 	// shared; `virtmq plan` prints them.
@@ -120,7 +129,7 @@ func (p Plan) Compliant() bool {
 	return true
 }
 
-// Queues returns the rewrite input for domxml.Rewrite: the wanted count of
+// Queues returns the rewrite input of domxml.Apply: the wanted count of
 // each NIC that must change, by interface index.
 func (p Plan) Queues() map[int]int {
 	q := map[int]int{}

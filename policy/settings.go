@@ -12,9 +12,12 @@ type Policy struct {
 	onError  OnError
 	defaults Settings
 	// rules are in evaluation order: drop-in rules first, then the main file's.
-	rules    []Rule
-	sources  []string
-	warnings ErrorList
+	rules []Rule
+	// orchestrators has the orchestrators a file set, by name; the others
+	// are left alone (OrchestratorLeave).
+	orchestrators map[string]OrchestratorMode
+	sources       []string
+	warnings      ErrorList
 }
 
 // Mode returns what the agent and the hook do about a non-compliant

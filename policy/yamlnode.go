@@ -28,6 +28,10 @@ type parser struct {
 	errs  ErrorList
 	warns ErrorList // see Policy.Warnings
 	items int       // entries visited, see maxItems
+	// via is the alias (*name) whose anchored node is being walked: a
+	// problem in it is reported where the alias is used, the place the
+	// path names, not at the anchor.
+	via *yaml.Node
 }
 
 // decode parses the YAML text into the root node of its single document.
@@ -85,12 +89,14 @@ func decodeNode(dec *yaml.Decoder, n *yaml.Node) (err error) {
 	return dec.Decode(n)
 }
 
-// syntaxError turns a yaml.v3 error ("yaml: line 3: did not find ...") into
-// an Error with the line, when the parser gave one. yaml.v3 gives no line
-// for an unknown alias, and for a block it cannot close it names the line
-// where the block starts, not the line that breaks it; for the mistakes
-// the docs warn about (an unquoted *glob, a tab in the indentation, a key
-// indented wrong) syntaxError finds the place in data itself.
+// syntaxError turns a yaml.v3 syntax error into an Error. yaml.v3's
+// errors are text ("yaml: line 3: did not find expected key"), with no
+// line for an unknown alias, and for a block it cannot close the line
+// where the block starts, not the line that breaks it. So the line is
+// only the fallback: scanMistake finds the mistakes the docs warn about
+// (an unquoted *glob, a tab in the indentation, a key indented wrong)
+// from the text itself, and the place and hint come from there; yaml.v3's
+// words are passed on as they are, never interpreted.
 func (p *parser) syntaxError(err error, data []byte) {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	e := &Error{File: p.file}
@@ -101,172 +107,249 @@ func (p *parser) syntaxError(err error, data []byte) {
 			}
 		}
 	}
-	switch {
-	case strings.HasPrefix(msg, "unknown anchor '"):
-		name := strings.TrimSuffix(strings.TrimPrefix(msg, "unknown anchor '"), "' referenced")
-		if line, col, ok := findAlias(data, name); ok {
-			e.Line, e.Column = line, col
-		}
-		msg = fmt.Sprintf("unknown anchor %q referenced by *%s; a value that starts with * (a glob) must be quoted: \"*%s\"", name, name, name)
-	case strings.Contains(msg, "tab character") || strings.Contains(msg, "cannot start any token"):
-		if line, col, ok := findIndentTab(data, e.Line); ok {
-			e.Line, e.Column = line, col
+	if m, ok := scanMistake(data); ok {
+		e.Line, e.Column = m.line, m.col
+		switch m.kind {
+		case mistakeTab:
 			msg = "a tab in the indentation (YAML indents with spaces only): " + msg
-		}
-	case msg == "mapping values are not allowed in this context" && e.Line > 0:
-		lines := strings.Split(string(data), "\n")
-		if e.Line <= len(lines) {
-			// The colon yaml.v3 stopped at: the second "key: value" on
-			// the line ("mode: a: b"), else the only one (a key indented
-			// under a value, read as more of that value).
-			l := lines[e.Line-1] + " "
-			if j := strings.Index(l, ": "); j >= 0 {
-				if k := strings.Index(l[j+2:], ": "); k >= 0 {
-					j += 2 + k
-				}
-				e.Column = j + 1
-				msg += " (is this key indented deeper than the one above it, or is a value with \": \" unquoted?)"
-			}
-		}
-	case msg == "did not find expected alphabetic or numeric character" && e.Line > 0:
-		// An alias or anchor name with a character names cannot hold:
-		// an unquoted glob like *web-*.
-		lines := strings.Split(string(data), "\n")
-		if e.Line <= len(lines) {
-			if j, ok := findToken(lines[e.Line-1], "*&"); ok {
-				e.Column = j + 1
-				msg = "an alias (*name) or anchor (&name) with a bad name: " + msg +
-					`; a value that starts with * (a glob) must be quoted: "*..."`
-			}
-		}
-	case strings.HasPrefix(msg, "did not find expected ") && e.Line > 0:
-		if line, col, ok := findBreakingLine(data, msg); ok && line != e.Line {
-			msg = fmt.Sprintf("%s (is this line indented like the keys above it? the block starts at line %d)", msg, e.Line)
-			e.Line, e.Column = line, col
+		case mistakeAliasName:
+			msg = "an alias (*name) or anchor (&name) with a bad name: " + msg +
+				`; a value that starts with * (a glob) must be quoted: "*..."`
+		case mistakeUnknownAlias:
+			msg = fmt.Sprintf("unknown anchor %q referenced by *%s; a value that starts with * (a glob) must be quoted: \"*%s\"", m.name, m.name, m.name)
+		case mistakeDeeper:
+			msg += ` (is this key indented deeper than the one above it, or is a value with ": " unquoted?)`
+		case mistakeShallower:
+			msg += fmt.Sprintf(" (is this line indented like the keys above it? the block starts at line %d, column %d)", m.blockLine, m.blockCol)
 		}
 	}
 	e.Msg = "invalid YAML: " + msg
 	p.errs = append(p.errs, e)
 }
 
-// findAlias returns the 1-based line and column of the first alias *name
-// in data outside comments and quotes.
-func findAlias(data []byte, name string) (line, col int, ok bool) {
+// The mistakes scanMistake recognises.
+const (
+	mistakeTab          = iota + 1 // a tab in a line's indentation
+	mistakeAliasName               // *name or &name with a character a name cannot hold (*web-*)
+	mistakeUnknownAlias            // *name with no &name before it (an unquoted glob, *web)
+	mistakeDeeper                  // a key inside a plain value: "mode: a: b", or indented under "key: value"
+	mistakeShallower               // a line indented less than its block, but not as far as an outer one
+)
+
+// mistake is one place scanMistake found.
+type mistake struct {
+	kind                int
+	line, col           int    // 1-based
+	name                string // mistakeUnknownAlias: the alias
+	blockLine, blockCol int    // mistakeShallower: where the block's keys start
+}
+
+// indentLevel is one open block of scanMistake: its indentation and the
+// line where it starts.
+type indentLevel struct{ indent, line int }
+
+// scanMistake reads a policy file's lines the way a YAML block reader
+// would, far enough to find the first of the mistakes above. It is used
+// only once yaml.v3 refused the file, to say where and why in the words
+// of the docs; it understands comments, quotes, flow collections on one
+// line or several, and block scalars (|, >), and nothing else of YAML.
+func scanMistake(data []byte) (mistake, bool) {
+	anchors := map[string]bool{}
+	stack := []indentLevel{{0, 1}}
+	flow := 0                          // depth of [ and { open across lines
+	scalarIndent := -1                 // inside a block scalar: lines indented deeper than this belong to it
+	prevIndent, prevPlain := -1, false // the last content line: its indentation, and whether it ends in a plain value
 	for i, l := range strings.Split(string(data), "\n") {
-		eachUnquoted(l, func(j int) bool {
-			if l[j] == '*' && strings.HasPrefix(l[j+1:], name) && aliasEnd(l[j+1+len(name):]) {
-				line, col, ok = i+1, j+1, true
-			}
-			return !ok
-		})
-		if ok {
-			return line, col, true
+		line := i + 1
+		l = strings.TrimRight(l, "\r")
+		body := strings.TrimLeft(l, " \t")
+		indent := len(l) - len(body)
+		if body == "" || body[0] == '#' {
+			continue
 		}
-	}
-	return 0, 0, false
-}
-
-// findToken returns the byte offset in l of the first of chars that starts
-// a token (at the start, after a blank or a flow indicator) outside quotes
-// and comments.
-func findToken(l, chars string) (at int, ok bool) {
-	eachUnquoted(l, func(j int) bool {
-		if strings.IndexByte(chars, l[j]) >= 0 && (j == 0 || strings.IndexByte(" \t[{,:-?", l[j-1]) >= 0) {
-			at, ok = j, true
-		}
-		return !ok
-	})
-	return at, ok
-}
-
-// eachUnquoted calls f with the offset of each byte of the YAML line l that
-// is outside quotes, up to a comment, until f returns false.
-func eachUnquoted(l string, f func(j int) bool) {
-	var quote byte
-	for j := 0; j < len(l); j++ {
-		c := l[j]
-		switch {
-		case quote != 0:
-			if c == quote {
-				quote = 0
+		if scalarIndent >= 0 {
+			if indent > scalarIndent {
+				continue
 			}
-		case c == '\'' || c == '"':
-			quote = c
-		case c == '#' && (j == 0 || l[j-1] == ' ' || l[j-1] == '\t'):
-			return
-		default:
-			if !f(j) {
-				return
+			scalarIndent = -1
+		}
+		if j := strings.IndexByte(l[:indent], '\t'); j >= 0 {
+			return mistake{kind: mistakeTab, line: line, col: j + 1}, true
+		}
+		inFlow := flow > 0 // the line continues a flow collection
+		if !inFlow {
+			if m, ok := checkIndent(&stack, indent, line, prevIndent, prevPlain, l); ok {
+				return m, true
 			}
 		}
-	}
-}
-
-// aliasEnd reports whether rest can follow an alias name.
-func aliasEnd(rest string) bool {
-	return rest == "" || strings.ContainsAny(rest[:1], " \t\r,[]{}")
-}
-
-// findIndentTab returns the place of the first tab in the indentation of
-// a line, looking from line from (1-based; yaml.v3 may name the line
-// before) on, then from the top.
-func findIndentTab(data []byte, from int) (line, col int, ok bool) {
-	lines := strings.Split(string(data), "\n")
-	find := func(start int) (int, int, bool) {
-		for i := max(start, 0); i < len(lines); i++ {
-			l := lines[i]
-			indent := l[:len(l)-len(strings.TrimLeft(l, " \t"))]
-			if j := strings.IndexByte(indent, '\t'); j >= 0 && len(indent) < len(l) {
-				return i + 1, j + 1, true
+		var colons []int // offsets of ": " (or a final ":") in block context
+		j := 0
+		for j < len(l) {
+			c := l[j]
+			switch {
+			case c == '\'' || c == '"':
+				k := strings.IndexByte(l[j+1:], c)
+				if k < 0 {
+					j = len(l)
+					continue
+				}
+				j += k + 2
+				continue
+			case c == '#' && j > 0 && (l[j-1] == ' ' || l[j-1] == '\t'):
+				j = len(l)
+				continue
+			case (c == '*' || c == '&') && tokenStart(l, j, flow > 0):
+				k := j + 1
+				for k < len(l) && isAnchorChar(l[k]) {
+					k++
+				}
+				name := l[j+1 : k]
+				if name == "" || k < len(l) && !strings.ContainsRune(" \t?:,]}%@`", rune(l[k])) {
+					return mistake{kind: mistakeAliasName, line: line, col: j + 1}, true
+				}
+				if c == '&' {
+					anchors[name] = true
+				} else if !anchors[name] {
+					return mistake{kind: mistakeUnknownAlias, line: line, col: j + 1, name: name}, true
+				}
+				j = k
+				continue
+			case (c == '[' || c == '{') && tokenStart(l, j, flow > 0):
+				flow++
+			case (c == ']' || c == '}') && flow > 0:
+				flow--
+			case c == ':' && flow == 0 && (j+1 == len(l) || l[j+1] == ' '):
+				colons = append(colons, j)
+			}
+			j++
+		}
+		if flow == 0 {
+			// "key: a: b": a second mapping indicator inside a plain value.
+			if len(colons) > 1 && !strings.ContainsAny(l[colons[0]+1:colons[1]], "'\"") {
+				return mistake{kind: mistakeDeeper, line: line, col: colons[1] + 1}, true
+			}
+			// A key indented under "key: value" is read as more of the value.
+			if len(colons) > 0 && prevPlain && indent > prevIndent {
+				return mistake{kind: mistakeDeeper, line: line, col: colons[0] + 1}, true
 			}
 		}
-		return 0, 0, false
+		keyIndent := indent // where the line's key starts, after any "- "
+		for strings.HasPrefix(l[keyIndent:], "- ") {
+			keyIndent += 2
+			for keyIndent < len(l) && l[keyIndent] == ' ' {
+				keyIndent++
+			}
+		}
+		prevIndent, prevPlain = keyIndent, false
+		if flow == 0 && !inFlow {
+			rest := strings.TrimLeft(strings.TrimPrefix(body, "- "), " ")
+			if len(colons) > 0 {
+				rest = strings.TrimSpace(l[colons[len(colons)-1]+1:])
+			}
+			if k := strings.Index(rest, " #"); k >= 0 {
+				rest = strings.TrimSpace(rest[:k])
+			}
+			switch {
+			case rest == "":
+			case rest[0] == '|' || rest[0] == '>':
+				scalarIndent = indent
+			case strings.ContainsRune("'\"[{&*!", rune(rest[0])):
+			default:
+				prevPlain = true
+			}
+		}
 	}
-	if line, col, ok = find(from - 1); ok {
-		return line, col, ok
-	}
-	return find(0)
+	return mistake{}, false
 }
 
-// findBreakingLine returns the first line at which the document, cut
-// after it, fails with the same message msg: the line that breaks the
-// block, at its first non-blank column. It bisects on the number of lines,
-// so a long file costs a few decodes.
-func findBreakingLine(data []byte, msg string) (line, col int, ok bool) {
-	lines := strings.SplitAfter(string(data), "\n")
-	fails := func(k int) bool {
-		_, _, err, _ := decodeDocs([]byte(strings.Join(lines[:k], "")))
-		if err == nil {
-			return false
-		}
-		m := strings.TrimPrefix(err.Error(), "yaml: ")
-		if rest, ok := strings.CutPrefix(m, "line "); ok {
-			_, m, _ = strings.Cut(rest, ": ")
-		}
-		return m == msg
+// checkIndent keeps the stack of open blocks for a content line at
+// indent and reports a line indented less than its block but more than
+// the next outer one. A "- " item opens a block at its content too.
+func checkIndent(stack *[]indentLevel, indent, line, prevIndent int, prevPlain bool, l string) (mistake, bool) {
+	s := *stack
+	var popped *indentLevel
+	for len(s) > 1 && s[len(s)-1].indent > indent {
+		top := s[len(s)-1]
+		popped = &top
+		s = s[:len(s)-1]
 	}
-	lo, hi := 1, len(lines) // the whole document fails
-	if !fails(hi) {
-		return 0, 0, false
+	if top := s[len(s)-1]; popped != nil && top.indent < indent {
+		*stack = s
+		return mistake{kind: mistakeShallower, line: line, col: indent + 1, blockLine: popped.line, blockCol: popped.indent + 1}, true
 	}
-	for lo < hi {
-		mid := (lo + hi) / 2
-		if fails(mid) {
-			hi = mid
-		} else {
-			lo = mid + 1
+	if top := s[len(s)-1]; indent > top.indent {
+		s = append(s, indentLevel{indent, line})
+	}
+	// "- key: v" and "- - x": the item's content is a block of its own.
+	at := indent
+	for strings.HasPrefix(l[at:], "- ") {
+		at += 2
+		for at < len(l) && l[at] == ' ' {
+			at++
+		}
+		if at < len(l) && l[at] != '#' {
+			s = append(s, indentLevel{at, line})
 		}
 	}
-	l := strings.TrimRight(lines[lo-1], "\r\n")
-	return lo, len(l) - len(strings.TrimLeft(l, " ")) + 1, true
+	*stack = s
+	return mistake{}, false
+}
+
+// tokenStart reports whether offset j of line l starts a YAML node: the
+// first thing on the line, after "key: ", "- " or "? ", or in a flow
+// collection after [, { or ,.
+func tokenStart(l string, j int, inFlow bool) bool {
+	k := j - 1
+	for k >= 0 && l[k] == ' ' {
+		k--
+	}
+	if k < 0 {
+		return true
+	}
+	spaced := k < j-1
+	switch l[k] {
+	case ':', '-', '?':
+		return spaced || inFlow && l[k] == ':'
+	case '[', '{', ',':
+		return inFlow || l[k] != ','
+	}
+	return false
+}
+
+// isAnchorChar reports a byte yaml.v3 accepts in an anchor or alias name.
+func isAnchorChar(c byte) bool {
+	return c == '_' || c == '-' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
 }
 
 func (p *parser) errorf(n *yaml.Node, path, format string, args ...any) {
-	p.errs = append(p.errs, &Error{File: p.file, Line: n.Line, Column: n.Column, Path: path, Msg: fmt.Sprintf(format, args...)})
+	p.errs = append(p.errs, p.at(n, path, fmt.Sprintf(format, args...)))
+}
+
+// at is an Error about node n: at n, or, inside an alias's anchored
+// node, at the alias, saying where the anchor is.
+func (p *parser) at(n *yaml.Node, path, msg string) *Error {
+	if p.via != nil {
+		return &Error{File: p.file, Line: p.via.Line, Column: p.via.Column, Path: path,
+			Msg: fmt.Sprintf("%s (in *%s, anchored at line %d)", msg, p.via.Value, resolve(p.via).Line)}
+	}
+	return &Error{File: p.file, Line: n.Line, Column: n.Column, Path: path, Msg: msg}
 }
 
 func (p *parser) loc(n *yaml.Node, path string) loc {
+	if p.via != nil {
+		return loc{file: p.file, line: p.via.Line, col: p.via.Column, path: path}
+	}
 	return loc{file: p.file, line: n.Line, col: n.Column, path: path}
+}
+
+// through runs fn with n's alias, when n is one and no outer alias is
+// being walked, as the place problems are reported.
+func (p *parser) through(n *yaml.Node, fn func()) {
+	if n.Kind == yaml.AliasNode && p.via == nil {
+		p.via = n
+		defer func() { p.via = nil }()
+	}
+	fn()
 }
 
 // step counts one visited item and reports false once the file is too
@@ -352,7 +435,7 @@ func (p *parser) fields(n *yaml.Node, path string, fn func(key string, k, v *yam
 			continue
 		}
 		seen[k.Value] = k.Line
-		fn(k.Value, k, v, kpath)
+		p.through(v, func() { fn(k.Value, k, v, kpath) })
 	}
 }
 
@@ -397,7 +480,7 @@ func (p *parser) list(n *yaml.Node, path string, fn func(v *yaml.Node, path stri
 		if !p.step(n, path) {
 			return
 		}
-		fn(resolve(item), fmt.Sprintf("%s[%d]", path, i))
+		p.through(item, func() { fn(resolve(item), fmt.Sprintf("%s[%d]", path, i)) })
 	}
 }
 
@@ -412,22 +495,47 @@ func (p *parser) scalar(n *yaml.Node, path string) (string, bool) {
 	return n.Value, true
 }
 
-func (p *parser) integer(n *yaml.Node, path string) (int, bool) {
+// integer returns an integer scalar. valid says which values the key
+// takes ("from 1 to 256"), for a number too large to be read.
+func (p *parser) integer(n *yaml.Node, path, valid string) (int, bool) {
 	n = resolve(n)
-	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
+	if !isIntLiteral(n) {
 		p.errorf(n, path, "must be an integer, not %s", describe(n))
 		return 0, false
 	}
 	var v int
-	if err := n.Decode(&v); err != nil {
-		p.errorf(n, path, "%s is out of range", n.Value)
+	if n.ShortTag() != "!!int" || n.Decode(&v) != nil {
+		p.errorf(n, path, "%s is out of range: %s must be %s", n.Value, lastKey(path), valid)
 		return 0, false
 	}
 	if surprisingBase(n.Value) {
-		p.warns = append(p.warns, &Error{File: p.file, Line: n.Line, Column: n.Column, Path: path,
-			Msg: fmt.Sprintf("warning: %s is not written in decimal: it means %d", n.Value, v)})
+		p.warns = append(p.warns, p.at(n, path, fmt.Sprintf("warning: %s is not written in decimal: it means %d", n.Value, v)))
 	}
 	return v, true
+}
+
+// isIntLiteral reports an integer scalar, also one too large for yaml.v3
+// to read as one (it tags 99999999999999999999 a float).
+func isIntLiteral(n *yaml.Node) bool {
+	if n.Kind != yaml.ScalarNode {
+		return false
+	}
+	if n.ShortTag() == "!!int" {
+		return true
+	}
+	if n.ShortTag() != "!!float" || n.Style != 0 {
+		return false
+	}
+	digits := strings.TrimLeft(n.Value, "+-")
+	return digits != "" && strings.Trim(digits, "0123456789_") == "" && digits[0] != '_'
+}
+
+// lastKey is the last key of a path: "max" of "rules[0].set.max".
+func lastKey(path string) string {
+	if i := strings.LastIndexByte(path, '.'); i >= 0 {
+		return path[i+1:]
+	}
+	return path
 }
 
 func (p *parser) boolean(n *yaml.Node, path string) (bool, bool) {

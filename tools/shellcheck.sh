@@ -11,10 +11,9 @@ if ! command -v shellcheck >/dev/null; then
 		exit 1
 	fi
 	echo "lint: installing Debian's shellcheck" >&2
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get -q -y -o DPkg::Lock::Timeout=600 install --no-install-recommends shellcheck </dev/null >/dev/null ||
-		{ apt-get -q -o DPkg::Lock::Timeout=600 update >/dev/null &&
-			apt-get -q -y -o DPkg::Lock::Timeout=600 install --no-install-recommends shellcheck </dev/null >/dev/null; }
+	# shellcheck source=e2e/apt.sh
+	source e2e/apt.sh
+	apt_install shellcheck
 fi
 files=()
 while IFS= read -r -d '' f; do

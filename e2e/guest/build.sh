@@ -11,8 +11,10 @@ umask 022
 out=$1
 debs=$2
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# button + evdev: the ACPI power button as an input device, for busybox
+# acpid (virsh shutdown --mode acpi, virtmq apply --cold-boot).
 MODULES=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci
-	failover net_failover virtio_net virtio_console)
+	failover net_failover virtio_net virtio_console button evdev)
 
 log() { printf 'build: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -68,6 +70,7 @@ install -m 0755 "$here/init" "$r/init"
 install -m 0644 "$here/inittab" "$r/etc/inittab"
 install -m 0755 "$here/qga-run" "$r/etc/virtmq/qga-run"
 install -m 0755 "$here/shutdown" "$r/usr/sbin/shutdown"
+install -D -m 0755 "$here/power-button" "$r/etc/acpi/PWRF/00000080" # busybox acpid's power button action
 cp -L /etc/os-release "$r/etc/os-release" # the userland is Debian 12's binaries
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$r/etc/passwd"
 printf 'root:x:0:\n' >"$r/etc/group"
@@ -132,7 +135,8 @@ selftest() {
 		! grep -q '^SELFTEST qemu-ga=QEMU Guest Agent' "$log" ||
 		! grep -q '^SELFTEST ethtool=ethtool version' "$log" ||
 		! grep -q '^SELFTEST iperf3=iperf 3' "$log" ||
-		! grep -q '^SELFTEST ethtool-l=Channel parameters' "$log"; then
+		! grep -q '^SELFTEST ethtool-l=Channel parameters' "$log" ||
+		! grep -q '^SELFTEST input=.*Power Button' "$log"; then
 		log "self-test of $(basename "$kernel") failed; console:"
 		tail -n 30 "$log" >&2 || true
 		cat "$work/selftest.qemu.log" >&2

@@ -14,7 +14,7 @@ import (
 	"github.com/virtmq/virtmq/policy"
 )
 
-// MaxSize is the largest document Parse and Rewrite accept. libvirt's own
+// MaxSize is the largest document Parse and Apply accept. libvirt's own
 // limit for a domain XML is 10 MiB; anything larger is not a domain.
 const MaxSize = 16 << 20
 
@@ -34,10 +34,17 @@ const ExcludeNamespace = "https://virtmq.dev/xmlns/exclude/1"
 // counts it wrote, a <metadata> element like
 //
 //	<virtmq:written xmlns:virtmq='https://virtmq.dev/xmlns/written/1'>
-//	  <virtmq:nic mac='52:54:00:12:34:56' queues='4'/>
+//	  <virtmq:nic mac='52:54:00:12:34:56' nth='1' queues='4'/>
+//	  <virtmq:nic mac='52:54:00:12:34:56' nth='2' queues='2'/>
 //	</virtmq:written>
 //
-// A <driver queues> that differs from the record was set by a person.
+// An entry names one <interface> by its MAC and, since a domain can hold
+// several NICs with one MAC, by its rank among them (nth, counted from 1
+// in document order). Both survive libvirt's redefine, which keeps the
+// device order, and a hot-plug or unplug of any NIC with another MAC. An
+// entry without nth is the form older releases wrote; it stands for every
+// NIC with that MAC that has no entry of its own. A <driver queues> that
+// differs from the record was set by a person.
 const WrittenNamespace = "https://virtmq.dev/xmlns/written/1"
 
 // MetadataPrefix is the namespace prefix virtmq's <metadata> elements use
@@ -68,23 +75,4 @@ func Parse(doc []byte) (*policy.Domain, error) {
 		return nil, err
 	}
 	return &s.dom, nil
-}
-
-// Rewrite returns doc with the queues attribute of the <driver> of each
-// interface set: queues maps an Interface.Index to the wanted count. An
-// existing queues attribute has its value replaced (its quote character
-// kept); a <driver> without one gets ` queues='N'` appended to its start tag;
-// an <interface> without a <driver> gets a `<driver queues='N'/>` child,
-// indented like its siblings, after its last child. Every other byte is kept.
-// New attributes take the quote character of the <driver>'s other
-// attributes, else of the <interface>'s, else '.
-// A count of 0 or 1 for an interface without queues leaves it unchanged.
-// When nothing changes, the returned slice has the same bytes as doc.
-//
-// It fails, changing nothing, when doc does not Parse, when a key is not
-// the index of an interface, or when a count is outside 0..65535. Since it
-// only writes counts the document then reports, rewriting the result with
-// the same map returns it unchanged.
-func Rewrite(doc []byte, queues map[int]int) ([]byte, error) {
-	return rewrite(doc, queues)
 }

@@ -48,7 +48,7 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, doc []byte) {
 		d, err := Parse(doc)
-		_, rerr := Rewrite(doc, nil)
+		_, rerr := splice(doc, nil)
 		if (err == nil) != (rerr == nil) {
 			t.Fatalf("Parse error %v, Rewrite error %v", err, rerr)
 		}
@@ -72,7 +72,8 @@ func FuzzParse(f *testing.F) {
 // FuzzRewrite checks, for any document Parse accepts and any valid count
 // given to any subset of its interfaces, that Rewrite succeeds, that the
 // result reads back with the new counts and otherwise the same facts, that
-// only <driver> elements changed, and that a second rewrite is a no-op.
+// only <driver> elements changed, and that a second rewrite is a no-op;
+// and that the recorded rewrite Apply uses writes the same counts.
 func FuzzRewrite(f *testing.F) {
 	for _, s := range fuzzSeeds(f) {
 		f.Add(s, uint16(4), uint8(0xff))
@@ -81,7 +82,7 @@ func FuzzRewrite(f *testing.F) {
 	f.Fuzz(func(t *testing.T, doc []byte, n uint16, mask uint8) {
 		sc, err := scan(doc)
 		if err != nil {
-			if _, rerr := Rewrite(doc, map[int]int{0: int(n)}); rerr == nil {
+			if _, rerr := splice(doc, map[int]int{0: int(n)}); rerr == nil {
 				t.Fatalf("Rewrite accepted a document Parse rejects (%v)", err)
 			}
 			return
@@ -96,9 +97,9 @@ func FuzzRewrite(f *testing.F) {
 				}
 			}
 		}
-		out, err := Rewrite(doc, q)
+		out, err := splice(doc, q)
 		if err != nil {
-			t.Fatalf("Rewrite(%v): %v", q, err)
+			t.Fatalf("splice(%v): %v", q, err)
 		}
 		got, err := Parse(out)
 		if err != nil {
@@ -107,12 +108,30 @@ func FuzzRewrite(f *testing.F) {
 		if diff := domainDiff(expectFacts(sc, q), got); diff != "" {
 			t.Errorf("facts after Rewrite (-want +got):\n%s", diff)
 		}
-		again, err := Rewrite(out, q)
+		again, err := splice(out, q)
 		if err != nil {
 			t.Fatalf("second Rewrite: %v", err)
 		}
 		if !bytes.Equal(again, out) {
 			t.Errorf("second Rewrite is not a no-op:\n%s", lineDiff(string(out), string(again)))
+		}
+		// Apply's write path: the same counts, every NIC with a MAC
+		// recorded (rewrite checks that itself), and a no-op second run.
+		rec, err := recorded(doc, q)
+		if err != nil {
+			t.Fatalf("recorded(%v): %v", q, err)
+		}
+		after, err := Parse(rec)
+		if err != nil {
+			t.Fatalf("Parse(recorded): %v", err)
+		}
+		for i := range after.Interfaces {
+			if after.Interfaces[i].Queues != got.Interfaces[i].Queues {
+				t.Errorf("recorded <interface> #%d has queues %d, the splice %d", i, after.Interfaces[i].Queues, got.Interfaces[i].Queues)
+			}
+		}
+		if again, err := recorded(rec, q); err != nil || !bytes.Equal(again, rec) {
+			t.Errorf("second recorded rewrite is not a no-op (%v)", err)
 		}
 		if opened {
 			// <interface/> becomes <interface><driver .../></interface>:

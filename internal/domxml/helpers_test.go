@@ -301,3 +301,8 @@ func misindentedDrivers(doc []byte) ([]int, error) {
 		}
 	}
 }
+
+// splice and recorded are the two ways the tests call rewrite: the queue
+// splice alone, and Apply's write path, which also records the counts.
+func splice(doc []byte, q map[int]int) ([]byte, error)   { return rewrite(doc, q, false) }
+func recorded(doc []byte, q map[int]int) ([]byte, error) { return rewrite(doc, q, true) }

@@ -322,7 +322,7 @@ func TestParseErrors(t *testing.T) {
 				t.Errorf("error repeats the password: %v", err)
 			}
 			// Rewrite reads the document the same way and must refuse it too.
-			if _, rerr := Rewrite([]byte(tt.doc), nil); rerr == nil || rerr.Error() != err.Error() {
+			if _, rerr := splice([]byte(tt.doc), nil); rerr == nil || rerr.Error() != err.Error() {
 				t.Errorf("Rewrite error = %v, want the Parse error", rerr)
 			}
 		})

@@ -1,146 +1,98 @@
 package domxml
 
 import (
-	"bytes"
-	"fmt"
 	"strconv"
 	"strings"
 )
 
-// RewriteRecorded is Rewrite that also records what it wrote: for each
-// interface whose queue count it changed (and that has a MAC), it sets
-// that NIC's entry in virtmq's record in <metadata> (see WrittenNamespace),
-// so that a later different value is recognisably a person's. Entries of
-// NICs it did not touch are kept as they were; entries of MACs the domain no
-// longer has are dropped.
-//
-// The record element is replaced where it is, or added as the last child of
-// the first <metadata>; a domain without <metadata> gets one after the last
-// of <name>, <uuid>, <genid>, <title> and <description>, where libvirt
-// writes it. Every other byte is kept; when nothing changes, the result
-// has the same bytes as doc, record included.
-func RewriteRecorded(doc []byte, queues map[int]int) ([]byte, error) {
-	out, err := rewrite(doc, queues)
-	if err != nil || bytes.Equal(out, doc) {
-		return out, err
-	}
-	before, err := scan(doc)
-	if err != nil {
-		return nil, err
-	}
-	after, err := scan(out)
-	if err != nil {
-		return nil, fmt.Errorf("internal error: rewritten document does not parse: %w", err)
-	}
-	// The record in interface order: what is written now, else what the
-	// old record said.
+// recordEdit returns the edit that makes virtmq's record (see
+// WrittenNamespace) say, for each NIC with a MAC, the count rewrite writes
+// into it (want, where changed) or else the count the record already gave
+// it; entries of NICs the domain no longer has are dropped. written is
+// what Parse must then report as each NIC's Written. The edit has from -1
+// when there is nothing to do: a record with no entries is removed rather
+// than written empty.
+func recordEdit(doc []byte, sc *scanned, want []int, changed []bool) (e edit, written []int, err error) {
 	var entries []writtenNIC
-	seen := map[string]bool{}
-	for i, ifc := range after.dom.Interfaces {
-		if ifc.MAC == "" || seen[ifc.MAC] {
+	written = make([]int, len(want))
+	for i, ifc := range sc.dom.Interfaces {
+		n := ifc.Written
+		if changed[i] {
+			n = want[i]
+		}
+		if n == 0 || !recordable(ifc.MAC) {
 			continue
 		}
-		seen[ifc.MAC] = true
-		switch old := before.dom.Interfaces[i]; {
-		case ifc.Queues != old.Queues:
-			entries = append(entries, writtenNIC{ifc.MAC, ifc.Queues})
-		case old.Written > 0:
-			entries = append(entries, writtenNIC{ifc.MAC, old.Written})
-		}
+		written[i] = n
+		entries = append(entries, writtenNIC{nicKey{ifc.MAC, sc.spans[i].nth}, n})
 	}
-	rec, err := spliceRecord(out, &after.meta, entries)
-	if err != nil {
-		return nil, err
-	}
-	check, err := scan(rec)
-	if err != nil {
-		return nil, fmt.Errorf("internal error: recorded document does not parse: %w", err)
-	}
-	for i, ifc := range check.dom.Interfaces {
-		want := after.dom.Interfaces[i]
-		if ifc.MAC != "" && !seen[ifc.MAC] {
-			continue
+	m := &sc.meta
+	switch {
+	case len(entries) == 0 && m.writtenStart < 0:
+		return edit{from: -1}, written, nil
+	case len(entries) == 0:
+		from := m.writtenStart
+		for from > m.metaEnd && isSpace(doc[from-1]) {
+			from--
 		}
-		if ifc.Queues != want.Queues {
-			return nil, fmt.Errorf("internal error: recorded <interface> #%d has queues %d, want %d", i, ifc.Queues, want.Queues)
+		return edit{from, m.writtenEnd, ""}, written, nil
+	case m.writtenStart >= 0:
+		return edit{m.writtenStart, m.writtenEnd, recordElement(entries, lineIndent(doc, m.writtenStart))}, written, nil
+	case m.metaStart >= 0 && m.metaSelfClosing:
+		// <metadata/>: open it up.
+		indent := lineIndent(doc, m.metaStart)
+		text := ">\n" + indent + "  " + recordElement(entries, indent+"  ") + "\n" + indent + "</metadata>"
+		return edit{m.metaEnd - 2, m.metaEnd, text}, written, nil
+	case m.metaStart >= 0:
+		// After the last child, indented like it; in an empty
+		// <metadata>, one step in from it, with the end tag on a line of
+		// its own.
+		at, lead := appendPoint(doc, m.metaEnd, m.metaEndTag, m.metaLastChild)
+		indent := lineIndent(doc, m.metaStart) + "  "
+		if m.metaLastChild >= 0 {
+			indent = lineIndent(doc, m.metaLastChild)
+		} else {
+			lead = "\n" + indent
 		}
+		text := lead + recordElement(entries, indent)
+		if at == m.metaEnd {
+			text += "\n" + lineIndent(doc, m.metaStart)
+		}
+		return edit{at, at, text}, written, nil
 	}
-	for _, e := range entries {
-		found := false
-		for _, w := range check.written {
-			found = found || w == e
-		}
-		if !found {
-			return nil, fmt.Errorf("internal error: the record lacks NIC %s", e.mac)
-		}
+	at, indent := m.identEnd, ""
+	if at == 0 {
+		at = m.rootEnd
+	} else {
+		indent = lineIndent(doc, m.identStart)
 	}
-	return rec, nil
+	text := "\n" + indent + "<metadata>\n" + indent + "  " + recordElement(entries, indent+"  ") + "\n" + indent + "</metadata>"
+	return edit{at, at, text}, written, nil
+}
+
+// writtenNIC is one <virtmq:nic> of the record.
+type writtenNIC struct {
+	nicKey
+	queues int
+}
+
+// recordable reports whether a MAC can name a NIC in the record: libvirt
+// accepts only hex digits and colons, and those need no XML escaping.
+func recordable(mac string) bool {
+	return mac != "" && strings.Trim(mac, "0123456789abcdef:") == ""
 }
 
 // recordElement formats the record, its first line at the caller's
 // position and the others indented by indent.
 func recordElement(entries []writtenNIC, indent string) string {
 	var b strings.Builder
-	b.WriteString("<" + MetadataPrefix + ":written xmlns:" + MetadataPrefix + "='" + WrittenNamespace + "'")
-	if len(entries) == 0 {
-		b.WriteString("/>")
-		return b.String()
-	}
-	b.WriteString(">")
+	b.WriteString("<" + MetadataPrefix + ":written xmlns:" + MetadataPrefix + "='" + WrittenNamespace + "'>")
 	for _, e := range entries {
-		b.WriteString("\n" + indent + "  <" + MetadataPrefix + ":nic mac='" + e.mac + "' queues='" + strconv.Itoa(e.queues) + "'/>")
+		b.WriteString("\n" + indent + "  <" + MetadataPrefix + ":nic mac='" + e.mac + "' nth='" + strconv.Itoa(e.nth) +
+			"' queues='" + strconv.Itoa(e.queues) + "'/>")
 	}
 	b.WriteString("\n" + indent + "</" + MetadataPrefix + ":written>")
 	return b.String()
-}
-
-// spliceRecord puts the record into doc, whose metadata positions are m.
-func spliceRecord(doc []byte, m *metaSpan, entries []writtenNIC) ([]byte, error) {
-	var from, to int
-	var text string
-	switch {
-	case m.writtenStart >= 0:
-		indent := lineIndent(doc, m.writtenStart)
-		from, to, text = m.writtenStart, m.writtenEnd, recordElement(entries, indent)
-	case m.metaStart >= 0 && m.metaSelfClosing:
-		indent := lineIndent(doc, m.metaStart)
-		tag, err := parseRawTag(doc, m.metaStart, m.metaEnd)
-		if err != nil {
-			return nil, err
-		}
-		from, to = tag.close, m.metaEnd
-		text = ">\n" + indent + "  " + recordElement(entries, indent+"  ") + "\n" + indent + "</" + tag.name + ">"
-	case m.metaStart >= 0:
-		// After the last child, indented like it; in an empty
-		// <metadata>, one step in from it.
-		at := m.metaEndTag
-		for at > m.metaEnd && isSpace(doc[at-1]) {
-			at--
-		}
-		indent := lineIndent(doc, m.metaStart) + "  "
-		if m.metaLastChild >= 0 {
-			indent = lineIndent(doc, m.metaLastChild)
-		}
-		from, to = at, at
-		text = "\n" + indent + recordElement(entries, indent)
-		if at == m.metaEnd {
-			// <metadata></metadata>: put the end tag on its own line too.
-			text += "\n" + lineIndent(doc, m.metaStart)
-		}
-	default:
-		at, indent := m.identEnd, ""
-		if at == 0 {
-			at = m.rootEnd
-		} else {
-			indent = lineIndent(doc, m.identStart)
-		}
-		from, to = at, at
-		text = "\n" + indent + "<metadata>\n" + indent + "  " + recordElement(entries, indent+"  ") + "\n" + indent + "</metadata>"
-	}
-	out := make([]byte, 0, len(doc)+len(text))
-	out = append(out, doc[:from]...)
-	out = append(out, text...)
-	return append(out, doc[to:]...), nil
 }
 
 // lineIndent returns the blanks between the start of the line and offset

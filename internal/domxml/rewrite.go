@@ -2,14 +2,17 @@ package domxml
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/virtmq/virtmq/policy"
 )
 
-// maxQueues is the largest count Rewrite writes. libvirt stores queues as
+// maxQueues is the largest count rewrite writes. libvirt stores queues as
 // an unsigned int and the kernel caps a tap at 256 queues; 65535 only
 // guards against nonsense (a negative number wrapped, a typo), the policy
 // applies the real limits.
@@ -21,20 +24,27 @@ type edit struct {
 	text     string
 }
 
-func rewrite(doc []byte, queues map[int]int) ([]byte, error) {
+// rewrite gives each interface the count queues maps its Index to and,
+// with record, updates virtmq's record to match (Apply's write path; the
+// tests of the queue splice alone pass record false). It fails, changing
+// nothing, when doc does not Parse, when a key is not the index of an
+// interface, or when a count is outside 0..maxQueues. A count of 0 or 1
+// for an interface without queues leaves it unchanged. When nothing
+// changes, the result has the same bytes as doc, record included.
+func rewrite(doc []byte, queues map[int]int, record bool) ([]byte, error) {
 	sc, err := scan(doc)
 	if err != nil {
 		return nil, err
 	}
-	ifaces := sc.dom.Interfaces
+	return rewriteScanned(doc, sc, queues, record)
+}
 
+// rewriteScanned is rewrite on a doc already scanned into sc.
+func rewriteScanned(doc []byte, sc *scanned, queues map[int]int, record bool) ([]byte, error) {
+	ifaces := sc.dom.Interfaces
 	// Check the whole request before touching anything, in index order so
 	// the error is the same on every run.
-	idxs := make([]int, 0, len(queues))
-	for i := range queues {
-		idxs = append(idxs, i)
-	}
-	slices.Sort(idxs)
+	idxs := slices.Sorted(maps.Keys(queues))
 	for _, i := range idxs {
 		if i < 0 || i >= len(ifaces) {
 			return nil, fmt.Errorf("no <interface> #%d: the domain has %d", i, len(ifaces))
@@ -46,27 +56,40 @@ func rewrite(doc []byte, queues map[int]int) ([]byte, error) {
 
 	var edits []edit
 	want := make([]int, len(ifaces)) // the Queues Parse must report afterwards
+	changed := make([]bool, len(ifaces))
 	for i, ifc := range ifaces {
 		want[i] = ifc.Queues
 		n, ok := queues[i]
 		if !ok {
 			continue
 		}
-		e, changed, err := editInterface(doc, ifc, sc.spans[i], n)
+		e, ok, err := editInterface(doc, ifc, sc.spans[i], n)
 		if err != nil {
 			return nil, fmt.Errorf("<interface> #%d: %w", i, err)
 		}
-		if changed {
+		if ok {
 			edits = append(edits, e)
-			want[i] = max(n, 1)
+			want[i], changed[i] = max(n, 1), true
 		}
 	}
 	if len(edits) == 0 {
 		return bytes.Clone(doc), nil
 	}
+	var written []int // the Written Parse must report afterwards, with record
+	if record {
+		var e edit
+		var err error
+		if e, written, err = recordEdit(doc, sc, want, changed); err != nil {
+			return nil, err
+		}
+		if e.from >= 0 {
+			edits = append(edits, e)
+		}
+	}
 
-	// Edits come in document order and each stays inside its own
-	// <interface>, so they never overlap.
+	// Each edit stays inside its own <interface> or the <metadata> (or
+	// adds one between elements), so in document order they never overlap.
+	slices.SortFunc(edits, func(a, b edit) int { return a.from - b.from })
 	size := len(doc)
 	for _, e := range edits {
 		size += len(e.text) - (e.to - e.from)
@@ -94,6 +117,9 @@ func rewrite(doc []byte, queues map[int]int) ([]byte, error) {
 		if ifc.Queues != want[i] {
 			return nil, fmt.Errorf("internal error: rewritten <interface> #%d has queues %d, want %d", i, ifc.Queues, want[i])
 		}
+		if record && ifc.Written != written[i] {
+			return nil, fmt.Errorf("internal error: the record says <interface> #%d has queues %d, want %d", i, ifc.Written, written[i])
+		}
 	}
 	return out, nil
 }
@@ -108,60 +134,118 @@ func editInterface(doc []byte, ifc policy.Interface, sp ifaceSpan, n int) (edit,
 		if ifc.Queues == n {
 			return edit{}, false, nil
 		}
-		tag, err := parseRawTag(doc, sp.driverStart, sp.driverEnd)
-		if err != nil {
-			return edit{}, false, err
-		}
-		a, ok := tag.find("queues")
+		from, to, ok := attrValue(doc, sp.driverStart, sp.driverEnd, "queues")
 		if !ok {
 			return edit{}, false, fmt.Errorf("internal error: <driver> has a queues attribute the tag scanner cannot find")
 		}
-		return edit{a.valueStart, a.valueEnd, strconv.Itoa(n)}, true, nil
+		return edit{from, to, strconv.Itoa(n)}, true, nil
 	}
 	if n <= 1 {
 		return edit{}, false, nil
 	}
-
-	itag, err := parseRawTag(doc, sp.tagStart, sp.tagEnd)
-	if err != nil {
-		return edit{}, false, err
-	}
-	q := itag.quote()
-	if q == 0 {
-		q = '\''
-	}
-
+	_, q := attrsEnd(doc, sp.tagStart, sp.tagEnd)
 	if ifc.HasDriver {
-		tag, err := parseRawTag(doc, sp.driverStart, sp.driverEnd)
-		if err != nil {
-			return edit{}, false, err
-		}
-		at := tag.nameEnd
-		if len(tag.attrs) > 0 {
-			at = tag.attrs[len(tag.attrs)-1].valueEnd + 1
-			q = tag.quote()
-		}
+		at, dq := attrsEnd(doc, sp.driverStart, sp.driverEnd)
+		q = cmp.Or(dq, q, '\'')
 		return edit{at, at, " queues=" + string(q) + strconv.Itoa(n) + string(q)}, true, nil
 	}
-
+	q = cmp.Or(q, '\'')
 	driver := "<driver queues=" + string(q) + strconv.Itoa(n) + string(q) + "/>"
 	if sp.selfClosing {
 		// <interface .../> has no content to add to: open it up.
-		return edit{itag.close, sp.tagEnd, ">" + driver + "</" + itag.name + ">"}, true, nil
+		return edit{sp.tagEnd - 2, sp.tagEnd, ">" + driver + "</interface>"}, true, nil
 	}
-	// After the last child, before the blank text that indents the end tag,
-	// with the indentation of the last child.
-	at := sp.endTag
-	for at > sp.tagEnd && isSpace(doc[at-1]) {
+	at, lead := appendPoint(doc, sp.tagEnd, sp.endTag, sp.lastChild)
+	return edit{at, at, lead + driver}, true, nil
+}
+
+// appendPoint returns where a new last child goes in the element whose
+// start tag ends at open and whose end tag starts at endTag: after its
+// last child (starting at lastChild, -1 if none), before the blank text
+// that indents the end tag; and the blank text before that last child, to
+// indent the new one the same way ("" when there is none).
+func appendPoint(doc []byte, open, endTag, lastChild int) (at int, lead string) {
+	at = endTag
+	for at > open && isSpace(doc[at-1]) {
 		at--
 	}
-	indent := ""
-	if sp.lastChild >= 0 {
-		i := sp.lastChild
-		for i > sp.tagEnd && isSpace(doc[i-1]) {
+	if lastChild >= 0 {
+		i := lastChild
+		for i > open && isSpace(doc[i-1]) {
 			i--
 		}
-		indent = string(doc[i:sp.lastChild])
+		lead = string(doc[i:lastChild])
 	}
-	return edit{at, at, indent + driver}, true, nil
+	return at, lead
+}
+
+// The start tags rewrite edits have been accepted by the tokenizer, so
+// finding their parts only needs boundaries: names end at whitespace, '=',
+// '/' or '>'; values end at their own quote character, whatever they hold
+// ('>' included); encoding/xml needs no whitespace between attributes.
+// Where the bytes do not look like that, the helpers say so (ok false)
+// rather than guess.
+
+// attrValue returns the offsets of the value of the attribute written
+// exactly as name (no prefixed p:queues, no xqueues, no queues_x) in the
+// start tag doc[start:end].
+func attrValue(doc []byte, start, end int, name string) (from, to int, ok bool) {
+	i := nameEnd(doc, start+1, end)
+	for {
+		i = skipSpace(doc, i, end)
+		if i >= end || doc[i] == '>' || doc[i] == '/' {
+			return 0, 0, false
+		}
+		n := nameEnd(doc, i, end)
+		eq := skipSpace(doc, n, end)
+		v := skipSpace(doc, eq+1, end)
+		if n == i || eq >= end || doc[eq] != '=' || v >= end || (doc[v] != '\'' && doc[v] != '"') {
+			return 0, 0, false
+		}
+		close := bytes.IndexByte(doc[v+1:end], doc[v])
+		if close < 0 {
+			return 0, 0, false
+		}
+		if string(doc[i:n]) == name {
+			return v + 1, v + 1 + close, true
+		}
+		i = v + 1 + close + 1
+	}
+}
+
+// attrsEnd returns the offset just after the last attribute of the start
+// tag doc[start:end] (after its name when it has none), where a new
+// attribute goes, and the quote character of that last attribute (0 when
+// there is none: an element name holds no quotes).
+func attrsEnd(doc []byte, start, end int) (at int, quote byte) {
+	at = end - 1 // '>'
+	if doc[at-1] == '/' {
+		at--
+	}
+	for at > start && isSpace(doc[at-1]) {
+		at--
+	}
+	if c := doc[at-1]; c == '\'' || c == '"' {
+		quote = c
+	}
+	return at, quote
+}
+
+// nameEnd returns the end of the name that starts at i.
+func nameEnd(doc []byte, i, end int) int {
+	for i < end && !isSpace(doc[i]) && strings.IndexByte("=/>'\"", doc[i]) < 0 {
+		i++
+	}
+	return i
+}
+
+func skipSpace(doc []byte, i, end int) int {
+	for i < end && isSpace(doc[i]) {
+		i++
+	}
+	return i
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n'
 }

@@ -277,14 +277,14 @@ func TestRewrite(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Rewrite([]byte(tt.in), tt.queues)
+			got, err := splice([]byte(tt.in), tt.queues)
 			if err != nil {
 				t.Fatalf("Rewrite: %v", err)
 			}
 			if string(got) != tt.want {
 				t.Fatalf("Rewrite (-want +got):\n%s", lineDiff(tt.want, string(got)))
 			}
-			again, err := Rewrite(got, tt.queues)
+			again, err := splice(got, tt.queues)
 			if err != nil {
 				t.Fatalf("second Rewrite: %v", err)
 			}
@@ -314,7 +314,7 @@ func TestRewrite(t *testing.T) {
 
 func TestRewriteNoChangeIsACopy(t *testing.T) {
 	in := []byte(inDomain(`    <interface type="network"><driver queues="4"/></interface>`))
-	got, err := Rewrite(in, map[int]int{0: 4})
+	got, err := splice(in, map[int]int{0: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,7 +346,7 @@ func TestRewriteErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Rewrite([]byte(tt.in), tt.queues)
+			got, err := splice([]byte(tt.in), tt.queues)
 			if err == nil {
 				t.Fatalf("Rewrite succeeded:\n%s", got)
 			}
@@ -369,7 +369,7 @@ func BenchmarkParseRewrite(b *testing.B) {
 		for _, ifc := range d.Interfaces {
 			q[ifc.Index] = 4
 		}
-		if _, err := Rewrite(doc, q); err != nil {
+		if _, err := splice(doc, q); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -40,7 +40,7 @@ type Snapshot struct {
 type Libvirt struct {
 	Connected  bool      `json:"connected"`
 	Socket     string    `json:"socket,omitempty"`
-	Since      time.Time `json:"since,omitempty"`
+	Since      time.Time `json:"since,omitzero"`
 	Reconnects int       `json:"reconnects"`
 	LastError  string    `json:"last_error,omitempty"`
 }
@@ -50,6 +50,9 @@ type Policy struct {
 	Sources  []string  `json:"sources"`
 	Mode     string    `json:"mode"`
 	LoadedAt time.Time `json:"loaded_at"`
+	// Digest identifies what the policy in force decides (policy.Policy.Digest):
+	// hosts with the same digest decide the same.
+	Digest string `json:"digest,omitempty"`
 	// LastReloadError is set when the last SIGHUP reload failed and the
 	// previous policy stayed in force.
 	LastReloadError string `json:"last_reload_error,omitempty"`
@@ -63,7 +66,7 @@ type Domain struct {
 	Active     bool      `json:"active"`
 	State      string    `json:"state"`
 	LastAction string    `json:"last_action,omitempty"`
-	LastAt     time.Time `json:"last_action_at,omitempty"`
+	LastAt     time.Time `json:"last_action_at,omitzero"`
 	Problem    string    `json:"problem,omitempty"`
 	// Attempts and RetryAt are set in state retrying: how many tries in
 	// a row failed, and when the next one is due.
@@ -78,7 +81,14 @@ type Domain struct {
 	// problems (policy.Plan.Warnings), e.g. a NIC the domain's queue
 	// budget holds below its rule's wish.
 	Warnings []string `json:"warnings,omitempty"`
-	NICs     []NIC    `json:"nics"`
+	// Orchestrator names the stack that defines the domain (policy.Plan.Orchestrator:
+	// nova, ovirt, ...), and OrchestratorMode what virtmq does to it
+	// because of that: leave (nothing; Problem says why and names the
+	// stack's own setting), observe or apply. Both are empty for other
+	// domains.
+	Orchestrator     string `json:"orchestrator,omitempty"`
+	OrchestratorMode string `json:"orchestrator_mode,omitempty"`
+	NICs             []NIC  `json:"nics"`
 
 	// StateSince is when the domain entered State; zero when unknown.
 	StateSince time.Time `json:"state_since,omitzero"`
@@ -108,7 +118,7 @@ type NIC struct {
 	GuestMax     int    `json:"guest_max,omitempty"`
 	// GuestStep is the last guest step outcome: done, skipped, or the reason it could not run.
 	GuestStep string    `json:"guest_step,omitempty"`
-	GuestAt   time.Time `json:"guest_at,omitempty"`
+	GuestAt   time.Time `json:"guest_at,omitzero"`
 	Problem   string    `json:"problem,omitempty"`
 
 	// TargetDevice is the host side of the NIC, <target dev> in the live

@@ -28,7 +28,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/virtmq/virtmq/internal/domxml"
+	"github.com/virtmq/virtmq/internal/facts"
 	"github.com/virtmq/virtmq/internal/guest"
 	"github.com/virtmq/virtmq/internal/qmpcheck"
 	"github.com/virtmq/virtmq/internal/virt"
@@ -92,20 +92,21 @@ type text struct {
 func msg(format string, args ...any) text { return text{format: format, args: args} }
 
 // Run checks the running domain d against p: the host first, then NIC by
-// NIC, then the domain-wide checks. It reads the live XML itself; the
-// error is only about reading or parsing it (every other problem is a
-// Check). Run does not look at d.Active: a domain that is not running has
-// nothing to check, and saying so is the caller's.
-func Run(ctx context.Context, conn virt.Conn, host Host, d virt.Domain, p *policy.Policy) ([]Check, error) {
-	live, err := conn.DomainXML(ctx, d, virt.XMLLive)
-	if err != nil {
-		return nil, fmt.Errorf("read live XML: %w", err)
-	}
-	facts, err := domxml.Parse(live)
-	if err != nil {
+// NIC, then the domain-wide checks. It reads the live XML through read
+// (a reader on conn: the agent's facts, networks resolved); the error is
+// only about reading or parsing it (every other problem is a Check). Run
+// does not look at d.Active: a domain that is not running has nothing to
+// check, and saying so is the caller's.
+func Run(ctx context.Context, conn virt.Conn, read *facts.Reader, host Host, d virt.Domain, p *policy.Policy) ([]Check, error) {
+	live, err := read.Live(ctx, d)
+	var re *facts.ReadError
+	switch {
+	case errors.As(err, &re):
+		return nil, fmt.Errorf("read live XML: %w", re.Err)
+	case err != nil:
 		return nil, fmt.Errorf("live XML: %w", err)
 	}
-	v := verifier{conn: conn, dom: d, facts: facts, plan: p.Decide(facts), host: host}
+	v := verifier{conn: conn, dom: d, facts: live, plan: p.Decide(live), host: host}
 	return v.run(ctx), nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/virtmq/virtmq/internal/facts"
 	"github.com/virtmq/virtmq/internal/guest"
 	"github.com/virtmq/virtmq/internal/verify"
 	"github.com/virtmq/virtmq/internal/verify/verifytest"
@@ -90,7 +91,7 @@ func find(checks []verify.Check, name string) []verify.Check {
 func TestRunRawValues(t *testing.T) {
 	fake, conn, d, h := start(t)
 	verifytest.SetGuest(fake, verifytest.LinuxGuest("52:54:00:ab:cd:01", guest.Channels{Max: 4, Current: 4}))
-	checks, err := verify.Run(context.Background(), conn, h.Host, d, policy.Default())
+	checks, err := verify.Run(context.Background(), conn, facts.NewReader(conn), h.Host, d, policy.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +133,7 @@ func TestMessageRaw(t *testing.T) {
 	fake.SetAgent(func(context.Context, virt.Domain, []byte, time.Duration) ([]byte, error) {
 		return nil, errors.New("agent says \x1b[2J")
 	})
-	checks, err := verify.Run(context.Background(), conn, h.Host, d, policy.Default())
+	checks, err := verify.Run(context.Background(), conn, facts.NewReader(conn), h.Host, d, policy.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +177,7 @@ func TestGuestDomainWide(t *testing.T) {
 				asks++
 				return nil, tc.err
 			})
-			checks, err := verify.Run(context.Background(), conn, h.Host, d, policy.Default())
+			checks, err := verify.Run(context.Background(), conn, facts.NewReader(conn), h.Host, d, policy.Default())
 			if err != nil {
 				t.Fatal(err)
 			}

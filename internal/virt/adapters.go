@@ -14,7 +14,7 @@ import (
 // (virDomainQemuAgentCommand). Each command taints the domain
 // "custom-ga-command" in libvirt's log.
 type GuestAgent struct {
-	Conn   Conn
+	Conn   Guest
 	Domain Domain
 }
 
@@ -57,7 +57,7 @@ func (e reasonError) Unwrap() []error { return []error{e.reason, e.err} }
 // "custom-monitor": virtmq only verifies with it.
 type Monitor struct {
 	Ctx    context.Context
-	Conn   Conn
+	Conn   Guest
 	Domain Domain
 }
 

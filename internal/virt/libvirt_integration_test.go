@@ -153,6 +153,11 @@ func TestRealLibvirt(t *testing.T) {
 		t.Errorf("StartDomain(running) = %v, want ErrInvalidState", err)
 	}
 	step("SuspendDomain", lc.SuspendDomain(ctx, d), StatePaused)
+	// libvirt refuses to shut down a paused domain (what the fake does).
+	if err := conn.ShutdownDomain(ctx, d); !errors.Is(err, ErrInvalidState) {
+		t.Errorf("ShutdownDomain(paused) = %v, want ErrInvalidState", err)
+	}
+	step("ShutdownDomain(paused)", nil, StatePaused)
 	step("ResumeDomain", lc.ResumeDomain(ctx, d), StateRunning)
 	step("DestroyDomain", conn.DestroyDomain(ctx, d), StateShutoff)
 	waitEvent(t, events, name, EventStopped)

@@ -32,29 +32,34 @@ func (s DomainState) String() string {
 	return "other"
 }
 
-// Power is what the agent needs to turn a guest's reboot into a cold boot
-// (apply_at: next-reboot): pause the domain at its reset, stop it, start
-// it again from its definition. A Conn that does not implement it (or
-// whose RebootEvents is false) cannot do that, and apply_at: next-reboot
-// falls back to cold-boot.
+// Power starts, stops, pauses and resumes domains: apply --cold-boot's
+// rolling restart, and the agent turning a guest's reboot into a cold boot
+// (apply_at: next-reboot: pause the domain at its reset, stop it, start it
+// again from its definition; without RebootEvents that falls back to
+// cold-boot).
 type Power interface {
-	// RebootEvents reports whether the last Events call also subscribed
-	// to libvirt's REBOOT events (EventRebooted).
-	RebootEvents() bool
-	// DomainState returns the domain's run state.
-	DomainState(ctx context.Context, d Domain) (DomainState, error)
+	// StartDomain starts (cold boots) a persistent domain that is shut off
+	// (virDomainCreateWithFlags with VIR_DOMAIN_START_FORCE_BOOT: a managed
+	// save image is discarded, never restored with the old queues). It
+	// returns once QEMU runs, not when the guest has booted.
+	StartDomain(ctx context.Context, d Domain) error
+	// ShutdownDomain asks the guest to power off by pressing the ACPI power
+	// button (virDomainShutdownFlags with VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN).
+	// It returns at once: the domain stops when (and if) the guest obeys;
+	// watch for EventStopped or look the domain up.
+	ShutdownDomain(ctx context.Context, d Domain) error
+	// DestroyDomain forces a running domain off (virDomainDestroy: the
+	// QEMU process is killed, the guest gets no say), like pulling the plug.
+	DestroyDomain(ctx context.Context, d Domain) error
 	// SuspendDomain pauses the domain's vCPUs (virDomainSuspend).
 	SuspendDomain(ctx context.Context, d Domain) error
 	// ResumeDomain undoes SuspendDomain (virDomainResume).
 	ResumeDomain(ctx context.Context, d Domain) error
-	// DestroyDomain stops the domain at once (virDomainDestroy: the QEMU process
-	// is killed, the guest gets no say).
-	DestroyDomain(ctx context.Context, d Domain) error
-	// StartDomain boots a persistent domain from its definition
-	// (virDomainCreateWithFlags with VIR_DOMAIN_START_FORCE_BOOT: a
-	// managed save image is discarded, never restored with the old
-	// queues).
-	StartDomain(ctx context.Context, d Domain) error
+	// DomainState returns the domain's run state.
+	DomainState(ctx context.Context, d Domain) (DomainState, error)
+	// RebootEvents reports whether the last Events call also subscribed
+	// to libvirt's REBOOT events (EventRebooted).
+	RebootEvents() bool
 }
 
 var _ Power = (*libvirtConn)(nil)

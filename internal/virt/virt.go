@@ -155,9 +155,32 @@ const (
 	XMLSecure
 )
 
-// Conn is one connection to libvirt's QEMU driver.
+// Conn is one connection to libvirt's QEMU driver: every role below.
 // All calls honour ctx; none retries: reconnecting is the caller's job.
+// Users take the roles they need (the agent's reads take a Reader, the
+// guest step a Guest), so that a fake or a wrapper implements only those.
 type Conn interface {
+	Reader
+	Definer
+	Guest
+	Power
+	// Capabilities returns the host's capabilities XML
+	// (virConnectGetCapabilities). libvirt answers it from its QEMU
+	// capability cache, and probes QEMU again (seconds) when the cache is
+	// invalid: timing it tells whether libvirt is healthy.
+	Capabilities(ctx context.Context) ([]byte, error)
+	// Events streams lifecycle, guest-agent, device-added, reboot and
+	// metadata-change events until ctx ends or the connection drops (then
+	// the channel is closed).
+	Events(ctx context.Context) (<-chan Event, error)
+	// Disconnected is closed when the connection is lost.
+	Disconnected() <-chan struct{}
+	// Close ends the connection.
+	Close() error
+}
+
+// Reader finds domains and reads them, and the networks their NICs use.
+type Reader interface {
 	// ListDomains returns every domain, active and inactive, persistent and transient.
 	ListDomains(ctx context.Context) ([]Domain, error)
 	// LookupDomain finds a domain by name or UUID.
@@ -173,27 +196,21 @@ type Conn interface {
 	// XMLSecure. XML read with XMLSecure must never be logged, printed or
 	// put into an error or a status message.
 	DomainXML(ctx context.Context, d Domain, flags XMLFlags) ([]byte, error)
-	// DefineXML defines (or redefines) a persistent domain, asking libvirt to
-	// validate the XML against its schema. XML libvirt refuses gives
-	// ErrInvalidDefinition; a timeout (ErrCallTimeout or ctx's deadline)
-	// says nothing about whether the definition landed.
-	DefineXML(ctx context.Context, xml []byte) error
-	// AgentCommand sends a raw qemu-guest-agent command (virDomainQemuAgentCommand).
-	AgentCommand(ctx context.Context, d Domain, cmd []byte, timeout time.Duration) ([]byte, error)
-	// MonitorCommand sends a raw QMP command (virDomainQemuMonitorCommand);
-	// it taints the domain "custom-monitor", so virtmq uses it to verify only.
-	MonitorCommand(ctx context.Context, d Domain, cmd []byte) ([]byte, error)
-	// Capabilities returns the host's capabilities XML
-	// (virConnectGetCapabilities). libvirt answers it from its QEMU
-	// capability cache, and probes QEMU again (seconds) when the cache is
-	// invalid: timing it tells whether libvirt is healthy.
-	Capabilities(ctx context.Context) ([]byte, error)
 	// NetworkForward returns the <forward mode> of the libvirt network
 	// name (virNetworkLookupByName + virNetworkGetXMLDesc): the running
 	// network's when it is active, else its definition's. A <forward>
 	// without mode is "nat"; a network without <forward> (isolated) gives
 	// "". It fails with ErrNoNetwork when there is no such network.
 	NetworkForward(ctx context.Context, name string) (string, error)
+}
+
+// Definer changes persistent definitions.
+type Definer interface {
+	// DefineXML defines (or redefines) a persistent domain, asking libvirt to
+	// validate the XML against its schema. XML libvirt refuses gives
+	// ErrInvalidDefinition; a timeout (ErrCallTimeout or ctx's deadline)
+	// says nothing about whether the definition landed.
+	DefineXML(ctx context.Context, xml []byte) error
 	// SetMetadata sets the domain's <metadata> element in namespace ns to
 	// element, written with the namespace prefix key; an empty element
 	// removes it (virDomainSetMetadata with VIR_DOMAIN_METADATA_ELEMENT).
@@ -202,25 +219,13 @@ type Conn interface {
 	// EventMetadataChanged, not EventDefined. d must come from
 	// LookupDomain or ListDomains (Persistent and Active pick the flags).
 	SetMetadata(ctx context.Context, d Domain, ns, key, element string) error
-	// StartDomain starts (cold boots) a persistent domain that is shut off
-	// (virDomainCreateWithFlags with VIR_DOMAIN_START_FORCE_BOOT: a managed
-	// save image is discarded, never restored with the old queues). It
-	// returns once QEMU runs, not when the guest has booted.
-	StartDomain(ctx context.Context, d Domain) error
-	// ShutdownDomain asks the guest to power off by pressing the ACPI power
-	// button (virDomainShutdownFlags with VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN).
-	// It returns at once: the domain stops when (and if) the guest obeys;
-	// watch for EventStopped or look the domain up.
-	ShutdownDomain(ctx context.Context, d Domain) error
-	// DestroyDomain forces a running domain off (virDomainDestroy), like
-	// pulling the plug.
-	DestroyDomain(ctx context.Context, d Domain) error
-	// Events streams lifecycle, guest-agent, device-added, reboot and
-	// metadata-change events until ctx ends or the connection drops (then
-	// the channel is closed).
-	Events(ctx context.Context) (<-chan Event, error)
-	// Disconnected is closed when the connection is lost.
-	Disconnected() <-chan struct{}
-	// Close ends the connection.
-	Close() error
+}
+
+// Guest talks to a running domain's guest agent and QEMU.
+type Guest interface {
+	// AgentCommand sends a raw qemu-guest-agent command (virDomainQemuAgentCommand).
+	AgentCommand(ctx context.Context, d Domain, cmd []byte, timeout time.Duration) ([]byte, error)
+	// MonitorCommand sends a raw QMP command (virDomainQemuMonitorCommand);
+	// it taints the domain "custom-monitor", so virtmq uses it to verify only.
+	MonitorCommand(ctx context.Context, d Domain, cmd []byte) ([]byte, error)
 }

@@ -21,10 +21,9 @@ if ((${#need[@]})); then
 		exit 1
 	fi
 	echo "monitoring-test: installing ${need[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get -q -y -o DPkg::Lock::Timeout=600 install --no-install-recommends "${need[@]}" </dev/null >/dev/null ||
-		{ apt-get -q -o DPkg::Lock::Timeout=600 update >/dev/null &&
-			apt-get -q -y -o DPkg::Lock::Timeout=600 install --no-install-recommends "${need[@]}" </dev/null >/dev/null; }
+	# shellcheck source=e2e/apt.sh
+	source ../../e2e/apt.sh
+	APT_NO_START=1 apt_install "${need[@]}"
 fi
 promtool --version 2>&1 | head -n 1
 

@@ -137,10 +137,12 @@ func (c *Conn) StartDomain(ctx context.Context, v virt.Domain) error {
 // ACPI power button: the call returns at once and the guest powers off
 // afterwards, in its own time (a goroutine stops the domain, emitting
 // EventStopped), unless SetIgnoreACPI made it deaf. A shut-off domain gives
-// virt.ErrInvalidState.
+// virt.ErrInvalidState, and so does a paused one, which stays paused (seen
+// on libvirt 9.0 for every shutdown mode: "Requested operation is not
+// valid: domain is not running"; a later resume does not shut it down).
 func (c *Conn) ShutdownDomain(ctx context.Context, v virt.Domain) error {
 	return c.powerCall(ctx, MethodShutdownDomain, v, func(x *domain) (virt.EventKind, error) {
-		if !x.active {
+		if !x.active || x.paused {
 			return 0, errNotRunning(x.name)
 		}
 		if name := x.name; !c.d.deafACPI[name] {

@@ -66,12 +66,30 @@ func TestPower(t *testing.T) {
 	if err := fake.DestroyDomain(ctx, v); !errors.Is(err, virt.ErrInvalidState) {
 		t.Errorf("destroy of a shut-off domain: got %v, want ErrInvalidState", err)
 	}
-	// An obeying guest powers off after the call returned.
+	// An obeying guest powers off after the call returned; but a paused
+	// one is refused, as libvirt does, and stays paused.
 	fake.SetIgnoreACPI("vm", false)
 	if err := fake.StartDomain(ctx, v); err != nil {
 		t.Fatal(err)
 	}
 	next(t, evs)
+	if err := fake.SuspendDomain(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	if err := fake.ShutdownDomain(ctx, v); !errors.Is(err, virt.ErrInvalidState) {
+		t.Errorf("shutdown of a paused domain: got %v, want ErrInvalidState", err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if !fake.Paused("vm") {
+		t.Fatal("a paused domain is not paused after a shutdown")
+	}
+	if err := fake.ResumeDomain(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if d, _ := fake.LookupDomain(ctx, "vm"); !d.Active {
+		t.Fatal("the refused shutdown stopped the domain after its resume")
+	}
 	if err := fake.ShutdownDomain(ctx, v); err != nil {
 		t.Fatal(err)
 	}
