@@ -46,7 +46,7 @@ const (
 type DialFunc func(ctx context.Context, sockets []string) (virt.Conn, string, error)
 
 // GuestFunc runs the guest step for one NIC; guest.Configure is the real one.
-type GuestFunc func(ctx context.Context, a guest.Agent, mac string, combined int, opt guest.Options) (guest.Result, error)
+type GuestFunc = guest.ConfigureFunc
 
 // Config is everything virtmq-agent needs. Zero fields take the defaults;
 // the function fields are the boundaries tests replace (the rewrite,
