@@ -164,7 +164,7 @@ func TestMixinRules(t *testing.T) {
 	}
 	// The alerts the fleet view needs.
 	for _, a := range []string{"VirtmqAgentDown", "VirtmqLibvirtDisconnected", "VirtmqPolicyReloadFailed",
-		"VirtmqDomainPendingColdBoot", "VirtmqGuestStepFailing", "VirtmqRedefineFailing"} {
+		"VirtmqDomainPendingColdBoot", "VirtmqGuestStepFailing", "VirtmqRedefineFailing", "VirtmqPolicyDiffers"} {
 		if !alerts[a] {
 			t.Errorf("no alert %s", a)
 		}
@@ -310,7 +310,11 @@ func TestMixinDashboard(t *testing.T) {
 	}
 	walk(d.Panels)
 	// What the dashboard must show.
-	for _, want := range []string{"job:virtmq_compliance:ratio", `state="pending-cold-boot"`, "virtmq_guest_step_failures_total", "by (reason)"} {
+	// A fleet: per host and in total, agents down, failed reloads,
+	// failing guest steps, and whether the hosts run one policy.
+	for _, want := range []string{"job:virtmq_compliance:ratio", `state="pending-cold-boot"`, "virtmq_guest_step_failures_total", "by (reason)",
+		`up{job="virtmq-agent",instance=~"$instance"} == 0`, "virtmq_policy_last_reload_successful", "sum(virtmq_interface_guest_step_failing",
+		"sum by (instance) (virtmq_interface_guest_step_failing", "count(count by (digest) (virtmq_policy_info", "virtmq_domain_orchestrated"} {
 		if !strings.Contains(string(b), strings.ReplaceAll(want, `"`, `\"`)) {
 			t.Errorf("the dashboard has no query with %s", want)
 		}

@@ -36,6 +36,9 @@ func testSnapshot() status.Snapshot {
 			{Name: "web", UUID: "3c7a0b1e-0000-4000-8000-000000000001", Persistent: true, Active: true, State: status.StatePendingColdBoot,
 				StateSince: testGenerated.Add(-8 * 24 * time.Hour),
 				NICs:       []status.NIC{{MAC: "52:54:00:00:00:01", Managed: true, Wanted: 4, Defined: 4, Running: 1, TargetDevice: "vnet3"}}},
+			{Name: "instance-0000002a", UUID: "3c7a0b1e-0000-4000-8000-000000000004", Persistent: true, Active: true, State: status.StateUnmanaged,
+				Problem: "left to OpenStack Nova", Orchestrator: "nova", OrchestratorMode: "leave",
+				NICs: []status.NIC{{MAC: "fa:16:3e:00:00:04", Wanted: 1, Defined: 1, Running: 1, TargetDevice: "tap6a7b8c9d-0e"}}},
 		},
 	}
 }
@@ -59,6 +62,7 @@ func TestStatusCollectorsLint(t *testing.T) {
 
 func TestInterfacesCollector(t *testing.T) {
 	snap := testSnapshot()
+	snap.Domains = snap.Domains[:3] // the NICs below
 	// A second NIC with the MAC of the first must not fail the scrape.
 	snap.Domains[2].NICs = append(snap.Domains[2].NICs, snap.Domains[2].NICs[0])
 	// An outcome that is not a failure reason is not reported as one.

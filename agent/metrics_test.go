@@ -28,6 +28,7 @@ func testMetrics(t *testing.T, counts map[string]int) (*metrics, *prometheus.Reg
 	if err != nil {
 		t.Fatal(err)
 	}
+	m.policyInfo.WithLabelValues("0123456789abcdef", "apply").Set(1)
 	return m, reg
 }
 

@@ -37,7 +37,7 @@ func runApply(ctx context.Context, env *Env, args []string) int {
 		}
 		return runColdBoot(ctx, env, args)
 	}
-	fs := newFlags(env, "apply", "[--dry-run] [--detailed-exitcode] [--policy FILE] [-c URI] (--all | DOMAIN...)", `
+	fs := newFlags(env, "apply", "[--dry-run] [--detailed-exitcode] [-o wide] [--policy FILE] [-c URI] (--all | DOMAIN...)", `
 Rewrite the persistent definitions of existing libvirt domains to the
 policy now, talking to libvirt directly (the same rewrite "virtmq rewrite"
 prints and virtmq-agent applies when a domain is defined).
@@ -69,18 +69,21 @@ would be) redefined, 1 on any error, usage errors included.`)
 	path := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
 	dryRun := fs.Bool("dry-run", false, "print the plan and the diff but redefine nothing")
 	all := fs.Bool("all", false, "apply to every domain libvirt knows")
-	wide := fs.Bool("wide", false, "print each NIC's reason in full (by default lines are cut to 100 columns)")
+	format, wideFlag := addOutputFlags(fs, "wide")
 	detailed := fs.Bool("detailed-exitcode", false, detailedUsage)
 	cf := addConnectFlags(fs)
-	pos, code, done := parseFlags(env, fs, args, 0, -1)
+	pos, code, done := parseFlags(env, fs, args, 0, -1, "")
 	if done {
 		return detailedExit(wantsDetailed(args), code, false)
 	}
 	if *all == (len(pos) > 0) {
-		fmt.Fprintln(env.Stderr, "virtmq apply: give either --all or domain names")
-		fs.Usage()
-		return detailedExit(*detailed, ExitUsage, false)
+		what := "give --all or domain names"
+		if *all {
+			what = "give --all or domain names, not both"
+		}
+		return detailedExit(*detailed, fs.usageError("%s", what), false)
 	}
+	wide, _ := outputFormat(format, *wideFlag, false)
 	p, err := loadPolicy(env, *path)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "virtmq apply: %v\n", err)
@@ -93,7 +96,7 @@ would be) redefined, 1 on any error, usage errors included.`)
 	}
 	defer conn.Close()
 
-	a := applier{env: env, conn: conn, read: facts.NewReader(conn), policy: p, dryRun: *dryRun, wide: *wide}
+	a := applier{env: env, conn: conn, read: facts.NewReader(conn), policy: p, dryRun: *dryRun, wide: wide}
 	status := ExitOK
 	var doms []virt.Domain
 	if *all {
@@ -147,8 +150,9 @@ would be) redefined, 1 on any error, usage errors included.`)
 	if *dryRun {
 		verb = "to redefine (dry run)"
 	}
-	fmt.Fprintf(env.Stdout, "apply: %d %s, %d already compliant, %d transient, %d failed\n",
-		a.count[applyRedefined], verb, a.count[applyCompliant], a.count[applyTransient], a.count[applyFailed])
+	fmt.Fprintf(env.Stdout, "apply: %s, %s, %s, %s\n",
+		fmt.Sprintf("%d %s", a.count[applyRedefined], verb), fmt.Sprintf("%d already compliant", a.count[applyCompliant]),
+		fmt.Sprintf("%d transient", a.count[applyTransient]), env.paint(failColor(a.count[applyFailed]), fmt.Sprintf("%d failed", a.count[applyFailed])))
 	return detailedExit(*detailed, status, a.count[applyRedefined] > 0)
 }
 
@@ -195,7 +199,7 @@ func (a *applier) domain(ctx context.Context, d virt.Domain) (applyOutcome, bool
 		}
 		plan := a.policy.Decide(live)
 		fmt.Fprintf(w, "%s (transient, %s):\n", d.Name, state)
-		printApplyPlan(w, plan, a.wide)
+		printApplyPlan(a.env, plan, a.wide)
 		if plan.Compliant() {
 			fmt.Fprintf(w, "  complies; a transient domain has no definition to rewrite anyway.\n")
 			return applyTransient, true
@@ -219,7 +223,7 @@ func (a *applier) domain(ctx context.Context, d virt.Domain) (applyOutcome, bool
 	}
 	changed := !bytes.Equal(out, doc)
 	fmt.Fprintf(w, "%s (%s):\n", d.Name, state)
-	printApplyPlan(w, plan, a.wide)
+	printApplyPlan(a.env, plan, a.wide)
 	if changed {
 		fmt.Fprintf(w, "  --- %s defined\n  +++ %s rewritten\n", d.Name, d.Name)
 		printDiff(w, "  ", lineDiff(maskSecrets(doc), maskSecrets(out)))
@@ -269,14 +273,15 @@ func readFailure(err error, parse string) string {
 	return parse + ": " + err.Error()
 }
 
-// printApplyPlan prints one line per NIC of the plan, cut to 100
-// columns unless wide.
-func printApplyPlan(w io.Writer, plan policy.Plan, wide bool) {
+// printApplyPlan prints one line per NIC of the plan, cut to the table
+// width unless wide.
+func printApplyPlan(env *Env, plan policy.Plan, wide bool) {
+	w := env.Stdout
 	if len(plan.NICs) == 0 {
 		fmt.Fprintln(w, "  no <interface>")
 		return
 	}
-	t := &table{shrink: []shrinkCol{{col: 4, min: 20}}}
+	t := &table{width: env.tableWidth(), shrink: []shrinkCol{{col: 4, min: 20}}}
 	for _, n := range plan.NICs {
 		var q string
 		switch {

@@ -5,12 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"path"
 	"slices"
 	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"github.com/virtmq/virtmq/internal/domxml"
@@ -104,30 +102,41 @@ func runColdBoot(ctx context.Context, env *Env, args []string) int {
 // coldBootMain is runColdBoot on a given host with a given poll interval
 // (tests pass a fixture tree and a short one).
 func coldBootMain(ctx context.Context, env *Env, args []string, host verify.Host, poll time.Duration) int {
-	fs := newFlags(env, "apply --cold-boot", "[--dry-run] [--parallel K] [--shutdown-timeout D] [--force] [--boot-timeout D] [--policy FILE] [-c URI] [--status-socket PATH] (--all | DOMAIN|GLOB...)", coldBootUsage)
+	fs := newFlags(env, "apply --cold-boot", "[--dry-run] [--parallel K] [--shutdown-timeout DURATION] [--force] [--boot-timeout DURATION] [--policy FILE] [-c URI] [--status-socket PATH] (--all | DOMAIN|GLOB...)", coldBootUsage)
 	fs.Bool("cold-boot", true, "restart the selected pending domains (this mode)")
 	pol := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
 	dryRun := fs.Bool("dry-run", false, "list what would restart and why; change nothing")
 	all := fs.Bool("all", false, "every running domain pending a cold boot")
 	parallel := fs.Int("parallel", 1, "restart up to `K` domains at once")
-	shutdown := fs.Duration("shutdown-timeout", 2*time.Minute, "wait this `long` for the guest to power off")
+	shutdown := fs.Duration("shutdown-timeout", 2*time.Minute, "wait up to `DURATION` for the guest to power off")
 	force := fs.Bool("force", false, "force the domain off (virsh destroy) after --shutdown-timeout")
-	boot := fs.Duration("boot-timeout", 5*time.Minute, "wait this `long` after the start for the guest step and verification")
+	boot := fs.Duration("boot-timeout", 5*time.Minute, "wait up to `DURATION` after the start for the guest step and verification")
 	statusAt := fs.String("status-socket", status.DefaultSocket, "virtmq-agent's status `socket`, polled for the guest step")
 	cf := addConnectFlags(fs)
-	pos, code, done := parseFlags(env, fs, args, 0, -1)
+	fs.check(func() error {
+		switch {
+		case *parallel < 1:
+			return fmt.Errorf("--parallel %d: give at least 1", *parallel)
+		case *shutdown <= 0:
+			return fmt.Errorf("--shutdown-timeout %s: give a duration above 0, such as 2m", *shutdown)
+		case *boot <= 0:
+			return fmt.Errorf("--boot-timeout %s: give a duration above 0, such as 5m", *boot)
+		}
+		return nil
+	})
+	pos, code, done := parseFlags(env, fs, args, 0, -1, "")
 	if done {
 		return code
 	}
-	if *all == (len(pos) > 0) || *parallel < 1 || *shutdown <= 0 || *boot <= 0 {
-		fmt.Fprintln(env.Stderr, "virtmq apply --cold-boot: give either --all or domain names/globs; --parallel ≥ 1; timeouts > 0")
-		fs.Usage()
-		return ExitUsage
+	switch {
+	case !*all && len(pos) == 0:
+		return fs.usageError("give --all or domain names or globs")
+	case *all && len(pos) > 0:
+		return fs.usageError("give --all or domain names or globs, not both")
 	}
 	for _, g := range pos {
 		if _, err := path.Match(g, ""); err != nil {
-			fmt.Fprintf(env.Stderr, "virtmq apply --cold-boot: bad glob %q: %v\n", g, err)
-			return ExitUsage
+			return fs.usageError("bad glob %q: %v", g, err)
 		}
 	}
 	p, err := loadPolicy(env, *pol)
@@ -146,7 +155,7 @@ func coldBootMain(ctx context.Context, env *Env, args []string, host verify.Host
 		// not the remote one's: skip the former, and run the guest step
 		// here unless --status-socket names a socket on purpose.
 		host.Remote = uri.String()
-		if !flagSet(fs, "status-socket") {
+		if !fs.isSet("status-socket") {
 			*statusAt = ""
 		}
 	}
@@ -206,7 +215,7 @@ func coldBootMain(ctx context.Context, env *Env, args []string, host verify.Host
 		}()
 	}
 	wg.Wait()
-	printColdBootSummary(env.Stdout, results)
+	printColdBootSummary(env, results)
 	for _, r := range results {
 		if r.code == ExitLeftOff || (r.code == ExitFailure && status == ExitOK) {
 			status = r.code
@@ -523,25 +532,33 @@ func (cb *coldBoot) verify(ctx context.Context, d virt.Domain) ([]string, error)
 	return fails, nil
 }
 
-// printColdBootSummary prints the summary table (within 100 columns).
-func printColdBootSummary(w io.Writer, rs []coldBootResult) {
+// printColdBootSummary prints the summary table, fitted to the table
+// width, results coloured.
+func printColdBootSummary(env *Env, rs []coldBootResult) {
+	w := env.Stdout
 	if len(rs) == 0 {
 		fmt.Fprintln(w, "apply --cold-boot: no domain selected")
 		return
 	}
 	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DOMAIN\tRESULT\tDOWN\tTOTAL\tDETAIL")
+	t := &table{header: []string{"DOMAIN", "RESULT", "DOWN", "TOTAL", "DETAIL"}, width: env.tableWidth(),
+		shrink: []shrinkCol{{col: 4, min: 40}, {col: 0, min: 16}, {col: 4, min: 20}}}
+	t.color = func(col int, cell string) string {
+		if col == 1 {
+			return env.paintWord(cell)
+		}
+		return cell
+	}
 	count := map[string]int{}
 	for _, r := range rs {
 		count[r.result]++
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", clip(printable(r.name), 24), r.result, dur(r.downtime), dur(r.total), clip(printable(r.detail), 48))
+		t.add(printable(r.name), r.result, dur(r.downtime), dur(r.total), printable(r.detail))
 	}
-	tw.Flush()
+	t.write(w, false)
 	var parts []string
 	for _, k := range []string{"compliant", "would restart", "skipped", "refused", "FAILED", "LEFT OFF"} {
 		if count[k] > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", count[k], k))
+			parts = append(parts, env.paint(wordColor(k), fmt.Sprintf("%d %s", count[k], k)))
 		}
 	}
 	fmt.Fprintf(w, "apply --cold-boot: %s\n", strings.Join(parts, ", "))

@@ -39,7 +39,7 @@ Exits 1 when a domain cannot be found or changed.`
 	}
 	fs := newFlags(env, name, synopsis, description)
 	cf := addConnectFlags(fs)
-	pos, code, done := parseFlags(env, fs, args, 1, -1)
+	pos, code, done := parseFlags(env, fs, args, 1, -1, "DOMAIN (one or more domain names)")
 	if done {
 		return code
 	}

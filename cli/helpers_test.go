@@ -34,7 +34,6 @@ func newTestRun(t *testing.T, fake *virttest.Conn, vars map[string]string) *test
 		Stderr:            r.stderr,
 		Getenv:            func(k string) string { return vars[k] },
 		DefaultPolicyPath: filepath.Join(t.TempDir(), "policy.yaml"),
-		ReadFile:          os.ReadFile,
 		Dial: func(ctx context.Context, uri virt.URI) (virt.Conn, error) {
 			r.uris = append(r.uris, uri.String())
 			if fake == nil {

@@ -3,9 +3,13 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
+	"io/fs"
+	"strings"
+	"syscall"
+	"time"
 
+	"github.com/virtmq/virtmq/internal/cmdline"
 	"github.com/virtmq/virtmq/internal/virt"
 )
 
@@ -29,15 +33,41 @@ const connectUsage = "libvirt connection `URI`, as virsh -c: qemu:///system, qem
 	"(default $" + URIEnvVar + ", else $" + SocketEnvVar + ", else qemu:///system)"
 
 // addConnectFlags adds -c/--connect and --connect-socket to a command that
-// talks to libvirt.
-func addConnectFlags(fs *flag.FlagSet) *connectFlags {
+// talks to libvirt. Given empty (-c "$UNSET"), or both, they are a usage
+// error: an empty -c must not fall through to another connection.
+func addConnectFlags(fs *flagSet) *connectFlags {
 	cf := &connectFlags{}
 	fs.StringVar(&cf.uri, "c", "", "short for --connect `URI`")
 	fs.StringVar(&cf.uri, "connect", "", connectUsage)
+	fs.short["connect"] = "c"
 	fs.StringVar(&cf.socket, "connect-socket", "",
 		"local libvirt unix `socket`: short for -c qemu+unix:///system?socket=PATH (default $"+SocketEnvVar+
 			", else /run/libvirt/virtqemud-sock, then /run/libvirt/libvirt-sock)")
+	fs.check(func() error {
+		switch {
+		case (fs.isSet("c") || fs.isSet("connect")) && cf.uri == "":
+			return errors.New("-c/--connect: the URI is empty (an unset variable?); give a libvirt URI such as qemu:///system, or leave -c out")
+		case fs.isSet("connect-socket") && cf.socket == "":
+			return errors.New("--connect-socket: the path is empty (an unset variable?); give a socket path, or leave --connect-socket out")
+		case cf.uri != "" && cf.socket != "":
+			return errors.New("give -c/--connect or --connect-socket, not both")
+		}
+		return nil
+	})
 	return cf
+}
+
+// DefaultConnectTimeout bounds connecting to libvirt, the handshake
+// included, in every command: a host that does not answer is given up on
+// after it, whatever the command's own timeout (verify --timeout).
+const DefaultConnectTimeout = virt.DefaultDialTimeout
+
+// connectTimeout is Env.ConnectTimeout, else DefaultConnectTimeout.
+func (env *Env) connectTimeout() time.Duration {
+	if env.ConnectTimeout > 0 {
+		return env.ConnectTimeout
+	}
+	return DefaultConnectTimeout
 }
 
 // resolve returns the URI to connect to and where it comes from, as virsh
@@ -95,16 +125,44 @@ func dialLibvirt(ctx context.Context, env *Env, cf *connectFlags) (virt.Conn, vi
 	if env.Dial == nil {
 		return nil, u, errors.New("connect to libvirt: no dialer configured")
 	}
-	c, err := env.Dial(ctx, u)
+	dctx, cancel := context.WithTimeout(ctx, env.connectTimeout())
+	defer cancel()
+	c, err := env.Dial(dctx, u)
 	if err != nil {
-		return nil, u, fmt.Errorf("connect to libvirt at %s (from %s): %w", u, source, err)
+		if dctx.Err() != nil && ctx.Err() == nil {
+			err = fmt.Errorf("no answer within %s: %w", cmdline.Duration(env.connectTimeout()), err)
+		}
+		return nil, u, &connectError{uri: u, source: source, err: err}
 	}
 	return c, u, nil
 }
 
-// flagSet reports whether the command line set the flag name.
-func flagSet(fs *flag.FlagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
+// connectError is a failed connection to libvirt: one line saying the
+// URI, where it came from, why, and what to do.
+type connectError struct {
+	uri    virt.URI
+	source string
+	err    error
+}
+
+func (e *connectError) Unwrap() error { return e.err }
+
+func (e *connectError) Error() string {
+	// virt's errors start with what this one says already.
+	cause := strings.TrimPrefix(e.err.Error(), "failed to connect to libvirt: ")
+	cause = strings.TrimPrefix(cause, "failed to connect to libvirt at "+e.uri.Addr()+": ")
+	cause = strings.ReplaceAll(strings.TrimSpace(cause), "\n", "; ")
+	msg := fmt.Sprintf("cannot connect to libvirt at %s (from %s): %s", e.uri, e.source, cause)
+	var hint string
+	switch {
+	case e.uri.Remote():
+		hint = "check that libvirtd listens there and the host answers; -c URI picks another connection"
+	case errors.Is(e.err, fs.ErrPermission):
+		hint = "the libvirt socket is for root and the libvirt group: run as root (sudo) or join the group"
+	case errors.Is(e.err, fs.ErrNotExist), errors.Is(e.err, syscall.ECONNREFUSED):
+		hint = "is libvirt running? start virtqemud (systemctl start virtqemud.socket) or libvirtd; -c URI picks another connection"
+	default:
+		hint = "-c URI picks another connection"
+	}
+	return msg + "; " + hint
 }

@@ -35,7 +35,7 @@ from and what virtmq-agent and the libvirt hook do in it (the packages'
 install scripts print it). Exits 1, with the first problem, when the
 policy does not load: then virtmq lint lists every problem.`)
 	path := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
-	_, code, done := parseFlags(env, fs, args, 0, 0)
+	_, code, done := parseFlags(env, fs, args, 0, 0, "")
 	if done {
 		return code
 	}

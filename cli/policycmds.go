@@ -38,19 +38,15 @@ prints one JSON document instead (see docs/json.md).`)
 	asJSON := fs.Bool("json", false, "print one JSON document instead of lines")
 	strict := fs.Bool("strict", false, "exit 1 when there are warnings")
 	dropIn := fs.Bool("drop-in", false, "check each FILE as a policy.d/ drop-in, by itself, wherever it is")
-	pos, code, done := parseFlags(env, fs, args, 0, -1)
+	pos, code, done := parseFlags(env, fs, args, 0, -1, "")
 	if done {
 		return code
 	}
 	if len(pos) > 0 && *path != "" {
-		fmt.Fprintln(env.Stderr, "virtmq lint: give either --policy FILE or FILE arguments")
-		fs.Usage()
-		return ExitUsage
+		return fs.usageError("give --policy FILE or FILE arguments, not both")
 	}
 	if *dropIn && len(pos) == 0 {
-		fmt.Fprintln(env.Stderr, "virtmq lint: --drop-in needs FILE arguments")
-		fs.Usage()
-		return ExitUsage
+		return fs.usageError("--drop-in needs FILE arguments")
 	}
 	targets := pos
 	if len(targets) == 0 {
@@ -266,8 +262,8 @@ type fileError struct {
 	Error string `json:"error"`
 }
 
-func runPlan(_ context.Context, env *Env, args []string) int {
-	fs := newFlags(env, "plan", "[--policy FILE] [--json | -o wide] [--detailed-exitcode] DOMAIN.xml...", `
+func runPlan(ctx context.Context, env *Env, args []string) int {
+	fs := newFlags(env, "plan", "[--policy FILE] [--json | -o wide|json] [--detailed-exitcode] DOMAIN.xml...", `
 Show, for each NIC of each domain XML file ("-" reads stdin), the current
 queue count, the count N the policy wants, the in-guest combined count M,
 the rule that decided and why; every NIC virtmq leaves alone says why
@@ -278,32 +274,25 @@ type network NICs sit on a hostdev pool (virtmq-agent reads the network
 and skips them). Take the XML from "virsh dumpxml --inactive DOMAIN" (the
 definition, which is what virtmq rewrites).
 
-The table fits 100 columns: it leaves out TYPE and MODEL, heads CURRENT,
-WANTED and GUEST M as CUR, WANT and M, and cuts long cells ("…");
--o wide prints every column in full. With several files, a FILE column
+The table fits the terminal ($COLUMNS, else its width, else 100 columns):
+it leaves out TYPE and MODEL, heads CURRENT, WANTED and GUEST M as CUR,
+WANT and M, and cuts long cells ("…"); -o wide prints every column in
+full. With several files, a FILE column
 says where each domain comes from. With --json it prints one JSON
 document (see docs/json.md), with the files that failed in "errors".
 
 Exits 1 when a file cannot be read or parsed, 2 on a usage error, else 0.
 With --detailed-exitcode (terraform's): 0 no definition changes, 2 some
 does, 1 on any error.`)
-	path := fs.String("policy", "", "policy `file`")
+	path := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	format, wideFlag := addOutputFlags(fs)
+	format, wideFlag := addOutputFlags(fs, "wide", "json")
 	detailed := fs.Bool("detailed-exitcode", false, detailedUsage)
-	pos, code, done := parseFlags(env, fs, args, 0, -1)
+	pos, code, done := parseFlags(env, fs, args, 1, -1, `DOMAIN.xml (one or more domain XML files; "-" reads stdin)`)
 	if done {
 		return detailedExit(wantsDetailed(args), code, false)
 	}
-	wide, jsonOut, err := outputFormat(*format, *wideFlag, *asJSON)
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "virtmq plan: %v\n", err)
-		return ExitUsage
-	}
-	if len(pos) == 0 {
-		fs.Usage()
-		return detailedExit(*detailed, ExitUsage, false)
-	}
+	wide, jsonOut := outputFormat(format, *wideFlag, *asJSON)
 	p, err := loadPolicy(env, *path)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "virtmq plan: %v\n", err)
@@ -312,7 +301,7 @@ does, 1 on any error.`)
 	rep := planReport{FormatVersion: FormatVersion, Policy: orEmpty(p.Sources()), Domains: []planOutput{}, Errors: []fileError{}}
 	status := ExitOK
 	for _, name := range pos {
-		doc, err := readInput(env, name)
+		doc, err := readInput(ctx, env, name)
 		if err != nil {
 			fmt.Fprintf(env.Stderr, "virtmq plan: %v\n", err)
 			rep.Errors = append(rep.Errors, fileError{File: name, Error: err.Error()})
@@ -334,10 +323,7 @@ does, 1 on any error.`)
 		}
 		return detailedExit(*detailed, status, planChanges(rep.Domains))
 	}
-	if len(rep.Domains) == 0 {
-		return detailedExit(*detailed, status, false) // every input failed, each said why: no empty table
-	}
-	if err := printPlan(env.Stdout, rep.Domains, len(pos) > 1, wide); err != nil {
+	if err := printPlan(env, rep.Domains, len(pos) > 1, wide); err != nil {
 		return ExitFailure
 	}
 	return detailedExit(*detailed, status, planChanges(rep.Domains))
@@ -345,9 +331,14 @@ does, 1 on any error.`)
 
 // printPlan prints the plan table, one row per NIC, and the legend of
 // what its rows hold: with file, a FILE column first; with wide, TYPE and
-// MODEL too and nothing cut.
-func printPlan(w io.Writer, doms []planOutput, file, wide bool) error {
-	t := &table{header: []string{"FILE", "DOMAIN", "MAC", "TYPE", "MODEL", "CURRENT", "WANTED", "GUEST M", "RULE", "REASON"}}
+// MODEL too and nothing cut. With no domain (every input failed) it
+// prints nothing.
+func printPlan(env *Env, doms []planOutput, file, wide bool) error {
+	w := env.Stdout
+	if len(doms) == 0 {
+		return nil
+	}
+	t := &table{header: []string{"FILE", "DOMAIN", "MAC", "TYPE", "MODEL", "CURRENT", "WANTED", "GUEST M", "RULE", "REASON"}, width: env.tableWidth()}
 	const reason = 9
 	t.shrink = []shrinkCol{{col: reason, min: 30}, {col: 0, min: 16, left: true}, {col: 1, min: 16}, {col: 8, min: 12},
 		{col: reason, min: 16}, {col: 0, min: 10, left: true}, {col: 1, min: 10}, {col: reason, min: 1}}
@@ -394,7 +385,7 @@ func printPlan(w io.Writer, doms []planOutput, file, wide bool) error {
 		fmt.Fprintln(w, "(* = the definition changes; the running domain takes it at its next cold boot)")
 	}
 	if t.clipped {
-		fmt.Fprintln(w, clippedNote)
+		fmt.Fprintln(w, clippedNote(t.width))
 	}
 	return nil
 }
@@ -419,7 +410,7 @@ func orDash(s string) string {
 	return s
 }
 
-func runRewrite(_ context.Context, env *Env, args []string) int {
+func runRewrite(ctx context.Context, env *Env, args []string) int {
 	fs := newFlags(env, "rewrite", "[--policy FILE] [DOMAIN.xml|-]", `
 Print the domain XML (a file, or stdin for "-" or no argument) with the
 policy's queue counts applied: exactly the definition virtmq-agent and
@@ -428,8 +419,8 @@ changes (a <driver queues='N'/> is added where there is none), and virtmq's
 record of the counts it wrote, <virtmq:written> in <metadata>, is added or
 updated (so a later count that differs from it reads as set by hand); every
 other byte stays as it was. Exits 1 with a message on bad input.`)
-	path := fs.String("policy", "", "policy `file`")
-	pos, code, done := parseFlags(env, fs, args, 0, 1)
+	path := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
+	pos, code, done := parseFlags(env, fs, args, 0, 1, `DOMAIN.xml (a domain XML file; "-" or none reads stdin)`)
 	if done {
 		return code
 	}
@@ -442,7 +433,7 @@ other byte stays as it was. Exits 1 with a message on bad input.`)
 		fmt.Fprintf(env.Stderr, "virtmq rewrite: %v\n", err)
 		return ExitFailure
 	}
-	doc, err := readInput(env, name)
+	doc, err := readInput(ctx, env, name)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "virtmq rewrite: %v\n", err)
 		return ExitFailure

@@ -21,7 +21,6 @@ func testEnv(t *testing.T, stdin string) (*Env, *bytes.Buffer, *bytes.Buffer) {
 		Stderr:            &errOut,
 		Getenv:            func(string) string { return "" },
 		DefaultPolicyPath: filepath.Join(t.TempDir(), "absent.yaml"),
-		ReadFile:          os.ReadFile,
 	}, &out, &errOut
 }
 

@@ -3,6 +3,8 @@ package cli
 import (
 	"fmt"
 	"os"
+
+	"golang.org/x/sys/unix"
 )
 
 // minProgressItems is the number of domains from which apply draws a
@@ -53,4 +55,14 @@ func (p *progress) done() { p.clear() }
 func IsTerminal(f *os.File) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// TerminalColumns returns the width of the terminal f is, from the
+// TIOCGWINSZ ioctl; 0 when f is not a terminal or does not say.
+func TerminalColumns(f *os.File) int {
+	ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ)
+	if err != nil {
+		return 0
+	}
+	return int(ws.Col)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"syscall"
@@ -19,7 +18,7 @@ const statusTimeout = 10 * time.Second
 
 // runStatus is `virtmq status`: see its usage text.
 func runStatus(ctx context.Context, env *Env, args []string) int {
-	fs := newFlags(env, "status", "[--json] [--status-socket PATH]", `
+	fs := newFlags(env, "status", "[--json | -o wide|json] [--status-socket PATH]", `
 Show what virtmq-agent knows: its libvirt connection, the policy in force,
 and for each domain and NIC the queue count the policy wants (N), the
 count defined and running, the virtqueues QEMU reports over QMP (2N+1),
@@ -28,29 +27,22 @@ agent's last action and when, and the domain's state or problem.
 
 It reads the agent's status socket; it does not talk to libvirt (use
 "virtmq verify DOMAIN" for a live end-to-end check). "-" means unknown.
-The table fits 100 columns: it leaves out QMP VQS, GUEST IF and AT and
-cuts long states ("…"); -o wide prints every column in full. With --json
+The table fits the terminal ($COLUMNS, else its width, else 100 columns):
+it leaves out QMP VQS, GUEST IF and AT and cuts long states ("…");
+-o wide prints every column in full. With --json
 it prints the agent's snapshot as JSON (see docs/json.md).
 
 Exits 1 when the agent cannot be reached (not running, or no permission
 to its socket), and, after printing the status, when the agent is not
 connected to libvirt or its last policy reload failed; 0 otherwise.`)
 	asJSON := fs.Bool("json", false, "print the agent's JSON snapshot instead of a table")
-	format, wideFlag := addOutputFlags(fs)
+	format, wideFlag := addOutputFlags(fs, "wide", "json")
 	sock := fs.String("status-socket", status.DefaultSocket, "virtmq-agent status `socket`")
-	pos, code, done := parseFlags(env, fs, args, 0, -1)
+	_, code, done := parseFlags(env, fs, args, 0, 0, "")
 	if done {
 		return code
 	}
-	wide, jsonOut, err := outputFormat(*format, *wideFlag, *asJSON)
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "virtmq status: %v\n", err)
-		return ExitUsage
-	}
-	if len(pos) > 0 {
-		fs.Usage()
-		return ExitUsage
-	}
+	wide, jsonOut := outputFormat(format, *wideFlag, *asJSON)
 	fctx, cancel := context.WithTimeout(ctx, statusTimeout)
 	defer cancel()
 	snap, err := status.Fetch(fctx, *sock)
@@ -64,7 +56,7 @@ connected to libvirt or its last policy reload failed; 0 otherwise.`)
 		}
 		return unhealthy(env, snap)
 	}
-	if err := printStatus(env.Stdout, snap, wide); err != nil {
+	if err := printStatus(env, snap, wide); err != nil {
 		fmt.Fprintf(env.Stderr, "virtmq status: %v\n", err)
 		return ExitFailure
 	}
@@ -119,8 +111,9 @@ func fetchProblem(sock string, err error) string {
 }
 
 // printStatus writes the snapshot as a header and one row per NIC, within
-// 100 columns unless wide.
-func printStatus(w io.Writer, s status.Snapshot, wide bool) error {
+// the table width unless wide.
+func printStatus(env *Env, s status.Snapshot, wide bool) error {
+	w := env.Stdout
 	lv := "connected"
 	if s.Libvirt.Connected {
 		if s.Libvirt.Socket != "" {
@@ -130,7 +123,7 @@ func printStatus(w io.Writer, s status.Snapshot, wide bool) error {
 			lv += " since " + fmtTime(s.Libvirt.Since)
 		}
 	} else {
-		lv = "NOT connected"
+		lv = env.paint(sgrRed, "NOT connected")
 		if s.Libvirt.LastError != "" {
 			lv += ": " + printable(s.Libvirt.LastError)
 		}
@@ -145,14 +138,14 @@ func printStatus(w io.Writer, s status.Snapshot, wide bool) error {
 		fmt.Fprintln(w, "         mode observe: the agent changes nothing; \"would:\" is what it does in mode apply")
 	}
 	if s.Policy.LastReloadError != "" {
-		fmt.Fprintf(w, "         last reload FAILED, previous policy kept: %s\n", printable(s.Policy.LastReloadError))
+		fmt.Fprintf(w, "         last reload %s, previous policy kept: %s\n", env.paint(sgrRed, "FAILED"), printable(s.Policy.LastReloadError))
 	}
 	fmt.Fprintln(w)
 	if len(s.Domains) == 0 {
 		fmt.Fprintln(w, "no domains")
 		return nil
 	}
-	t := &table{header: []string{"DOMAIN", "MAC", "WANTED", "DEFINED", "RUNNING", "QMP VQS", "GUEST IF", "GUEST CUR/MAX", "LAST ACTION", "AT", "STATE / PROBLEM"}}
+	t := &table{header: []string{"DOMAIN", "MAC", "WANTED", "DEFINED", "RUNNING", "QMP VQS", "GUEST IF", "GUEST CUR/MAX", "LAST ACTION", "AT", "STATE / PROBLEM"}, width: env.tableWidth()}
 	const state = 10
 	t.shrink = []shrinkCol{{col: state, min: 40}, {col: 8, min: 12}, {col: 0, min: 16}, {col: state, min: 20}}
 	for _, d := range s.Domains {
@@ -223,11 +216,18 @@ func printStatus(w io.Writer, s status.Snapshot, wide bool) error {
 		t.header[2], t.header[3], t.header[4], t.header[7], t.header[8] = "WANT", "DEF", "RUN", "GUEST", "ACTION"
 		t.dropColumns(5, 6, 9)
 	}
+	last := len(t.header) - 1
+	t.color = func(col int, cell string) string {
+		if col != last {
+			return cell
+		}
+		return env.paintLead(cell)
+	}
 	if err := t.write(w, wide); err != nil {
 		return err
 	}
 	if t.clipped {
-		_, err := fmt.Fprintln(w, clippedNote)
+		_, err := fmt.Fprintln(w, clippedNote(t.width))
 		return err
 	}
 	return nil

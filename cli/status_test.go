@@ -260,7 +260,7 @@ func TestStatusDecisions(t *testing.T) {
 		}},
 	}}
 	var b strings.Builder
-	if err := printStatus(&b, s, true); err != nil {
+	if err := printStatus(&Env{Stdout: &b}, s, true); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()

@@ -1,27 +1,29 @@
 package cli
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
 	"unicode/utf8"
-)
 
-// maxTableWidth is the width tables fit by default: an 80- to
-// 100-column terminal, a review comment, a ticket. -o wide prints every
-// column in full.
-const maxTableWidth = 100
+	"github.com/virtmq/virtmq/internal/cmdline"
+)
 
 // table is a text table printed with two spaces between columns.
 type table struct {
 	header []string
 	rows   [][]string
+	// width is the width the table fits (Env.tableWidth); 0 is
+	// defaultTableWidth. -o wide prints every column in full.
+	width int
 	// shrink says which columns give way, in order, when the table is
-	// wider than maxTableWidth: column index and the width it keeps at
-	// least. A clipped cell ends in "…".
+	// wider than width: column index and the width it keeps at least. A
+	// clipped cell ends in "…".
 	shrink []shrinkCol
+	// color, when set, colours a body cell (column, text as printed)
+	// after the layout, so that colour codes take no columns.
+	color func(col int, cell string) string
 	// clipped is set by write when a cell was clipped.
 	clipped bool
 }
@@ -86,12 +88,16 @@ func (t *table) write(w io.Writer, wide bool) error {
 	for _, wd := range widths {
 		total += wd
 	}
+	width := t.width
+	if width <= 0 {
+		width = defaultTableWidth
+	}
 	if !wide {
 		for _, s := range t.shrink {
-			if total <= maxTableWidth {
+			if total <= width {
 				break
 			}
-			cut := min(total-maxTableWidth, widths[s.col]-s.min)
+			cut := min(total-width, widths[s.col]-s.min)
 			if cut > 0 {
 				widths[s.col] -= cut
 				total -= cut
@@ -99,7 +105,7 @@ func (t *table) write(w io.Writer, wide bool) error {
 		}
 	}
 	var b strings.Builder
-	for _, r := range append([][]string{t.header}, t.rows...) {
+	for row, r := range append([][]string{t.header}, t.rows...) {
 		b.Reset()
 		for i, c := range r {
 			if utf8.RuneCountInString(c) > widths[i] {
@@ -110,9 +116,13 @@ func (t *table) write(w io.Writer, wide bool) error {
 				}
 				t.clipped = true
 			}
+			pad := widths[i] - utf8.RuneCountInString(c) + 2
+			if row > 0 && t.color != nil {
+				c = t.color(i, c)
+			}
 			b.WriteString(c)
 			if i < len(r)-1 {
-				b.WriteString(strings.Repeat(" ", widths[i]-utf8.RuneCountInString(c)+2))
+				b.WriteString(strings.Repeat(" ", pad))
 			}
 		}
 		if _, err := fmt.Fprintln(w, strings.TrimRight(b.String(), " ")); err != nil {
@@ -140,26 +150,31 @@ func clipLeft(s string, n int) string {
 }
 
 // clippedNote is the legend line of a table with a clipped cell.
-const clippedNote = "(… = cut to fit 100 columns; -o wide prints every column in full)"
+func clippedNote(width int) string {
+	return fmt.Sprintf("(… = cut to fit %d columns; -o wide prints every column in full)", width)
+}
 
-// addOutputFlags adds -o FORMAT and --wide to a command with a table.
-func addOutputFlags(fs *flag.FlagSet) (format *string, wide *bool) {
-	format = fs.String("o", "", "output `format`: wide (every column, nothing cut), or json (as --json)")
+// addOutputFlags adds -o FORMAT and --wide to a command with a table;
+// formats are those -o takes (wide, and json for the commands that print
+// JSON). The flag set refuses any other format with the list.
+func addOutputFlags(fs *flagSet, formats ...string) (format *cmdline.Enum, wide *bool) {
+	format = cmdline.NewEnum("", formats...)
+	what := "wide (every column, nothing cut)"
+	if slices.Contains(formats, "json") {
+		what += " or json (as --json)"
+	}
+	fs.Var(format, "o", "output `FORMAT`: "+what)
 	wide = fs.Bool("wide", false, "same as -o wide")
 	return format, wide
 }
 
-// outputFormat checks -o: it returns wide and json, or an error for an
-// unknown format.
-func outputFormat(format string, wide, asJSON bool) (bool, bool, error) {
-	switch format {
-	case "":
+// outputFormat reads -o: it returns wide and json.
+func outputFormat(format *cmdline.Enum, wide, asJSON bool) (bool, bool) {
+	switch format.Value {
 	case "wide":
 		wide = true
 	case "json":
 		asJSON = true
-	default:
-		return false, false, fmt.Errorf("-o %q: the formats are wide and json", format)
 	}
-	return wide, asJSON, nil
+	return wide, asJSON
 }

@@ -38,7 +38,7 @@ func TestJSONFormatVersionAndEmptyLists(t *testing.T) {
 		{[]string{"lint", "--json", pol}, ExitFailure, []string{`"ok": false`, `"line": 2`, `"column": 7`, `"path": "mode"`, `"sources": []`}},
 		{[]string{"status", "--json", "--status-socket", empty}, ExitOK, []string{`"domains": []`, `"sources": []`}},
 		// libvirt failed, the policy loaded: its files are named.
-		{[]string{"verify", "--json", "nope"}, ExitFailure, []string{`"error": "connect to libvirt`, `"checks": []`, `"policy": [
+		{[]string{"verify", "--json", "nope"}, ExitFailure, []string{`"error": "cannot connect to libvirt`, `"checks": []`, `"policy": [
     "(embedded default)"
   ]`}},
 		{[]string{"verify", "--json", "--policy", pol, "nope"}, ExitFailure, []string{`"error": "load policy: `, `"checks": []`, `"policy": []`}},
@@ -87,7 +87,7 @@ func TestTablesFit100Columns(t *testing.T) {
 	check := func(what, out string) {
 		t.Helper()
 		for _, l := range strings.Split(out, "\n") {
-			if n := utf8.RuneCountInString(l); n > maxTableWidth {
+			if n := utf8.RuneCountInString(l); n > defaultTableWidth {
 				t.Errorf("%s: a line of %d columns:\n%s\nin:\n%s", what, n, l, out)
 			}
 		}
@@ -98,7 +98,7 @@ func TestTablesFit100Columns(t *testing.T) {
 	}
 	out := r.stdout.String()
 	check("plan", out)
-	wantLines(t, "plan", out, "FILE ", "…", clippedNote, "(* = the definition changes")
+	wantLines(t, "plan", out, "FILE ", "…", clippedNote(defaultTableWidth), "(* = the definition changes")
 	wantNot(t, "plan", out, "TYPE", "MODEL")
 
 	r = newTestRun(t, nil, nil)
@@ -125,7 +125,7 @@ func TestTablesFit100Columns(t *testing.T) {
 	r = newTestRun(t, fake, nil)
 	Main(context.Background(), r.env, []string{"apply", "--dry-run", "--all", "--policy", testPolicy})
 	for _, l := range strings.Split(r.stdout.String(), "\n") {
-		if strings.HasPrefix(l, "  52:54") && utf8.RuneCountInString(l) > maxTableWidth {
+		if strings.HasPrefix(l, "  52:54") && utf8.RuneCountInString(l) > defaultTableWidth {
 			t.Errorf("apply: a plan line of %d columns: %s", utf8.RuneCountInString(l), l)
 		}
 	}

@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 
+	"github.com/virtmq/virtmq/internal/cmdline"
 	"github.com/virtmq/virtmq/internal/facts"
 	"github.com/virtmq/virtmq/internal/verify"
 	"github.com/virtmq/virtmq/internal/virt"
@@ -60,7 +60,7 @@ func runVerify(ctx context.Context, env *Env, args []string) int {
 
 // verifyMain is runVerify on a given host (tests pass a fixture tree).
 func verifyMain(ctx context.Context, env *Env, args []string, host verify.Host) int {
-	fs := newFlags(env, "verify", "[--policy FILE] [--json] [-c URI] [--timeout D] DOMAIN", `
+	fs := newFlags(env, "verify", "[--policy FILE] [--json] [-c URI] [--timeout DURATION] DOMAIN", `
 Check a running domain end to end against the policy, talking to libvirt
 directly (not to virtmq-agent); the whole manual multiqueue check on demand.
 For each NIC the policy manages:
@@ -92,8 +92,8 @@ Exits 1 when any check FAILs or the domain is not running, 0 otherwise.`)
 	path := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
 	asJSON := fs.Bool("json", false, "print the checks as JSON")
 	cf := addConnectFlags(fs)
-	timeout := fs.Duration("timeout", 2*time.Minute, "give up after this `duration`")
-	pos, code, done := parseFlags(env, fs, args, 1, 1)
+	timeout := fs.Duration("timeout", 2*time.Minute, "give up after `DURATION` (connecting to libvirt gives up after "+cmdline.Duration(env.connectTimeout())+")")
+	pos, code, done := parseFlags(env, fs, args, 1, 1, "DOMAIN (the running domain to check)")
 	if done {
 		return code
 	}
@@ -158,7 +158,7 @@ Exits 1 when any check FAILs or the domain is not running, 0 otherwise.`)
 			return ExitFailure
 		}
 	} else {
-		printVerify(env.Stdout, rep)
+		printVerify(env, rep)
 	}
 	if !rep.OK {
 		return ExitFailure
@@ -166,17 +166,19 @@ Exits 1 when any check FAILs or the domain is not running, 0 otherwise.`)
 	return ExitOK
 }
 
-// printVerify writes the report: a header, one line per check, a summary.
-func printVerify(w io.Writer, rep verifyReport) {
+// printVerify writes the report: a header, one line per check, a summary;
+// OK, FAIL and SKIP coloured when the run colours.
+func printVerify(env *Env, rep verifyReport) {
+	w := env.Stdout
 	fmt.Fprintf(w, "verify %s (policy %s)\n", rep.Domain, orDash(strings.Join(rep.Policy, ", ")))
 	n := map[string]int{}
 	for _, c := range rep.Checks {
-		fmt.Fprintf(w, "%-4s %s\n", c.Status, c.Message)
+		fmt.Fprintf(w, "%s%s %s\n", env.paintWord(c.Status), strings.Repeat(" ", max(0, 4-len(c.Status))), c.Message)
 		n[c.Status]++
 	}
-	verdict := "complies with the policy"
+	verdict := env.paint(sgrGreen, "complies with the policy")
 	if !rep.OK {
-		verdict = "does NOT comply with the policy"
+		verdict = env.paint(sgrRed, "does NOT comply with the policy")
 	}
 	fmt.Fprintf(w, "%s %s: %d OK, %d FAIL, %d SKIP\n", rep.Domain, verdict, n[checkOK], n[checkFail], n[checkSkip])
 }

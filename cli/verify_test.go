@@ -339,7 +339,7 @@ func TestVerifyNotRunning(t *testing.T) {
 	}{
 		{"shut off", []string{"db"}, fake, ExitFailure, "virtmq verify: db is not running: there is nothing to verify"},
 		{"unknown", []string{"nosuch"}, fake, ExitFailure, "virtmq verify: nosuch: no such domain"},
-		{"no libvirt", []string{"db"}, nil, ExitFailure, "virtmq verify: connect to libvirt at qemu:///system (from default):"},
+		{"no libvirt", []string{"db"}, nil, ExitFailure, "virtmq verify: cannot connect to libvirt at qemu:///system (from default):"},
 		{"no domain given", nil, fake, ExitUsage, "Usage: virtmq verify"},
 		{"two domains", []string{"db", "web"}, fake, ExitUsage, "Usage: virtmq verify"},
 	}

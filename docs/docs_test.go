@@ -175,7 +175,6 @@ func run(t *testing.T, line string) ([]string, int) {
 		Getenv:            func(string) string { return "" },
 		Logger:            logging.New(logging.Stderr, &out, slog.LevelInfo, "virtmq"),
 		DefaultPolicyPath: fakeDefault,
-		ReadFile:          os.ReadFile,
 		Dial: func(context.Context, virt.URI) (virt.Conn, error) {
 			return nil, fmt.Errorf("no libvirt in a transcript: put this command in a console libvirt block")
 		},

@@ -112,7 +112,6 @@ func runJSON(t *testing.T, dial func(context.Context, virt.URI) (virt.Conn, erro
 		Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut,
 		Getenv:            func(string) string { return "" },
 		DefaultPolicyPath: filepath.Join(t.TempDir(), "policy.yaml"),
-		ReadFile:          os.ReadFile,
 		Dial:              dial,
 	}
 	cli.Main(context.Background(), env, args)

@@ -16,6 +16,7 @@
 package hooks
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/virtmq/virtmq/internal/bounded"
 	"github.com/virtmq/virtmq/internal/domxml"
 	"github.com/virtmq/virtmq/policy"
 )
@@ -163,7 +165,7 @@ func prepare(cfg Config, log *slog.Logger, domain string, k *known) int {
 		return internalError(cfg, log, domain, mode, onErr, err)
 	}
 	k.set(pol.Mode(), pol.OnError())
-	doc, err := readBounded(cfg.Stdin, domxml.MaxSize)
+	doc, err := bounded.Read(context.Background(), cfg.Stdin, domxml.MaxSize, "a domain XML")
 	if err != nil {
 		return internalError(cfg, log, domain, pol.Mode(), pol.OnError(), fmt.Errorf("read domain XML from stdin: %w", err))
 	}
@@ -213,22 +215,4 @@ func internalError(cfg Config, log *slog.Logger, domain string, mode policy.Mode
 	}
 	log.Error("virtmq hook failed; allowing the start", "err", err)
 	return ExitAllow
-}
-
-// errTooLarge means stdin held more than the bounded read accepts.
-var errTooLarge = errors.New("input larger than the limit")
-
-// readBounded reads all of r, failing when it holds more than limit bytes.
-func readBounded(r io.Reader, limit int64) ([]byte, error) {
-	if r == nil {
-		return nil, errors.New("no input")
-	}
-	b, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%w of %d bytes", errTooLarge, limit)
-	}
-	return b, nil
 }

@@ -3,12 +3,12 @@ package policy
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
+
+	"github.com/virtmq/virtmq/internal/bounded"
 )
 
 // DropInDir is the name of the drop-in directory Load reads next to the
@@ -72,59 +72,18 @@ func Load(path string) (*Policy, error) {
 // Sentinel errors of ReadFile, wrapped in an *fs.PathError naming the file.
 var (
 	// ErrNotRegular: the path is a directory, a device, a FIFO or a socket.
-	ErrNotRegular = errors.New("not a regular file")
+	ErrNotRegular = bounded.ErrNotRegular
 	// ErrTooLarge: the file holds more than MaxFileSize bytes.
-	ErrTooLarge = fmt.Errorf("file is larger than %d bytes (%d MiB), the limit of a policy file", MaxFileSize, MaxFileSize>>20)
+	ErrTooLarge = bounded.ErrTooLarge
 )
 
 // ReadFile reads one policy file the way Load does, bounded in time and
-// memory whatever sits at path: it opens without blocking (a FIFO would
-// otherwise wait for a writer), accepts only a regular file (symlinks are
-// followed), checks the size before reading and reads at most
-// MaxFileSize+1 bytes, so a file that grows while it is read is caught
-// too. Errors are *fs.PathError naming path; they wrap ErrNotRegular,
-// ErrTooLarge or the system error.
+// memory whatever sits at path (see bounded.ReadFile): without blocking,
+// only a regular file, at most MaxFileSize bytes. Errors are
+// *fs.PathError naming path; they wrap ErrNotRegular, ErrTooLarge or the
+// system error.
 func ReadFile(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w (%s)", ErrNotRegular, fileType(fi.Mode()))}
-	}
-	if fi.Size() > MaxFileSize {
-		return nil, &fs.PathError{Op: "read", Path: path, Err: ErrTooLarge}
-	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, &fs.PathError{Op: "read", Path: path, Err: err}
-	}
-	if len(data) > MaxFileSize {
-		return nil, &fs.PathError{Op: "read", Path: path, Err: ErrTooLarge}
-	}
-	return data, nil
-}
-
-// fileType names the type of a file that is not regular, for errors.
-func fileType(m fs.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "a directory"
-	case m&fs.ModeNamedPipe != 0:
-		return "a FIFO"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeCharDevice != 0:
-		return "a character device"
-	case m&fs.ModeDevice != 0:
-		return "a block device"
-	}
-	return "type " + m.Type().String()
+	return bounded.ReadFile(path, MaxFileSize, "a policy file")
 }
 
 // readDropIns returns the drop-in files of dir in byte order of their

@@ -16,6 +16,7 @@ import (
 
 	"github.com/virtmq/virtmq/agent"
 	"github.com/virtmq/virtmq/internal/build"
+	"github.com/virtmq/virtmq/internal/cmdline"
 	"github.com/virtmq/virtmq/internal/logging"
 	"github.com/virtmq/virtmq/internal/status"
 	"github.com/virtmq/virtmq/internal/virt"
@@ -67,36 +68,45 @@ func run(args []string, stdout, stderr io.Writer) int {
 		metricsListen = fs.String("metrics-listen", "", "serve Prometheus metrics on `address` (e.g. 127.0.0.1:9465) at /metrics; off when empty")
 		concurrency   = fs.Int("concurrency", agent.DefaultConcurrency, "how many domains get guest steps or QMP checks at once")
 		guestTimeout  = fs.Duration("guest-timeout", agent.DefaultGuestTimeout, "bound for one guest step attempt of one domain (all its NICs)")
-		logLevel      = fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+		logLevel      = cmdline.NewEnum("info", "debug", "info", "warn", "error")
 		version       = fs.Bool("version", false, "print the version and exit")
 	)
+	fs.Var(logLevel, "log-level", "log `LEVEL`: debug, info, warn or error")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: virtmq-agent [options]\n\n%s\n\nOptions (-name and --name are the same):\n", description)
-		fs.PrintDefaults()
+		fmt.Fprintf(fs.Output(), "Usage: virtmq-agent [OPTIONS]\n\n%s\n\nOptions:\n", description)
+		cmdline.PrintOptions(fs.Output(), fs, cmdline.Options{})
 	}
+	help := false
 	for _, a := range args {
 		if a == "-h" || a == "-help" || a == "--help" {
-			fs.SetOutput(stdout)
+			help = true
 		}
+	}
+	if help {
+		fs.SetOutput(stdout)
+	} else {
+		fs.SetOutput(io.Discard) // a parse error is said below, in one line
+	}
+	usageError := func(format string, args ...any) int {
+		fmt.Fprintf(stderr, "virtmq-agent: %s\nRun \"virtmq-agent --help\" for the options.\n", fmt.Sprintf(format, args...))
+		return 2
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
-		return 2
+		return usageError("%s", cmdline.FlagError(err))
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "virtmq-agent: unexpected argument %q\n", fs.Arg(0))
-		return 2
+		return usageError("unexpected argument %q: virtmq-agent takes options only", fs.Arg(0))
 	}
 	if *version {
 		fmt.Fprintln(stdout, build.String("virtmq-agent"))
 		return 0
 	}
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		fmt.Fprintf(stderr, "virtmq-agent: --log-level: %v\n", err)
-		return 2
+	if err := level.UnmarshalText([]byte(logLevel.Value)); err != nil {
+		return usageError("--log-level %q: %v", logLevel.Value, err) // the Enum let only slog's names through
 	}
 	var socks []string
 	for _, s := range strings.Split(*sockets, ",") {

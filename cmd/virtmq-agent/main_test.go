@@ -14,9 +14,9 @@ func TestHelp(t *testing.T) {
 	}
 	for _, want := range []string{
 		"Usage: virtmq-agent", "pending-cold-boot", "SIGHUP", "READY=1", "ethtool -L",
-		"-policy", "-socket", "/run/libvirt/virtqemud-sock,/run/libvirt/libvirt-sock",
-		"-status-socket", "/run/virtmq/status.sock", "-metrics-listen", "-concurrency", "(default 4)",
-		"-guest-timeout", "-log-level", "-version",
+		"      --policy FILE ", "      --socket SOCKETS ", "/run/libvirt/virtqemud-sock,/run/libvirt/libvirt-sock",
+		"      --status-socket SOCKET\n", "/run/virtmq/status.sock", "      --metrics-listen ADDRESS", "      --concurrency INT ", "(default 4)",
+		"      --guest-timeout DURATION", "      --log-level LEVEL ", "      --state-dir FOLDER ", "      --version ",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help lacks %q:\n%s", want, out.String())
@@ -32,10 +32,21 @@ func TestVersion(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
-	for _, args := range [][]string{{"--bogus"}, {"--log-level", "loud"}, {"extra"}, {"--concurrency", "x"}} {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--bogus"}, "virtmq-agent: unknown option --bogus\n"},
+		{[]string{"--log-level", "loud"}, `virtmq-agent: invalid value "loud" for --log-level: want debug, info, warn or error` + "\n"},
+		{[]string{"extra"}, `virtmq-agent: unexpected argument "extra": virtmq-agent takes options only` + "\n"},
+		{[]string{"--concurrency", "x"}, `virtmq-agent: invalid value "x" for --concurrency: parse error` + "\n"},
+	} {
 		var out, errb bytes.Buffer
-		if code := run(args, &out, &errb); code != 2 {
-			t.Errorf("%q: exit %d, want 2", args, code)
+		if code := run(tt.args, &out, &errb); code != 2 {
+			t.Errorf("%q: exit %d, want 2", tt.args, code)
+		}
+		if !strings.HasPrefix(errb.String(), tt.want) || strings.Contains(errb.String(), "Options:") {
+			t.Errorf("%q: stderr %q, want %q and no help", tt.args, errb.String(), tt.want)
 		}
 	}
 }

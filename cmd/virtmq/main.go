@@ -23,9 +23,10 @@ func main() {
 		Getenv:            os.Getenv,
 		Logger:            logging.New(logging.Stderr, os.Stderr, slog.LevelInfo, "virtmq"),
 		DefaultPolicyPath: policy.DefaultPath,
-		ReadFile:          os.ReadFile,
 		Dial:              dial,
 		Terminal:          cli.IsTerminal(os.Stdout) && cli.IsTerminal(os.Stderr),
+		StdoutTerminal:    cli.IsTerminal(os.Stdout),
+		Columns:           cli.TerminalColumns(os.Stdout),
 	}
 	code := cli.Main(ctx, env, os.Args[1:])
 	stop()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -35,12 +36,16 @@ func Dial(ctx context.Context, sockets []string) (Conn, string, error) {
 	if len(sockets) == 0 {
 		return nil, "", errors.New("no libvirt socket to connect to")
 	}
-	var errs []error
+	var errs socketErrors
 	for _, p := range sockets {
 		if err := ctx.Err(); err != nil {
 			return nil, "", err
 		}
 		if _, err := os.Stat(p); err != nil {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err // the path is said once, below
+			}
 			errs = append(errs, fmt.Errorf("%s: %w", p, err))
 			continue
 		}
@@ -53,8 +58,22 @@ func Dial(ctx context.Context, sockets []string) (Conn, string, error) {
 		}
 		return c, p, nil
 	}
-	return nil, "", fmt.Errorf("failed to connect to libvirt: %w", errors.Join(errs...))
+	return nil, "", fmt.Errorf("failed to connect to libvirt: %w", errs)
 }
+
+// socketErrors is why each socket Dial tried failed, said on one line:
+// "/run/libvirt/virtqemud-sock: no such file or directory; /run/...".
+type socketErrors []error
+
+func (e socketErrors) Error() string {
+	parts := make([]string, len(e))
+	for i, err := range e {
+		parts[i] = err.Error()
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (e socketErrors) Unwrap() []error { return e }
 
 // dialOne connects through the dialer newDialer returns for the attempt's
 // timeout and makes libvirt's qemu:///system handshake on it.
