@@ -24,7 +24,7 @@ func recordEdit(doc []byte, sc *scanned, want []int, changed []bool) (e edit, wr
 			continue
 		}
 		written[i] = n
-		entries = append(entries, writtenNIC{ifc.MAC, sc.spans[i].nth, n})
+		entries = append(entries, writtenNIC{nicKey{ifc.MAC, sc.spans[i].nth}, n})
 	}
 	m := &sc.meta
 	switch {
@@ -39,27 +39,23 @@ func recordEdit(doc []byte, sc *scanned, want []int, changed []bool) (e edit, wr
 	case m.writtenStart >= 0:
 		return edit{m.writtenStart, m.writtenEnd, recordElement(entries, lineIndent(doc, m.writtenStart))}, written, nil
 	case m.metaStart >= 0 && m.metaSelfClosing:
+		// <metadata/>: open it up.
 		indent := lineIndent(doc, m.metaStart)
-		tag, err := parseRawTag(doc, m.metaStart, m.metaEnd)
-		if err != nil {
-			return edit{}, nil, err
-		}
-		text := ">\n" + indent + "  " + recordElement(entries, indent+"  ") + "\n" + indent + "</" + tag.name + ">"
-		return edit{tag.close, m.metaEnd, text}, written, nil
+		text := ">\n" + indent + "  " + recordElement(entries, indent+"  ") + "\n" + indent + "</metadata>"
+		return edit{m.metaEnd - 2, m.metaEnd, text}, written, nil
 	case m.metaStart >= 0:
 		// After the last child, indented like it; in an empty
-		// <metadata>, one step in from it.
-		at := m.metaEndTag
-		for at > m.metaEnd && isSpace(doc[at-1]) {
-			at--
-		}
+		// <metadata>, one step in from it, with the end tag on a line of
+		// its own.
+		at, lead := appendPoint(doc, m.metaEnd, m.metaEndTag, m.metaLastChild)
 		indent := lineIndent(doc, m.metaStart) + "  "
 		if m.metaLastChild >= 0 {
 			indent = lineIndent(doc, m.metaLastChild)
+		} else {
+			lead = "\n" + indent
 		}
-		text := "\n" + indent + recordElement(entries, indent)
+		text := lead + recordElement(entries, indent)
 		if at == m.metaEnd {
-			// <metadata></metadata>: put the end tag on its own line too.
 			text += "\n" + lineIndent(doc, m.metaStart)
 		}
 		return edit{at, at, text}, written, nil
@@ -72,6 +68,12 @@ func recordEdit(doc []byte, sc *scanned, want []int, changed []bool) (e edit, wr
 	}
 	text := "\n" + indent + "<metadata>\n" + indent + "  " + recordElement(entries, indent+"  ") + "\n" + indent + "</metadata>"
 	return edit{at, at, text}, written, nil
+}
+
+// writtenNIC is one <virtmq:nic> of the record.
+type writtenNIC struct {
+	nicKey
+	queues int
 }
 
 // recordable reports whether a MAC can name a NIC in the record: libvirt

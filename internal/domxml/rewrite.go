@@ -2,10 +2,12 @@ package domxml
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/virtmq/virtmq/policy"
 )
@@ -132,60 +134,118 @@ func editInterface(doc []byte, ifc policy.Interface, sp ifaceSpan, n int) (edit,
 		if ifc.Queues == n {
 			return edit{}, false, nil
 		}
-		tag, err := parseRawTag(doc, sp.driverStart, sp.driverEnd)
-		if err != nil {
-			return edit{}, false, err
-		}
-		a, ok := tag.find("queues")
+		from, to, ok := attrValue(doc, sp.driverStart, sp.driverEnd, "queues")
 		if !ok {
 			return edit{}, false, fmt.Errorf("internal error: <driver> has a queues attribute the tag scanner cannot find")
 		}
-		return edit{a.valueStart, a.valueEnd, strconv.Itoa(n)}, true, nil
+		return edit{from, to, strconv.Itoa(n)}, true, nil
 	}
 	if n <= 1 {
 		return edit{}, false, nil
 	}
-
-	itag, err := parseRawTag(doc, sp.tagStart, sp.tagEnd)
-	if err != nil {
-		return edit{}, false, err
-	}
-	q := itag.quote()
-	if q == 0 {
-		q = '\''
-	}
-
+	_, q := attrsEnd(doc, sp.tagStart, sp.tagEnd)
 	if ifc.HasDriver {
-		tag, err := parseRawTag(doc, sp.driverStart, sp.driverEnd)
-		if err != nil {
-			return edit{}, false, err
-		}
-		at := tag.nameEnd
-		if len(tag.attrs) > 0 {
-			at = tag.attrs[len(tag.attrs)-1].valueEnd + 1
-			q = tag.quote()
-		}
+		at, dq := attrsEnd(doc, sp.driverStart, sp.driverEnd)
+		q = cmp.Or(dq, q, '\'')
 		return edit{at, at, " queues=" + string(q) + strconv.Itoa(n) + string(q)}, true, nil
 	}
-
+	q = cmp.Or(q, '\'')
 	driver := "<driver queues=" + string(q) + strconv.Itoa(n) + string(q) + "/>"
 	if sp.selfClosing {
 		// <interface .../> has no content to add to: open it up.
-		return edit{itag.close, sp.tagEnd, ">" + driver + "</" + itag.name + ">"}, true, nil
+		return edit{sp.tagEnd - 2, sp.tagEnd, ">" + driver + "</interface>"}, true, nil
 	}
-	// After the last child, before the blank text that indents the end tag,
-	// with the indentation of the last child.
-	at := sp.endTag
-	for at > sp.tagEnd && isSpace(doc[at-1]) {
+	at, lead := appendPoint(doc, sp.tagEnd, sp.endTag, sp.lastChild)
+	return edit{at, at, lead + driver}, true, nil
+}
+
+// appendPoint returns where a new last child goes in the element whose
+// start tag ends at open and whose end tag starts at endTag: after its
+// last child (starting at lastChild, -1 if none), before the blank text
+// that indents the end tag; and the blank text before that last child, to
+// indent the new one the same way ("" when there is none).
+func appendPoint(doc []byte, open, endTag, lastChild int) (at int, lead string) {
+	at = endTag
+	for at > open && isSpace(doc[at-1]) {
 		at--
 	}
-	indent := ""
-	if sp.lastChild >= 0 {
-		i := sp.lastChild
-		for i > sp.tagEnd && isSpace(doc[i-1]) {
+	if lastChild >= 0 {
+		i := lastChild
+		for i > open && isSpace(doc[i-1]) {
 			i--
 		}
-		indent = string(doc[i:sp.lastChild])
+		lead = string(doc[i:lastChild])
 	}
-	return edit{at, at, indent + driver}, true, nil
+	return at, lead
+}
+
+// The start tags rewrite edits have been accepted by the tokenizer, so
+// finding their parts only needs boundaries: names end at whitespace, '=',
+// '/' or '>'; values end at their own quote character, whatever they hold
+// ('>' included); encoding/xml needs no whitespace between attributes.
+// Where the bytes do not look like that, the helpers say so (ok false)
+// rather than guess.
+
+// attrValue returns the offsets of the value of the attribute written
+// exactly as name (no prefixed p:queues, no xqueues, no queues_x) in the
+// start tag doc[start:end].
+func attrValue(doc []byte, start, end int, name string) (from, to int, ok bool) {
+	i := nameEnd(doc, start+1, end)
+	for {
+		i = skipSpace(doc, i, end)
+		if i >= end || doc[i] == '>' || doc[i] == '/' {
+			return 0, 0, false
+		}
+		n := nameEnd(doc, i, end)
+		eq := skipSpace(doc, n, end)
+		v := skipSpace(doc, eq+1, end)
+		if n == i || eq >= end || doc[eq] != '=' || v >= end || (doc[v] != '\'' && doc[v] != '"') {
+			return 0, 0, false
+		}
+		close := bytes.IndexByte(doc[v+1:end], doc[v])
+		if close < 0 {
+			return 0, 0, false
+		}
+		if string(doc[i:n]) == name {
+			return v + 1, v + 1 + close, true
+		}
+		i = v + 1 + close + 1
+	}
+}
+
+// attrsEnd returns the offset just after the last attribute of the start
+// tag doc[start:end] (after its name when it has none), where a new
+// attribute goes, and the quote character of that last attribute (0 when
+// there is none: an element name holds no quotes).
+func attrsEnd(doc []byte, start, end int) (at int, quote byte) {
+	at = end - 1 // '>'
+	if doc[at-1] == '/' {
+		at--
+	}
+	for at > start && isSpace(doc[at-1]) {
+		at--
+	}
+	if c := doc[at-1]; c == '\'' || c == '"' {
+		quote = c
+	}
+	return at, quote
+}
+
+// nameEnd returns the end of the name that starts at i.
+func nameEnd(doc []byte, i, end int) int {
+	for i < end && !isSpace(doc[i]) && strings.IndexByte("=/>'\"", doc[i]) < 0 {
+		i++
+	}
+	return i
+}
+
+func skipSpace(doc []byte, i, end int) int {
+	for i < end && isSpace(doc[i]) {
+		i++
+	}
+	return i
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n'
 }
