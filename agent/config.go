@@ -73,6 +73,14 @@ type Config struct {
 	// MetricsListen is the address of the Prometheus endpoint (/metrics);
 	// empty disables it.
 	MetricsListen string
+	// MetricsWebConfig is a Prometheus exporter-toolkit web configuration
+	// file for the metrics endpoint, as node_exporter's --web.config.file
+	// takes it: TLS (tls_server_config: cert_file, key_file; client_ca_file
+	// and client_auth_type for client certificates) and basic auth
+	// (basic_auth_users, bcrypt hashes). It is checked at the start and read
+	// again for every connection (certificates can be renewed in place).
+	// Empty serves plain HTTP.
+	MetricsWebConfig string
 
 	// Concurrency is how many domains get guest steps or QMP checks at once
 	// (fast slots), and how many guest agent commands or QMP checks of
