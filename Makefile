@@ -14,7 +14,8 @@ BINARIES := bin/virtmq bin/virtmq-hook bin/virtmq-agent
 FUZZSCALE ?= 1
 FUZZTARGETS := ./internal/domxml:FuzzRewrite:500000 ./internal/domxml:FuzzParse:500000 ./policy:FuzzParse:300000 \
 	./internal/guest:FuzzParseChannels:700000 ./internal/guest:FuzzParseInterrupts:500000 \
-	./internal/guest:FuzzDecodeCapped:700000 ./internal/guest:FuzzConfigureReplies:20000 ./internal/verify:FuzzParseTapQueues:400000
+	./internal/guest:FuzzDecodeCapped:700000 ./internal/guest:FuzzConfigureReplies:20000 ./internal/verify:FuzzParseTapQueues:400000 \
+	./cli:FuzzCommandLine:60000
 FUZZMINIMIZE ?= 100x
 
 .PHONY: all build test unit fuzz monitoring-test e2e ansible-test bench bench-scale demo lint packages package-test clean FORCE
