@@ -225,9 +225,9 @@ type planOutput struct {
 	Skip string `json:"skip,omitempty"`
 	// Orchestrator names the stack that defines the domain (nova, ovirt,
 	// ...), whether the policy leaves the domain to it or opts it in.
-	Orchestrator string         `json:"orchestrator,omitempty"`
+	Orchestrator string          `json:"orchestrator,omitempty"`
 	NICs         []planNICOutput `json:"nics"`
-	Warnings     []string       `json:"warnings"`
+	Warnings     []string        `json:"warnings"`
 }
 
 type planNICOutput struct {
