@@ -114,7 +114,7 @@ func (a *Agent) guestStep(ctx context.Context, log *slog.Logger, conn virt.Conn,
 	})
 	if len(actions) > 0 {
 		now := a.cfg.Now()
-		a.store.view(d.UUID, func(r *record) {
+		a.store.updateIfKnown(d.UUID, func(r *record) {
 			r.st.LastAction = "guest step: " + strings.Join(actions, ", ")
 			r.st.LastAt = now
 		})
@@ -191,7 +191,7 @@ func (t turnAgent) Command(ctx context.Context, cmd []byte, timeout time.Duratio
 // recordGuest updates one NIC of a running domain's status, if both are
 // known (a domain that stopped meanwhile keeps no guest state).
 func (a *Agent) recordGuest(d virt.Domain, mac string, f func(ns *status.NIC)) {
-	a.store.view(d.UUID, func(r *record) {
+	a.store.updateIfKnown(d.UUID, func(r *record) {
 		if !r.st.Active {
 			return
 		}
