@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/virtmq/virtmq/cli"
+	"github.com/virtmq/virtmq/policy"
 )
 
 // The flags a man page or a help text names exist, and every flag a
@@ -273,4 +274,27 @@ func TestManFlagsAgent(t *testing.T) {
 	}
 	checkFlags(t, "virtmq-agent(8) SYNOPSIS", groups, section("SYNOPSIS"))
 	checkFlags(t, "virtmq-agent(8) OPTIONS", groups, section("OPTIONS"))
+}
+
+// TestManPolicyExample loads virtmq-policy(5)'s EXAMPLE policy.
+func TestManPolicyExample(t *testing.T) {
+	inRoot(t)
+	data, err := os.ReadFile("packaging/man/virtmq-policy.5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ex, ok := strings.Cut(string(data), "\n.SH EXAMPLE\n")
+	if !ok {
+		t.Fatal("virtmq-policy(5) has no EXAMPLE")
+	}
+	_, ex, _ = strings.Cut(ex, ".nf\n")
+	ex, _, _ = strings.Cut(ex, ".fi\n")
+	text := strings.NewReplacer(`\-`, "-", `\(aq`, "'", `\(dq`, `"`, `\e`, `\`).Replace(ex)
+	p, err := policy.Parse("virtmq-policy.5 EXAMPLE", []byte(text))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	if len(p.Rules()) == 0 {
+		t.Errorf("the example has no rule:\n%s", text)
+	}
 }
