@@ -226,13 +226,42 @@ func TestManFlagsSynopsis(t *testing.T) {
 			}
 		}
 		usage, _, _ := strings.Cut(help, "\n")
-		for what, text := range map[string]string{"--help usage line": usage, "README.md's command table": rows[name]} {
+		for what, text := range map[string]string{"--help usage line": usage, "README.md's command table": rows[name],
+			"virtmq(8)'s EXAMPLES": rows[name+"\x00example"]} {
 			for f := range flagsIn(strings.ReplaceAll(text, `\|`, "|")) {
 				if !have[f] {
 					t.Errorf("virtmq %s: %s names %s, the command has no such flag", name, what, dashes(f))
 				}
 			}
 		}
+	}
+	// virtmq(8)'s EXAMPLES: each virtmq line's flags, as the README rows.
+	man, err := os.ReadFile("packaging/man/virtmq.8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ex, _ := strings.Cut(string(man), "\n.SH EXAMPLES\n")
+	ex, _, _ = strings.Cut(ex, "\n.SH ")
+	examples := 0
+	for _, l := range strings.Split(roffText(ex), "\n") {
+		_, cmdline, ok := strings.Cut(l, "virtmq ")
+		if !ok {
+			continue
+		}
+		cmdline, _, _ = strings.Cut(cmdline, ";")
+		f := strings.Fields(cmdline)
+		name := f[0]
+		if name == "help" {
+			continue
+		}
+		if slices.Contains(f, "--cold-boot") {
+			name = "apply --cold-boot"
+		}
+		examples++
+		rows[name+"\x00example"] = cmdline
+	}
+	if examples < 5 {
+		t.Fatalf("virtmq(8) EXAMPLES: only %d virtmq lines found", examples)
 	}
 	for _, c := range cli.Commands() {
 		check(c.Name, c.Name)
