@@ -43,7 +43,8 @@ func roffText(s string) string {
 // foreign are other programs' flags the pages mention.
 var foreign = []string{"dumpxml --inactive", "ethtool -L", "ethtool -l", "virsh -c", "ethtool -L IF", "ssh -o"}
 
-var flagRef = regexp.MustCompile(`(?:^|[\s\[(|,/"])(--[a-zA-Z][a-zA-Z0-9-]*[a-zA-Z0-9]|-[a-zA-Z])(?:[^a-zA-Z0-9-]|$)`)
+// flagRef finds a flag: --name (dots inside, as in --web.config.file) or -x.
+var flagRef = regexp.MustCompile(`(?:^|[\s\[(|,/"])(--[a-zA-Z][a-zA-Z0-9.-]*[a-zA-Z0-9]|-[a-zA-Z])(?:[^a-zA-Z0-9-]|$)`)
 
 // flagsIn returns the flags text names, without dashes.
 func flagsIn(text string) map[string]bool {
