@@ -14,10 +14,11 @@ BINARIES := bin/virtmq bin/virtmq-hook bin/virtmq-agent
 FUZZSCALE ?= 1
 FUZZTARGETS := ./internal/domxml:FuzzRewrite:500000 ./internal/domxml:FuzzParse:500000 ./policy:FuzzParse:300000 \
 	./internal/guest:FuzzParseChannels:700000 ./internal/guest:FuzzParseInterrupts:500000 \
-	./internal/guest:FuzzDecodeCapped:700000 ./internal/guest:FuzzConfigureReplies:20000 ./internal/verify:FuzzParseTapQueues:400000
+	./internal/guest:FuzzDecodeCapped:700000 ./internal/guest:FuzzConfigureReplies:20000 ./internal/verify:FuzzParseTapQueues:400000 \
+	./cli:FuzzCommandLine:60000
 FUZZMINIMIZE ?= 100x
 
-.PHONY: all build test unit fuzz monitoring-test e2e chaos bench bench-scale demo lint packages package-test clean FORCE
+.PHONY: all build test unit fuzz monitoring-test e2e chaos ansible-test bench bench-scale demo lint packages package-test clean FORCE
 
 all: build
 
@@ -28,8 +29,8 @@ bin/%: FORCE
 
 # The README's test command: lint, unit tests (race detector), a short fuzz of
 # every parser, the monitoring mixin's promtool tests, then the real-stack
-# suite (root only; it skips loudly otherwise).
-test: lint unit fuzz monitoring-test e2e
+# suite and the Ansible role's test (root only; they skip loudly otherwise).
+test: lint unit fuzz monitoring-test e2e ansible-test
 
 # The failpoints build (agent/failpoint_on.go) crashes the agent at each step
 # boundary of the next-reboot path; its tests run in that build only.
@@ -66,6 +67,15 @@ STEPS ?= 30
 chaos: build
 	@if [ "$$(id -u)" != 0 ]; then echo "*** make chaos needs root (libvirtd, QEMU, a bridge): sudo make chaos"; exit 1; fi
 	e2e/setup.sh && CHAOS_SEED=$(SEED) CHAOS_STEPS=$(STEPS) e2e/run.sh chaos
+
+# The Ansible role (packaging/ansible) against this machine and the e2e
+# libvirtd: install the .deb, observe, apply, idempotence, a broken policy
+# refused, ansible-lint.
+ansible-test:
+	@if [ "$$(id -u)" != 0 ]; then \
+	  echo "*** SKIPPING the Ansible role's test (ansible-test): it needs root to install the .deb and run libvirtd."; \
+	  echo "*** Run it with: sudo make ansible-test"; \
+	else $(MAKE) packages && packaging/ansible/test.sh; fi
 
 # The main job for a newcomer: sets up the sandbox (packages, guest) and
 # narrates the manual procedure before and after virtmq on a real VM.

@@ -53,6 +53,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/virtmq/virtmq/internal/build"
 	"github.com/virtmq/virtmq/internal/facts"
@@ -171,7 +172,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}()
 	var mln net.Listener
+	if a.cfg.MetricsWebConfig != "" && a.cfg.MetricsListen == "" {
+		return fmt.Errorf("a metrics web config (%s) needs a metrics address to serve", a.cfg.MetricsWebConfig)
+	}
 	if a.cfg.MetricsListen != "" {
+		// A web config that does not load must stop the start, not let
+		// the metrics out in plain HTTP.
+		if err := web.Validate(a.cfg.MetricsWebConfig); err != nil {
+			return fmt.Errorf("metrics web config %s: %w", a.cfg.MetricsWebConfig, err)
+		}
 		mln, err = net.Listen("tcp", a.cfg.MetricsListen)
 		if err != nil {
 			return fmt.Errorf("failed to listen for metrics: %w", err)
@@ -191,8 +200,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	})
 	if mln != nil {
 		srv := a.metricsServer()
+		webConfig := &web.FlagConfig{WebConfigFile: &a.cfg.MetricsWebConfig}
 		wg.Go(func() {
-			if err := srv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			// TLS, client certificates and basic auth as the web config
+			// says, the way node_exporter serves them.
+			err := web.Serve(mln, srv, webConfig, a.cfg.Logger.With("component", "metrics"))
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("metrics endpoint: %w", err)
 				cancel()
 			}
@@ -203,7 +216,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			_ = srv.Shutdown(sctx)
 		})
 		defer stop()
-		a.log.Info("serving metrics", "address", mln.Addr().String())
+		a.log.Info("serving metrics", "address", mln.Addr().String(), "web_config", a.cfg.MetricsWebConfig)
 	}
 	a.log.Info("status socket listening", "path", a.cfg.StatusSocket)
 

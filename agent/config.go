@@ -38,6 +38,12 @@ const (
 	// DefaultMaxRedefines is how many times in a row the agent redefines a
 	// domain whose definition still differs from the rewrite afterwards.
 	DefaultMaxRedefines = 3
+	// DefaultVCPUCheckInterval keeps a vCPU hot-plug's new M within 60 s
+	// (interval + a guest step of a few seconds); see hotplug.go.
+	DefaultVCPUCheckInterval = 15 * time.Second
+	// DefaultDefinitionCheckInterval bounds how long a --config-only
+	// change to a domain that is shut off goes unseen.
+	DefaultDefinitionCheckInterval = 5 * time.Minute
 	// DefaultStateDir is where the agent keeps its restart intents.
 	DefaultStateDir = "/var/lib/virtmq"
 )
@@ -46,7 +52,7 @@ const (
 type DialFunc func(ctx context.Context, sockets []string) (virt.Conn, string, error)
 
 // GuestFunc runs the guest step for one NIC; guest.Configure is the real one.
-type GuestFunc func(ctx context.Context, a guest.Agent, mac string, combined int, opt guest.Options) (guest.Result, error)
+type GuestFunc = guest.ConfigureFunc
 
 // Config is everything virtmq-agent needs. Zero fields take the defaults;
 // the function fields are the boundaries tests replace (the rewrite,
@@ -73,6 +79,14 @@ type Config struct {
 	// MetricsListen is the address of the Prometheus endpoint (/metrics);
 	// empty disables it.
 	MetricsListen string
+	// MetricsWebConfig is a Prometheus exporter-toolkit web configuration
+	// file for the metrics endpoint, as node_exporter's --web.config.file
+	// takes it: TLS (tls_server_config: cert_file, key_file; client_ca_file
+	// and client_auth_type for client certificates) and basic auth
+	// (basic_auth_users, bcrypt hashes). It is checked at the start and read
+	// again for every connection (certificates can be renewed in place).
+	// Empty serves plain HTTP.
+	MetricsWebConfig string
 
 	// Concurrency is how many domains get guest steps or QMP checks at once
 	// (fast slots), and how many guest agent commands or QMP checks of
@@ -193,6 +207,10 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("agent: retry backoff maximum %v is below the minimum %v", c.RetryMax, c.RetryMin)
 	}
 	defaultTo(&c.MaxRedefines, DefaultMaxRedefines)
+	// The periodic checks are the one place a negative value means
+	// something (off), as their field says; it is kept as it is.
+	defaultTo(&c.VCPUCheckInterval, DefaultVCPUCheckInterval)
+	defaultTo(&c.DefinitionCheckInterval, DefaultDefinitionCheckInterval)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

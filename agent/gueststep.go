@@ -55,40 +55,27 @@ func (a *Agent) runJob(ctx context.Context, v *domainView, j job, attempt int, l
 }
 
 // guestStep sets the guest's combined channel count on each NIC the plan
-// asks for and records the outcome. It reports whether a transient failure
-// is worth another attempt.
+// asks for (guest.Step on guest.Targets) and records the outcomes. It
+// reports whether a transient failure is worth another attempt.
 func (a *Agent) guestStep(ctx context.Context, log *slog.Logger, conn virt.Conn, v *domainView, attempt int, l *lease) (retry bool) {
-	d, running := v.d, v.live.QueuesByMAC()
+	d := v.d
 	ag := turnAgent{Agent: virt.GuestAgent{Conn: conn, Domain: d}, l: l}
 	var actions []string
-	for _, n := range v.plan.NICs {
-		if !n.Managed || !n.GuestStep || n.Combined < 1 {
-			continue
-		}
-		q, ok := running[n.MAC]
-		if !ok {
-			continue // not in the running domain (hot-unplugged)
-		}
-		// The guest cannot have more channels than the NIC runs with; a
-		// domain pending a cold boot gets what it can now.
-		m := min(n.Combined, q)
-		if q <= 1 {
-			a.recordGuest(d, n.MAC, func(ns *status.NIC) {
-				ns.GuestWanted, ns.GuestStep = m, guestSkipped
+	targets := guest.Targets(v.plan, v.live.QueuesByMAC())
+	retry = guest.Step(ctx, ag, targets, a.cfg.Guest, a.cfg.GuestStep, classify, func(o guest.Outcome) {
+		if o.OneQueue {
+			a.recordGuest(d, o.MAC, func(ns *status.NIC) {
+				ns.GuestWanted, ns.GuestStep = o.Combined, guestSkipped
 				ns.Problem = "the NIC runs with one queue: nothing to set in the guest until a cold boot"
 			})
-			continue
+			return
 		}
 		a.metrics.guestSteps.Inc()
-		res, err := a.cfg.GuestStep(ctx, ag, n.MAC, m, a.cfg.Guest)
-		if err != nil && errors.Is(ctx.Err(), context.Canceled) {
-			return false // shutting down
-		}
-		c := classify(err)
+		res, err, c := o.Result, o.Err, o.Class
 		reason := string(c.Reason)
 		now := a.cfg.Now()
-		a.recordGuest(d, n.MAC, func(ns *status.NIC) {
-			ns.GuestWanted = m
+		a.recordGuest(d, o.MAC, func(ns *status.NIC) {
+			ns.GuestWanted = o.Combined
 			ns.GuestAt = now
 			if res.IfName != "" {
 				ns.GuestIfName = res.IfName
@@ -111,30 +98,23 @@ func (a *Agent) guestStep(ctx context.Context, log *slog.Logger, conn virt.Conn,
 				}
 			}
 		})
-		if err != nil {
+		switch {
+		case err != nil:
 			a.metrics.guestFailures.WithLabelValues(reason).Inc()
-			log.Warn("guest step failed", "mac", n.MAC, "combined", m, "reason", reason, "attempt", attempt, "err", err)
-			actions = append(actions, fmt.Sprintf("%s: %s", n.MAC, reason))
-			if c.Transient {
-				retry = true
-			}
-			if c.DomainWide {
-				break // the same for every NIC
-			}
-			continue
-		}
-		if res.Changed {
-			log.Info("set the guest's combined channels", "mac", n.MAC, "ifname", res.IfName,
+			log.Warn("guest step failed", "mac", o.MAC, "combined", o.Combined, "reason", reason, "attempt", attempt, "err", err)
+			actions = append(actions, fmt.Sprintf("%s: %s", o.MAC, reason))
+		case res.Changed:
+			log.Info("set the guest's combined channels", "mac", o.MAC, "ifname", res.IfName,
 				"before", res.Before.Current, "after", res.After.Current, "max", res.After.Max)
 			actions = append(actions, fmt.Sprintf("%s combined %d→%d", res.IfName, res.Before.Current, res.After.Current))
-		} else {
-			log.Debug("guest already has the wanted combined channels", "mac", n.MAC, "ifname", res.IfName, "combined", res.After.Current)
+		default:
+			log.Debug("guest already has the wanted combined channels", "mac", o.MAC, "ifname", res.IfName, "combined", res.After.Current)
 			actions = append(actions, fmt.Sprintf("%s combined %d already", res.IfName, res.After.Current))
 		}
-	}
+	})
 	if len(actions) > 0 {
 		now := a.cfg.Now()
-		a.store.view(d.UUID, func(r *record) {
+		a.store.updateIfKnown(d.UUID, func(r *record) {
 			r.st.LastAction = "guest step: " + strings.Join(actions, ", ")
 			r.st.LastAt = now
 		})
@@ -211,7 +191,7 @@ func (t turnAgent) Command(ctx context.Context, cmd []byte, timeout time.Duratio
 // recordGuest updates one NIC of a running domain's status, if both are
 // known (a domain that stopped meanwhile keeps no guest state).
 func (a *Agent) recordGuest(d virt.Domain, mac string, f func(ns *status.NIC)) {
-	a.store.view(d.UUID, func(r *record) {
+	a.store.updateIfKnown(d.UUID, func(r *record) {
 		if !r.st.Active {
 			return
 		}

@@ -25,16 +25,6 @@ import (
 //     (combined: vcpus) each VCPUCheckInterval and runs the guest step
 //     again when <vcpu current=> changed.
 
-// Defaults of the periodic checks.
-const (
-	// DefaultVCPUCheckInterval keeps a vCPU hot-plug's new M within 60 s
-	// (interval + a guest step of a few seconds).
-	DefaultVCPUCheckInterval = 15 * time.Second
-	// DefaultDefinitionCheckInterval bounds how long a --config-only
-	// change to a domain that is shut off goes unseen.
-	DefaultDefinitionCheckInterval = 5 * time.Minute
-)
-
 // mergeLivePlan returns def, the plan decided on a running domain's
 // definition, with what only the running domain knows, from live (the plan
 // decided on its live XML): M of each NIC where it depends on the vCPUs
@@ -146,19 +136,16 @@ func (a *Agent) checkDefinitions(ctx context.Context, conn virt.Conn) error {
 // returns their channels (nil when turned off) and a func stopping them.
 func (a *Agent) periodicTicks() (vcpu, def <-chan time.Time, stop func()) {
 	var ts []*time.Ticker
-	tick := func(d, dflt time.Duration) <-chan time.Time {
-		if d == 0 {
-			d = dflt
-		}
+	tick := func(d time.Duration) <-chan time.Time {
 		if d < 0 {
-			return nil
+			return nil // turned off
 		}
 		t := time.NewTicker(d)
 		ts = append(ts, t)
 		return t.C
 	}
-	vcpu = tick(a.cfg.VCPUCheckInterval, DefaultVCPUCheckInterval)
-	def = tick(a.cfg.DefinitionCheckInterval, DefaultDefinitionCheckInterval)
+	vcpu = tick(a.cfg.VCPUCheckInterval)
+	def = tick(a.cfg.DefinitionCheckInterval)
 	return vcpu, def, func() {
 		for _, t := range ts {
 			t.Stop()

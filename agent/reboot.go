@@ -84,13 +84,13 @@ func runningChanges(v *domainView) string {
 	return strings.Join(parts, ", ")
 }
 
-// power returns conn's Power when it can turn reboots into cold boots.
+// power returns conn's Power when it can turn reboots into cold boots:
+// when its events include libvirt's REBOOT.
 func power(conn virt.Conn) (virt.Power, bool) {
-	p, ok := conn.(virt.Power)
-	if !ok || !p.RebootEvents() {
+	if !conn.RebootEvents() {
 		return nil, false
 	}
-	return p, true
+	return conn, true
 }
 
 // onReboot handles a REBOOT event of d (see above). It returns an error
@@ -226,10 +226,7 @@ func (a *Agent) finishIntents(ctx context.Context, conn virt.Conn) error {
 	if len(ins) == 0 {
 		return nil
 	}
-	p, ok := conn.(virt.Power)
-	if !ok {
-		return nil
-	}
+	var p virt.Power = conn
 	for _, in := range ins {
 		a.log.Info("finishing a cold boot at reboot left unfinished", "domain", in.Name, "since", in.At)
 		if err := a.finishColdBoot(ctx, conn, p, in, false); err != nil {

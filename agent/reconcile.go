@@ -124,7 +124,7 @@ type failure struct {
 // attempt.
 func (a *Agent) retryLater(f *failure) {
 	d := f.d
-	attempt, delay := a.retry.schedule(d, f.sent, f.changes)
+	attempt, delay := a.retry.arm(d, f.sent, f.changes)
 	now := a.cfg.Now()
 	a.log.Warn("libvirt call failed; retrying", "domain", d.Name, "attempt", attempt, "retry_in", delay.Round(time.Millisecond), "err", f.err)
 	a.store.update(d.UUID, func(r *record) {
@@ -217,8 +217,7 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 			log.Debug("mode observe: not redefining", "would", would)
 		} else if !bytes.Equal(out, doc) {
 			changes = describeChanges(plan)
-			n := 0
-			a.store.view(d.UUID, func(r *record) { n = r.redefines })
+			n := a.store.redefines(d.UUID)
 			if n >= a.cfg.MaxRedefines {
 				a.fail(d, "redefine skipped", fmt.Sprintf(
 					"libvirt did not keep the rewritten definition after %d redefines (%s); not redefining again until the policy is reloaded or the agent reconnects", n, changes))

@@ -61,11 +61,11 @@ func newRetries(lo, hi time.Duration, afterFunc func(time.Duration, func()) func
 	}
 }
 
-// schedule arms d's next attempt after a transient failure and returns
+// arm arms d's next attempt after a transient failure and returns
 // how many attempts in a row failed and the delay before the next one.
 // sent, when not nil, is the definition whose redefine just failed (with
 // changes describing it); it is kept until d reconciles.
-func (r *retries) schedule(d virt.Domain, sent []byte, changes string) (attempt int, delay time.Duration) {
+func (r *retries) arm(d virt.Domain, sent []byte, changes string) (attempt int, delay time.Duration) {
 	key := domainKey(d)
 	e := r.byKey[key]
 	if e == nil {

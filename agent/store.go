@@ -66,8 +66,9 @@ func (s *store) update(uuid string, f func(r *record)) {
 	}
 }
 
-// view runs f on the domain's record if it exists; f must not keep r.
-func (s *store) view(uuid string, f func(r *record)) bool {
+// updateIfKnown runs f on the domain's record if it exists (unlike
+// update, it creates none); f must not keep r.
+func (s *store) updateIfKnown(uuid string, f func(r *record)) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.domains[uuid]
@@ -76,6 +77,16 @@ func (s *store) view(uuid string, f func(r *record)) bool {
 	}
 	f(r)
 	return true
+}
+
+// redefines returns the domain's redefine loop guard count (0 when unknown).
+func (s *store) redefines(uuid string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r := s.domains[uuid]; r != nil {
+		return r.redefines
+	}
+	return 0
 }
 
 // lastView returns the domain's last view, or nil.

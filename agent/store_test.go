@@ -18,7 +18,7 @@ func TestStoreStateSince(t *testing.T) {
 	}
 	since := func() time.Time {
 		var at time.Time
-		s.view("u1", func(r *record) { at = r.st.StateSince })
+		s.updateIfKnown("u1", func(r *record) { at = r.st.StateSince })
 		return at
 	}
 	set(status.StatePendingColdBoot)

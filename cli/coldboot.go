@@ -455,44 +455,63 @@ func agentProgress(s status.Snapshot, d virt.Domain, booted time.Time) string {
 	return "domain not in the agent's status"
 }
 
-// guestStep runs the guest step of every NIC that has one, waiting for
-// the guest agent (and the interface) to come up.
+// guestStep runs the guest step (guest.Step, as the agent does) until
+// every NIC that has one is done or skipped for a reason the guest gives
+// (verify then says it), waiting poll between rounds for the guest agent
+// and the interfaces to come up: a round that failed for a transient
+// reason, or because the agent is not connected yet, is tried again with
+// the NICs it did not finish. Any other failure is returned.
 func (cb *coldBoot) guestStep(ctx context.Context, t *coldBootTarget) error {
 	live, err := cb.read.Live(ctx, t.d)
 	if err != nil {
 		return err
 	}
-	plan := cb.policy.Decide(live)
+	targets := guest.Targets(cb.policy.Decide(live), live.QueuesByMAC())
 	ag := virt.GuestAgent{Conn: cb.conn, Domain: t.d}
-	for _, n := range plan.NICs {
-		if !n.Managed || !n.GuestStep || n.Combined < 1 {
-			continue
-		}
-		var last error // the last attempt's answer, for the message
-		for {
-			_, err := guest.Configure(ctx, ag, n.MAC, n.Combined, guest.Options{})
-			if err != nil && ctx.Err() != nil {
-				// The boot timeout ran out during the step: not the
-				// guest's answer (a timeout Classify would let pass).
-				// Say what the guest answered before, if it did.
+	var last error // the last answer, for the message
+	for len(targets) > 0 {
+		var again []guest.Target
+		var final error
+		next := 0 // the targets before it got an answer
+		guest.Step(ctx, ag, targets, guest.Options{}, guest.Configure, nil, func(o guest.Outcome) {
+			next++
+			c := o.Class
+			switch {
+			case o.Err == nil:
+				return // done, or one queue: nothing to set
+			case ctx.Err() != nil:
 				if last == nil {
-					last = err
+					last = o.Err
 				}
-				return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
+				return
+			case c.Reason == guest.ReasonNoAgent, c.Reason == guest.ReasonNoInterface:
+			case c.Skip:
+				return // a reason the guest gives: verify says it
+			case !c.Transient:
+				final = o.Err
+				return
 			}
-			last = err
-			c := guest.Classify(err)
-			if err == nil || (c.Skip && c.Reason != guest.ReasonNoAgent && c.Reason != guest.ReasonNoInterface) {
-				break // done, or a reason the guest gives: verify says it
-			}
-			if !c.Transient && c.Reason != guest.ReasonNoAgent {
-				return err
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
-			case <-time.After(cb.poll):
-			}
+			last = o.Err
+			again = append(again, o.Target)
+		})
+		if ctx.Err() != nil {
+			// The boot timeout ran out during the step: not the guest's
+			// answer (a timeout Classify would let pass). Say what the
+			// guest answered before, if it did.
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
+		}
+		if final != nil {
+			return final
+		}
+		// The targets a domain-wide failure left untried go again too.
+		targets = append(again, targets[next:]...)
+		if len(targets) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
+		case <-time.After(cb.poll):
 		}
 	}
 	return nil

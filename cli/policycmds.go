@@ -225,12 +225,12 @@ type planOutput struct {
 	Skip string `json:"skip,omitempty"`
 	// Orchestrator names the stack that defines the domain (nova, ovirt,
 	// ...), whether the policy leaves the domain to it or opts it in.
-	Orchestrator string         `json:"orchestrator,omitempty"`
-	NICs         []planNICOuput `json:"nics"`
-	Warnings     []string       `json:"warnings"`
+	Orchestrator string          `json:"orchestrator,omitempty"`
+	NICs         []planNICOutput `json:"nics"`
+	Warnings     []string        `json:"warnings"`
 }
 
-type planNICOuput struct {
+type planNICOutput struct {
 	Index     int    `json:"index"`
 	MAC       string `json:"mac"`
 	Type      string `json:"type"`
@@ -392,9 +392,9 @@ func printPlan(env *Env, doms []planOutput, file, wide bool) error {
 
 func toPlanOutput(file string, plan policy.Plan) planOutput {
 	o := planOutput{File: file, Domain: plan.Domain, Mode: plan.Mode, Changes: !plan.Compliant(), Skip: plan.Skip, Orchestrator: plan.Orchestrator,
-		NICs: []planNICOuput{}, Warnings: orEmpty(plan.Warnings)}
+		NICs: []planNICOutput{}, Warnings: orEmpty(plan.Warnings)}
 	for _, n := range plan.NICs {
-		o.NICs = append(o.NICs, planNICOuput{
+		o.NICs = append(o.NICs, planNICOutput{
 			Index: n.Index, MAC: n.MAC, Type: n.Type, Model: n.Model,
 			Current: n.Current, Wanted: n.Wanted, Change: n.Change(), Managed: n.Managed, Kept: n.Kept,
 			GuestStep: n.GuestStep, Combined: n.Combined, Rule: n.Rule, Reason: n.Reason,

@@ -69,7 +69,11 @@ connected to libvirt or its last policy reload failed; 0 otherwise.`)
 func unhealthy(env *Env, s status.Snapshot) int {
 	code := ExitOK
 	if !s.Libvirt.Connected {
-		fmt.Fprintln(env.Stderr, "virtmq status: virtmq-agent is not connected to libvirt")
+		why := ""
+		if s.Libvirt.LastError != "" {
+			why = " (" + printable(s.Libvirt.LastError) + ")"
+		}
+		fmt.Fprintf(env.Stderr, "virtmq status: virtmq-agent is not connected to libvirt%s; it reconnects by itself once virtqemud or libvirtd runs (systemctl start virtqemud.socket, or libvirtd)\n", why)
 		code = ExitFailure
 	}
 	if s.Policy.LastReloadError != "" {

@@ -147,7 +147,7 @@ func TestTranscripts(t *testing.T) {
 			t.Logf("%s: transcripts rewritten", page)
 		}
 	}
-	if ran < 5 {
+	if ran < 8 {
 		t.Fatalf("only %d transcript commands found: is the console block syntax still the one this test reads?", ran)
 	}
 }

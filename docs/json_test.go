@@ -290,3 +290,42 @@ func TestJSONDocs(t *testing.T) {
 		}
 	}
 }
+
+// TestJSONDocExamples checks the hand-written ```json examples of
+// docs/json.md (the commands that need libvirt) name only described fields.
+func TestJSONDocExamples(t *testing.T) {
+	inRoot(t)
+	data, err := os.ReadFile("docs/json.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := jsonDocFields(t)
+	heading := regexp.MustCompile("^## `virtmq ([a-z]+)")
+	cmd, n := "", 0
+	lines := strings.Split(string(data), "\n")
+	for _, b := range fencedBlocks(lines) {
+		for i := b.start - 1; i >= 0; i-- {
+			if m := heading.FindStringSubmatch(lines[i]); m != nil {
+				cmd = m[1]
+				break
+			}
+		}
+		if b.info != "json" {
+			continue
+		}
+		n++
+		var v map[string]any
+		if err := json.Unmarshal([]byte(strings.Join(b.lines, "\n")), &v); err != nil {
+			t.Errorf("docs/json.md:%d: the %s example is not JSON: %v", b.start, cmd, err)
+			continue
+		}
+		jsonPaths("", v, func(path string, _ any) {
+			if _, ok := documents(doc[cmd], path); !ok && path != "format_version" {
+				t.Errorf("docs/json.md:%d: the %s example has %s, which the table does not describe", b.start, cmd, path)
+			}
+		})
+	}
+	if n == 0 {
+		t.Fatal("docs/json.md: no json example found")
+	}
+}

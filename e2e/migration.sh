@@ -204,14 +204,29 @@ migrate_live() {
 
 # B. a domain pending a cold boot (1 queue running, 4 defined) migrates:
 # host 2 keeps it pending, without redefining it, and converges it at its
-# next guest reboot under apply_at: next-reboot.
+# next guest reboot under apply_at: next-reboot. In mode enforce host 2
+# refuses it instead.
 migrate_pending() {
-	local d=${P}mig-pend l2 id
+	local d=${P}mig-pend l2 id out
 	trap 'write_policy apply; kill -HUP "$(agent_pid)"' EXIT
 	next_reboot_policy
 	host2_start
 	pending_domain "$d"
 	check "$d running queues on host 1 (none: one pair)" "$(live_queues "$d")" ""
+	# A destination in mode enforce refuses it: its hook at prepare refuses
+	# a QEMU that starts non-compliant, an incoming one too; the migration
+	# is aborted and the domain runs on where it was.
+	sed -i 's/^mode: apply/mode: enforce/' "$POLICY2"
+	on2 agent_reload
+	if out=$(virsh -q -c "$VIRTMQ_E2E_URI" migrate --live --persistent --undefinesource "$d" "$H2_URI" \
+		--migrateuri "tcp://127.0.0.1:$(free_port)" --listen-address 127.0.0.1 2>&1); then
+		fail "a host in mode enforce took a domain running non-compliant"
+	fi
+	check_match "the enforce host's refusal" "$out" "Hook script execution failed.*virtmq: domain \"$d\" NIC $(guest_mac "$d") has queues=1, policy wants 4"
+	check "$d after the refused migration: host 1, host 2" \
+		"$(e2e_virsh domstate "$d"), $(on2 e2e_virsh domstate "$d" 2>/dev/null || echo none)" "running, none"
+	sed -i 's/^mode: enforce/mode: apply/' "$POLICY2"
+	on2 agent_reload
 	l2=$(wc -l <"$VIRTMQ_E2E_LOGDIR/agent2.log")
 	: >"$HOOK2_RECORD"
 	migrate "$d" "$VIRTMQ_E2E_URI" "$H2_URI"

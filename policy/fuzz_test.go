@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +24,15 @@ func FuzzParse(f *testing.F) {
 		for _, block := range strings.Split(string(doc), "```yaml\n")[1:] {
 			block, _, _ = strings.Cut(block, "```")
 			f.Add([]byte(block))
+		}
+	}
+	// The page's examples that are files (the error examples among them).
+	for _, pattern := range []string{"../docs/examples/*.yaml", "../docs/examples/*/policy.d/*.yaml"} {
+		files, _ := filepath.Glob(pattern)
+		for _, name := range files {
+			if data, err := os.ReadFile(name); err == nil {
+				f.Add(data)
+			}
 		}
 	}
 	for _, s := range []string{

@@ -66,6 +66,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		statusSocket  = fs.String("status-socket", status.DefaultSocket, "unix `socket` serving the agent's state as JSON (virtmq status)")
 		stateDir      = fs.String("state-dir", agent.DefaultStateDir, "`folder` for what must survive the agent (the restart intents of apply_at: next-reboot)")
 		metricsListen = fs.String("metrics-listen", "", "serve Prometheus metrics on `address` (e.g. 127.0.0.1:9465) at /metrics; off when empty")
+		webConfig     = fs.String("web.config.file", "", "Prometheus exporter-toolkit web config `file` for the metrics endpoint: TLS, client certificates, basic auth (as node_exporter's); plain HTTP when empty")
 		concurrency   = fs.Int("concurrency", agent.DefaultConcurrency, "how many domains get guest steps or QMP checks at once")
 		guestTimeout  = fs.Duration("guest-timeout", agent.DefaultGuestTimeout, "bound for one guest step attempt of one domain (all its NICs)")
 		logLevel      = cmdline.NewEnum("info", "debug", "info", "warn", "error")
@@ -130,6 +131,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		StatusSocket:      *statusSocket,
 		StateDir:          *stateDir,
 		MetricsListen:     *metricsListen,
+		MetricsWebConfig:  *webConfig,
 		Concurrency:       *concurrency,
 		GuestTimeout:      *guestTimeout,
 		Reload:            hup,

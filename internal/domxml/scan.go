@@ -37,6 +37,7 @@ const (
 	ctxSysinfo       // <sysinfo type='smbios'>
 	ctxSysinfoSystem // its <system>
 	ctxProduct       // its <entry name='product'>
+	ctxOSType        // <os><type>
 )
 
 // maxMetadataNamespaces bounds Domain.MetadataNamespaces: a domain's
@@ -55,6 +56,7 @@ type ifaceSpan struct {
 
 	driverStart, driverEnd int  // the first <driver ...> start tag; driverStart is -1 if none
 	hasQueues              bool // the driver has a queues attribute (its value may be 0)
+	queuesAttr             int  // its index in the driver's attributes
 
 	nth int // rank among the interfaces with this MAC, from 1; 0 without a MAC
 }
@@ -69,10 +71,9 @@ type metaSpan struct {
 	// when there is none.
 	identStart, identEnd int
 
-	metaStart, metaEnd int  // the first <metadata ...> start tag; metaStart is -1 if none
-	metaSelfClosing    bool // <metadata/>
-	metaEndTag         int  // offset of </metadata>
-	metaLastChild      int  // start of the last child element; -1 if none
+	metaStart, metaEnd int // the first <metadata ...> start tag; metaStart is -1 if none
+	metaEndTag         int // offset of </metadata> (metaEnd for <metadata/>)
+	metaLastChild      int // start of the last child element; -1 if none
 
 	writtenStart, writtenEnd int // the first <virtmq:written> element, end tag included; writtenStart is -1 if none
 }
@@ -82,15 +83,15 @@ type scanned struct {
 	dom   policy.Domain
 	spans []ifaceSpan // parallel to dom.Interfaces
 	meta  metaSpan
-	// written is virtmq's record, in record order.
-	written []writtenNIC
+	// written is virtmq's record (see WrittenNamespace): the count of the
+	// nth NIC with a MAC; nth 0 is the older form, for every such NIC.
+	written map[nicKey]int
 }
 
-// writtenNIC is one <virtmq:nic> of the record: the nth NIC with this MAC
-// has queues; nth is 0 in the older form that names every such NIC.
-type writtenNIC struct {
-	mac         string
-	nth, queues int
+// nicKey names a NIC in virtmq's record.
+type nicKey struct {
+	mac string
+	nth int
 }
 
 // scanner is the state of one pass of scan.
@@ -100,17 +101,24 @@ type scanner struct {
 	stack []ctx
 	text  []byte // character data of the current <name>, <uuid>, <vcpu> or <label>
 
-	seenName, seenUUID, seenVCPU, seenOS, seenOSType, seenMeta, seenWritten bool
-	seenSysinfo, seenProduct                                                bool
-	identStart                                                              int
-	vcpuLine                                                                int
-	labelName                                                               string
-	rootDone                                                                bool
-	// The first occurrence of each <interface> child is the one libvirt
-	// reads (its XPath lookups take the first match).
-	seenModel, seenMAC, seenSource, seenTarget, seenAlias, seenTeaming bool
-	// depth counts open elements inside <metadata>, to find its direct children.
-	metaDepth int
+	// libvirt reads the first of each element (its XPath lookups take the
+	// first match): seen has bit 1<<c for each context c entered once,
+	// ifaceSeen the names of the current <interface>'s children so far.
+	seen      uint64
+	ifaceSeen map[string]bool
+
+	identStart int
+	vcpuLine   int
+	labelName  string
+	rootDone   bool
+}
+
+// first reports whether the element of context c is the first of its
+// kind, and marks it seen.
+func (s *scanner) first(c ctx) bool {
+	was := s.seen&(1<<c) != 0
+	s.seen |= 1 << c
+	return !was
 }
 
 // scan reads doc once with encoding/xml's tokenizer and collects the facts
@@ -125,15 +133,13 @@ type scanner struct {
 // encoding/xml allocates every name, attribute and text node; a 12 KB
 // domain takes well under a millisecond, against the ~20 ms libvirtd spends
 // per VM start in the hook's three calls (mostly fork and exec), so the
-// standard library's tokenizer is the one to trust.
-//
-// It never returns document content in errors except element and attribute
-// names and the offending value of the attribute at fault.
+// standard library's tokenizer is the one to trust. Its errors are
+// Parse's.
 func scan(doc []byte) (*scanned, error) {
 	if len(doc) > MaxSize {
 		return nil, fmt.Errorf("document is %d bytes, more than the %d-byte limit", len(doc), MaxSize)
 	}
-	s := &scanner{doc: doc, res: new(scanned), stack: make([]ctx, 0, 16)}
+	s := &scanner{doc: doc, res: new(scanned), stack: make([]ctx, 0, 16), ifaceSeen: map[string]bool{}}
 	s.res.dom.MaxVCPUs = 1
 	s.res.meta = metaSpan{metaStart: -1, metaLastChild: -1, writtenStart: -1}
 	d := xml.NewDecoder(bytes.NewReader(doc))
@@ -161,29 +167,15 @@ func scan(doc []byte) (*scanned, error) {
 	} else if s.res.dom.CurrentVCPUs > s.res.dom.MaxVCPUs {
 		return nil, fmt.Errorf("line %d: <vcpu current=\"%d\">: more than the maximum of %d", s.vcpuLine, s.res.dom.CurrentVCPUs, s.res.dom.MaxVCPUs)
 	}
-	// The record names a NIC by MAC and rank (see WrittenNamespace): its own
-	// entry counts, else an entry in the older form for its MAC; the last
-	// such entry wins.
+	// The record names a NIC by MAC and rank: its own entry counts, else
+	// one of the older form for its MAC.
 	rank := map[string]int{}
 	for i := range s.res.dom.Interfaces {
-		ifc := &s.res.dom.Interfaces[i]
-		if ifc.MAC == "" {
-			continue
+		if ifc := &s.res.dom.Interfaces[i]; ifc.MAC != "" {
+			rank[ifc.MAC]++
+			s.res.spans[i].nth = rank[ifc.MAC]
+			ifc.Written = cmp.Or(s.res.written[nicKey{ifc.MAC, rank[ifc.MAC]}], s.res.written[nicKey{ifc.MAC, 0}])
 		}
-		rank[ifc.MAC]++
-		nth := rank[ifc.MAC]
-		s.res.spans[i].nth = nth
-		own, old := 0, 0
-		for _, w := range s.res.written {
-			switch {
-			case w.mac != ifc.MAC:
-			case w.nth == nth:
-				own = w.queues
-			case w.nth == 0:
-				old = w.queues
-			}
-		}
-		ifc.Written = cmp.Or(own, old)
 	}
 	return s.res, nil
 }
@@ -215,9 +207,6 @@ func (s *scanner) token(tok xml.Token, start, end int) error {
 		}
 		s.stack = append(s.stack, c)
 	case xml.EndElement:
-		if s.metaDepth > 0 {
-			s.metaDepth--
-		}
 		c := s.stack[len(s.stack)-1]
 		s.stack = s.stack[:len(s.stack)-1]
 		if len(s.stack) == 0 {
@@ -227,10 +216,11 @@ func (s *scanner) token(tok xml.Token, start, end int) error {
 	case xml.CharData:
 		if len(s.stack) == 0 {
 			if !isBlank(t) && !(start == 0 && isBlank(bytes.TrimPrefix(t, []byte("\uFEFF")))) {
+				where := "before"
 				if s.rootDone {
-					return fmt.Errorf("line %d: text after the root element", s.line(start))
+					where = "after"
 				}
-				return fmt.Errorf("line %d: text before the root element", s.line(start))
+				return fmt.Errorf("line %d: text %s the root element", s.line(start), where)
 			}
 			return nil
 		}
@@ -262,42 +252,30 @@ func (s *scanner) startElement(t xml.StartElement, start, end int) (ctx, error) 
 	parent := s.stack[len(s.stack)-1]
 	core := t.Name.Space == "" // libvirt's own elements have no namespace
 	dom := &s.res.dom
-	if s.metaDepth > 0 {
-		s.metaDepth++
-	}
 	switch parent {
 	case ctxDomain:
 		if !core {
 			return ctxOther, nil
 		}
-		switch t.Name.Local {
-		case "name":
+		switch name := t.Name.Local; name {
+		case "name", "uuid", "genid", "title", "description":
+			// libvirt writes <metadata> after the last of these.
 			s.identStart = start
-			if !s.seenName {
-				s.seenName = true
+			switch {
+			case name == "name" && s.first(ctxName):
 				s.text = s.text[:0]
 				return ctxName, nil
-			}
-			return ctxIdent, nil
-		case "uuid":
-			s.identStart = start
-			if !s.seenUUID {
-				s.seenUUID = true
+			case name == "uuid" && s.first(ctxUUID):
 				s.text = s.text[:0]
 				return ctxUUID, nil
 			}
 			return ctxIdent, nil
-		case "genid", "title", "description":
-			s.identStart = start
-			return ctxIdent, nil
 		case "os":
-			if !s.seenOS {
-				s.seenOS = true
+			if s.first(ctxOS) {
 				return ctxOS, nil
 			}
 		case "vcpu":
-			if !s.seenVCPU {
-				s.seenVCPU = true
+			if s.first(ctxVCPU) {
 				s.vcpuLine = s.line(start)
 				s.text = s.text[:0]
 				if v, ok := attrOK(t, "current"); ok {
@@ -310,22 +288,16 @@ func (s *scanner) startElement(t xml.StartElement, start, end int) (ctx, error) 
 				return ctxVCPU, nil
 			}
 		case "metadata":
-			// libvirt reads the first <metadata> only.
-			if s.seenMeta {
-				return ctxOther, nil
+			if s.first(ctxMetadata) {
+				s.res.meta.metaStart, s.res.meta.metaEnd = start, end
+				return ctxMetadata, nil
 			}
-			s.seenMeta = true
-			m := &s.res.meta
-			m.metaStart, m.metaEnd = start, end
-			s.metaDepth = 1
-			return ctxMetadata, nil
 		case "devices":
 			return ctxDevices, nil
 		case "sysinfo":
 			// libvirt reads the first <sysinfo> of each type; only smbios
 			// has a <system> product.
-			if attr(t, "type") == "smbios" && !s.seenSysinfo {
-				s.seenSysinfo = true
+			if attr(t, "type") == "smbios" && s.first(ctxSysinfo) {
 				return ctxSysinfo, nil
 			}
 		}
@@ -334,14 +306,12 @@ func (s *scanner) startElement(t xml.StartElement, start, end int) (ctx, error) 
 			return ctxSysinfoSystem, nil
 		}
 	case ctxSysinfoSystem:
-		if core && t.Name.Local == "entry" && attr(t, "name") == "product" && !s.seenProduct {
-			s.seenProduct = true
+		if core && t.Name.Local == "entry" && attr(t, "name") == "product" && s.first(ctxProduct) {
 			s.text = s.text[:0]
 			return ctxProduct, nil
 		}
 	case ctxOS:
-		if core && t.Name.Local == "type" && !s.seenOSType {
-			s.seenOSType = true
+		if core && t.Name.Local == "type" && s.first(ctxOSType) {
 			dom.Arch, dom.Machine = attr(t, "arch"), attr(t, "machine")
 		}
 	case ctxMetadata:
@@ -358,8 +328,7 @@ func (s *scanner) startElement(t xml.StartElement, start, end int) (ctx, error) 
 			return ctxLabels, nil
 		case t.Name.Space == ExcludeNamespace && t.Name.Local == "exclude":
 			dom.Excluded = true
-		case t.Name.Space == WrittenNamespace && t.Name.Local == "written" && !s.seenWritten:
-			s.seenWritten = true
+		case t.Name.Space == WrittenNamespace && t.Name.Local == "written" && s.first(ctxWritten):
 			s.res.meta.writtenStart = start
 			return ctxWritten, nil
 		}
@@ -374,7 +343,10 @@ func (s *scanner) startElement(t xml.StartElement, start, end int) (ctx, error) 
 				nth, err = positive(v)
 			}
 			if n, qerr := count(attr(t, "queues")); err == nil && qerr == nil && mac != "" && n > 0 {
-				s.res.written = append(s.res.written, writtenNIC{mac, nth, n})
+				if s.res.written == nil {
+					s.res.written = map[nicKey]int{}
+				}
+				s.res.written[nicKey{mac, nth}] = n // the last entry wins
 			}
 		}
 	case ctxLibosinfo:
@@ -398,72 +370,50 @@ func (s *scanner) startElement(t xml.StartElement, start, end int) (ctx, error) 
 			idx := len(dom.Interfaces)
 			dom.Interfaces = append(dom.Interfaces, policy.Interface{Index: idx, Type: attr(t, "type")})
 			s.res.spans = append(s.res.spans, ifaceSpan{tagStart: start, tagEnd: end, lastChild: -1, driverStart: -1})
-			s.seenModel, s.seenMAC, s.seenSource, s.seenTarget, s.seenAlias, s.seenTeaming = false, false, false, false, false, false
+			clear(s.ifaceSeen)
 			return ctxInterface, nil
 		}
 	case ctxInterface:
-		sp := &s.res.spans[len(s.res.spans)-1]
-		sp.lastChild = start
-		if core {
+		s.res.spans[len(s.res.spans)-1].lastChild = start
+		if core && !s.ifaceSeen[t.Name.Local] {
+			s.ifaceSeen[t.Name.Local] = true
 			return ctxOther, s.interfaceChild(t, start, end)
 		}
 	}
 	return ctxOther, nil
 }
 
-// interfaceChild reads the facts of one direct child of an <interface>.
+// interfaceChild reads the facts of the first direct child of an
+// <interface> with its name.
 func (s *scanner) interfaceChild(t xml.StartElement, start, end int) error {
 	ifc := &s.res.dom.Interfaces[len(s.res.dom.Interfaces)-1]
 	sp := &s.res.spans[len(s.res.spans)-1]
 	switch t.Name.Local {
 	case "model":
-		if !s.seenModel {
-			s.seenModel = true
-			// libvirt reads model names case-insensitively (ViRtIo is virtio).
-			ifc.Model = strings.ToLower(attr(t, "type"))
-		}
+		// libvirt reads model names case-insensitively (ViRtIo is virtio).
+		ifc.Model = strings.ToLower(attr(t, "type"))
 	case "teaming":
-		if !s.seenTeaming {
-			s.seenTeaming = true
-			ifc.Teaming = attr(t, "type")
-		}
+		ifc.Teaming = attr(t, "type")
 	case "mac":
-		if !s.seenMAC {
-			s.seenMAC = true
-			ifc.MAC = strings.ToLower(attr(t, "address"))
-		}
+		ifc.MAC = strings.ToLower(attr(t, "address"))
 	case "source":
-		if !s.seenSource {
-			s.seenSource = true
-			ifc.Network = attr(t, "network")
-			ifc.Bridge = attr(t, "bridge")
-			ifc.SourceDev = attr(t, "dev")
-		}
+		ifc.Network, ifc.Bridge, ifc.SourceDev = attr(t, "network"), attr(t, "bridge"), attr(t, "dev")
 	case "driver":
-		if !ifc.HasDriver {
-			ifc.HasDriver = true
-			ifc.DriverName = attr(t, "name")
-			sp.driverStart, sp.driverEnd = start, end
-			if v, ok := attrOK(t, "queues"); ok {
-				n, err := count(v)
-				if err != nil {
-					return fmt.Errorf("line %d: <interface> #%d <driver queues=%s>: %v", s.line(start), ifc.Index, quoteValue(v), err)
-				}
-				ifc.Queues = n
-				sp.hasQueues = true
+		ifc.HasDriver = true
+		ifc.DriverName = attr(t, "name")
+		sp.driverStart, sp.driverEnd = start, end
+		if k := slices.IndexFunc(t.Attr, func(a xml.Attr) bool { return a.Name == xml.Name{Local: "queues"} }); k >= 0 {
+			n, err := count(t.Attr[k].Value)
+			if err != nil {
+				return fmt.Errorf("line %d: <interface> #%d <driver queues=%s>: %v", s.line(start), ifc.Index, quoteValue(t.Attr[k].Value), err)
 			}
+			ifc.Queues = n
+			sp.hasQueues, sp.queuesAttr = true, k
 		}
 	case "target":
-		if !s.seenTarget {
-			s.seenTarget = true
-			ifc.TargetDev = attr(t, "dev")
-			ifc.TargetManaged = attr(t, "managed")
-		}
+		ifc.TargetDev, ifc.TargetManaged = attr(t, "dev"), attr(t, "managed")
 	case "alias":
-		if !s.seenAlias {
-			s.seenAlias = true
-			ifc.Alias = attr(t, "name")
-		}
+		ifc.Alias = attr(t, "name")
 	}
 	return nil
 }
@@ -471,17 +421,15 @@ func (s *scanner) interfaceChild(t xml.StartElement, start, end int) error {
 func (s *scanner) endElement(c ctx, start, end int) error {
 	dom := &s.res.dom
 	switch c {
-	case ctxName:
-		dom.Name = string(s.text)
+	case ctxName, ctxUUID, ctxIdent:
 		s.res.meta.identStart, s.res.meta.identEnd = s.identStart, end
-	case ctxUUID:
-		dom.UUID = string(bytes.TrimSpace(s.text))
-		s.res.meta.identStart, s.res.meta.identEnd = s.identStart, end
-	case ctxIdent:
-		s.res.meta.identStart, s.res.meta.identEnd = s.identStart, end
+		if c == ctxName {
+			dom.Name = string(s.text)
+		} else if c == ctxUUID {
+			dom.UUID = string(bytes.TrimSpace(s.text))
+		}
 	case ctxMetadata:
 		s.res.meta.metaEndTag = start
-		s.res.meta.metaSelfClosing = start == end
 	case ctxWritten:
 		s.res.meta.writtenEnd = end
 	case ctxVCPU:
@@ -512,32 +460,27 @@ func (s *scanner) endElement(c ctx, start, end int) error {
 // different values: a repeated attribute (which one counts?) and a prefix
 // bound to the empty namespace (it would make p:queues read as queues).
 func (s *scanner) checkAttrs(t xml.StartElement, start int) error {
+	// A map only for elements with many attributes, where comparing each
+	// with all before it would let a hostile document stall the hook.
+	var seen map[xml.Name]bool
+	if len(t.Attr) > 16 {
+		seen = make(map[xml.Name]bool, len(t.Attr))
+	}
 	for i, a := range t.Attr {
 		if a.Name.Space == "xmlns" && a.Value == "" {
 			return fmt.Errorf("line %d: <%s>: namespace prefix %s bound to an empty name", s.line(start), t.Name.Local, a.Name.Local)
 		}
-		if len(t.Attr) <= 16 {
-			for _, b := range t.Attr[:i] {
-				if a.Name == b.Name {
-					return s.duplicate(t, a, start)
-				}
-			}
-		}
-	}
-	if len(t.Attr) > 16 {
-		seen := make(map[xml.Name]bool, len(t.Attr))
-		for _, a := range t.Attr {
-			if seen[a.Name] {
-				return s.duplicate(t, a, start)
-			}
+		dup := seen[a.Name]
+		if seen != nil {
 			seen[a.Name] = true
+		} else {
+			dup = slices.ContainsFunc(t.Attr[:i], func(b xml.Attr) bool { return b.Name == a.Name })
+		}
+		if dup {
+			return fmt.Errorf("line %d: <%s>: attribute %s appears twice", s.line(start), t.Name.Local, a.Name.Local)
 		}
 	}
 	return nil
-}
-
-func (s *scanner) duplicate(t xml.StartElement, a xml.Attr, start int) error {
-	return fmt.Errorf("line %d: <%s>: attribute %s appears twice", s.line(start), t.Name.Local, a.Name.Local)
 }
 
 // syntaxError turns a tokenizer error into one that names the line and
@@ -613,12 +556,5 @@ func quoteValue(v string) string {
 }
 
 func isBlank(b []byte) bool {
-	for _, c := range b {
-		switch c {
-		case ' ', '\t', '\r', '\n':
-		default:
-			return false
-		}
-	}
-	return true
+	return len(bytes.TrimLeft(b, " \t\r\n")) == 0
 }

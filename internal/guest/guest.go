@@ -17,8 +17,8 @@ import (
 // Agent sends one QEMU guest agent command and returns its reply.
 // cmd is a complete QGA JSON command ({"execute": ..., "arguments": ...});
 // the reply is the raw JSON object libvirt returns ({"return": ...}).
-// Implementations enforce the timeout; the agent package implements it with
-// libvirt's QEMUDomainAgentCommand.
+// Implementations enforce the timeout; virt.GuestAgent implements it with
+// libvirt's virDomainQemuAgentCommand.
 //
 // Errors: return (or wrap) ErrNoAgent when the agent is not connected or
 // does not answer, and a *CommandError when the agent answered with an

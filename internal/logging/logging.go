@@ -9,8 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-
-	"github.com/coreos/go-systemd/v22/journal"
+	"syscall"
 )
 
 // Target says where log records go.
@@ -31,22 +30,33 @@ const (
 // Detect returns Journal when preferNative is set and journald listens,
 // StderrJournal when stderr is connected to the journal, else Stderr.
 func Detect(preferNative bool) Target {
-	if preferNative && journal.Enabled() {
-		return Journal
+	if preferNative {
+		if j, err := dialJournal(JournalSocket); err == nil {
+			_ = syscall.Close(j.fd)
+			return Journal
+		}
 	}
-	if ok, _ := journal.StderrIsJournalStream(); ok {
+	if stderrIsJournalStream() {
 		return StderrJournal
 	}
 	return Stderr
 }
 
-// New returns a logger for target writing to w (ignored for Journal).
+// New returns a logger for target writing to w (for Journal: only when
+// journald does not answer).
 func New(target Target, w io.Writer, level slog.Level, program string) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
 	var h slog.Handler
+	var j *journalConn
+	if target == Journal {
+		var err error
+		if j, err = dialJournal(JournalSocket); err != nil {
+			target = Stderr
+		}
+	}
 	switch target {
 	case Journal:
-		h = &journalHandler{level: level, identifier: program}
+		h = &journalHandler{conn: j, level: level, identifier: program}
 	case StderrJournal:
 		opts.ReplaceAttr = dropTime
 		h = slog.NewTextHandler(w, opts)
@@ -67,6 +77,7 @@ func dropTime(groups []string, a slog.Attr) slog.Attr {
 // its attributes as key=value text (what journalctl shows), and each
 // attribute is also a VIRTMQ_<KEY> field for `journalctl VIRTMQ_DOMAIN=web1`.
 type journalHandler struct {
+	conn       *journalConn
 	level      slog.Level
 	identifier string
 	attrs      []slog.Attr
@@ -76,7 +87,7 @@ func (h *journalHandler) Enabled(_ context.Context, l slog.Level) bool { return 
 
 func (h *journalHandler) Handle(_ context.Context, r slog.Record) error {
 	var msg bytes.Buffer
-	fields := map[string]string{"SYSLOG_IDENTIFIER": h.identifier}
+	fields := [][2]string{{"PRIORITY", priority(r.Level)}, {"SYSLOG_IDENTIFIER", h.identifier}}
 	text := slog.NewTextHandler(&msg, &slog.HandlerOptions{ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
 		if len(groups) == 0 && (a.Key == slog.TimeKey || a.Key == slog.LevelKey) {
 			return slog.Attr{}
@@ -84,7 +95,7 @@ func (h *journalHandler) Handle(_ context.Context, r slog.Record) error {
 		return a
 	}}).WithAttrs(h.attrs)
 	add := func(a slog.Attr) bool {
-		fields["VIRTMQ_"+journalKey(a.Key)] = a.Value.String()
+		fields = append(fields, [2]string{"VIRTMQ_" + journalKey(a.Key), a.Value.String()})
 		return true
 	}
 	for _, a := range h.attrs {
@@ -94,7 +105,7 @@ func (h *journalHandler) Handle(_ context.Context, r slog.Record) error {
 	if err := text.Handle(context.Background(), r); err != nil {
 		return err
 	}
-	return journal.Send(strings.TrimSpace(msg.String()), priority(r.Level), fields)
+	return h.conn.send(append(fields, [2]string{"MESSAGE", strings.TrimSpace(msg.String())}))
 }
 
 func (h *journalHandler) WithAttrs(as []slog.Attr) slog.Handler {
@@ -106,16 +117,17 @@ func (h *journalHandler) WithAttrs(as []slog.Attr) slog.Handler {
 // WithGroup is not used by virtmq; groups are flattened.
 func (h *journalHandler) WithGroup(string) slog.Handler { return h }
 
-func priority(l slog.Level) journal.Priority {
+// priority is the syslog priority journald files a record under.
+func priority(l slog.Level) string {
 	switch {
 	case l >= slog.LevelError:
-		return journal.PriErr
+		return "3" // err
 	case l >= slog.LevelWarn:
-		return journal.PriWarning
+		return "4" // warning
 	case l >= slog.LevelInfo:
-		return journal.PriInfo
+		return "6" // info
 	default:
-		return journal.PriDebug
+		return "7" // debug
 	}
 }
 
