@@ -41,7 +41,7 @@ func roffText(s string) string {
 }
 
 // foreign are other programs' flags the pages mention.
-var foreign = []string{"dumpxml --inactive", "ethtool -L", "ethtool -l", "virsh -c", "ethtool -L IF", "ssh -o"}
+var foreign = []string{"dumpxml --inactive", "ethtool -L", "ethtool -l", "virsh -c", "ethtool -L IF", "ssh -o", "ip -d"}
 
 // flagRef finds a flag: --name (dots inside, as in --web.config.file) or -x.
 var flagRef = regexp.MustCompile(`(?:^|[\s\[(|,/"])(--[a-zA-Z][a-zA-Z0-9.-]*[a-zA-Z0-9]|-[a-zA-Z])(?:[^a-zA-Z0-9-]|$)`)
@@ -227,7 +227,11 @@ func TestManFlagsSynopsis(t *testing.T) {
 			}
 		}
 		usage, _, _ := strings.Cut(help, "\n")
-		for what, text := range map[string]string{"--help usage line": usage, "README.md's command table": rows[name],
+		// The help's prose, without its option list and without what it
+		// says of other commands ("see virtmq apply --cold-boot --help").
+		prose, _, _ := strings.Cut(help, "\nOptions")
+		prose = regexp.MustCompile(`"?virtmq [a-z-]+( --[a-z-]+)* --help"?`).ReplaceAllString(prose, "")
+		for what, text := range map[string]string{"--help usage line": usage, "--help text": prose, "README.md's command table": rows[name],
 			"virtmq(8)'s EXAMPLES": rows[name+"\x00example"]} {
 			for f := range flagsIn(strings.ReplaceAll(text, `\|`, "|")) {
 				if !have[f] {
@@ -301,6 +305,18 @@ func TestManFlagsAgent(t *testing.T) {
 			s = s[:j+4]
 		}
 		return s
+	}
+	have := map[string]bool{}
+	for _, g := range groups {
+		for _, f := range g {
+			have[f] = true
+		}
+	}
+	prose, _, _ := strings.Cut(string(help), "\nOptions")
+	for f := range flagsIn(prose) {
+		if !have[f] {
+			t.Errorf("virtmq-agent --help names %s, the daemon has no such flag", dashes(f))
+		}
 	}
 	checkFlags(t, "virtmq-agent(8) SYNOPSIS", groups, section("SYNOPSIS"))
 	checkFlags(t, "virtmq-agent(8) OPTIONS", groups, section("OPTIONS"))
