@@ -511,14 +511,11 @@ func (g *recordedGuest) count(execute string) int {
 	return n
 }
 
-// fakeGuestStep is a GuestFunc the test steers, counting calls per domain
-// and the most run at once.
+// fakeGuestStep is a GuestFunc the test steers, counting calls per domain.
 type fakeGuestStep struct {
-	mu       sync.Mutex
-	calls    map[string]int
-	inflight int
-	peak     int
-	fn       func(ctx context.Context, dom, mac string, combined int) (guest.Result, error)
+	mu    sync.Mutex
+	calls map[string]int
+	fn    func(ctx context.Context, dom, mac string, combined int) (guest.Result, error)
 }
 
 func newFakeGuestStep(fn func(ctx context.Context, dom, mac string, combined int) (guest.Result, error)) *fakeGuestStep {
@@ -529,14 +526,7 @@ func (f *fakeGuestStep) step(ctx context.Context, a guest.Agent, mac string, com
 	dom := a.(turnAgent).Agent.(virt.GuestAgent).Domain.Name
 	f.mu.Lock()
 	f.calls[dom]++
-	f.inflight++
-	f.peak = max(f.peak, f.inflight)
 	f.mu.Unlock()
-	defer func() {
-		f.mu.Lock()
-		f.inflight--
-		f.mu.Unlock()
-	}()
 	return f.fn(ctx, dom, mac, combined)
 }
 
@@ -544,12 +534,6 @@ func (f *fakeGuestStep) count(dom string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.calls[dom]
-}
-
-func (f *fakeGuestStep) maxInflight() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.peak
 }
 
 func okResult(combined int) guest.Result {

@@ -369,7 +369,8 @@ func collect(ev virt.Event, events <-chan virt.Event) []virt.Event {
 	return batch
 }
 
-// handle reconciles the domains a batch of events touched, each once, and
+// handle reconciles the domains a batch of events touched, each once (up
+// to reconcileWorkers at once: forEachDomain), and
 // schedules guest steps and QMP checks on the views the reconciles made
 // (see scheduleJob). A guest agent that connected needs no reconcile: its
 // domain's last view is current, as every change of the domain brings an
@@ -444,13 +445,21 @@ func (a *Agent) handle(ctx context.Context, conn virt.Conn, batch []virt.Event) 
 			return err
 		}
 	}
-	views := map[string]*domainView{}
-	for _, d := range dirty {
+	a.reader(conn) // on this goroutine: the workers share it
+	got := make([]*domainView, len(dirty))
+	if err := forEachDomain(reconcileWorkers, dirty, func(i int, d virt.Domain) error {
 		v, err := a.reconcile(ctx, conn, d, false)
 		if err != nil && a.isLost(conn, err) {
 			return err
 		}
-		views[domainKey(d)] = v
+		got[i] = v
+		return nil
+	}); err != nil {
+		return err
+	}
+	views := make(map[string]*domainView, len(dirty))
+	for i, d := range dirty {
+		views[domainKey(d)] = got[i]
 	}
 	for key, j := range jobs {
 		a.scheduleJob(refs[key], views[key], j)
@@ -461,13 +470,14 @@ func (a *Agent) handle(ctx context.Context, conn virt.Conn, batch []virt.Event) 
 // retryDue reconciles the domains whose retry is due, from a fresh lookup
 // and read. It returns an error only when the connection is unusable.
 func (a *Agent) retryDue(ctx context.Context, conn virt.Conn) error {
-	for _, d := range a.retry.takeDue() {
+	a.reader(conn) // on this goroutine: the workers share it
+	return forEachDomain(reconcileWorkers, a.retry.takeDue(), func(_ int, d virt.Domain) error {
 		a.log.Debug("retrying", "domain", d.Name)
 		if _, err := a.reconcile(ctx, conn, d, false); err != nil && (a.isLost(conn, err) || ctx.Err() != nil) {
 			return err
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // resync reconciles every domain, forgets the ones that are gone and
@@ -486,6 +496,8 @@ func (a *Agent) resync(ctx context.Context, conn virt.Conn) error {
 	keep := make(map[string]bool, len(doms))
 	for _, d := range doms {
 		keep[d.UUID] = true
+	}
+	if err := forEachDomain(reconcileWorkers, doms, func(_ int, d virt.Domain) error {
 		v, err := a.reconcile(ctx, conn, d, true)
 		if err != nil && (a.isLost(conn, err) || ctx.Err() != nil) {
 			return err
@@ -493,6 +505,9 @@ func (a *Agent) resync(ctx context.Context, conn virt.Conn) error {
 		if d.Active {
 			a.scheduleJob(d, v, job{guest: true})
 		}
+		return nil
+	}); err != nil {
+		return err
 	}
 	a.store.retain(keep)
 	a.retry.retain(keep)

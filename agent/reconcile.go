@@ -40,7 +40,8 @@ import (
 //
 // It returns an error only when the caller must stop (the connection is
 // lost or ctx ended); every other problem is recorded in the domain's
-// status. It runs on the loop goroutine only.
+// status. It runs on the loop goroutine or one of its reconcile workers
+// (forEachDomain), never twice at once for one domain.
 func (a *Agent) reconcile(ctx context.Context, conn virt.Conn, d virt.Domain, known bool) (*domainView, error) {
 	p := &pass{a: a, ctx: ctx, conn: conn, read: a.reader(conn), d: d, known: known, log: a.log.With("domain", d.Name)}
 	e := p.run()

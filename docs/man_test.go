@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/virtmq/virtmq/cli"
+	"github.com/virtmq/virtmq/policy"
 )
 
 // The flags a man page or a help text names exist, and every flag a
@@ -40,9 +41,10 @@ func roffText(s string) string {
 }
 
 // foreign are other programs' flags the pages mention.
-var foreign = []string{"dumpxml --inactive", "ethtool -L", "ethtool -l", "virsh -c", "ethtool -L IF", "ssh -o"}
+var foreign = []string{"dumpxml --inactive", "ethtool -L", "ethtool -l", "virsh -c", "ethtool -L IF", "ssh -o", "ip -d"}
 
-var flagRef = regexp.MustCompile(`(?:^|[\s\[(|,/"])(--[a-zA-Z][a-zA-Z0-9-]*[a-zA-Z0-9]|-[a-zA-Z])(?:[^a-zA-Z0-9-]|$)`)
+// flagRef finds a flag: --name (dots inside, as in --web.config.file) or -x.
+var flagRef = regexp.MustCompile(`(?:^|[\s\[(|,/"])(--[a-zA-Z][a-zA-Z0-9.-]*[a-zA-Z0-9]|-[a-zA-Z])(?:[^a-zA-Z0-9-]|$)`)
 
 // flagsIn returns the flags text names, without dashes.
 func flagsIn(text string) map[string]bool {
@@ -225,13 +227,46 @@ func TestManFlagsSynopsis(t *testing.T) {
 			}
 		}
 		usage, _, _ := strings.Cut(help, "\n")
-		for what, text := range map[string]string{"--help usage line": usage, "README.md's command table": rows[name]} {
+		// The help's prose, without its option list and without what it
+		// says of other commands ("see virtmq apply --cold-boot --help").
+		prose, _, _ := strings.Cut(help, "\nOptions")
+		prose = regexp.MustCompile(`"?virtmq [a-z-]+( --[a-z-]+)* --help"?`).ReplaceAllString(prose, "")
+		for what, text := range map[string]string{"--help usage line": usage, "--help text": prose, "README.md's command table": rows[name],
+			"virtmq(8)'s EXAMPLES": rows[name+"\x00example"]} {
 			for f := range flagsIn(strings.ReplaceAll(text, `\|`, "|")) {
 				if !have[f] {
 					t.Errorf("virtmq %s: %s names %s, the command has no such flag", name, what, dashes(f))
 				}
 			}
 		}
+	}
+	// virtmq(8)'s EXAMPLES: each virtmq line's flags, as the README rows.
+	man, err := os.ReadFile("packaging/man/virtmq.8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ex, _ := strings.Cut(string(man), "\n.SH EXAMPLES\n")
+	ex, _, _ = strings.Cut(ex, "\n.SH ")
+	examples := 0
+	for _, l := range strings.Split(roffText(ex), "\n") {
+		_, cmdline, ok := strings.Cut(l, "virtmq ")
+		if !ok {
+			continue
+		}
+		cmdline, _, _ = strings.Cut(cmdline, ";")
+		f := strings.Fields(cmdline)
+		name := f[0]
+		if name == "help" {
+			continue
+		}
+		if slices.Contains(f, "--cold-boot") {
+			name = "apply --cold-boot"
+		}
+		examples++
+		rows[name+"\x00example"] = cmdline
+	}
+	if examples < 5 {
+		t.Fatalf("virtmq(8) EXAMPLES: only %d virtmq lines found", examples)
 	}
 	for _, c := range cli.Commands() {
 		check(c.Name, c.Name)
@@ -271,6 +306,41 @@ func TestManFlagsAgent(t *testing.T) {
 		}
 		return s
 	}
+	have := map[string]bool{}
+	for _, g := range groups {
+		for _, f := range g {
+			have[f] = true
+		}
+	}
+	prose, _, _ := strings.Cut(string(help), "\nOptions")
+	for f := range flagsIn(prose) {
+		if !have[f] {
+			t.Errorf("virtmq-agent --help names %s, the daemon has no such flag", dashes(f))
+		}
+	}
 	checkFlags(t, "virtmq-agent(8) SYNOPSIS", groups, section("SYNOPSIS"))
 	checkFlags(t, "virtmq-agent(8) OPTIONS", groups, section("OPTIONS"))
+}
+
+// TestManPolicyExample loads virtmq-policy(5)'s EXAMPLE policy.
+func TestManPolicyExample(t *testing.T) {
+	inRoot(t)
+	data, err := os.ReadFile("packaging/man/virtmq-policy.5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ex, ok := strings.Cut(string(data), "\n.SH EXAMPLE\n")
+	if !ok {
+		t.Fatal("virtmq-policy(5) has no EXAMPLE")
+	}
+	_, ex, _ = strings.Cut(ex, ".nf\n")
+	ex, _, _ = strings.Cut(ex, ".fi\n")
+	text := strings.NewReplacer(`\-`, "-", `\(aq`, "'", `\(dq`, `"`, `\e`, `\`).Replace(ex)
+	p, err := policy.Parse("virtmq-policy.5 EXAMPLE", []byte(text))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	if len(p.Rules()) == 0 {
+		t.Errorf("the example has no rule:\n%s", text)
+	}
 }
