@@ -24,7 +24,7 @@ func call[T any](ctx context.Context, a *Agent, f func(ctx context.Context) (T, 
 	cctx, cancel := context.WithTimeout(ctx, a.cfg.CallTimeout)
 	defer cancel()
 	v, err := f(cctx)
-	a.sd.kick(time.Now())
+	a.sd.kick(a.cfg.Now())
 	return v, callTimedOut(ctx, a.cfg.CallTimeout, err)
 }
 
