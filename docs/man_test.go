@@ -379,3 +379,32 @@ func TestManFlagsHook(t *testing.T) {
 		checkFlags(t, "virtmq-hook(8) "+h, groups, sec)
 	}
 }
+
+// TestManExamplesRun runs virtmq(8)'s EXAMPLES that need no libvirt in
+// process (e2e's doc_commands runs them all): each exits 0. The drop-in
+// they name is docs/policy.md's example, docs/examples/lab/.
+func TestManExamplesRun(t *testing.T) {
+	inRoot(t)
+	data, err := os.ReadFile("packaging/man/virtmq.8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ex, _ := strings.Cut(string(data), "\n.SH EXAMPLES\n")
+	ex, _, _ = strings.Cut(ex, "\n.SH ")
+	offline := map[string]bool{"lint": true, "help": true, "mode": true, "rewrite": true, "completion": true}
+	n := 0
+	for _, l := range strings.Split(roffText(ex), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 || f[0] != "virtmq" || !offline[f[1]] || strings.ContainsAny(l, "|;") {
+			continue
+		}
+		n++
+		line := strings.ReplaceAll(l, "/etc/virtmq/", "docs/examples/lab/")
+		if out, code := run(t, line); code != 0 {
+			t.Errorf("virtmq(8) EXAMPLES: $ %s: exit %d\n%s", l, code, strings.Join(out, "\n"))
+		}
+	}
+	if n < 3 {
+		t.Fatalf("virtmq(8) EXAMPLES: only %d commands without libvirt found", n)
+	}
+}
