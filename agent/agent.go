@@ -75,16 +75,19 @@ type Agent struct {
 	conn  atomic.Pointer[connRef]
 	sched *scheduler
 	// retry holds the domains waiting to be reconciled again after a
-	// transient libvirt failure (loop goroutine only, but for its timers).
+	// transient libvirt failure (the loop and its reconcile workers).
 	retry *retries
 	// recheck receives domains to reconcile once more, a while after a
 	// hot-plug (see deviceRecheck).
 	recheck chan virt.Domain
 	// facts reads the domains on factsConn, caching the networks'
-	// forward modes until a resync or definition check (loop goroutine
-	// only; see reader).
+	// forward modes until a resync or definition check (made on the loop
+	// goroutine, shared by its reconcile workers; see reader).
 	facts     *facts.Reader
 	factsConn virt.Conn
+	// compliant has the definitions last found compliant, by UUID (loop
+	// goroutine only; see compliantDef).
+	compliant map[string]compliantDef
 	// everConnected is set at the first connection (loop goroutine only).
 	everConnected bool
 	// fromDisk is set once a policy was loaded from a file (Run, then the

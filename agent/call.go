@@ -12,8 +12,8 @@ import (
 // call is the agent's one way to make a libvirt call: f runs with a
 // context bounded by CallTimeout (hitting it gives virt.ErrCallTimeout,
 // "libvirt call timed out after 10s"), then the systemd watchdog is pinged
-// when due. Only the loop goroutine calls it, so a ping says the loop makes
-// progress; the guest workers make no libvirt calls of their own but
+// when due. Only the loop goroutine and its reconcile workers (which
+// the loop waits for) call it, so a ping says the loop makes progress; the guest workers make no libvirt calls of their own but
 // guest agent and QMP commands, bounded by their own timeouts.
 //
 // internal/virt has a call helper of its own, another layer: it makes a
@@ -24,7 +24,7 @@ func call[T any](ctx context.Context, a *Agent, f func(ctx context.Context) (T, 
 	cctx, cancel := context.WithTimeout(ctx, a.cfg.CallTimeout)
 	defer cancel()
 	v, err := f(cctx)
-	a.sd.kick(time.Now())
+	a.sd.kick(a.cfg.Now())
 	return v, callTimedOut(ctx, a.cfg.CallTimeout, err)
 }
 
@@ -76,10 +76,21 @@ func (c calls) NetworkForward(ctx context.Context, name string) (string, error) 
 }
 
 // reader returns the loop's facts.Reader on conn: a new one, with an
-// empty network cache, for a new connection. Loop goroutine only.
+// empty network cache, for a new connection. A new one is made on the loop
+// goroutine only (handle, resync and retryDue ask for it before their
+// reconcile workers start); the workers share it.
 func (a *Agent) reader(conn virt.Conn) *facts.Reader {
 	if a.facts == nil || a.factsConn != conn {
 		a.facts, a.factsConn = facts.NewReader(calls{a: a, conn: conn}), conn
+		a.compliant = map[string]compliantDef{}
 	}
 	return a.facts
+}
+
+// forgetFacts empties what the agent keeps of what it read on conn (the
+// networks' forward modes, the definitions found compliant): a network may
+// have changed, and libvirt sends no event for it. Loop goroutine only.
+func (a *Agent) forgetFacts(conn virt.Conn) {
+	a.reader(conn).Forget()
+	a.compliant = map[string]compliantDef{}
 }

@@ -88,12 +88,13 @@ type Config struct {
 	// Empty serves plain HTTP.
 	MetricsWebConfig string
 
-	// Concurrency is how many domains get guest steps or QMP checks at once
-	// (fast slots), and how many guest agent commands or QMP checks of
-	// domains moved to the slow lane run at once (see GuestSlice).
+	// Concurrency is how many guest agent commands or QMP checks run at
+	// once in the fast lane (fast slots; up to 4 × Concurrency domains are
+	// in it), and how many of domains moved to the slow lane run at once
+	// (see GuestSlice and the scheduler).
 	Concurrency int
-	// GuestSlice is how long one domain's guest step and QMP check may hold
-	// a fast slot; after it the rest of the run takes one slow slot per
+	// GuestSlice is how long one domain's guest step and QMP check may stay
+	// in the fast lane; after it the rest of the run takes one slow slot per
 	// command, and its next attempts start there (until a success or a
 	// boot). Slow or hostile guests so take turns among themselves.
 	GuestSlice time.Duration

@@ -267,14 +267,48 @@ func TestGuestStepCoalesced(t *testing.T) {
 	}
 }
 
+// Concurrency bounds the guest agent commands in flight (what holds a
+// libvirtd worker), not the guest steps: a step waiting between two
+// commands (a guest-exec-status poll) holds no slot, so more steps than
+// Concurrency make progress at once.
 func TestGuestConcurrencyLimit(t *testing.T) {
 	h := newHarness(t)
 	h.cfg.Concurrency = 2
-	fs := newFakeGuestStep(func(ctx context.Context, dom, mac string, m int) (guest.Result, error) {
-		time.Sleep(20 * time.Millisecond)
-		return okResult(m), nil
+	var (
+		mu               sync.Mutex
+		cmds, peakCmds   int
+		steps, peakSteps int
+		done             = map[string]bool{}
+	)
+	h.fake.SetAgent(func(ctx context.Context, d virt.Domain, cmd []byte, timeout time.Duration) ([]byte, error) {
+		mu.Lock()
+		cmds++
+		peakCmds = max(peakCmds, cmds)
+		mu.Unlock()
+		time.Sleep(5 * time.Millisecond)
+		mu.Lock()
+		cmds--
+		mu.Unlock()
+		return []byte(`{"return":{}}`), nil
 	})
-	h.cfg.GuestStep = fs.step
+	h.cfg.GuestStep = func(ctx context.Context, a guest.Agent, mac string, combined int, _ guest.Options) (guest.Result, error) {
+		mu.Lock()
+		steps++
+		peakSteps = max(peakSteps, steps)
+		mu.Unlock()
+		defer func() {
+			mu.Lock()
+			steps--
+			mu.Unlock()
+		}()
+		for range 3 {
+			if _, err := a.Command(ctx, []byte(`{"execute":"guest-exec-status"}`), time.Second); err != nil {
+				return guest.Result{}, err
+			}
+			time.Sleep(20 * time.Millisecond) // the wait before the next poll
+		}
+		return okResult(combined), nil
+	}
 	h.start()
 	const n = 8
 	for i := range n {
@@ -287,16 +321,20 @@ func TestGuestConcurrencyLimit(t *testing.T) {
 		must(t, h.fake.AgentConnect(fmt.Sprintf("vm%d", i)))
 	}
 	h.waitFor("all done", func(s status.Snapshot) bool {
-		done := 0
 		for _, d := range s.Domains {
 			if len(d.NICs) == 1 && d.NICs[0].GuestStep == guestDone {
-				done++
+				done[d.Name] = true
 			}
 		}
-		return done == n
+		return len(done) == n
 	})
-	if p := fs.maxInflight(); p != 2 {
-		t.Errorf("most guest steps at once = %d, want 2", p)
+	mu.Lock()
+	defer mu.Unlock()
+	if peakCmds != 2 {
+		t.Errorf("most guest agent commands at once = %d, want 2", peakCmds)
+	}
+	if peakSteps <= 2 {
+		t.Errorf("most guest steps at once = %d, want more than 2: a step waiting between commands holds no slot", peakSteps)
 	}
 }
 
@@ -307,6 +345,10 @@ func TestGuestTimeoutOthersServed(t *testing.T) {
 	h.cfg.GuestAttempts = 3
 	h.cfg.GuestTimeout = 2 * time.Second
 	h.cfg.Guest = guest.Options{PollInterval: time.Millisecond, CommandTimeout: 50 * time.Millisecond}
+	// The slow guest's hanging command holds the one fast slot for a
+	// slice at most, shorter than a command's timeout (as with the
+	// defaults): the fast guest's commands wait less than theirs.
+	h.cfg.GuestSlice = 20 * time.Millisecond
 	slow, fast := newRecordedGuest(t), newRecordedGuest(t)
 	slow.hang = true
 	h.fake.SetAgent(func(ctx context.Context, d virt.Domain, cmd []byte, timeout time.Duration) ([]byte, error) {

@@ -21,14 +21,16 @@ func transient(err error) bool {
 // retries holds the domains whose last reconcile failed for a transient
 // reason, each with its own backoff and timer.
 //
-// Only the loop goroutine calls its methods, except that the timers mark
-// their domain due and wake the loop (the mu-guarded part): the loop then
-// reconciles the due domains itself, so it stays the one goroutine that
-// talks to libvirt for definitions.
+// The loop and its reconcile workers (forEachDomain) call its methods, at
+// most one at a time per domain; the timers mark their domain due and wake
+// the loop (the mu-guarded part): the loop then reconciles the due domains,
+// so that only the loop and its workers talk to libvirt for definitions.
 type retries struct {
 	min, max  time.Duration
 	afterFunc func(time.Duration, func()) func() bool
-	byKey     map[string]*retry // by domainKey; loop goroutine only
+
+	kmu   sync.Mutex        // guards byKey and its entries
+	byKey map[string]*retry // by domainKey
 
 	mu   sync.Mutex
 	due  map[string]int // domainKey → the generation of the timer that fired
@@ -66,6 +68,8 @@ func newRetries(lo, hi time.Duration, afterFunc func(time.Duration, func()) func
 // sent, when not nil, is the definition whose redefine just failed (with
 // changes describing it); it is kept until d reconciles.
 func (r *retries) arm(d virt.Domain, sent []byte, changes string) (attempt int, delay time.Duration) {
+	r.kmu.Lock()
+	defer r.kmu.Unlock()
 	key := domainKey(d)
 	e := r.byKey[key]
 	if e == nil {
@@ -107,6 +111,8 @@ func (r *retries) takeDue() []virt.Domain {
 	due := r.due
 	r.due = map[string]int{}
 	r.mu.Unlock()
+	r.kmu.Lock()
+	defer r.kmu.Unlock()
 	keys := make([]string, 0, len(due))
 	for k, gen := range due {
 		if e := r.byKey[k]; e != nil && e.gen == gen {
@@ -124,6 +130,8 @@ func (r *retries) takeDue() []virt.Domain {
 // pending returns the definition of d's last redefine that failed for a
 // transient reason, and what it changed, or nil.
 func (r *retries) pending(d virt.Domain) ([]byte, string) {
+	r.kmu.Lock()
+	defer r.kmu.Unlock()
 	if e := r.byKey[domainKey(d)]; e != nil {
 		return e.sent, e.changes
 	}
@@ -131,10 +139,16 @@ func (r *retries) pending(d virt.Domain) ([]byte, string) {
 }
 
 // waiting reports whether d waits for a retry.
-func (r *retries) waiting(d virt.Domain) bool { return r.byKey[domainKey(d)] != nil }
+func (r *retries) waiting(d virt.Domain) bool {
+	r.kmu.Lock()
+	defer r.kmu.Unlock()
+	return r.byKey[domainKey(d)] != nil
+}
 
 // park keeps j for d when d waits for a retry, and reports whether it does.
 func (r *retries) park(d virt.Domain, j job) bool {
+	r.kmu.Lock()
+	defer r.kmu.Unlock()
 	e := r.byKey[domainKey(d)]
 	if e == nil {
 		return false
@@ -146,6 +160,8 @@ func (r *retries) park(d virt.Domain, j job) bool {
 // done forgets d: it reconciled, failed for good, or is gone. It returns
 // the job parked for d, if any.
 func (r *retries) done(d virt.Domain) (j job, parked bool) {
+	r.kmu.Lock()
+	defer r.kmu.Unlock()
 	key := domainKey(d)
 	if e := r.byKey[key]; e != nil {
 		j, parked = e.job, e.parked
@@ -154,6 +170,7 @@ func (r *retries) done(d virt.Domain) (j job, parked bool) {
 	return j, parked
 }
 
+// drop forgets key; r.kmu must be held.
 func (r *retries) drop(key string) {
 	if e := r.byKey[key]; e != nil {
 		e.stop()
@@ -163,6 +180,8 @@ func (r *retries) drop(key string) {
 
 // retain forgets every domain whose key is not in keep.
 func (r *retries) retain(keep map[string]bool) {
+	r.kmu.Lock()
+	defer r.kmu.Unlock()
 	for k := range r.byKey {
 		if !keep[k] {
 			r.drop(k)
@@ -172,6 +191,8 @@ func (r *retries) retain(keep map[string]bool) {
 
 // stopAll stops every timer, when the loop ends.
 func (r *retries) stopAll() {
+	r.kmu.Lock()
+	defer r.kmu.Unlock()
 	for k := range r.byKey {
 		r.drop(k)
 	}

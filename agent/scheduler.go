@@ -29,18 +29,27 @@ type runFunc func(ctx context.Context, v *domainView, j job, attempt int, l *lea
 // scheduler runs jobs with at most one worker per domain and bounds how
 // much of the host one domain can hold.
 //
-// Turns. A run starts with one of Concurrency fast slots, and holds it for
-// at most slice. A healthy guest answers a whole guest step within a
-// fraction of that. A run still going after slice (a guest that stalls
-// guest-exec-status, or answers each command just before its timeout)
-// gives its fast slot back and goes on in the slow lane: each of its later
-// guest agent commands and QMP checks waits for one of Concurrency slow
-// slots, held for that one command. A run of a domain whose last attempt
-// failed starts its guest step in the slow lane. So hostile guests take
-// turns among themselves, and a well-behaved domain waits at most about
-// slice × (runs queued ahead of it / Concurrency) for a fast slot. The
-// command in flight when a run is moved holds no slot until it returns:
-// at most one per moved run, each bounded by its command timeout.
+// Turns. What a run costs libvirt is its guest agent commands and QMP
+// checks in flight: each holds one of libvirtd's worker threads and one of
+// the connection's request slots until the guest (or QEMU) answers. So
+// the slots bound commands, not runs: a run waiting between two
+// guest-exec-status polls, or for its next turn, holds none.
+//
+// A run starts in the fast lane, where at most admitPerSlot × Concurrency
+// runs are at once; each of its guest agent commands and QMP checks waits
+// for one of Concurrency fast slots, held for that command. It stays in the
+// fast lane for at most slice: a healthy guest answers a whole guest step
+// within a fraction of that, with the other runs' commands in between. A
+// run still going after slice (a guest that stalls guest-exec-status, or
+// answers each command just before its timeout) leaves the fast lane and
+// goes on in the slow lane: each of its later commands waits for one of
+// Concurrency slow slots, held for that one command. A run of a domain
+// whose last attempt failed starts its guest step in the slow lane. So
+// hostile guests take turns among themselves, and a well-behaved domain
+// waits at most about slice × (runs queued ahead of it / (admitPerSlot ×
+// Concurrency)) to start. The command in flight when a run is moved gives
+// its fast slot back at once and holds no slot until it returns: at most
+// one per moved run, each bounded by its command timeout.
 //
 // Backoff. A run that asks for a retry counts as a failure of the domain,
 // keyed by its UUID: its next run waits delay × 2^(failures-1) (at most
@@ -57,8 +66,9 @@ type runFunc func(ctx context.Context, v *domainView, j job, attempt int, l *lea
 // waited out a backoff while the domain stopped or restarted sees that.
 type scheduler struct {
 	ctx      context.Context
-	sem      chan struct{} // fast slots
-	slow     chan struct{} // slow lane
+	admit    chan struct{} // runs in the fast lane
+	sem      chan struct{} // fast slots: commands of runs in the fast lane
+	slow     chan struct{} // slow lane: commands of the other runs
 	slice    time.Duration
 	attempts int
 	delay    time.Duration
@@ -94,12 +104,18 @@ type schedOptions struct {
 	now             func() time.Time
 }
 
+// admitPerSlot is how many runs may be in the fast lane per fast slot: a
+// well-behaved run spends most of its time waiting for its guest (between
+// guest-exec-status polls, for ethtool), so a few of them keep a slot busy.
+const admitPerSlot = 4
+
 func newScheduler(ctx context.Context, o schedOptions, run runFunc) *scheduler {
 	if o.now == nil {
 		o.now = time.Now
 	}
 	return &scheduler{
 		ctx:      ctx,
+		admit:    make(chan struct{}, admitPerSlot*o.concurrency),
 		sem:      make(chan struct{}, o.concurrency),
 		slow:     make(chan struct{}, o.concurrency),
 		slice:    o.slice,
@@ -188,7 +204,7 @@ func (s *scheduler) work(key string, sl *slot) {
 			continue
 		}
 		select {
-		case s.sem <- struct{}{}:
+		case s.admit <- struct{}{}:
 		case <-s.ctx.Done():
 			s.remove(key)
 			return
@@ -258,30 +274,37 @@ func (s *scheduler) remove(key string) {
 // wait blocks until every worker has returned; call it after ctx ended.
 func (s *scheduler) wait() { s.wg.Wait() }
 
-// lease is one run's hold on the scheduler's slots: a fast slot until
-// demote (called by the slice's timer, or by the run), then a slow slot
-// per turn.
+// lease is one run's hold on the scheduler's lanes: in the fast lane until
+// demote (called by the slice's timer, or by the run), a fast slot per
+// turn; then a slow slot per turn.
 type lease struct {
 	s     *scheduler
 	timer *time.Timer
 
-	mu   sync.Mutex
-	fast bool // holds a fast slot
+	mu      sync.Mutex
+	fast    bool // in the fast lane (holds an admission)
+	holding bool // holds a fast slot for the turn in flight
 }
 
-// newLease wraps the fast slot the worker just took.
+// newLease wraps the admission to the fast lane the worker just took.
 func (s *scheduler) newLease() *lease {
 	l := &lease{s: s, fast: true}
 	l.timer = time.AfterFunc(s.slice, l.demote)
 	return l
 }
 
-// demote gives the run's fast slot back: later turns take slow slots.
+// demote moves the run to the slow lane: it gives back its admission and
+// the fast slot of the turn in flight, if any (that turn goes on holding
+// no slot); later turns take slow slots.
 func (l *lease) demote() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.fast {
 		l.fast = false
+		<-l.s.admit
+	}
+	if l.holding {
+		l.holding = false
 		<-l.s.sem
 	}
 }
@@ -298,13 +321,27 @@ func (l *lease) end() {
 	l.demote()
 }
 
-// turn runs f under the run's fast slot, or, once demoted, under a slow
-// slot held for f alone. It returns ctx's error, without running f, when
-// ctx ends first.
+// turn runs f under a fast slot while the run is in the fast lane, else
+// under a slow slot, held for f alone. It returns ctx's error, without
+// running f, when ctx ends first.
 func (l *lease) turn(ctx context.Context, f func()) error {
 	if !l.demoted() {
-		f()
-		return nil
+		select {
+		case l.s.sem <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		l.mu.Lock()
+		if l.fast {
+			l.holding = true
+			l.mu.Unlock()
+			defer l.release()
+			f()
+			return nil
+		}
+		// Moved to the slow lane while waiting.
+		l.mu.Unlock()
+		<-l.s.sem
 	}
 	select {
 	case l.s.slow <- struct{}{}:
@@ -314,4 +351,15 @@ func (l *lease) turn(ctx context.Context, f func()) error {
 	defer func() { <-l.s.slow }()
 	f()
 	return nil
+}
+
+// release gives back the fast slot of the turn that ended, unless demote
+// already did.
+func (l *lease) release() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.holding {
+		l.holding = false
+		<-l.s.sem
+	}
 }

@@ -9,6 +9,10 @@
 #   D. apply_at: next-reboot: a guest reboot of a domain pending a cold boot
 #      (the agent pauses, destroys and starts it) against a plain guest
 #      reboot of the same domain; prints next_reboot_ratio=<x>
+#   E. the backlog a package upgrade leaves: the agent started on a host with
+#      BENCH_STORM defined, shut-off domains that all need a rewrite, against
+#      a loop of as many bare `virsh define`s of the same XML; prints
+#      storm_real_ratio=<x>
 # Prints each part and a summary table (markdown); writes
 # bench/results/realstack.json. Nothing here asserts on a time: the checks
 # only make sure each figure measures what it says (the hook did or did not
@@ -17,7 +21,8 @@
 # Environment (defaults): BENCH_STARTS=20 (per arm), BENCH_DEFINES=20,
 # BENCH_BOOTS=5 (B2, and D per arm), BENCH_NET_RUNS=3 (per test and queue count), BENCH_NET_SECONDS=5,
 # BENCH_VCPUS=4, BENCH_VCPUS_LARGE=8 (0: skip; one run per test),
-# BENCH_UDP_KPPS=200 (UDP offered, all streams together), BENCH_PARTS="a b c d" (a subset runs
+# BENCH_UDP_KPPS=200 (UDP offered, all streams together), BENCH_STORM=100 (E's domains),
+# BENCH_PARTS="a b c d e" (a subset runs
 # only those parts; the JSON then has null for the others), plus the
 # e2e harness's VIRTMQ_E2E_* (e2e/README.md).
 set -euo pipefail
@@ -45,7 +50,8 @@ NET_RUNS=${BENCH_NET_RUNS:-3}
 NET_SECONDS=${BENCH_NET_SECONDS:-5}
 VCPUS=${BENCH_VCPUS:-4}
 VCPUS_LARGE=${BENCH_VCPUS_LARGE:-8}
-PARTS=" ${BENCH_PARTS:-a b c d} "
+STORM=${BENCH_STORM:-100}
+PARTS=" ${BENCH_PARTS:-a b c d e} "
 
 RESULTS=$REPO/bench/results
 BW=$VIRTMQ_E2E_STATE/bench  # the bench's own hooks dir, policy, sockets
@@ -660,6 +666,72 @@ part_d() {
 		  samples_ms: {armed: $sa, plain: $sp}}' >"$BW/d.json"
 }
 
+# --- E. a backlog of definitions to rewrite -----------------------------------------------
+
+# E: what a package upgrade leaves: STORM shut-off 4-vCPU domains defined
+# without queues while no agent runs, then the agent starts and rewrites them
+# all. Timed: from just before the agent's exec to the last "Defined Updated"
+# event of the domains (the observer, as in B1: libvirt stored the agent's
+# redefine). The floor is the loop that defined them: STORM bare `virsh
+# define`s of the same XML, one after the other, each a new virsh process
+# and connection, the way a person or a script redefines a fleet.
+# storm_real_ratio = agent / floor: below 1 the agent rewrites a backlog
+# faster than such a loop defines it. One run.
+part_e() {
+	local dir=$BW/storm i d t0 t1 floor_ms agent_ms last n r
+	log "E. a backlog: the agent started on $STORM shut-off domains that all need a rewrite, against $STORM bare virsh defines of the same XML in one loop"
+	agent_stop
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	for ((i = 1; i <= STORM; i++)); do
+		d=${P}storm-$(printf %03d "$i")
+		domain_xml "$d" --vcpus 4 >"$dir/$d.xml"
+	done
+	t0=$(now_us)
+	for ((i = 1; i <= STORM; i++)); do
+		e2e_virsh define "$dir/${P}storm-$(printf %03d "$i").xml" >/dev/null
+	done
+	t1=$(now_us)
+	floor_ms=$(ms "$t0" "$t1")
+	log "  floor: $STORM virsh defines in $floor_ms ms"
+	for ((i = 1; i <= STORM; i++)); do
+		defined_queues_are "${P}storm-$(printf %03d "$i")" "" || e2e_die "E: ${P}storm-$i has queues before the agent runs"
+	done
+	observer_start
+	win_begin
+	t0=$(now_us)
+	agent_start
+	storm_rewritten() {
+		n=$(status_json | jq --arg p "${P}storm-" '[.domains[] | select((.name | startswith($p)) and .state == "rewritten")] | length')
+		[[ $n == "$STORM" ]]
+	}
+	e2e_wait 300 storm_rewritten || e2e_die "E: $n of $STORM domains rewritten after 300 s (log: $AGENT_LOG)"
+	win_end e >/dev/null
+	sleep 0.5 # the observer's last events
+	observer_stop
+	last=$(grep -E "for domain '${P}storm-[0-9]+': Defined Updated" "$EVENTS" | sed 's/: event .*//' | sort | tail -n1)
+	[[ -n $last ]] || e2e_die "E: no Defined Updated event seen ($EVENTS)"
+	t1=$(ts_us "$last")
+	agent_ms=$(ms "$t0" "$t1")
+	for ((i = 1; i <= STORM; i++)); do
+		d=${P}storm-$(printf %03d "$i")
+		defined_queues_are "$d" 4 || e2e_die "E: $d defined with queues '$(defined_queues "$d")', want 4"
+	done
+	agent_stop
+	for ((i = 1; i <= STORM; i++)); do
+		e2e_virsh undefine "${P}storm-$(printf %03d "$i")" >/dev/null
+	done
+	rm -rf "$dir"
+	r=$(ratio "$agent_ms" "$floor_ms")
+	log "  agent: all $STORM rewritten $agent_ms ms after its start; storm_real_ratio=$r (agent / floor)"
+	jq -n --argjson n "$STORM" --argjson f "$floor_ms" --argjson a "$agent_ms" --argjson r "$r" \
+		'{what: "\($n) shut-off 4-vCPU domains defined without queues while no agent runs (what a package upgrade leaves), then the agent started: it rewrites them all",
+		  domains: $n,
+		  floor_ms: $f, floor_how: "\($n) bare `virsh define`s of the same XML in one shell loop, one after the other (each a new virsh process and connection)",
+		  agent_ms: $a, agent_how: "from just before the agent is started to the last Defined Updated event of the domains (libvirt stored the agent'"'"'s redefine), seen by an independent `virsh event --timestamp` client",
+		  storm_real_ratio: $r, storm_real_ratio_how: "agent_ms / floor_ms, one run"}' >"$BW/e.json"
+}
+
 # --- report -------------------------------------------------------------------------------
 
 host_json() {
@@ -680,7 +752,7 @@ report() {
 		. as $r | .host as $h |
 		"host: \($h.nproc) cores (\($h.cpu_model)), \($h.mem_mib) MiB, kernel \($h.kernel); libvirt \($h.libvirt), QEMU \($h.qemu), \($h.accel), vhost-net: \($h.vhost_net); load average at start \($h.loadavg_at_start), at end \($h.loadavg_at_end); took \($r.took_seconds) s",
 		def load(x): if x == null then "-" else "median \(f(x.others.median)), max \(f(x.others.max)) (steal max \(f(x.steal.max)))" end;
-		"rest of the machine during the measured windows, in cores: virsh starts \(load($r.other_load_cores.virsh_start)); agent \(load($r.other_load_cores.agent)); network runs \(load($r.other_load_cores.network)); reboots \(load($r.other_load_cores.next_reboot))",
+		"rest of the machine during the measured windows, in cores: virsh starts \(load($r.other_load_cores.virsh_start)); agent \(load($r.other_load_cores.agent)); network runs \(load($r.other_load_cores.network)); reboots \(load($r.other_load_cores.next_reboot)); backlog rewrite \(load($r.other_load_cores.storm_real))",
 		# disturbed: a part whose typical window saw the rest of the machine at work,
 		# or a network run (5 s: long enough for its maximum to mean something)
 		([$r.other_load_cores[]? | objects | .others.median + .steal.median] + [$r.network.cases[]?.tests[] | .other_cores_max + .steal_cores_max] |
@@ -706,6 +778,10 @@ report() {
 		row("guest reboot → back with 4 queues and qemu-ga, plain (same QEMU)"; .next_reboot.plain_reboot_ms; "ms"),
 		row("guest reboot → back with 4 queues and qemu-ga, armed (apply_at: next-reboot)"; .next_reboot.armed_reboot_ms; "ms"),
 		(.next_reboot // empty | "| next_reboot_ratio: armed / plain reboot (medians) | \(f(.next_reboot_ratio)) | | |"),
+		(.storm_real // empty |
+			"| \(.domains) bare virsh defines in one loop (floor, ms) | \(f(.floor_ms)) | | 1 |",
+			"| agent started on \(.domains) shut-off domains to rewrite → all rewritten (ms) | \(f(.agent_ms)) | | 1 |",
+			"| storm_real_ratio: agent / floor | \(f(.storm_real_ratio)) | | |"),
 		(.network // empty | "",
 		"| host → guest, medians of \($r.network.cases[0].tests.tcp_single.value.n) runs (larger vCPU count: 1 run) of \($r.network.seconds_per_run) s | vCPUs | queues=1 | queues=N | N/1 | rx packets per queue at queues=N (%) |",
 		"| --- | ---: | ---: | ---: | ---: | --- |",
@@ -744,15 +820,17 @@ main() {
 	fi
 	[[ $PARTS != *" c "* ]] || part_c
 	[[ $PARTS != *" d "* ]] || part_d
+	[[ $PARTS != *" e "* ]] || part_e
 
-	for f in a b1 b2 c d; do [[ -f $BW/$f.json ]] || echo null >"$BW/$f.json"; done
+	for f in a b1 b2 c d e; do [[ -f $BW/$f.json ]] || echo null >"$BW/$f.json"; done
 	jq -n --argjson host "$(host_json "$load")" --slurpfile a "$BW/a.json" --slurpfile b1 "$BW/b1.json" \
-		--slurpfile b2 "$BW/b2.json" --slurpfile c "$BW/c.json" --slurpfile d "$BW/d.json" --arg at "$(date -u +%FT%TZ)" \
+		--slurpfile b2 "$BW/b2.json" --slurpfile c "$BW/c.json" --slurpfile d "$BW/d.json" --slurpfile e "$BW/e.json" --arg at "$(date -u +%FT%TZ)" \
 		--arg load_end "$(cut -d' ' -f1-3 /proc/loadavg)" --argjson took $((SECONDS - T0)) \
 		--argjson oa "$(other_json a)" --argjson ob "$(other_json b)" --argjson oc "$(other_json c)" --argjson od "$(other_json d)" \
+		--argjson oe "$(other_json e)" \
 		'{generated: $at, took_seconds: $took, host: ($host + {loadavg_at_end: $load_end}),
-		  other_load_cores: {what: "cores the rest of the machine used during each measured window (a start, a define, a boot, a network run): others = user+nice+system of /proc/stat minus the bench (its process group, libvirtd, virtlogd, QEMU) and kernel threads; steal = the hypervisor", virsh_start: $oa, agent: $ob, network: $oc, next_reboot: $od},
-		  virsh_start: $a[0], agent_define: $b1[0], agent_guest: $b2[0], network: $c[0], next_reboot: $d[0]}' \
+		  other_load_cores: {what: "cores the rest of the machine used during each measured window (a start, a define, a boot, a network run): others = user+nice+system of /proc/stat minus the bench (its process group, libvirtd, virtlogd, QEMU) and kernel threads; steal = the hypervisor", virsh_start: $oa, agent: $ob, network: $oc, next_reboot: $od, storm_real: $oe},
+		  virsh_start: $a[0], agent_define: $b1[0], agent_guest: $b2[0], network: $c[0], next_reboot: $d[0], storm_real: $e[0]}' \
 		>"$RESULTS/realstack.json.tmp"
 	mv "$RESULTS/realstack.json.tmp" "$RESULTS/realstack.json"
 	echo
@@ -760,6 +838,7 @@ main() {
 	report
 	jq -r '.virsh_start // empty | "start_hook_ratio=\(.start_hook_ratio)"' "$RESULTS/realstack.json"
 	jq -r '.next_reboot // empty | "next_reboot_ratio=\(.next_reboot_ratio)"' "$RESULTS/realstack.json"
+	jq -r '.storm_real // empty | "storm_real_ratio=\(.storm_real_ratio)"' "$RESULTS/realstack.json"
 }
 
 main "$@"

@@ -2,7 +2,7 @@
 # The documentation's commands that need libvirt, run on the real stack:
 # the "$ " lines of every ```console libvirt block of README.md and docs/*.md
 # (go test ./docs runs the other transcripts) and every line of
-# virtmq(8)'s EXAMPLES. Sourced by run.sh (scenario doc_commands).
+# the EXAMPLES of virtmq(8) and virtmq-hook(8). Sourced by run.sh (scenario doc_commands).
 #
 # Each runs as written, from the repository root, with bin/ first on PATH,
 # the suite's libvirt ($LIBVIRT_DEFAULT_URI) and policy ($VIRTMQ_POLICY),
@@ -16,8 +16,11 @@
 doc_libvirt_commands() {
 	awk '/^ *```console libvirt/ { on = 1; next } /^ *```/ { on = 0 } on && /^ *\$ / { sub(/^ *\$ /, ""); print }' \
 		"$REPO/README.md" "$REPO"/docs/*.md
-	sed -n '/^\.SH EXAMPLES/,/^\.SH SEE ALSO/p' "$REPO/packaging/man/virtmq.8" | sed -n '/^\.nf/,/^\.fi/p' |
-		grep -v '^\.' | sed -e 's/\\-/-/g' -e "s/\\\\(aq/'/g"
+	local page
+	for page in virtmq.8 virtmq-hook.8; do
+		sed -n '/^\.SH EXAMPLES/,/^\.SH SEE ALSO/p' "$REPO/packaging/man/$page" | sed -n '/^\.nf/,/^\.fi/p' |
+			grep -v '^\.' | sed -e 's/\\-/-/g' -e "s/\\\\(aq/'/g"
+	done
 }
 
 doc_commands() {
@@ -31,6 +34,10 @@ doc_commands() {
 	eventually 90 "$d guest step" "done" status_of "$d" '.nics[0].guest_step'
 	while IFS= read -r cmd; do
 		[[ -n $cmd ]] || continue
+		if [[ $cmd == journalctl* ]]; then
+			e2e_log "skip (the suite's daemons do not log to the journal): $cmd"
+			continue
+		fi
 		if [[ $cmd == *qemu+ssh://* ]]; then
 			e2e_log "skip (needs an ssh host; remote_ssh runs apply over qemu+ssh): $cmd"
 			continue
@@ -39,6 +46,7 @@ doc_commands() {
 		run=${run//web1/$d}
 		run=${run//\'web-\*\'/\'${P}web-*\'}
 		run=${run//\/etc\/virtmq\//$etc/}
+		run=${run//\/usr\/sbin\//$BIN/}
 		run=${run//virtmq status/virtmq status --status-socket $STATUS_SOCK}
 		run=${run//virsh /virsh -c $VIRTMQ_E2E_URI }
 		set +e

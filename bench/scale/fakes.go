@@ -15,63 +15,151 @@ import (
 	"github.com/virtmq/virtmq/internal/virt/virttest"
 )
 
-// slowConn adds a fixed latency to every libvirt call the agent makes, as
-// the RPC to libvirtd and libvirtd's own work would. The calls themselves
-// go to the in-memory fake.
-type slowConn struct {
-	virt.Conn
-	lat   time.Duration
-	calls *atomic.Int64
+// daemon models what a libvirtd over its unix socket costs a client: every
+// RPC takes lat, and holds one of libvirtd's worker threads (max_workers,
+// 20 by default) and one of its connection's request slots
+// (max_client_requests, 5 by default: libvirtd stops reading a client's
+// socket while that many of its calls are in execution) for as long as it
+// runs. A guest agent command holds both until the guest answers, as
+// libvirtd's worker waits for qemu-ga's reply. Calls beyond the bounds
+// wait their turn, as they would in the socket and libvirtd's job queue.
+// The calls themselves go to the in-memory fake.
+type daemon struct {
+	lat     time.Duration
+	workers chan struct{} // max_workers
+	perConn int           // max_client_requests
+	rpcs    atomic.Int64
+	byProc  sync.Map // RPC name → *atomic.Int64
 }
 
-func (c slowConn) wait(ctx context.Context) error {
-	c.calls.Add(1)
-	if c.lat <= 0 {
+func newDaemon(lat time.Duration, workers, perConn int) *daemon {
+	return &daemon{lat: lat, workers: make(chan struct{}, workers), perConn: perConn}
+}
+
+// rpc runs one RPC named proc of a connection with request slots reqs:
+// it takes a request slot and a worker, waits lat, then runs f (the
+// fake's answer, which may take the guest's time) before giving both back.
+func (d *daemon) rpc(ctx context.Context, reqs chan struct{}, proc string, f func() error) error {
+	d.rpcs.Add(1)
+	n, _ := d.byProc.LoadOrStore(proc, new(atomic.Int64))
+	n.(*atomic.Int64).Add(1)
+	select {
+	case reqs <- struct{}{}:
+	case <-ctx.Done():
 		return ctx.Err()
 	}
-	return sleepCtx(ctx, c.lat)
+	defer func() { <-reqs }()
+	select {
+	case d.workers <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-d.workers }()
+	if err := sleepCtx(ctx, d.lat); err != nil {
+		return err
+	}
+	if f == nil {
+		return nil
+	}
+	return f()
 }
 
+// byRPC returns how many of each RPC were made.
+func (d *daemon) byRPC() map[string]int64 {
+	out := map[string]int64{}
+	d.byProc.Range(func(k, v any) bool {
+		out[k.(string)] = v.(*atomic.Int64).Load()
+		return true
+	})
+	return out
+}
+
+// slowConn is one client connection to the daemon: each virt.Conn method
+// costs the RPCs the go-libvirt implementation (internal/virt/libvirt.go)
+// makes for it, one after the other.
+type slowConn struct {
+	virt.Conn
+	d    *daemon
+	reqs chan struct{} // this connection's request slots
+}
+
+func (c slowConn) rpcs(ctx context.Context, procs ...string) error {
+	for _, p := range procs {
+		if err := c.d.rpc(ctx, c.reqs, p, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ListDomains: three ConnectListAllDomains (all, active, transient).
 func (c slowConn) ListDomains(ctx context.Context) ([]virt.Domain, error) {
-	if err := c.wait(ctx); err != nil {
+	if err := c.rpcs(ctx, "ConnectListAllDomains", "ConnectListAllDomains", "ConnectListAllDomains"); err != nil {
 		return nil, err
 	}
 	return c.Conn.ListDomains(ctx)
 }
 
+// LookupDomain: DomainLookupByUUID (or ByName: its reply's ID says
+// whether the domain runs), DomainIsPersistent.
 func (c slowConn) LookupDomain(ctx context.Context, s string) (virt.Domain, error) {
-	if err := c.wait(ctx); err != nil {
+	if err := c.rpcs(ctx, "DomainLookup", "DomainIsPersistent"); err != nil {
 		return virt.Domain{}, err
 	}
 	return c.Conn.LookupDomain(ctx, s)
 }
 
-func (c slowConn) DomainXML(ctx context.Context, d virt.Domain, flags virt.XMLFlags) ([]byte, error) {
-	if err := c.wait(ctx); err != nil {
-		return nil, err
+// DomainXML: DomainGetXMLDesc (the domain is referred to by its UUID).
+func (c slowConn) DomainXML(ctx context.Context, d virt.Domain, flags virt.XMLFlags) (out []byte, err error) {
+	if rerr := c.d.rpc(ctx, c.reqs, "DomainGetXMLDesc", func() error {
+		out, err = c.Conn.DomainXML(ctx, d, flags)
+		return nil
+	}); rerr != nil {
+		return nil, rerr
 	}
-	return c.Conn.DomainXML(ctx, d, flags)
+	return out, err
 }
 
-func (c slowConn) DefineXML(ctx context.Context, doc []byte) error {
-	if err := c.wait(ctx); err != nil {
-		return err
+// DefineXML: DomainDefineXMLFlags.
+func (c slowConn) DefineXML(ctx context.Context, doc []byte) (err error) {
+	if rerr := c.d.rpc(ctx, c.reqs, "DomainDefineXMLFlags", func() error {
+		err = c.Conn.DefineXML(ctx, doc)
+		return nil
+	}); rerr != nil {
+		return rerr
 	}
-	return c.Conn.DefineXML(ctx, doc)
+	return err
 }
 
-func (c slowConn) AgentCommand(ctx context.Context, d virt.Domain, cmd []byte, timeout time.Duration) ([]byte, error) {
-	if err := c.wait(ctx); err != nil {
-		return nil, err
+// NetworkForward: NetworkLookupByName, NetworkGetXMLDesc.
+func (c slowConn) NetworkForward(ctx context.Context, name string) (string, error) {
+	if err := c.rpcs(ctx, "NetworkLookupByName", "NetworkGetXMLDesc"); err != nil {
+		return "", err
 	}
-	return c.Conn.AgentCommand(ctx, d, cmd, timeout)
+	return c.Conn.NetworkForward(ctx, name)
 }
 
-func (c slowConn) MonitorCommand(ctx context.Context, d virt.Domain, cmd []byte) ([]byte, error) {
-	if err := c.wait(ctx); err != nil {
-		return nil, err
+// AgentCommand: QEMUDomainAgentCommand, holding its worker and request
+// slot until the guest answers.
+func (c slowConn) AgentCommand(ctx context.Context, d virt.Domain, cmd []byte, timeout time.Duration) (out []byte, err error) {
+	if rerr := c.d.rpc(ctx, c.reqs, "QEMUDomainAgentCommand", func() error {
+		out, err = c.Conn.AgentCommand(ctx, d, cmd, timeout)
+		return nil
+	}); rerr != nil {
+		return nil, rerr
 	}
-	return c.Conn.MonitorCommand(ctx, d, cmd)
+	return out, err
+}
+
+// MonitorCommand: QEMUDomainMonitorCommand.
+func (c slowConn) MonitorCommand(ctx context.Context, d virt.Domain, cmd []byte) (out []byte, err error) {
+	if rerr := c.d.rpc(ctx, c.reqs, "QEMUDomainMonitorCommand", func() error {
+		out, err = c.Conn.MonitorCommand(ctx, d, cmd)
+		return nil
+	}); rerr != nil {
+		return nil, rerr
+	}
+	return out, err
 }
 
 // host is the fake hypervisor: virttest's libvirt, one simulated qemu-ga
@@ -79,11 +167,10 @@ func (c slowConn) MonitorCommand(ctx context.Context, d virt.Domain, cmd []byte)
 // the guest's boot.
 type host struct {
 	fake     *virttest.Conn
-	lat      time.Duration
+	libvirtd *daemon
 	guestLat time.Duration
 
-	libvirtCalls atomic.Int64
-	guestCmds    atomic.Int64
+	guestCmds atomic.Int64
 
 	mu     sync.Mutex
 	guests map[string]*fakeGuest // by domain name
@@ -95,20 +182,20 @@ type fakeGuest struct {
 	booted  atomic.Bool // the guest driver negotiated multiqueue
 }
 
-func newHost(libvirtLat, guestLat time.Duration) *host {
-	h := &host{fake: virttest.New(), lat: libvirtLat, guestLat: guestLat, guests: map[string]*fakeGuest{}}
+func newHost(o options) *host {
+	h := &host{fake: virttest.New(), libvirtd: newDaemon(o.LibvirtLatency, o.Workers, o.ClientRequests), guestLat: o.GuestLatency, guests: map[string]*fakeGuest{}}
 	h.fake.SetAgent(h.agentCommand)
 	h.fake.SetMonitor(h.monitorCommand)
 	return h
 }
 
-// dial is the agent's Dial: a new connection to the fake, with latency.
+// dial is the agent's Dial: a new connection to the daemon.
 func (h *host) dial(ctx context.Context, sockets []string) (virt.Conn, string, error) {
 	c, sock, err := h.fake.Dial(ctx, sockets)
 	if err != nil {
 		return nil, "", err
 	}
-	return slowConn{Conn: c, lat: h.lat, calls: &h.libvirtCalls}, sock, nil
+	return slowConn{Conn: c, d: h.libvirtd, reqs: make(chan struct{}, h.libvirtd.perConn)}, sock, nil
 }
 
 // addGuest prepares the guest of a domain: Debian 12 with qemu-ga 7.2,
@@ -291,4 +378,25 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// Events buffers the stream as the go-libvirt adapter does (64 events):
+// a burst is there for the agent to take in one batch, as on libvirtd.
+func (c slowConn) Events(ctx context.Context) (<-chan virt.Event, error) {
+	in, err := c.Conn.Events(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan virt.Event, 64)
+	go func() {
+		defer close(out)
+		for ev := range in {
+			select {
+			case out <- ev:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
 }

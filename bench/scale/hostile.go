@@ -117,7 +117,7 @@ func (h *host) addHostile(name, mac, kind string, interfaces int, cmds *int64, m
 // (concurrency, guest timeout, guest options) against the fakes.
 func runHostile(o options, ho hostileOptions) (hostileResult, error) {
 	res := hostileResult{Hostile: map[string]int{hostileStall: ho.Stall, hostileMany: ho.Many, hostileReconnect: ho.Reconnect}, Good: ho.Good, CapS: ho.Cap.Seconds()}
-	h := newHost(o.LibvirtLatency, o.GuestLatency)
+	h := newHost(o)
 	a, stop, err := startAgent(h, 10*time.Second, agent.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return res, err

@@ -39,10 +39,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -61,6 +63,8 @@ type options struct {
 	PollInterval   time.Duration `json:"-"`
 	Polls          int           `json:"exec_status_polls"`
 	Concurrency    int           `json:"concurrency"`
+	Workers        int           `json:"libvirt_max_workers"`
+	ClientRequests int           `json:"libvirt_max_client_requests"`
 	Timeout        time.Duration `json:"-"`
 
 	LibvirtLatencyMS float64 `json:"libvirt_latency_ms"`
@@ -76,13 +80,20 @@ type storm struct {
 	AllReconciledS float64 `json:"all_reconciled_s"` // last domain fully reconciled
 	DomainP50S     float64 `json:"domain_p50_s"`     // define → reconciled, per domain
 	DomainP95S     float64 `json:"domain_p95_s"`
+	// RewriteP50S and RewriteP95S are define → the agent's redefine
+	// returned, per domain: the part of DomainP50S before the start and
+	// the guest step.
+	RewriteP50S    float64 `json:"rewrite_p50_s"`
+	RewriteP95S    float64 `json:"rewrite_p95_s"`
 	CPUS           float64 `json:"cpu_s"`        // user+sys, storm start → all reconciled
 	PollCPUS       float64 `json:"poll_cpu_s"`   // of which this program's status polling (its wall time: an upper bound)
 	PeakRSSMiB     float64 `json:"peak_rss_mib"` // VmHWM after the storm
 	PeakGoroutines int     `json:"peak_goroutines"`
-	LibvirtCalls   int64   `json:"libvirt_calls"`
-	GuestCommands  int64   `json:"guest_commands"`
-	Idle           *idle   `json:"idle,omitempty"`
+	LibvirtCalls   int64   `json:"libvirt_calls"` // RPCs, guest agent commands included
+	// LibvirtByRPC counts each RPC, e.g. DomainGetXMLDesc.
+	LibvirtByRPC  map[string]int64 `json:"libvirt_calls_by_rpc"`
+	GuestCommands int64            `json:"guest_commands"`
+	Idle          *idle            `json:"idle,omitempty"`
 }
 
 // idle is the converged agent left alone.
@@ -127,7 +138,9 @@ func main() {
 	flag.IntVar(&ho.Good, "hostile-good", 12, "well-behaved domains, connecting one by one while the hostile guests are busy")
 	flag.DurationVar(&ho.Every, "hostile-every", 2*time.Second, "between two well-behaved guests connecting")
 	flag.DurationVar(&ho.Cap, "hostile-cap", 60*time.Second, "count a well-behaved guest's wait as this when longer")
-	flag.DurationVar(&o.LibvirtLatency, "libvirt-latency", time.Millisecond, "latency added to every libvirt call")
+	flag.DurationVar(&o.LibvirtLatency, "libvirt-latency", time.Millisecond, "latency of every libvirt RPC")
+	flag.IntVar(&o.Workers, "libvirt-workers", 20, "libvirtd's worker threads (max_workers): RPCs in execution at once, all connections")
+	flag.IntVar(&o.ClientRequests, "libvirt-client-requests", 5, "libvirtd's max_client_requests: RPCs of one connection in execution at once")
 	flag.DurationVar(&o.GuestLatency, "guest-latency", 3*time.Millisecond, "latency added to every guest agent command (on top of the libvirt call's)")
 	flag.DurationVar(&o.Boot, "boot", 0, "time from a domain's start to its guest agent connecting")
 	flag.IntVar(&o.Polls, "exec-polls", 1, "guest-exec-status replies saying exited:false before the program's exit")
@@ -230,15 +243,22 @@ func runChild(n int) (storm, error) {
 
 func printTable(w io.Writer, rep report) {
 	s := rep.Settings
-	fmt.Fprintf(w, "agent at scale: fake libvirt %g ms/call, fake qemu-ga %g ms/command, %d exited:false poll(s) per guest-exec, boot %g ms; agent concurrency %d, poll interval %g ms; %d cores\n",
-		s.LibvirtLatencyMS, s.GuestLatencyMS, s.Polls, s.BootMS, s.Concurrency, s.PollIntervalMS, rep.Cores)
+	fmt.Fprintf(w, "agent at scale: fake libvirtd %g ms/RPC, %d workers, %d requests per connection; fake qemu-ga %g ms/command, %d exited:false poll(s) per guest-exec, boot %g ms; agent concurrency %d, poll interval %g ms; %d cores\n",
+		s.LibvirtLatencyMS, s.Workers, s.ClientRequests, s.GuestLatencyMS, s.Polls, s.BootMS, s.Concurrency, s.PollIntervalMS, rep.Cores)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "domains\tall rewritten s\tall reconciled s\tper domain p50 s\tp95 s\tCPU s\t(polling)\tpeak RSS MiB\tgoroutines\tlibvirt calls\tguest cmds\t")
+	fmt.Fprintln(tw, "domains\tall rewritten s\tall reconciled s\tper domain p50 s\tp95 s\tCPU s\t(polling)\tpeak RSS MiB\tgoroutines\tlibvirt calls\tper domain\tguest cmds\t")
 	for _, r := range rep.Storms {
-		fmt.Fprintf(tw, "%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t(%.2f)\t%.1f\t%d\t%d\t%d\t\n", r.Domains, r.AllRewrittenS, r.AllReconciledS,
-			r.DomainP50S, r.DomainP95S, r.CPUS, r.PollCPUS, r.PeakRSSMiB, r.PeakGoroutines, r.LibvirtCalls, r.GuestCommands)
+		fmt.Fprintf(tw, "%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t(%.2f)\t%.1f\t%d\t%d\t%.1f\t%d\t\n", r.Domains, r.AllRewrittenS, r.AllReconciledS,
+			r.DomainP50S, r.DomainP95S, r.CPUS, r.PollCPUS, r.PeakRSSMiB, r.PeakGoroutines, r.LibvirtCalls, float64(r.LibvirtCalls)/float64(r.Domains), r.GuestCommands)
 	}
 	tw.Flush()
+	for _, r := range rep.Storms {
+		fmt.Fprintf(w, "%d domains: define → rewritten p50 %.2f s, p95 %.2f s; libvirt calls per domain:", r.Domains, r.RewriteP50S, r.RewriteP95S)
+		for _, k := range slices.Sorted(maps.Keys(r.LibvirtByRPC)) {
+			fmt.Fprintf(w, " %s %.2f", k, float64(r.LibvirtByRPC[k])/float64(r.Domains))
+		}
+		fmt.Fprintln(w)
+	}
 	if i := rep.Idle; i != nil {
 		fmt.Fprintf(w, "idle after converging, %d domains, %.0f s: CPU %.3f s (%.3f%% of one core), %d libvirt calls, RSS %.1f MiB\n",
 			i.Domains, i.Seconds, i.CPUS, i.CPUPercent, i.LibvirtCalls, i.RSSMiB)

@@ -10,7 +10,7 @@ import (
 // TestStormSmall runs the benchmark's scenario with a few domains, so that
 // `go test ./...` keeps it working.
 func TestStormSmall(t *testing.T) {
-	o := options{LibvirtLatency: time.Millisecond, GuestLatency: time.Millisecond, Polls: 1, Timeout: 30 * time.Second}
+	o := options{LibvirtLatency: time.Millisecond, GuestLatency: time.Millisecond, Workers: 20, ClientRequests: 5, Polls: 1, Timeout: 30 * time.Second}
 	res, err := runStorm(6, o, 50*time.Millisecond, profiles{})
 	if err != nil {
 		t.Fatal(err)
@@ -29,7 +29,7 @@ func TestStormSmall(t *testing.T) {
 // TestHostileSmall runs the hostile scenario briefly: a well-behaved
 // domain is served beside stalling, many-interface and reconnecting guests.
 func TestHostileSmall(t *testing.T) {
-	o := options{LibvirtLatency: time.Millisecond, GuestLatency: time.Millisecond}
+	o := options{LibvirtLatency: time.Millisecond, GuestLatency: time.Millisecond, Workers: 20, ClientRequests: 5}
 	res, err := runHostile(o, hostileOptions{Stall: 2, Many: 1, Reconnect: 1, Good: 2, Every: 100 * time.Millisecond, Cap: 20 * time.Second, ManyInterfaces: 500})
 	if err != nil {
 		t.Fatal(err)

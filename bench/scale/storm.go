@@ -33,7 +33,7 @@ type profiles struct{ cpu, mem string }
 // reconciled; then, when idleFor > 0, measures the idle agent's CPU.
 func runStorm(n int, o options, idleFor time.Duration, prof profiles) (storm, error) {
 	res := storm{Domains: n}
-	h := newHost(o.LibvirtLatency, o.GuestLatency)
+	h := newHost(o)
 	a, stop, err := startAgent(h, o.Timeout, agent.Config{
 		Concurrency: o.Concurrency,
 		Guest:       guest.Options{PollInterval: o.PollInterval},
@@ -51,6 +51,7 @@ func runStorm(n int, o options, idleFor time.Duration, prof profiles) (storm, er
 		name      string
 		doc       []byte
 		rewritten chan struct{}
+		rewrote   time.Time // the agent's redefine returned
 		once      sync.Once
 		defined   time.Time
 		done      time.Time
@@ -75,6 +76,7 @@ func runStorm(n int, o options, idleFor time.Duration, prof profiles) (storm, er
 			x.once.Do(func() {
 				rmu.Lock()
 				lastRewrite = time.Now()
+				x.rewrote = lastRewrite
 				rmu.Unlock()
 				close(x.rewritten)
 			})
@@ -91,7 +93,7 @@ func runStorm(n int, o options, idleFor time.Duration, prof profiles) (storm, er
 			return res, err
 		}
 	}
-	calls0 := h.libvirtCalls.Load()
+	calls0, byRPC0 := h.libvirtd.rpcs.Load(), h.libvirtd.byRPC()
 	cpu0 := cpuTime()
 	start := time.Now()
 	sctx, scancel := context.WithDeadline(context.Background(), deadline)
@@ -166,13 +168,22 @@ func runStorm(n int, o options, idleFor time.Duration, prof profiles) (storm, er
 	res.AllRewrittenS = lastRewrite.Sub(start).Seconds()
 	rmu.Unlock()
 	per := make([]time.Duration, 0, n)
+	toRewrite := make([]time.Duration, 0, n)
 	for _, d := range doms {
 		per = append(per, d.done.Sub(d.defined))
+		toRewrite = append(toRewrite, d.rewrote.Sub(d.defined))
 	}
 	slices.Sort(per)
+	slices.Sort(toRewrite)
 	res.DomainP50S = per[len(per)/2].Seconds()
 	res.DomainP95S = per[len(per)*95/100].Seconds()
-	res.LibvirtCalls = h.libvirtCalls.Load() - calls0
+	res.RewriteP50S = toRewrite[len(toRewrite)/2].Seconds()
+	res.RewriteP95S = toRewrite[len(toRewrite)*95/100].Seconds()
+	res.LibvirtCalls = h.libvirtd.rpcs.Load() - calls0
+	res.LibvirtByRPC = h.libvirtd.byRPC()
+	for k, v := range byRPC0 {
+		res.LibvirtByRPC[k] -= v
+	}
 	res.GuestCommands = h.guestCmds.Load()
 	res.PeakRSSMiB = procStatusMiB("VmHWM")
 	if prof.mem != "" {
@@ -190,15 +201,15 @@ func runStorm(n int, o options, idleFor time.Duration, prof profiles) (storm, er
 
 	if idleFor > 0 {
 		// Let the last workers return: no libvirt call for 100 ms.
-		for calls, end := h.libvirtCalls.Load(), time.Now().Add(5*time.Second); time.Now().Before(end); {
+		for calls, end := h.libvirtd.rpcs.Load(), time.Now().Add(5*time.Second); time.Now().Before(end); {
 			time.Sleep(100 * time.Millisecond)
-			c := h.libvirtCalls.Load()
+			c := h.libvirtd.rpcs.Load()
 			if c == calls {
 				break
 			}
 			calls = c
 		}
-		calls := h.libvirtCalls.Load()
+		calls := h.libvirtd.rpcs.Load()
 		c0, t0 := cpuTime(), time.Now()
 		time.Sleep(idleFor)
 		cpu, took := cpuTime()-c0, time.Since(t0)
@@ -207,7 +218,7 @@ func runStorm(n int, o options, idleFor time.Duration, prof profiles) (storm, er
 			Seconds:      took.Seconds(),
 			CPUS:         cpu.Seconds(),
 			CPUPercent:   100 * cpu.Seconds() / took.Seconds(),
-			LibvirtCalls: h.libvirtCalls.Load() - calls,
+			LibvirtCalls: h.libvirtd.rpcs.Load() - calls,
 			RSSMiB:       procStatusMiB("VmRSS"),
 		}
 	}

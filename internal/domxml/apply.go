@@ -31,7 +31,7 @@ func Apply(p *policy.Policy, doc []byte) (out []byte, plan policy.Plan, err erro
 	if plan.Compliant() {
 		return doc, plan, nil
 	}
-	out, err = rewriteScanned(doc, sc, plan.Queues(), true)
+	out, err = rewrite(doc, sc, plan.Queues(), true)
 	return out, plan, err
 }
 
@@ -44,6 +44,10 @@ func ApplyTo(p *policy.Policy, doc []byte, dom *policy.Domain) (out []byte, plan
 	if plan.Compliant() {
 		return doc, plan, nil
 	}
-	out, err = rewrite(doc, plan.Queues(), true)
+	sc, err := scan(doc)
+	if err != nil {
+		return nil, plan, err
+	}
+	out, err = rewrite(doc, sc, plan.Queues(), true)
 	return out, plan, err
 }

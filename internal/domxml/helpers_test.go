@@ -304,5 +304,13 @@ func misindentedDrivers(doc []byte) ([]int, error) {
 
 // splice and recorded are the two ways the tests call rewrite: the queue
 // splice alone, and Apply's write path, which also records the counts.
-func splice(doc []byte, q map[int]int) ([]byte, error)   { return rewrite(doc, q, false) }
-func recorded(doc []byte, q map[int]int) ([]byte, error) { return rewrite(doc, q, true) }
+func splice(doc []byte, q map[int]int) ([]byte, error)   { return scanRewrite(doc, q, false) }
+func recorded(doc []byte, q map[int]int) ([]byte, error) { return scanRewrite(doc, q, true) }
+
+func scanRewrite(doc []byte, q map[int]int, record bool) ([]byte, error) {
+	sc, err := scan(doc)
+	if err != nil {
+		return nil, err
+	}
+	return rewrite(doc, sc, q, record)
+}

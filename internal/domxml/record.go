@@ -6,43 +6,33 @@ import (
 )
 
 // recordEdit returns the edit that makes virtmq's record (see
-// WrittenNamespace) say, for each NIC with a MAC, the count rewrite writes
-// into it (want, where changed) or else the count the record already gave
-// it; entries of NICs the domain no longer has are dropped. written is
-// what Parse must then report as each NIC's Written. The edit has from -1
-// when there is nothing to do: a record with no entries is removed rather
-// than written empty.
-func recordEdit(doc []byte, sc *scanned, want []int, changed []bool) (e edit, written []int, err error) {
+// WrittenNamespace) say that each NIC has the count written gives it (by
+// Index; 0: no entry), and whether an edit is needed: a record with no
+// entries is removed rather than written empty, or not added.
+func recordEdit(doc []byte, sc *scanned, written []int) (edit, bool) {
 	var entries []writtenNIC
-	written = make([]int, len(want))
-	for i, ifc := range sc.dom.Interfaces {
-		n := ifc.Written
-		if changed[i] {
-			n = want[i]
+	for i, n := range written {
+		if n > 0 {
+			entries = append(entries, writtenNIC{nicKey{sc.dom.Interfaces[i].MAC, sc.spans[i].nth}, n})
 		}
-		if n == 0 || !recordable(ifc.MAC) {
-			continue
-		}
-		written[i] = n
-		entries = append(entries, writtenNIC{nicKey{ifc.MAC, sc.spans[i].nth}, n})
 	}
 	m := &sc.meta
 	switch {
 	case len(entries) == 0 && m.writtenStart < 0:
-		return edit{from: -1}, written, nil
+		return edit{}, false
 	case len(entries) == 0:
 		from := m.writtenStart
 		for from > m.metaEnd && isSpace(doc[from-1]) {
 			from--
 		}
-		return edit{from, m.writtenEnd, ""}, written, nil
+		return edit{from, m.writtenEnd, ""}, true
 	case m.writtenStart >= 0:
-		return edit{m.writtenStart, m.writtenEnd, recordElement(entries, lineIndent(doc, m.writtenStart))}, written, nil
-	case m.metaStart >= 0 && m.metaSelfClosing:
+		return edit{m.writtenStart, m.writtenEnd, recordElement(entries, lineIndent(doc, m.writtenStart))}, true
+	case m.metaStart >= 0 && doc[m.metaEnd-2] == '/':
 		// <metadata/>: open it up.
 		indent := lineIndent(doc, m.metaStart)
 		text := ">\n" + indent + "  " + recordElement(entries, indent+"  ") + "\n" + indent + "</metadata>"
-		return edit{m.metaEnd - 2, m.metaEnd, text}, written, nil
+		return edit{m.metaEnd - 2, m.metaEnd, text}, true
 	case m.metaStart >= 0:
 		// After the last child, indented like it; in an empty
 		// <metadata>, one step in from it, with the end tag on a line of
@@ -58,7 +48,7 @@ func recordEdit(doc []byte, sc *scanned, want []int, changed []bool) (e edit, wr
 		if at == m.metaEnd {
 			text += "\n" + lineIndent(doc, m.metaStart)
 		}
-		return edit{at, at, text}, written, nil
+		return edit{at, at, text}, true
 	}
 	at, indent := m.identEnd, ""
 	if at == 0 {
@@ -67,7 +57,7 @@ func recordEdit(doc []byte, sc *scanned, want []int, changed []bool) (e edit, wr
 		indent = lineIndent(doc, m.identStart)
 	}
 	text := "\n" + indent + "<metadata>\n" + indent + "  " + recordElement(entries, indent+"  ") + "\n" + indent + "</metadata>"
-	return edit{at, at, text}, written, nil
+	return edit{at, at, text}, true
 }
 
 // writtenNIC is one <virtmq:nic> of the record.

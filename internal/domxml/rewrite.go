@@ -7,7 +7,6 @@ import (
 	"maps"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/virtmq/virtmq/policy"
 )
@@ -24,28 +23,18 @@ type edit struct {
 	text     string
 }
 
-// rewrite gives each interface the count queues maps its Index to and,
-// with record, updates virtmq's record to match (Apply's write path; the
-// tests of the queue splice alone pass record false). It fails, changing
-// nothing, when doc does not Parse, when a key is not the index of an
-// interface, or when a count is outside 0..maxQueues. A count of 0 or 1
-// for an interface without queues leaves it unchanged. When nothing
-// changes, the result has the same bytes as doc, record included.
-func rewrite(doc []byte, queues map[int]int, record bool) ([]byte, error) {
-	sc, err := scan(doc)
-	if err != nil {
-		return nil, err
-	}
-	return rewriteScanned(doc, sc, queues, record)
-}
-
-// rewriteScanned is rewrite on a doc already scanned into sc.
-func rewriteScanned(doc []byte, sc *scanned, queues map[int]int, record bool) ([]byte, error) {
+// rewrite gives each interface of doc, scanned into sc, the count queues
+// maps its Index to and, with record, updates virtmq's record to match
+// (Apply's write path; the tests of the queue splice alone pass record
+// false). It fails, changing nothing, when a key is not the index of an
+// interface or a count is outside 0..maxQueues. A count of 0 or 1 for an
+// interface without queues leaves it unchanged. When nothing changes, the
+// result has the same bytes as doc, record included.
+func rewrite(doc []byte, sc *scanned, queues map[int]int, record bool) ([]byte, error) {
 	ifaces := sc.dom.Interfaces
 	// Check the whole request before touching anything, in index order so
 	// the error is the same on every run.
-	idxs := slices.Sorted(maps.Keys(queues))
-	for _, i := range idxs {
+	for _, i := range slices.Sorted(maps.Keys(queues)) {
 		if i < 0 || i >= len(ifaces) {
 			return nil, fmt.Errorf("no <interface> #%d: the domain has %d", i, len(ifaces))
 		}
@@ -55,34 +44,33 @@ func rewriteScanned(doc []byte, sc *scanned, queues map[int]int, record bool) ([
 	}
 
 	var edits []edit
-	want := make([]int, len(ifaces)) // the Queues Parse must report afterwards
-	changed := make([]bool, len(ifaces))
+	want := make([]int, len(ifaces))    // the Queues Parse must report afterwards
+	written := make([]int, len(ifaces)) // and, with record, the Written
 	for i, ifc := range ifaces {
 		want[i] = ifc.Queues
-		n, ok := queues[i]
-		if !ok {
-			continue
+		if n, ok := queues[i]; ok {
+			e, ok, err := editInterface(doc, ifc, sc.spans[i], n)
+			if err != nil {
+				return nil, fmt.Errorf("<interface> #%d: %w", i, err)
+			}
+			if ok {
+				edits = append(edits, e)
+				want[i] = max(n, 1)
+			}
 		}
-		e, ok, err := editInterface(doc, ifc, sc.spans[i], n)
-		if err != nil {
-			return nil, fmt.Errorf("<interface> #%d: %w", i, err)
-		}
-		if ok {
-			edits = append(edits, e)
-			want[i], changed[i] = max(n, 1), true
+		// The record keeps what it said of the NICs left as they are.
+		if record && recordable(ifc.MAC) {
+			written[i] = ifc.Written
+			if want[i] != ifc.Queues {
+				written[i] = want[i]
+			}
 		}
 	}
 	if len(edits) == 0 {
 		return bytes.Clone(doc), nil
 	}
-	var written []int // the Written Parse must report afterwards, with record
 	if record {
-		var e edit
-		var err error
-		if e, written, err = recordEdit(doc, sc, want, changed); err != nil {
-			return nil, err
-		}
-		if e.from >= 0 {
+		if e, ok := recordEdit(doc, sc, written); ok {
 			edits = append(edits, e)
 		}
 	}
@@ -90,11 +78,7 @@ func rewriteScanned(doc []byte, sc *scanned, queues map[int]int, record bool) ([
 	// Each edit stays inside its own <interface> or the <metadata> (or
 	// adds one between elements), so in document order they never overlap.
 	slices.SortFunc(edits, func(a, b edit) int { return a.from - b.from })
-	size := len(doc)
-	for _, e := range edits {
-		size += len(e.text) - (e.to - e.from)
-	}
-	out := make([]byte, 0, size)
+	out := make([]byte, 0, len(doc)+512) // room for a few edits and a record
 	prev := 0
 	for _, e := range edits {
 		out = append(out, doc[prev:e.from]...)
@@ -134,7 +118,7 @@ func editInterface(doc []byte, ifc policy.Interface, sp ifaceSpan, n int) (edit,
 		if ifc.Queues == n {
 			return edit{}, false, nil
 		}
-		from, to, ok := attrValue(doc, sp.driverStart, sp.driverEnd, "queues")
+		from, to, ok := attrValue(doc, sp.driverStart, sp.driverEnd, sp.queuesAttr)
 		if !ok {
 			return edit{}, false, fmt.Errorf("internal error: <driver> has a queues attribute the tag scanner cannot find")
 		}
@@ -179,38 +163,25 @@ func appendPoint(doc []byte, open, endTag, lastChild int) (at int, lead string) 
 	return at, lead
 }
 
-// The start tags rewrite edits have been accepted by the tokenizer, so
-// finding their parts only needs boundaries: names end at whitespace, '=',
-// '/' or '>'; values end at their own quote character, whatever they hold
-// ('>' included); encoding/xml needs no whitespace between attributes.
-// Where the bytes do not look like that, the helpers say so (ok false)
-// rather than guess.
-
-// attrValue returns the offsets of the value of the attribute written
-// exactly as name (no prefixed p:queues, no xqueues, no queues_x) in the
-// start tag doc[start:end].
-func attrValue(doc []byte, start, end int, name string) (from, to int, ok bool) {
-	i := nameEnd(doc, start+1, end)
-	for {
-		i = skipSpace(doc, i, end)
-		if i >= end || doc[i] == '>' || doc[i] == '/' {
+// attrValue returns the offsets of the value of the k-th attribute (from
+// 0, in document order, as the tokenizer lists them) of the start tag
+// doc[start:end]. Names hold no quotes, and every value is quoted and ends
+// at its own quote character whatever it holds ('>' included), so that is
+// the k-th quoted string of the tag.
+func attrValue(doc []byte, start, end, k int) (from, to int, ok bool) {
+	for i := start; k >= 0; k-- {
+		q := bytes.IndexAny(doc[i:end], `'"`)
+		if q < 0 {
 			return 0, 0, false
 		}
-		n := nameEnd(doc, i, end)
-		eq := skipSpace(doc, n, end)
-		v := skipSpace(doc, eq+1, end)
-		if n == i || eq >= end || doc[eq] != '=' || v >= end || (doc[v] != '\'' && doc[v] != '"') {
+		from = i + q + 1
+		n := bytes.IndexByte(doc[from:end], doc[i+q])
+		if n < 0 {
 			return 0, 0, false
 		}
-		close := bytes.IndexByte(doc[v+1:end], doc[v])
-		if close < 0 {
-			return 0, 0, false
-		}
-		if string(doc[i:n]) == name {
-			return v + 1, v + 1 + close, true
-		}
-		i = v + 1 + close + 1
+		to, i = from+n, from+n+1
 	}
+	return from, to, true
 }
 
 // attrsEnd returns the offset just after the last attribute of the start
@@ -229,21 +200,6 @@ func attrsEnd(doc []byte, start, end int) (at int, quote byte) {
 		quote = c
 	}
 	return at, quote
-}
-
-// nameEnd returns the end of the name that starts at i.
-func nameEnd(doc []byte, i, end int) int {
-	for i < end && !isSpace(doc[i]) && strings.IndexByte("=/>'\"", doc[i]) < 0 {
-		i++
-	}
-	return i
-}
-
-func skipSpace(doc []byte, i, end int) int {
-	for i < end && isSpace(doc[i]) {
-		i++
-	}
-	return i
 }
 
 func isSpace(c byte) bool {

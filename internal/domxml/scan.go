@@ -56,6 +56,7 @@ type ifaceSpan struct {
 
 	driverStart, driverEnd int  // the first <driver ...> start tag; driverStart is -1 if none
 	hasQueues              bool // the driver has a queues attribute (its value may be 0)
+	queuesAttr             int  // its index in the driver's attributes
 
 	nth int // rank among the interfaces with this MAC, from 1; 0 without a MAC
 }
@@ -70,10 +71,9 @@ type metaSpan struct {
 	// when there is none.
 	identStart, identEnd int
 
-	metaStart, metaEnd int  // the first <metadata ...> start tag; metaStart is -1 if none
-	metaSelfClosing    bool // <metadata/>
-	metaEndTag         int  // offset of </metadata>
-	metaLastChild      int  // start of the last child element; -1 if none
+	metaStart, metaEnd int // the first <metadata ...> start tag; metaStart is -1 if none
+	metaEndTag         int // offset of </metadata> (metaEnd for <metadata/>)
+	metaLastChild      int // start of the last child element; -1 if none
 
 	writtenStart, writtenEnd int // the first <virtmq:written> element, end tag included; writtenStart is -1 if none
 }
@@ -133,10 +133,8 @@ func (s *scanner) first(c ctx) bool {
 // encoding/xml allocates every name, attribute and text node; a 12 KB
 // domain takes well under a millisecond, against the ~20 ms libvirtd spends
 // per VM start in the hook's three calls (mostly fork and exec), so the
-// standard library's tokenizer is the one to trust.
-//
-// It never returns document content in errors except element and attribute
-// names and the offending value of the attribute at fault.
+// standard library's tokenizer is the one to trust. Its errors are
+// Parse's.
 func scan(doc []byte) (*scanned, error) {
 	if len(doc) > MaxSize {
 		return nil, fmt.Errorf("document is %d bytes, more than the %d-byte limit", len(doc), MaxSize)
@@ -218,10 +216,11 @@ func (s *scanner) token(tok xml.Token, start, end int) error {
 	case xml.CharData:
 		if len(s.stack) == 0 {
 			if !isBlank(t) && !(start == 0 && isBlank(bytes.TrimPrefix(t, []byte("\uFEFF")))) {
+				where := "before"
 				if s.rootDone {
-					return fmt.Errorf("line %d: text after the root element", s.line(start))
+					where = "after"
 				}
-				return fmt.Errorf("line %d: text before the root element", s.line(start))
+				return fmt.Errorf("line %d: text %s the root element", s.line(start), where)
 			}
 			return nil
 		}
@@ -403,13 +402,13 @@ func (s *scanner) interfaceChild(t xml.StartElement, start, end int) error {
 		ifc.HasDriver = true
 		ifc.DriverName = attr(t, "name")
 		sp.driverStart, sp.driverEnd = start, end
-		if v, ok := attrOK(t, "queues"); ok {
-			n, err := count(v)
+		if k := slices.IndexFunc(t.Attr, func(a xml.Attr) bool { return a.Name == xml.Name{Local: "queues"} }); k >= 0 {
+			n, err := count(t.Attr[k].Value)
 			if err != nil {
-				return fmt.Errorf("line %d: <interface> #%d <driver queues=%s>: %v", s.line(start), ifc.Index, quoteValue(v), err)
+				return fmt.Errorf("line %d: <interface> #%d <driver queues=%s>: %v", s.line(start), ifc.Index, quoteValue(t.Attr[k].Value), err)
 			}
 			ifc.Queues = n
-			sp.hasQueues = true
+			sp.hasQueues, sp.queuesAttr = true, k
 		}
 	case "target":
 		ifc.TargetDev, ifc.TargetManaged = attr(t, "dev"), attr(t, "managed")
@@ -422,17 +421,15 @@ func (s *scanner) interfaceChild(t xml.StartElement, start, end int) error {
 func (s *scanner) endElement(c ctx, start, end int) error {
 	dom := &s.res.dom
 	switch c {
-	case ctxName:
-		dom.Name = string(s.text)
+	case ctxName, ctxUUID, ctxIdent:
 		s.res.meta.identStart, s.res.meta.identEnd = s.identStart, end
-	case ctxUUID:
-		dom.UUID = string(bytes.TrimSpace(s.text))
-		s.res.meta.identStart, s.res.meta.identEnd = s.identStart, end
-	case ctxIdent:
-		s.res.meta.identStart, s.res.meta.identEnd = s.identStart, end
+		if c == ctxName {
+			dom.Name = string(s.text)
+		} else if c == ctxUUID {
+			dom.UUID = string(bytes.TrimSpace(s.text))
+		}
 	case ctxMetadata:
 		s.res.meta.metaEndTag = start
-		s.res.meta.metaSelfClosing = start == end
 	case ctxWritten:
 		s.res.meta.writtenEnd = end
 	case ctxVCPU:

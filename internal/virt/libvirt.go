@@ -249,22 +249,20 @@ func (c *libvirtConn) ListDomains(ctx context.Context) ([]Domain, error) {
 	return out, nil
 }
 
-// LookupDomain implements Conn.
+// LookupDomain implements Conn. It makes two calls: the lookup, whose
+// reply carries the domain's ID (-1 when it does not run, as virsh domid
+// shows), and DomainIsPersistent.
 func (c *libvirtConn) LookupDomain(ctx context.Context, nameOrUUID string) (Domain, error) {
 	ld, err := c.lookup(ctx, nameOrUUID)
 	if err != nil {
 		return Domain{}, fmt.Errorf("failed to look up domain %q: %w", nameOrUUID, err)
 	}
-	d := Domain{Name: ld.Name, UUID: formatUUID(ld.UUID)}
-	active, err := call(ctx, c, func() (int32, error) { return c.l.DomainIsActive(ld) })
-	if err != nil {
-		return Domain{}, fmt.Errorf("failed to get state of domain %q: %w", d.Name, err)
-	}
+	d := Domain{Name: ld.Name, UUID: formatUUID(ld.UUID), Active: ld.ID != -1}
 	persistent, err := call(ctx, c, func() (int32, error) { return c.l.DomainIsPersistent(ld) })
 	if err != nil {
 		return Domain{}, fmt.Errorf("failed to get persistence of domain %q: %w", d.Name, err)
 	}
-	d.Active, d.Persistent = active == 1, persistent == 1
+	d.Persistent = persistent == 1
 	return d, nil
 }
 

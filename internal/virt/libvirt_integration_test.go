@@ -142,6 +142,10 @@ func TestRealLibvirt(t *testing.T) {
 		if st, err := lc.DomainState(ctx, d); err != nil || st != want {
 			t.Fatalf("after %s: state %v, %v; want %v", what, st, err, want)
 		}
+		// LookupDomain tells a running (or paused) domain by its ID.
+		if got, err := conn.LookupDomain(ctx, d.UUID); err != nil || got.Active != (want != StateShutoff) || !got.Persistent {
+			t.Errorf("after %s: LookupDomain = %+v, %v; want active %v", what, got, err, want != StateShutoff)
+		}
 	}
 	step("StartDomain", conn.StartDomain(ctx, d), StateRunning)
 	waitEvent(t, events, name, EventStarted)
