@@ -18,7 +18,7 @@ FUZZTARGETS := ./internal/domxml:FuzzRewrite:500000 ./internal/domxml:FuzzParse:
 	./cli:FuzzCommandLine:60000
 FUZZMINIMIZE ?= 100x
 
-.PHONY: all build test unit fuzz monitoring-test e2e ansible-test bench bench-scale demo lint packages package-test clean FORCE
+.PHONY: all build test unit fuzz monitoring-test e2e chaos ansible-test bench bench-scale demo lint packages package-test clean FORCE
 
 all: build
 
@@ -59,6 +59,14 @@ e2e: build
 	  echo "*** SKIPPING the real-stack suite (e2e): it needs root to run libvirtd, QEMU and a bridge."; \
 	  echo "*** Run it with: sudo make e2e"; \
 	else e2e/setup.sh && e2e/run.sh; fi
+
+# A longer seeded churn run on the real stack (e2e/chaos.sh; make e2e runs a
+# short one): make chaos SEED=N STEPS=N replays a run. The seed is printed.
+SEED ?= $(shell date +%s)
+STEPS ?= 30
+chaos: build
+	@if [ "$$(id -u)" != 0 ]; then echo "*** make chaos needs root (libvirtd, QEMU, a bridge): sudo make chaos"; exit 1; fi
+	e2e/setup.sh && CHAOS_SEED=$(SEED) CHAOS_STEPS=$(STEPS) e2e/run.sh chaos
 
 # The Ansible role (packaging/ansible) against this machine and the e2e
 # libvirtd: install the .deb, observe, apply, idempotence, a broken policy

@@ -129,10 +129,11 @@ func dialLibvirt(ctx context.Context, env *Env, cf *connectFlags) (virt.Conn, vi
 	defer cancel()
 	c, err := env.Dial(dctx, u)
 	if err != nil {
+		ce := &connectError{uri: u, source: source, err: err}
 		if dctx.Err() != nil && ctx.Err() == nil {
-			err = fmt.Errorf("no answer within %s: %w", cmdline.Duration(env.connectTimeout()), err)
+			ce.timeout = env.connectTimeout()
 		}
-		return nil, u, &connectError{uri: u, source: source, err: err}
+		return nil, u, ce
 	}
 	return c, u, nil
 }
@@ -143,6 +144,8 @@ type connectError struct {
 	uri    virt.URI
 	source string
 	err    error
+	// timeout is set when the connect timeout ran out.
+	timeout time.Duration
 }
 
 func (e *connectError) Unwrap() error { return e.err }
@@ -152,6 +155,9 @@ func (e *connectError) Error() string {
 	cause := strings.TrimPrefix(e.err.Error(), "failed to connect to libvirt: ")
 	cause = strings.TrimPrefix(cause, "failed to connect to libvirt at "+e.uri.Addr()+": ")
 	cause = strings.ReplaceAll(strings.TrimSpace(cause), "\n", "; ")
+	if e.timeout > 0 {
+		cause = fmt.Sprintf("no answer within %s (%s)", cmdline.Duration(e.timeout), cause)
+	}
 	msg := fmt.Sprintf("cannot connect to libvirt at %s (from %s): %s", e.uri, e.source, cause)
 	var hint string
 	switch {

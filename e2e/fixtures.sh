@@ -61,8 +61,10 @@ agent_pid() { cat "$AGENT_PIDFILE" 2>/dev/null; }
 pid_gone() { ! pid_alive "$1"; } # zombies count as gone: PID 1 reaps slowly here
 
 # agent_start: virtmq-agent on the harness's libvirtd, until its status answers.
+# AGENT_BIN (default $BIN/virtmq-agent) is the binary: e2e/chaos.sh runs a
+# failpoints build.
 agent_start() {
-	"$BIN/virtmq-agent" --policy "$POLICY" --socket "$LIBVIRT_SOCK" --status-socket "$STATUS_SOCK" \
+	"${AGENT_BIN:-$BIN/virtmq-agent}" --policy "$POLICY" --socket "$LIBVIRT_SOCK" --status-socket "$STATUS_SOCK" \
 		--state-dir "${AGENT_PIDFILE%/*}/state" ${METRICS_LISTEN:+--metrics-listen "$METRICS_LISTEN"} --log-level debug >>"$AGENT_LOG" 2>&1 &
 	echo $! >"$AGENT_PIDFILE"
 	e2e_wait 10 "$BIN/virtmq" status --status-socket "$STATUS_SOCK" ||

@@ -766,6 +766,8 @@ libvirt_adapter() {
 
 # shellcheck source=e2e/reboot.sh
 source "$E2E_DIR/reboot.sh"
+# shellcheck source=e2e/chaos.sh
+source "$E2E_DIR/chaos.sh"
 # shellcheck source=e2e/doc_commands.sh
 source "$E2E_DIR/doc_commands.sh"
 # shellcheck source=e2e/migration.sh
@@ -775,6 +777,7 @@ source "$E2E_DIR/fleet.sh"
 
 ALL=(libvirt_adapter zero_touch reboot save_restore restarts enforce_audit observe_mode race degraded_guests kill9_redefine libvirtd_outage passwords slow_libvirt
 	prometheus_view cold_boot_rolling hotplug_nic hotplug_vcpu remote_ssh next_reboot_guest next_reboot_virsh next_reboot_poweroff next_reboot_kill9
+	next_reboot_failpoints host_faults chaos
 	hostdev_network vhostuser_nobody hand_set_kept exclude_include migrate_live migrate_pending migrate_other_policy orchestrator_nova metrics_tls doc_commands)
 
 main() {

@@ -645,3 +645,47 @@ func TestParseMode(t *testing.T) {
 		}
 	}
 }
+
+// TestScanMistakeValid: the scan that places syntax errors finds nothing
+// in valid YAML (it runs only once yaml.v3 failed, but a false find would
+// then point at the wrong place), here every shape the docs use.
+func TestScanMistakeValid(t *testing.T) {
+	files, _ := filepath.Glob("../docs/examples/*.yaml")
+	lab, _ := filepath.Glob("../docs/examples/*/policy.d/*.yaml")
+	inputs := map[string]string{"default.yaml": string(defaultPolicy)}
+	for _, f := range append(files, lab...) {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inputs[f] = string(data)
+	}
+	for name, s := range map[string]string{
+		"compact list":      "rules:\n- name: a\n  match: {domain: web}\nmode: apply\n",
+		"flow over lines":   "rules:\n  - name: a\n    match: {domain: [a,\n        b], vcpus: \"4-\"}\n    set:\n      max: 4\n",
+		"anchor then alias": "defaults: {max: &m 4}\nrules:\n  - {name: a, set: {max: *m}}\n",
+		"plain with colon":  "rules:\n  - name: a\n    match: {os: http://microsoft.com/win/*}\n",
+		"glob in quotes":    "rules:\n  - name: a\n    match:\n      domain: \"*web\"   # *web: quoted\n",
+		"block scalar":      "x: |\n  a: b\n    - c\n  \ty\nmode: apply\n",
+		"continued plain":   "a: one\n  two three\nb: 1\n",
+		"star inside value": "a: b *c\nd: [e, 'f: *g']\n",
+	} {
+		inputs[name] = s
+	}
+	valid := 0
+	for name, s := range inputs {
+		if _, _, err, _ := decodeDocs([]byte(s)); err != nil {
+			if strings.HasPrefix(name, "../docs/") {
+				continue // one of the error examples
+			}
+			t.Fatalf("%s is not valid YAML: %v", name, err)
+		}
+		valid++
+		if m, ok := scanMistake([]byte(s)); ok {
+			t.Errorf("%s: scanMistake finds %+v in valid YAML:\n%s", name, m, s)
+		}
+	}
+	if valid < 10 {
+		t.Fatalf("only %d valid inputs", valid)
+	}
+}
