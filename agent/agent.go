@@ -85,6 +85,9 @@ type Agent struct {
 	// goroutine, shared by its reconcile workers; see reader).
 	facts     *facts.Reader
 	factsConn virt.Conn
+	// compliant has the definitions last found compliant, by UUID (loop
+	// goroutine only; see compliantDef).
+	compliant map[string]compliantDef
 	// everConnected is set at the first connection (loop goroutine only).
 	everConnected bool
 	// fromDisk is set once a policy was loaded from a file (Run, then the

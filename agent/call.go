@@ -24,7 +24,7 @@ func call[T any](ctx context.Context, a *Agent, f func(ctx context.Context) (T, 
 	cctx, cancel := context.WithTimeout(ctx, a.cfg.CallTimeout)
 	defer cancel()
 	v, err := f(cctx)
-	a.sd.kick(time.Now())
+	a.sd.kick(a.cfg.Now())
 	return v, callTimedOut(ctx, a.cfg.CallTimeout, err)
 }
 
@@ -82,6 +82,15 @@ func (c calls) NetworkForward(ctx context.Context, name string) (string, error) 
 func (a *Agent) reader(conn virt.Conn) *facts.Reader {
 	if a.facts == nil || a.factsConn != conn {
 		a.facts, a.factsConn = facts.NewReader(calls{a: a, conn: conn}), conn
+		a.compliant = map[string]compliantDef{}
 	}
 	return a.facts
+}
+
+// forgetFacts empties what the agent keeps of what it read on conn (the
+// networks' forward modes, the definitions found compliant): a network may
+// have changed, and libvirt sends no event for it. Loop goroutine only.
+func (a *Agent) forgetFacts(conn virt.Conn) {
+	a.reader(conn).Forget()
+	a.compliant = map[string]compliantDef{}
 }

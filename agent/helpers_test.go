@@ -128,7 +128,23 @@ func newHarness(t testing.TB) *harness {
 // start runs the agent and waits until it reconciled after connecting.
 func (h *harness) start() *harness {
 	h.t.Helper()
-	a, err := New(h.cfg)
+	// The first resync ends with a STATUS= counting the domains: wait for
+	// it, so that a domain the test defines next comes as an event, not
+	// in the resync's list too (a second reconcile the test does not expect).
+	resynced := make(chan struct{})
+	var once sync.Once
+	notify := h.cfg.Notify
+	cfg := h.cfg
+	cfg.Notify = func(state string) error {
+		if strings.Contains(state, "connected to libvirt at ") && strings.Contains(state, " domains") {
+			once.Do(func() { close(resynced) })
+		}
+		if notify == nil {
+			return nil
+		}
+		return notify(state)
+	}
+	a, err := New(cfg)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -139,7 +155,12 @@ func (h *harness) start() *harness {
 	go func() { h.done <- a.Run(ctx) }()
 	h.t.Cleanup(h.stop)
 	h.waitFor("connected", func(s status.Snapshot) bool { return s.Libvirt.Connected })
-	h.settle() // the resync is done
+	select {
+	case <-resynced:
+	case <-time.After(10 * time.Second):
+		h.t.Fatal("the agent's first resync did not end")
+	}
+	h.settle()
 	return h
 }
 

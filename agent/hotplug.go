@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"time"
 
 	"github.com/virtmq/virtmq/internal/virt"
 	"github.com/virtmq/virtmq/policy"
@@ -120,7 +119,7 @@ func (a *Agent) checkDefinitions(ctx context.Context, conn virt.Conn) error {
 	if err != nil {
 		return err
 	}
-	a.reader(conn).Forget() // a network's forward mode may have changed too
+	a.forgetFacts(conn) // a network's forward mode may have changed too
 	for _, d := range doms {
 		if !d.Persistent || a.retry.waiting(d) {
 			continue
@@ -130,25 +129,4 @@ func (a *Agent) checkDefinitions(ctx context.Context, conn virt.Conn) error {
 		}
 	}
 	return nil
-}
-
-// periodicTicks starts the tickers of checkVCPUs and checkDefinitions and
-// returns their channels (nil when turned off) and a func stopping them.
-func (a *Agent) periodicTicks() (vcpu, def <-chan time.Time, stop func()) {
-	var ts []*time.Ticker
-	tick := func(d time.Duration) <-chan time.Time {
-		if d < 0 {
-			return nil // turned off
-		}
-		t := time.NewTicker(d)
-		ts = append(ts, t)
-		return t.C
-	}
-	vcpu = tick(a.cfg.VCPUCheckInterval)
-	def = tick(a.cfg.DefinitionCheckInterval)
-	return vcpu, def, func() {
-		for _, t := range ts {
-			t.Stop()
-		}
-	}
 }

@@ -194,6 +194,9 @@ func TestDeviceAddedRechecksDefinition(t *testing.T) {
 	h := newHarness(t)
 	var timers manualTimers
 	h.cfg.AfterFunc = timers.afterFunc
+	// Only the recheck's timer: the definition check would rewrite the
+	// NIC too, and the test would not show the recheck.
+	h.cfg.VCPUCheckInterval, h.cfg.DefinitionCheckInterval = -1, -1
 	h.start()
 	mustDefine(t, h.fake, domainXML("late", 4, 4, mac(1)))
 	must(t, h.fake.Start("late"))

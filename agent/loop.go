@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/virtmq/virtmq/internal/domxml"
@@ -42,212 +43,289 @@ type session struct {
 
 // loop is the agent's event loop, the one goroutine that talks to libvirt
 // for definitions: it dials, resyncs, reacts to events, reloads the policy
-// and pings the watchdog, until ctx ends.
+// and pings the watchdog, until ctx ends. Its state is an eventLoop; each
+// case of its select is one of the eventLoop's methods.
 func (a *Agent) loop(ctx context.Context) {
-	var wdTick <-chan time.Time
+	l := &eventLoop{a: a, ctx: ctx, bo: backoff{min: a.cfg.ReconnectMin, max: a.cfg.ReconnectMax}}
+	defer l.stopTimers()
+	l.startTicks()
+	l.dial()
+	for l.next() {
+	}
+}
+
+// eventLoop is the state of the agent's event loop (loop goroutine only).
+// Every timer runs on the injected clock (Config.AfterFunc and Now).
+type eventLoop struct {
+	a   *Agent
+	ctx context.Context
+	bo  backoff // reconnects and failed resyncs
+
+	s        *session        // nil while not connected
+	dialDone chan dialResult // the dial under way, if any
+	redial   <-chan time.Time
+	resync   <-chan time.Time // a failed resync is retried
+	lastErr  string           // the last dial error, logged once
+
+	wdTick, vcpuTick, defTick <-chan time.Time
+	stops                     []func() bool // of the tickers
+}
+
+// after returns a channel that receives once d has passed on the
+// injected clock.
+func (l *eventLoop) after(d time.Duration) <-chan time.Time {
+	ch := make(chan time.Time, 1)
+	l.a.cfg.AfterFunc(d, func() { ch <- l.a.cfg.Now() })
+	return ch
+}
+
+// every returns a channel that receives every d on the injected clock
+// (a tick the loop has not taken yet is not doubled, as with a
+// time.Ticker), nil when d is negative (turned off).
+func (l *eventLoop) every(d time.Duration) <-chan time.Time {
+	if d < 0 {
+		return nil
+	}
+	ch := make(chan time.Time, 1)
+	var mu sync.Mutex
+	var stop func() bool
+	stopped := false
+	var arm func()
+	arm = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
+		}
+		stop = l.a.cfg.AfterFunc(d, func() {
+			select {
+			case ch <- l.a.cfg.Now():
+			default:
+			}
+			arm()
+		})
+	}
+	arm()
+	l.stops = append(l.stops, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		return stop()
+	})
+	return ch
+}
+
+// startTicks starts the watchdog ping (when systemd asks for one) and the
+// periodic checks (see hotplug.go).
+func (l *eventLoop) startTicks() {
+	a := l.a
 	if wd, err := a.cfg.Watchdog(); err != nil {
 		a.log.Warn("cannot read the systemd watchdog setting", "err", err)
 	} else if wd > 0 {
 		a.sd.setWatchdog(wd)
-		t := time.NewTicker(wd / 2)
-		defer t.Stop()
-		wdTick = t.C
-		a.sd.ping(time.Now())
+		l.wdTick = l.every(wd / 2)
+		a.sd.ping(a.cfg.Now())
 	}
+	l.vcpuTick = l.every(a.cfg.VCPUCheckInterval)
+	l.defTick = l.every(a.cfg.DefinitionCheckInterval)
+}
 
-	vcpuTick, defTick, stopTicks := a.periodicTicks()
-	defer stopTicks()
-	bo := backoff{min: a.cfg.ReconnectMin, max: a.cfg.ReconnectMax}
-	var (
-		s        *session
-		dialDone chan dialResult
-		retry    <-chan time.Time
-		resync   <-chan time.Time // a failed resync is retried
-		lastErr  string
-	)
-	dial := func() {
-		ch := make(chan dialResult, 1)
-		dialDone = ch
-		go func() {
-			dctx, cancel := context.WithTimeout(ctx, a.cfg.DialTimeout)
-			defer cancel()
-			c, sock, err := a.cfg.Dial(dctx, a.cfg.LibvirtSockets)
-			ch <- dialResult{c, sock, err}
-		}()
+func (l *eventLoop) stopTimers() {
+	for _, stop := range l.stops {
+		stop()
 	}
-	// drop ends the session after the connection was lost or failed.
-	drop := func(why error) {
-		lasted := time.Since(s.since)
-		s.cancel()
-		_ = s.conn.Close()
-		a.conn.Store(nil)
-		a.metrics.libvirtUp.Set(0)
-		msg := "connection lost"
-		if why != nil {
-			msg = why.Error()
-		}
-		a.store.setLibvirt(func(l *status.Libvirt) {
-			l.Connected = false
-			l.Since = a.cfg.Now()
-			l.LastError = msg
-		})
-		a.log.Warn("lost the libvirt connection; reconnecting", "socket", s.socket, "err", msg)
-		s, resync = nil, nil
-		if lasted >= stableAfter {
-			bo.reset()
-		}
-		d := bo.next()
-		retry = time.After(d)
-		a.sd.status(fmt.Sprintf("libvirt connection lost (%s); reconnecting in %s", msg, d.Round(time.Millisecond)))
-	}
-	// sync reconciles every domain and handles the outcome.
-	doSync := func() {
-		err := a.resync(ctx, s.conn)
-		switch {
-		case err == nil:
-			resync = nil
-		case ctx.Err() != nil:
-		case a.isLost(s.conn, err):
-			drop(err)
-		default:
-			d := bo.next()
-			a.log.Warn("resync failed; retrying", "err", err, "retry_in", d)
-			resync = time.After(d)
-		}
-		a.updateStatus(s)
-	}
+}
 
-	// periodic runs one of the periodic checks on the session; it reports
-	// false when the connection was lost (and dropped).
-	periodic := func(check func(context.Context, virt.Conn) error) bool {
-		if err := check(ctx, s.conn); err != nil && a.isLost(s.conn, err) {
-			drop(err)
-			return false
-		}
-		a.updateStatus(s)
-		return true
+// next waits for the next thing to do and does it; it reports false once
+// ctx ended (and the loop stopped).
+func (l *eventLoop) next() bool {
+	a, s := l.a, l.s
+	var events <-chan virt.Event
+	var lost <-chan struct{}
+	if s != nil {
+		events, lost = s.events, s.conn.Disconnected()
 	}
-
-	dial()
-	for {
-		var events <-chan virt.Event
-		var lost <-chan struct{}
+	select {
+	case <-l.ctx.Done():
+		l.shutdown()
+		return false
+	case <-l.wdTick:
+		a.sd.ping(a.cfg.Now())
+	case <-a.cfg.Reload:
+		a.reload()
 		if s != nil {
-			events, lost = s.events, s.conn.Disconnected()
+			l.sync()
+		} else {
+			a.updateStatus(nil)
 		}
-		select {
-		case <-ctx.Done():
-			a.retry.stopAll()
-			if s != nil {
-				s.cancel()
-				_ = s.conn.Close()
-				a.conn.Store(nil)
-			}
-			if dialDone != nil {
-				go func(ch chan dialResult) {
-					if r := <-ch; r.conn != nil {
-						_ = r.conn.Close()
-					}
-				}(dialDone)
-			}
-			return
+	case r := <-l.dialDone:
+		l.dialed(r)
+	case <-l.redial:
+		l.redial = nil
+		l.dial()
+	case <-l.resync:
+		l.resync = nil
+		l.sync()
+	case <-l.vcpuTick:
+		l.periodic(a.checkVCPUs)
+	case <-l.defTick:
+		l.periodic(a.checkDefinitions)
+	case d := <-a.recheck:
+		l.handle([]virt.Event{{Kind: virt.EventDefined, Domain: d}})
+	case <-a.retry.wake:
+		l.retryDue()
+	case ev, ok := <-events:
+		if !ok {
+			l.drop(errors.New("libvirt event stream ended"))
+			return true
+		}
+		l.handle(collect(ev, events))
+	case <-lost:
+		l.drop(nil)
+	}
+	return true
+}
 
-		case <-wdTick:
-			a.sd.ping(time.Now())
-
-		case <-a.cfg.Reload:
-			a.reload()
-			if s != nil {
-				doSync()
-			} else {
-				a.updateStatus(nil)
-			}
-
-		case r := <-dialDone:
-			dialDone = nil
-			if r.err != nil {
-				d := bo.next()
-				msg := r.err.Error()
-				if msg != lastErr {
-					a.log.Warn("cannot connect to libvirt; retrying", "err", msg, "retry_in", d)
-				} else {
-					a.log.Debug("cannot connect to libvirt; retrying", "err", msg, "retry_in", d)
-				}
-				lastErr = msg
-				a.store.setLibvirt(func(l *status.Libvirt) { l.Connected, l.LastError = false, msg })
-				a.sd.status(fmt.Sprintf("libvirt unavailable (%s); retrying in %s", msg, d.Round(time.Millisecond)))
-				retry = time.After(d)
-				continue
-			}
-			lastErr = ""
-			ectx, cancel := context.WithCancel(ctx)
-			evs, err := r.conn.Events(ectx)
-			if err != nil {
-				cancel()
+// shutdown ends the session and a dial under way.
+func (l *eventLoop) shutdown() {
+	a := l.a
+	a.retry.stopAll()
+	if l.s != nil {
+		l.s.cancel()
+		_ = l.s.conn.Close()
+		a.conn.Store(nil)
+	}
+	if l.dialDone != nil {
+		go func(ch chan dialResult) {
+			if r := <-ch; r.conn != nil {
 				_ = r.conn.Close()
-				d := bo.next()
-				a.log.Warn("cannot subscribe to libvirt events; reconnecting", "err", err, "retry_in", d)
-				retry = time.After(d)
-				continue
 			}
-			s = &session{conn: r.conn, socket: r.socket, events: evs, cancel: cancel, since: time.Now()}
-			a.connected(s)
-			doSync()
+		}(l.dialDone)
+	}
+}
 
-		case <-retry:
-			retry = nil
-			dial()
+// dial connects in the background; dialed gets the result.
+func (l *eventLoop) dial() {
+	a := l.a
+	ch := make(chan dialResult, 1)
+	l.dialDone = ch
+	go func() {
+		dctx, cancel := context.WithTimeout(l.ctx, a.cfg.DialTimeout)
+		defer cancel()
+		c, sock, err := a.cfg.Dial(dctx, a.cfg.LibvirtSockets)
+		ch <- dialResult{c, sock, err}
+	}()
+}
 
-		case <-resync:
-			resync = nil
-			doSync()
-
-		case <-vcpuTick:
-			if s != nil && !periodic(a.checkVCPUs) {
-				continue
-			}
-
-		case <-defTick:
-			if s != nil && !periodic(a.checkDefinitions) {
-				continue
-			}
-
-		case d := <-a.recheck:
-			if s == nil {
-				continue // the resync after the reconnect reads it
-			}
-			if err := a.handle(ctx, s.conn, []virt.Event{{Kind: virt.EventDefined, Domain: d}}); err != nil && a.isLost(s.conn, err) {
-				drop(err)
-				continue
-			}
-			a.updateStatus(s)
-
-		case <-a.retry.wake:
-			if s == nil {
-				// The resync after the reconnect reconciles every domain.
-				continue
-			}
-			if err := a.retryDue(ctx, s.conn); err != nil && a.isLost(s.conn, err) {
-				drop(err)
-				continue
-			}
-			a.updateStatus(s)
-
-		case ev, ok := <-events:
-			if !ok {
-				drop(errors.New("libvirt event stream ended"))
-				continue
-			}
-			batch := collect(ev, events)
-			if err := a.handle(ctx, s.conn, batch); err != nil && a.isLost(s.conn, err) {
-				drop(err)
-				continue
-			}
-			a.updateStatus(s)
-
-		case <-lost:
-			drop(nil)
+// dialed starts a session on a new connection and resyncs, or arms the
+// next dial.
+func (l *eventLoop) dialed(r dialResult) {
+	a := l.a
+	l.dialDone = nil
+	if r.err != nil {
+		d := l.bo.next()
+		msg := r.err.Error()
+		if msg != l.lastErr {
+			a.log.Warn("cannot connect to libvirt; retrying", "err", msg, "retry_in", d)
+		} else {
+			a.log.Debug("cannot connect to libvirt; retrying", "err", msg, "retry_in", d)
 		}
+		l.lastErr = msg
+		a.store.setLibvirt(func(st *status.Libvirt) { st.Connected, st.LastError = false, msg })
+		a.sd.status(fmt.Sprintf("libvirt unavailable (%s); retrying in %s", msg, d.Round(time.Millisecond)))
+		l.redial = l.after(d)
+		return
+	}
+	l.lastErr = ""
+	ectx, cancel := context.WithCancel(l.ctx)
+	evs, err := r.conn.Events(ectx)
+	if err != nil {
+		cancel()
+		_ = r.conn.Close()
+		d := l.bo.next()
+		a.log.Warn("cannot subscribe to libvirt events; reconnecting", "err", err, "retry_in", d)
+		l.redial = l.after(d)
+		return
+	}
+	l.s = &session{conn: r.conn, socket: r.socket, events: evs, cancel: cancel, since: a.cfg.Now()}
+	a.connected(l.s)
+	l.sync()
+}
+
+// drop ends the session after the connection was lost or failed, and
+// arms the next dial.
+func (l *eventLoop) drop(why error) {
+	a, s := l.a, l.s
+	lasted := a.cfg.Now().Sub(s.since)
+	s.cancel()
+	_ = s.conn.Close()
+	a.conn.Store(nil)
+	a.metrics.libvirtUp.Set(0)
+	msg := "connection lost"
+	if why != nil {
+		msg = why.Error()
+	}
+	a.store.setLibvirt(func(st *status.Libvirt) {
+		st.Connected = false
+		st.Since = a.cfg.Now()
+		st.LastError = msg
+	})
+	a.log.Warn("lost the libvirt connection; reconnecting", "socket", s.socket, "err", msg)
+	l.s, l.resync = nil, nil
+	if lasted >= stableAfter {
+		l.bo.reset()
+	}
+	d := l.bo.next()
+	l.redial = l.after(d)
+	a.sd.status(fmt.Sprintf("libvirt connection lost (%s); reconnecting in %s", msg, d.Round(time.Millisecond)))
+}
+
+// sync reconciles every domain and handles the outcome.
+func (l *eventLoop) sync() {
+	a, s := l.a, l.s
+	err := a.resync(l.ctx, s.conn)
+	switch {
+	case err == nil:
+		l.resync = nil
+	case l.ctx.Err() != nil:
+	case a.isLost(s.conn, err):
+		l.drop(err)
+	default:
+		d := l.bo.next()
+		a.log.Warn("resync failed; retrying", "err", err, "retry_in", d)
+		l.resync = l.after(d)
+	}
+	a.updateStatus(l.s)
+}
+
+// done ends a step on the session: a lost connection is dropped, else the
+// systemd status is brought up to date.
+func (l *eventLoop) done(err error) {
+	if err != nil && l.a.isLost(l.s.conn, err) {
+		l.drop(err)
+		return
+	}
+	l.a.updateStatus(l.s)
+}
+
+// periodic runs one of the periodic checks on the session.
+func (l *eventLoop) periodic(check func(context.Context, virt.Conn) error) {
+	if l.s != nil {
+		l.done(check(l.ctx, l.s.conn))
+	}
+}
+
+// handle reconciles what a batch of events touched.
+func (l *eventLoop) handle(batch []virt.Event) {
+	if l.s != nil { // else the resync after the reconnect reads it
+		l.done(l.a.handle(l.ctx, l.s.conn, batch))
+	}
+}
+
+// retryDue reconciles the domains whose retry is due.
+func (l *eventLoop) retryDue() {
+	if l.s != nil { // else the resync after the reconnect reconciles every domain
+		l.done(l.a.retryDue(l.ctx, l.s.conn))
 	}
 }
 
@@ -406,7 +484,7 @@ func (a *Agent) retryDue(ctx context.Context, conn virt.Conn) error {
 // schedules the guest step (and QMP check) for every running domain.
 func (a *Agent) resync(ctx context.Context, conn virt.Conn) error {
 	a.store.resetRedefines()
-	a.reader(conn).Forget() // a network's forward mode may have changed
+	a.forgetFacts(conn) // a network's forward mode may have changed
 	if err := a.finishIntents(ctx, conn); err != nil {
 		return fmt.Errorf("resync: %w", err)
 	}
@@ -414,7 +492,7 @@ func (a *Agent) resync(ctx context.Context, conn virt.Conn) error {
 	if err != nil {
 		return fmt.Errorf("resync: %w", err)
 	}
-	start := time.Now()
+	start := a.cfg.Now()
 	keep := make(map[string]bool, len(doms))
 	for _, d := range doms {
 		keep[d.UUID] = true
@@ -433,7 +511,7 @@ func (a *Agent) resync(ctx context.Context, conn virt.Conn) error {
 	}
 	a.store.retain(keep)
 	a.retry.retain(keep)
-	a.log.Info("resync done", "domains", len(doms), "took", time.Since(start).Round(time.Millisecond))
+	a.log.Info("resync done", "domains", len(doms), "took", a.cfg.Now().Sub(start).Round(time.Millisecond))
 	return nil
 }
 

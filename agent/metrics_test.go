@@ -113,9 +113,11 @@ func TestMetricsFromAgent(t *testing.T) {
 	h.fake.FailNext(virttest.MethodDial, 1, errors.New("refused"))
 	h.fake.Disconnect()
 	h.waitFor("reconnected", func(s status.Snapshot) bool { return s.Libvirt.Connected && s.Libvirt.Reconnects == 1 })
+	m := h.agent.metrics
+	// The resync after the reconnect tries bad again.
+	h.waitFor("bad redefined again", func(status.Snapshot) bool { return testutil.ToFloat64(m.rewriteFailures) >= 2 })
 	h.settle()
 
-	m := h.agent.metrics
 	// bad is retried at the resync after the reconnect.
 	for name, c := range map[string]struct {
 		got  float64

@@ -3,8 +3,10 @@ package agent
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -42,15 +44,17 @@ import (
 // status. It runs on the loop goroutine or one of its reconcile workers
 // (forEachDomain), never twice at once for one domain.
 func (a *Agent) reconcile(ctx context.Context, conn virt.Conn, d virt.Domain, known bool) (*domainView, error) {
-	v, again, err := a.reconcileOnce(ctx, conn, d, known)
+	p := &pass{a: a, ctx: ctx, conn: conn, read: a.reader(conn), d: d, known: known, log: a.log.With("domain", d.Name)}
+	e := p.run()
+	v := e.view
 	switch {
-	case err != nil:
+	case e.err != nil:
 		// Lost or cancelled: the resync after the reconnect redoes every
 		// domain. A pending retry stays armed (it is skipped while
 		// disconnected).
-		return nil, err
-	case again != nil:
-		a.retryLater(again)
+		return nil, e.err
+	case e.retry != nil:
+		a.retryLater(e.retry)
 		return nil, nil
 	}
 	if v != nil {
@@ -147,144 +151,218 @@ func (a *Agent) retryLater(f *failure) {
 	})
 }
 
-// reconcileOnce is one try of reconcile: it returns the view, the
-// transient failure to retry, or the error that stops the caller.
-func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain, known bool) (*domainView, *failure, error) {
-	log := a.log.With("domain", d.Name)
-	// readFailed, with the domain as known at the failure.
-	readFailed := func(what string, err error) (*domainView, *failure, error) {
-		var gone *domainView
-		if errors.Is(err, virt.ErrNotFound) {
-			gone = &domainView{d: d}
-		}
-		f, err := a.readFailed(ctx, conn, d, what, err)
-		if f != nil {
-			f.d, f.fresh = d, known
-		}
-		return gone, f, err
-	}
-	if !known {
-		got, err := call(ctx, a, func(ctx context.Context) (virt.Domain, error) {
-			return conn.LookupDomain(ctx, domainKey(d))
-		})
-		if err != nil {
-			return readFailed("look up", err)
-		}
-		d, known = got, true
-	}
-	pol := a.pol.Load()
+// pass is one try of reconcile on one domain, in steps over one read of
+// each XML: lookup (unless the caller knows the domain), definition (read,
+// decide, redefine), live (read the running domain, merge its plan),
+// record (the view and the status). Each step either adds to the pass or
+// ends it (an *end). Loop goroutine only.
+type pass struct {
+	a    *Agent
+	ctx  context.Context
+	conn virt.Conn
+	read *facts.Reader // on conn, through call
+	log  *slog.Logger
+
+	d     virt.Domain
+	known bool // d's Persistent and Active are fresh
+
+	pol *policy.Policy
 	// observe: the policy's mode, or the plan's (an orchestrator's domain
 	// the policy opts in to observe only).
-	observe := !pol.Mode().Acts()
+	observe bool
 
-	var (
-		plan      policy.Plan
-		redefined bool // by this reconcile
-		landed    bool // by an earlier one whose redefine failed, but landed
-		changes   string
-		would     string // the changes a redefine would make, in mode observe
-	)
-	rd := a.reader(conn)
-	if d.Persistent {
-		def, err := rd.Definition(ctx, d)
-		var re *facts.ReadError
-		if errors.As(err, &re) {
-			return readFailed("read the "+re.What+" of", re.Err)
+	plan      policy.Plan // from the definition, then merged with the live one
+	redefined bool        // by this pass
+	landed    bool        // by an earlier one whose redefine failed, but landed
+	changes   string      // what the redefine changed
+	would     string      // the changes a redefine would make, in mode observe
+	live      *policy.Domain
+	liveOnly  map[string]bool
+}
+
+// compliantDef is a definition a pass found compliant: its digest, the
+// policy that decided, and the plan. A later pass reading the same bytes
+// under the same policy takes the plan as it is (the networks it depends
+// on are cached as long: both are forgotten together, see forgetFacts).
+type compliantDef struct {
+	sum  [sha256.Size]byte
+	pol  *policy.Policy
+	plan policy.Plan
+}
+
+// end is how a pass ended: the view it made (nil when it recorded an
+// error: the store keeps the last view; a view without a live part for a
+// domain that is gone or stopped), or the transient failure to retry, or
+// the error that stops the caller (connection lost, ctx ended).
+type end struct {
+	view  *domainView
+	retry *failure
+	err   error
+}
+
+// run runs the steps in order until one ends the pass.
+func (p *pass) run() end {
+	for _, step := range []func() *end{p.lookup, p.definition, p.liveStep} {
+		if e := step(); e != nil {
+			return *e
 		}
-		doc := def.Doc
-		var (
-			out []byte
-			p   policy.Plan
-		)
+	}
+	return p.record()
+}
+
+// lookup looks the domain up when the caller does not know its state,
+// and takes the policy in force.
+func (p *pass) lookup() *end {
+	if !p.known {
+		got, err := call(p.ctx, p.a, func(ctx context.Context) (virt.Domain, error) {
+			return p.conn.LookupDomain(ctx, domainKey(p.d))
+		})
+		if err != nil {
+			return p.readFailed("look up", err)
+		}
+		p.d, p.known = got, true
+	}
+	p.pol = p.a.pol.Load()
+	p.observe = !p.pol.Mode().Acts()
+	return nil
+}
+
+// definition reads a persistent domain's definition, decides its plan and
+// redefines it when the rewrite differs (not in mode observe).
+func (p *pass) definition() *end {
+	a, d, log := p.a, p.d, p.log
+	if !d.Persistent {
+		return nil
+	}
+	doc, err := p.read.DefinitionXML(p.ctx, d)
+	var re *facts.ReadError
+	if errors.As(err, &re) {
+		return p.readFailed("read the "+re.What+" of", re.Err)
+	}
+	out := doc
+	sum := sha256.Sum256(doc)
+	if k, ok := a.compliant[d.UUID]; ok && k.pol == p.pol && k.sum == sum {
+		// The bytes this policy found compliant last time (the redefine's
+		// own DEFINED, a start, a periodic check): the same plan, without
+		// parsing and deciding again.
+		p.plan = k.plan
+	} else {
+		delete(a.compliant, d.UUID)
+		var dom *policy.Domain
+		dom, err = p.read.Parse(p.ctx, doc)
+		if errors.As(err, &re) {
+			return p.readFailed("read the "+re.What+" of", re.Err)
+		}
 		if err == nil {
-			out, p, err = domxml.ApplyTo(pol, doc, def.Facts)
+			out, p.plan, err = domxml.ApplyTo(p.pol, doc, dom)
 		}
 		if err != nil {
 			a.metrics.rewriteFailures.Inc()
 			log.Warn("cannot rewrite the domain definition", "err", err)
 			a.fail(d, "rewrite failed", fmt.Sprintf("cannot rewrite the definition: %v", err))
-			return nil, nil, nil
+			return &end{}
 		}
-		plan = p
-		observe = observe || !plan.Mode.Acts()
-		if sent, what := a.retry.pending(d); sent != nil && bytes.Equal(out, doc) && bytes.Equal(doc, sent) {
-			// A redefine that failed (timed out) landed after all: the
-			// definition is the one it sent.
-			landed, changes = true, what
-			log.Info("redefined the domain with the policy's queue counts (the redefine that failed had landed)", "changes", changes, "running", d.Active)
-		}
-		if !bytes.Equal(out, doc) && observe {
-			would = describeChanges(plan)
-			log.Debug("mode observe: not redefining", "would", would)
-		} else if !bytes.Equal(out, doc) {
-			changes = describeChanges(plan)
-			n := a.store.redefines(d.UUID)
-			if n >= a.cfg.MaxRedefines {
-				a.fail(d, "redefine skipped", fmt.Sprintf(
-					"libvirt did not keep the rewritten definition after %d redefines (%s); not redefining again until the policy is reloaded or the agent reconnects", n, changes))
-				return nil, nil, nil
-			}
-			a.metrics.rewrites.Inc()
-			_, err := call(ctx, a, func(ctx context.Context) (struct{}, error) { return struct{}{}, conn.DefineXML(ctx, out) })
-			if err != nil {
-				a.metrics.rewriteFailures.Inc()
-				if a.isLost(conn, err) || ctx.Err() != nil {
-					log.Warn("connection lost while redefining the domain; retrying after reconnect", "err", err)
-					return nil, nil, err
-				}
-				err = fmt.Errorf("failed to redefine domain %q with %s: %w", d.Name, changes, err)
-				if transient(err) {
-					return nil, &failure{d: d, fresh: true, err: err, sent: out, changes: changes, define: true}, nil
-				}
-				log.Warn("libvirt refused the redefine", "changes", changes, "err", err)
-				a.fail(d, "redefine failed", err.Error())
-				return nil, nil, nil
-			}
-			redefined = true
-			log.Info("redefined the domain with the policy's queue counts", "changes", changes, "running", d.Active)
+		if bytes.Equal(out, doc) {
+			a.compliant[d.UUID] = compliantDef{sum: sum, pol: p.pol, plan: p.plan}
 		}
 	}
-
-	var live *policy.Domain
-	var liveOnly map[string]bool
-	if d.Active {
-		var err error
-		live, err = rd.Live(ctx, d)
-		var re *facts.ReadError
-		switch {
-		case errors.As(err, &re):
-			return readFailed("read the "+re.What+" of", re.Err)
-		case errors.Is(err, facts.ErrNotRunning):
-			// The domain stopped between the lookup and the read: libvirt
-			// returned the definition. Its STOPPED event follows (a
-			// transient domain that stopped is gone: see below).
-			live = nil
-			if !d.Persistent {
-				a.store.remove(d.UUID)
-				return &domainView{d: d}, nil, nil
-			}
-		case err != nil:
-			a.fail(d, "", fmt.Sprintf("cannot parse the live XML: %v", err))
-			return nil, nil, nil
-		}
-		if d.Persistent && live != nil {
-			// Hot-plugged NICs and the vCPUs online (see hotplug.go).
-			plan, liveOnly = mergeLivePlan(plan, pol.Decide(live))
-		}
-		if !d.Persistent && live != nil {
-			// A transient domain has no definition: decide from what runs
-			// (nothing is rewritten).
-			plan = pol.Decide(live)
-			observe = observe || !plan.Mode.Acts()
-		}
-	} else if !d.Persistent {
-		// A transient domain that stopped is gone.
-		a.store.remove(d.UUID)
-		return &domainView{d: d}, nil, nil
+	p.observe = p.observe || !p.plan.Mode.Acts()
+	if sent, what := a.retry.pending(d); sent != nil && bytes.Equal(out, doc) && bytes.Equal(doc, sent) {
+		// A redefine that failed (timed out) landed after all: the
+		// definition is the one it sent.
+		p.landed, p.changes = true, what
+		log.Info("redefined the domain with the policy's queue counts (the redefine that failed had landed)", "changes", p.changes, "running", d.Active)
 	}
+	switch {
+	case bytes.Equal(out, doc):
+		return nil
+	case p.observe:
+		p.would = describeChanges(p.plan)
+		log.Debug("mode observe: not redefining", "would", p.would)
+		return nil
+	}
+	return p.redefine(out)
+}
 
-	v := &domainView{d: d, plan: plan, live: live, observe: observe, liveOnly: liveOnly}
-	_, rebootOK := power(conn)
+// redefine defines out, the rewritten definition, unless libvirt did not
+// keep the last MaxRedefines.
+func (p *pass) redefine(out []byte) *end {
+	a, d, log := p.a, p.d, p.log
+	p.changes = describeChanges(p.plan)
+	if n := a.store.redefines(d.UUID); n >= a.cfg.MaxRedefines {
+		a.fail(d, "redefine skipped", fmt.Sprintf(
+			"libvirt did not keep the rewritten definition after %d redefines (%s); not redefining again until the policy is reloaded or the agent reconnects", n, p.changes))
+		return &end{}
+	}
+	a.metrics.rewrites.Inc()
+	_, err := call(p.ctx, a, func(ctx context.Context) (struct{}, error) { return struct{}{}, p.conn.DefineXML(ctx, out) })
+	if err != nil {
+		a.metrics.rewriteFailures.Inc()
+		if a.isLost(p.conn, err) || p.ctx.Err() != nil {
+			log.Warn("connection lost while redefining the domain; retrying after reconnect", "err", err)
+			return &end{err: err}
+		}
+		err = fmt.Errorf("failed to redefine domain %q with %s: %w", d.Name, p.changes, err)
+		if transient(err) {
+			return &end{retry: &failure{d: d, fresh: true, err: err, sent: out, changes: p.changes, define: true}}
+		}
+		log.Warn("libvirt refused the redefine", "changes", p.changes, "err", err)
+		a.fail(d, "redefine failed", err.Error())
+		return &end{}
+	}
+	p.redefined = true
+	log.Info("redefined the domain with the policy's queue counts", "changes", p.changes, "running", d.Active)
+	return nil
+}
+
+// liveStep reads a running domain's live XML: a persistent domain's plan
+// gets what only the running domain knows (mergeLivePlan), a transient
+// one's plan is decided from it. A transient domain that stopped is gone.
+func (p *pass) liveStep() *end {
+	d := p.d
+	gone := func() *end {
+		p.a.store.remove(d.UUID)
+		return &end{view: &domainView{d: d}}
+	}
+	if !d.Active {
+		if !d.Persistent {
+			return gone()
+		}
+		return nil
+	}
+	live, err := p.read.Live(p.ctx, d)
+	var re *facts.ReadError
+	switch {
+	case errors.As(err, &re):
+		return p.readFailed("read the "+re.What+" of", re.Err)
+	case errors.Is(err, facts.ErrNotRunning) && !d.Persistent:
+		return gone()
+	case errors.Is(err, facts.ErrNotRunning):
+		// The domain stopped between the lookup and the read: libvirt
+		// returned the definition. Its STOPPED event follows.
+		return nil
+	case err != nil:
+		p.a.fail(d, "", fmt.Sprintf("cannot parse the live XML: %v", err))
+		return &end{}
+	}
+	p.live = live
+	if d.Persistent {
+		// Hot-plugged NICs and the vCPUs online (see hotplug.go).
+		p.plan, p.liveOnly = mergeLivePlan(p.plan, p.pol.Decide(live))
+		return nil
+	}
+	// A transient domain has no definition: decide from what runs
+	// (nothing is rewritten).
+	p.plan = p.pol.Decide(live)
+	p.observe = p.observe || !p.plan.Mode.Acts()
+	return nil
+}
+
+// record makes the pass's view and records it and the status it derives.
+func (p *pass) record() end {
+	a, d := p.a, p.d
+	v := &domainView{d: d, plan: p.plan, live: p.live, observe: p.observe, liveOnly: p.liveOnly}
+	_, rebootOK := power(p.conn)
 	now := a.cfg.Now()
 	var state string
 	a.store.update(d.UUID, func(r *record) {
@@ -293,47 +371,49 @@ func (a *Agent) reconcileOnce(ctx context.Context, conn virt.Conn, d virt.Domain
 		r.view = v
 		r.st.Attempts, r.st.RetryAt = 0, time.Time{}
 		switch {
-		case redefined:
+		case p.redefined:
 			r.rewritten = true
 			r.redefines++
-			r.st.LastAction = "redefined: " + changes
+			r.st.LastAction = "redefined: " + p.changes
 			r.st.LastAt = now
-		case landed:
+		case p.landed:
 			r.rewritten = true
 			r.redefines = 0
-			r.st.LastAction = "redefined: " + changes + " (the redefine timed out or failed, but landed)"
+			r.st.LastAction = "redefined: " + p.changes + " (the redefine timed out or failed, but landed)"
 			r.st.LastAt = now
 		case d.Persistent:
 			r.redefines = 0
 		}
-		out := deriveState(stateInput{v: v, redefined: redefined, rewritten: r.rewritten, would: would, old: r.st.NICs, rebootOK: rebootOK, intentProblem: a.intentProblemText()})
+		out := deriveState(stateInput{v: v, redefined: p.redefined, rewritten: r.rewritten, would: p.would, old: r.st.NICs, rebootOK: rebootOK, intentProblem: a.intentProblemText()})
 		r.st.NICs, r.st.State, r.st.Problem, r.rewritten = out.nics, out.state, out.problem, out.rewritten
 		r.st.Orchestrator, r.st.OrchestratorMode = out.orchestrator, out.orchestratorMode
 		r.st.Would, r.st.Warnings = out.would, out.warnings
 		state = out.state
 	})
-	log.Debug("reconciled", "state", state, "persistent", d.Persistent, "active", d.Active)
-	return v, nil, nil
+	p.log.Debug("reconciled", "state", state, "persistent", d.Persistent, "active", d.Active)
+	return end{view: v}
 }
 
-// readFailed handles an error reading a domain: gone (forget it), lost
-// connection or cancellation (return it), transient (retry it), else
-// record it.
-func (a *Agent) readFailed(ctx context.Context, conn virt.Conn, d virt.Domain, what string, err error) (*failure, error) {
+// readFailed ends the pass after a failed read: a domain that is gone is
+// forgotten (its view has no live part), a lost connection or a
+// cancellation stops the caller, a transient failure is retried, any
+// other is recorded.
+func (p *pass) readFailed(what string, err error) *end {
+	a, d := p.a, p.d
 	switch {
 	case errors.Is(err, virt.ErrNotFound):
 		a.store.remove(d.UUID)
-		return nil, nil
-	case a.isLost(conn, err), errors.Is(err, context.Canceled), ctx.Err() != nil:
-		return nil, err
+		return &end{view: &domainView{d: d}}
+	case a.isLost(p.conn, err), errors.Is(err, context.Canceled), p.ctx.Err() != nil:
+		return &end{err: err}
 	}
 	err = fmt.Errorf("failed to %s domain %q: %w", what, d.Name, err)
 	if transient(err) {
-		return &failure{err: err}, nil
+		return &end{retry: &failure{d: d, fresh: p.known, err: err}}
 	}
 	a.log.Warn("cannot "+what+" the domain", "domain", d.Name, "err", err)
 	a.fail(d, "", err.Error())
-	return nil, nil
+	return &end{}
 }
 
 // fail records the error state for a domain, keeping what else is known.

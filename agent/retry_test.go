@@ -96,6 +96,9 @@ func retryHarness(t *testing.T) (*harness, *manualTimers) {
 	h.cfg.AfterFunc = timers.afterFunc
 	h.cfg.RetryMin = time.Second
 	h.cfg.RetryMax = 4 * time.Second
+	// The periodic checks' timers are the injected clock's too: off here,
+	// so that only the retries are armed.
+	h.cfg.VCPUCheckInterval, h.cfg.DefinitionCheckInterval = -1, -1
 	return h, timers
 }
 

@@ -7,6 +7,8 @@ import (
 	"io"
 	"slices"
 	"strings"
+
+	"github.com/virtmq/virtmq/internal/cmdline"
 )
 
 // The completion scripts are generated from the command table and each
@@ -79,6 +81,17 @@ func flagArg(cmd string, f *flag.Flag) (files bool, words []string) {
 	return false, nil
 }
 
+// globalValueFlags lists the global options (which take a value) as
+// written, joined by sep.
+func globalValueFlags(sep string) string {
+	var names []string
+	for name := range globalFlags {
+		names = append(names, cmdline.Name(name))
+	}
+	slices.Sort(names)
+	return strings.Join(names, sep)
+}
+
 // argsAreFiles reports whether a command's positional arguments are files.
 func argsAreFiles(cmd string) bool {
 	return cmd == "lint" || cmd == "plan" || cmd == "rewrite"
@@ -125,12 +138,22 @@ _virtmq() {
     cmd=
     for ((i = 1; i < COMP_CWORD; i++)); do
         case ${COMP_WORDS[i]} in
+        ` + globalValueFlags("|") + `) ((i++)) ;;
         -*) ;;
         *) cmd=${COMP_WORDS[i]}; break ;;
         esac
     done
     if [[ -z $cmd ]]; then
-        COMPREPLY=($(compgen -W "` + strings.Join(names, " ") + ` --help --version" -- "$cur"))
+        case $prev in
+        --policy|--connect-socket|--status-socket) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --color) COMPREPLY=($(compgen -W "auto always never" -- "$cur")); return ;;
+        -c|--connect) return ;;
+        esac
+        if [[ $cur == -* ]]; then
+            COMPREPLY=($(compgen -W "` + globalValueFlags(" ") + ` --help --version" -- "$cur"))
+        else
+            COMPREPLY=($(compgen -W "` + strings.Join(names, " ") + `" -- "$cur"))
+        fi
         return
     fi
     case $cmd in
@@ -208,13 +231,31 @@ _virtmq() {
 		fmt.Fprintf(&b, "    '%s:%s'\n", c.name, zshQuote(c.summary))
 	}
 	b.WriteString(`  )
-  if (( CURRENT == 2 )); then
-    _describe -t commands 'virtmq command' commands
+  # The global options may come before the command: skip them.
+  local i=2
+  while (( i < CURRENT )); do
+    case ${words[i]} in
+    ` + globalValueFlags("|") + `) (( i += 2 )) ;;
+    -*) (( i++ )) ;;
+    *) break ;;
+    esac
+  done
+  if (( i >= CURRENT )); then
+    case ${words[CURRENT-1]} in
+    --policy|--connect-socket|--status-socket) _files; return ;;
+    --color) compadd auto always never; return ;;
+    -c|--connect) return ;;
+    esac
+    if [[ ${words[CURRENT]} == -* ]]; then
+      compadd -- ` + globalValueFlags(" ") + ` --help --version
+    else
+      _describe -t commands 'virtmq command' commands
+    fi
     return
   fi
-  local cmd=${words[2]}
-  shift words
-  (( CURRENT-- ))
+  local cmd=${words[i]}
+  words=(${words[i,-1]})
+  (( CURRENT -= i - 1 ))
   case $cmd in
   help)
     _describe -t commands 'virtmq command' commands ;;

@@ -117,8 +117,8 @@ func helpFlags(help string) [][]string {
 		head, _, _ = strings.Cut(head, "\t")
 		var g []string
 		for _, w := range strings.FieldsFunc(head, func(r rune) bool { return r == ' ' || r == ',' || r == '=' }) {
-			if strings.HasPrefix(w, "-") {
-				g = append(g, strings.TrimLeft(w, "-"))
+			if name := strings.TrimLeft(w, "-"); strings.HasPrefix(w, "-") && name != "" {
+				g = append(g, name)
 			}
 		}
 		desc := strings.TrimSpace(strings.TrimPrefix(trimmed, head))
@@ -130,7 +130,9 @@ func helpFlags(help string) [][]string {
 				g = append(g, strings.TrimLeft(strings.Fields(rest)[0], "-"))
 			}
 		}
-		groups = append(groups, g)
+		if len(g) > 0 {
+			groups = append(groups, g)
+		}
 	}
 	// An alias line ("-c URI  short for --connect URI") joins the group of
 	// the flag it names.
@@ -167,6 +169,9 @@ func checkFlags(t *testing.T, what string, groups [][]string, doc string) {
 	for _, g := range groups {
 		for _, f := range g {
 			have[f] = true
+		}
+		if slices.Contains(g, "help") {
+			continue // every program has it; the pages say so once
 		}
 		if !slices.ContainsFunc(g, func(f string) bool { return named[f] }) {
 			t.Errorf("%s: the command has --%s, its man page section does not name it", what, strings.Join(g, "/"))
@@ -342,5 +347,64 @@ func TestManPolicyExample(t *testing.T) {
 	}
 	if len(p.Rules()) == 0 {
 		t.Errorf("the example has no rule:\n%s", text)
+	}
+}
+
+// TestManFlagsHook checks virtmq-hook(8): SYNOPSIS and OPTIONS against the
+// hook's options.
+func TestManFlagsHook(t *testing.T) {
+	inRoot(t)
+	bin := filepath.Join(t.TempDir(), "virtmq-hook")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/virtmq-hook").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	help, err := exec.Command(bin, "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("virtmq-hook --help: %v\n%s", err, help)
+	}
+	groups := helpFlags(string(help))
+	if len(groups) < 2 {
+		t.Fatalf("virtmq-hook --help: only %d options found:\n%s", len(groups), help)
+	}
+	data, err := os.ReadFile("packaging/man/virtmq-hook.8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"SYNOPSIS", "OPTIONS"} {
+		_, sec, ok := strings.Cut(string(data), "\n.SH "+h+"\n")
+		if !ok {
+			t.Fatalf("virtmq-hook(8): no %s", h)
+		}
+		sec, _, _ = strings.Cut(sec, "\n.SH ")
+		checkFlags(t, "virtmq-hook(8) "+h, groups, sec)
+	}
+}
+
+// TestManExamplesRun runs virtmq(8)'s EXAMPLES that need no libvirt in
+// process (e2e's doc_commands runs them all): each exits 0. The drop-in
+// they name is docs/policy.md's example, docs/examples/lab/.
+func TestManExamplesRun(t *testing.T) {
+	inRoot(t)
+	data, err := os.ReadFile("packaging/man/virtmq.8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ex, _ := strings.Cut(string(data), "\n.SH EXAMPLES\n")
+	ex, _, _ = strings.Cut(ex, "\n.SH ")
+	offline := map[string]bool{"lint": true, "help": true, "mode": true, "rewrite": true, "completion": true}
+	n := 0
+	for _, l := range strings.Split(roffText(ex), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 || f[0] != "virtmq" || !offline[f[1]] || strings.ContainsAny(l, "|;") {
+			continue
+		}
+		n++
+		line := strings.ReplaceAll(l, "/etc/virtmq/", "docs/examples/lab/")
+		if out, code := run(t, line); code != 0 {
+			t.Errorf("virtmq(8) EXAMPLES: $ %s: exit %d\n%s", l, code, strings.Join(out, "\n"))
+		}
+	}
+	if n < 3 {
+		t.Fatalf("virtmq(8) EXAMPLES: only %d commands without libvirt found", n)
 	}
 }

@@ -41,7 +41,7 @@ orchestrator_nova() {
 		"^left to OpenStack Nova, .*the flavor's hw:vif_multiqueue_enabled extra spec or the image's hw_vif_multiqueue_enabled property"
 	check "$d NIC managed" "$(status_of "$d" '.nics[0].managed')" false
 
-	out=$("$BIN/virtmq" plan --policy "$POLICY" <(e2e_virsh dumpxml --inactive "$d") 2>&1) || fail "virtmq plan: $out"
+	out=$(e2e_virsh dumpxml --inactive "$d" | "$BIN/virtmq" plan --policy "$POLICY" - 2>&1) || fail "virtmq plan: $out"
 	check_match "virtmq plan: left to Nova" "$out" "left to OpenStack Nova"
 	[[ $out != *" *"* ]] || fail "virtmq plan changes Nova's domain: $out"
 	out=$(e2e_virsh dumpxml "$d" | "$BIN/virtmq-hook" --policy "$POLICY" "$d" prepare begin - 2>&1) || rc=$?

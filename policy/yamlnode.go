@@ -151,8 +151,9 @@ type indentLevel struct{ indent, line int }
 // scanMistake reads a policy file's lines the way a YAML block reader
 // would, far enough to find the first of the mistakes above. It is used
 // only once yaml.v3 refused the file, to say where and why in the words
-// of the docs; it understands comments, quotes, flow collections on one
-// line or several, and block scalars (|, >), and nothing else of YAML.
+// of the docs; it understands comments, quotes within a line, flow
+// collections on one line or several, and block scalars (|, >), and
+// nothing else of YAML.
 func scanMistake(data []byte) (mistake, bool) {
 	anchors := map[string]bool{}
 	stack := []indentLevel{{0, 1}}
@@ -178,7 +179,7 @@ func scanMistake(data []byte) (mistake, bool) {
 		}
 		inFlow := flow > 0 // the line continues a flow collection
 		if !inFlow {
-			if m, ok := checkIndent(&stack, indent, line, prevIndent, prevPlain, l); ok {
+			if m, ok := checkIndent(&stack, indent, line, l); ok {
 				return m, true
 			}
 		}
@@ -265,7 +266,7 @@ func scanMistake(data []byte) (mistake, bool) {
 // checkIndent keeps the stack of open blocks for a content line at
 // indent and reports a line indented less than its block but more than
 // the next outer one. A "- " item opens a block at its content too.
-func checkIndent(stack *[]indentLevel, indent, line, prevIndent int, prevPlain bool, l string) (mistake, bool) {
+func checkIndent(stack *[]indentLevel, indent, line int, l string) (mistake, bool) {
 	s := *stack
 	var popped *indentLevel
 	for len(s) > 1 && s[len(s)-1].indent > indent {

@@ -8,12 +8,22 @@ _virtmq() {
     cmd=
     for ((i = 1; i < COMP_CWORD; i++)); do
         case ${COMP_WORDS[i]} in
+        --color|--connect|--connect-socket|--policy|--status-socket|-c) ((i++)) ;;
         -*) ;;
         *) cmd=${COMP_WORDS[i]}; break ;;
         esac
     done
     if [[ -z $cmd ]]; then
-        COMPREPLY=($(compgen -W "help lint mode plan rewrite apply status verify exclude include completion --help --version" -- "$cur"))
+        case $prev in
+        --policy|--connect-socket|--status-socket) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --color) COMPREPLY=($(compgen -W "auto always never" -- "$cur")); return ;;
+        -c|--connect) return ;;
+        esac
+        if [[ $cur == -* ]]; then
+            COMPREPLY=($(compgen -W "--color --connect --connect-socket --policy --status-socket -c --help --version" -- "$cur"))
+        else
+            COMPREPLY=($(compgen -W "help lint mode plan rewrite apply status verify exclude include completion" -- "$cur"))
+        fi
         return
     fi
     case $cmd in
