@@ -114,6 +114,11 @@ func TestHelpHelp(t *testing.T) {
 	}
 	wantLines(t, "help help", r.stdout.String(), "Usage: virtmq help [COMMAND]")
 	r = newTestRun(t, nil, nil)
+	if code := Main(context.Background(), r.env, []string{"-c", "qemu:///system", "help", "apply"}); code != ExitOK {
+		t.Errorf("-c URI help apply: exit %d: %s", code, r.stderr)
+	}
+	wantLines(t, "-c URI help apply", r.stdout.String(), "Usage: virtmq apply")
+	r = newTestRun(t, nil, nil)
 	if code := Main(context.Background(), r.env, []string{"help", "plan", "apply"}); code != ExitUsage {
 		t.Errorf("help plan apply: exit %d", code)
 	}

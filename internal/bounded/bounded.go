@@ -102,23 +102,31 @@ func Read(ctx context.Context, r io.Reader, limit int64, of string) ([]byte, err
 		b   []byte
 		err error
 	}
-	done := make(chan result, 1)
-	go func() {
+	read := func() result {
 		b, err := io.ReadAll(io.LimitReader(r, limit+1))
-		done <- result{b, err}
-	}()
-	select {
-	case res := <-done:
-		if res.err != nil {
-			return nil, res.err
-		}
-		if int64(len(res.b)) > limit {
-			return nil, &tooLarge{"input", limit, of}
-		}
-		return res.b, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("read interrupted: %w", context.Cause(ctx))
+		return result{b, err}
 	}
+	var res result
+	if ctx.Done() == nil {
+		// A context that never ends (the libvirt hook's, which has its
+		// own time limit) needs no goroutine to watch it.
+		res = read()
+	} else {
+		done := make(chan result, 1)
+		go func() { done <- read() }()
+		select {
+		case res = <-done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("read interrupted: %w", context.Cause(ctx))
+		}
+	}
+	if res.err != nil {
+		return nil, res.err
+	}
+	if int64(len(res.b)) > limit {
+		return nil, &tooLarge{"input", limit, of}
+	}
+	return res.b, nil
 }
 
 // FileType names the type of a file that is not regular, for errors.
