@@ -547,10 +547,7 @@ func (a *Agent) updateStatus(s *session) {
 			fmt.Fprintf(&b, ", %d %s", c[st], st)
 		}
 	}
-	a.store.mu.Lock()
-	reloadErr := a.store.policy.LastReloadError
-	a.store.mu.Unlock()
-	if reloadErr != "" {
+	if a.store.reloadFailed() {
 		b.WriteString("; policy reload failed, previous policy in force")
 	}
 	a.sd.status(b.String())

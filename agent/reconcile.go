@@ -155,7 +155,7 @@ func (a *Agent) retryLater(f *failure) {
 // each XML: lookup (unless the caller knows the domain), definition (read,
 // decide, redefine), live (read the running domain, merge its plan),
 // record (the view and the status). Each step either adds to the pass or
-// ends it (an *end). Loop goroutine only.
+// ends it (an *end). One pass per domain at once (see forEachDomain).
 type pass struct {
 	a    *Agent
 	ctx  context.Context
@@ -241,13 +241,13 @@ func (p *pass) definition() *end {
 	}
 	out := doc
 	sum := sha256.Sum256(doc)
-	if k, ok := a.compliant[d.UUID]; ok && k.pol == p.pol && k.sum == sum {
+	if k, ok := a.knownCompliant(p.conn, d.UUID); ok && k.pol == p.pol && k.sum == sum {
 		// The bytes this policy found compliant last time (the redefine's
 		// own DEFINED, a start, a periodic check): the same plan, without
 		// parsing and deciding again.
 		p.plan = k.plan
 	} else {
-		delete(a.compliant, d.UUID)
+		a.setCompliant(p.conn, d.UUID, nil)
 		var dom *policy.Domain
 		dom, err = p.read.Parse(p.ctx, doc)
 		if errors.As(err, &re) {
@@ -263,7 +263,7 @@ func (p *pass) definition() *end {
 			return &end{}
 		}
 		if bytes.Equal(out, doc) {
-			a.compliant[d.UUID] = compliantDef{sum: sum, pol: p.pol, plan: p.plan}
+			a.setCompliant(p.conn, d.UUID, &compliantDef{sum: sum, pol: p.pol, plan: p.plan})
 		}
 	}
 	p.observe = p.observe || !p.plan.Mode.Acts()

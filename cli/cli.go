@@ -187,10 +187,10 @@ func moveGlobalFlags(env *Env, args []string) ([]string, int, bool) {
 	return insertAfterCommand(args, global), 0, false
 }
 
-// insertAfterCommand puts global right after args[0], the command ("help
-// CMD" keeps CMD first: its options do not matter).
+// insertAfterCommand puts global right after args[0], the command; help
+// drops them ("virtmq -c URI help apply" is "virtmq help apply").
 func insertAfterCommand(args, global []string) []string {
-	if len(global) == 0 || len(args) == 0 {
+	if len(global) == 0 || len(args) == 0 || args[0] == "help" {
 		return args
 	}
 	out := append([]string{args[0]}, global...)
