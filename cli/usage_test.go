@@ -33,6 +33,8 @@ func TestUsageErrorsSayWhy(t *testing.T) {
 		{[]string{"apply", "--frob"}, "virtmq apply: unknown option --frob"},
 		{[]string{"plan", "--policy"}, "virtmq plan: missing value of option --policy"},
 		{[]string{"plan", "-o", "yaml", "x.xml"}, `virtmq plan: invalid value "yaml" for -o: want wide or json`},
+		{[]string{"plan", "--json", "-o", "wide", "x.xml"}, "virtmq plan: give --json (-o json) or -o wide (--wide), not both"},
+		{[]string{"status", "-o", "json", "--wide"}, "virtmq status: give --json (-o json) or -o wide (--wide), not both"},
 		{[]string{"status", "--color=sometimes"}, `virtmq status: invalid value "sometimes" for --color: want auto, always or never`},
 		{[]string{"apply", "--cold-boot"}, "virtmq apply --cold-boot: give --all or domain names or globs"},
 		{[]string{"apply", "--cold-boot", "--all", "web"}, "virtmq apply --cold-boot: give --all or domain names or globs, not both"},
