@@ -7,6 +7,7 @@
 #      its definition is untouched;
 #   2. rollout.yml -e virtmq_mode=apply: the handler reloads the agent,
 #      which redefines the domain;
+#   2b. with virtmq_policy_d_exclusive, a drop-in put there by hand is removed;
 #   3. the same again: changed=0;
 #   4. a broken drop-in is refused with lint's file:line:col message and
 #      never lands; the agent keeps its policy;
@@ -129,6 +130,13 @@ check "the agent's mode" "$(/usr/sbin/virtmq status --json | jq -r .policy.mode)
 e2e_wait 10 queues_are 4 || true
 check "$D definition (apply)" "$(defined_queues)" 4
 check "$D state (apply)" "$(state_of)" rewritten
+
+step "2b. virtmq_policy_d_exclusive: a drop-in nobody named is removed"
+printf '# placed by hand\nrules:\n  - name: stray\n    match: {domain: [stray-*]}\n    exclude: true\n' >/etc/virtmq/policy.d/40-stray.yaml
+if play exclusive rollout.yml -e virtmq_mode=apply -e virtmq_policy_d_exclusive=true; then ok "rollout.yml with virtmq_policy_d_exclusive"; else cat "$work/exclusive.out"; bad "rollout.yml with virtmq_policy_d_exclusive"; fi
+check "the stray drop-in" "$(ls /etc/virtmq/policy.d/40-stray.yaml 2>/dev/null || echo removed)" removed
+check "the drop-ins left" "$(cd /etc/virtmq/policy.d && echo *)" "50-scratch.yaml 99-rollout-mode.yaml"
+check "exclusive run: changed (the removal, the reload)" "$(recap exclusive changed)" changed=2
 
 step "3. apply again: nothing changes"
 if play again rollout.yml -e virtmq_mode=apply -e virtmq_batch=1; then ok "rollout.yml -e virtmq_mode=apply, again"; else cat "$work/again.out"; bad "the second apply run"; fi
