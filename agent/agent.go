@@ -81,10 +81,13 @@ type Agent struct {
 	// hot-plug (see deviceRecheck).
 	recheck chan virt.Domain
 	// facts reads the domains on factsConn, caching the networks'
-	// forward modes until a resync or definition check (made on the loop
-	// goroutine, shared by its reconcile workers; see reader).
+	// forward modes until a resync or definition check, and compliant has
+	// the definitions last found compliant, by UUID (see compliantDef).
+	// factsMu guards the three: the loop's reconcile workers share them.
+	factsMu   sync.Mutex
 	facts     *facts.Reader
 	factsConn virt.Conn
+	compliant map[string]compliantDef
 	// everConnected is set at the first connection (loop goroutine only).
 	everConnected bool
 	// fromDisk is set once a policy was loaded from a file (Run, then the

@@ -76,12 +76,50 @@ func (c calls) NetworkForward(ctx context.Context, name string) (string, error) 
 }
 
 // reader returns the loop's facts.Reader on conn: a new one, with an
-// empty network cache, for a new connection. A new one is made on the loop
-// goroutine only (handle, resync and retryDue ask for it before their
-// reconcile workers start); the workers share it.
+// empty network cache, for a new connection.
 func (a *Agent) reader(conn virt.Conn) *facts.Reader {
+	a.factsMu.Lock()
+	defer a.factsMu.Unlock()
+	return a.readerLocked(conn)
+}
+
+func (a *Agent) readerLocked(conn virt.Conn) *facts.Reader {
 	if a.facts == nil || a.factsConn != conn {
 		a.facts, a.factsConn = facts.NewReader(calls{a: a, conn: conn}), conn
+		a.compliant = map[string]compliantDef{}
 	}
 	return a.facts
+}
+
+// forgetFacts empties what the agent keeps of what it read on conn (the
+// networks' forward modes, the definitions found compliant): a network may
+// have changed, and libvirt sends no event for it.
+func (a *Agent) forgetFacts(conn virt.Conn) {
+	a.factsMu.Lock()
+	defer a.factsMu.Unlock()
+	a.readerLocked(conn).Forget()
+	a.compliant = map[string]compliantDef{}
+}
+
+// knownCompliant returns what a pass on conn last found of the definition
+// of the domain uuid, if it found it compliant.
+func (a *Agent) knownCompliant(conn virt.Conn, uuid string) (compliantDef, bool) {
+	a.factsMu.Lock()
+	defer a.factsMu.Unlock()
+	a.readerLocked(conn)
+	k, ok := a.compliant[uuid]
+	return k, ok
+}
+
+// setCompliant records (or, with a nil k, forgets) the definition of uuid
+// a pass on conn found compliant.
+func (a *Agent) setCompliant(conn virt.Conn, uuid string, k *compliantDef) {
+	a.factsMu.Lock()
+	defer a.factsMu.Unlock()
+	a.readerLocked(conn)
+	if k == nil {
+		delete(a.compliant, uuid)
+	} else {
+		a.compliant[uuid] = *k
+	}
 }

@@ -164,8 +164,9 @@ type Config struct {
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// AfterFunc runs f in its own goroutine after d, unless stop is called
-	// first (default: time.AfterFunc(d, f).Stop). The domain retry timers
-	// use it.
+	// first (default: time.AfterFunc(d, f).Stop). Every timer of the event
+	// loop uses it: the domain retries, the reconnect and resync backoff,
+	// the periodic checks, the watchdog ping, the hot-plug recheck.
 	AfterFunc func(d time.Duration, f func()) (stop func() bool)
 }
 

@@ -115,6 +115,67 @@ func TestNextRebootDestroyFailsResumes(t *testing.T) {
 	}
 }
 
+// TestNextRebootStaleDestroyLands: an agent killed right after it sent
+// the destroy of a paused domain; libvirt carries the destroy out while
+// the next agent starts, which reads the domain paused and then gets
+// "domain is not running" from its own destroy. The domain must be
+// started, not taken for one that cannot be stopped and left off.
+func TestNextRebootStaleDestroyLands(t *testing.T) {
+	h := newHarness(t)
+	must(t, os.WriteFile(h.cfg.PolicyPath, []byte(nextRebootPolicy), 0o644))
+	d := mustDefine(t, h.fake, makeDomainXML("web", 4, 4, true, mac(1))) // rewritten before the reboot
+	must(t, h.fake.Start("web"))
+	must(t, h.fake.SuspendDomain(t.Context(), d))
+	dir := filepath.Join(h.cfg.StateDir, "restart")
+	must(t, os.MkdirAll(dir, 0o700))
+	b, _ := json.Marshal(restartIntent{Name: "web", UUID: d.UUID, At: time.Now(), Changes: "x"})
+	must(t, os.WriteFile(filepath.Join(dir, d.UUID+".json"), b, 0o600))
+	var once sync.Once
+	h.fake.OnCall(func(method string, _ virt.Domain, err error) {
+		if method == virttest.MethodDomainState {
+			once.Do(func() { _ = h.fake.Stop("web") }) // the old agent's destroy lands
+		}
+	})
+	h.start()
+	h.waitFor("web running", func(status.Snapshot) bool { return h.fake.Active("web") && !h.fake.Paused("web") })
+	h.settle()
+	h.fake.OnCall(nil)
+	if got := runningQueues(t, h.fake, "web"); got != 4 {
+		t.Errorf("running queues = %d, want 4", got)
+	}
+	if f := intentFiles(t, h); len(f) != 0 {
+		t.Errorf("intents left: %v", f)
+	}
+}
+
+// TestNextRebootStaleStartLands: the same with the start: the domain
+// runs (the old agent's start landed) when the new agent starts it.
+func TestNextRebootStaleStartLands(t *testing.T) {
+	h := newHarness(t)
+	must(t, os.WriteFile(h.cfg.PolicyPath, []byte(nextRebootPolicy), 0o644))
+	d := mustDefine(t, h.fake, makeDomainXML("web", 4, 4, true, mac(1))) // rewritten before the reboot
+	dir := filepath.Join(h.cfg.StateDir, "restart")
+	must(t, os.MkdirAll(dir, 0o700))
+	b, _ := json.Marshal(restartIntent{Name: "web", UUID: d.UUID, At: time.Now(), Changes: "x"})
+	must(t, os.WriteFile(filepath.Join(dir, d.UUID+".json"), b, 0o600))
+	var once sync.Once
+	h.fake.OnCall(func(method string, _ virt.Domain, err error) {
+		if method == virttest.MethodDomainState {
+			once.Do(func() { _ = h.fake.Start("web") })
+		}
+	})
+	h.start()
+	h.waitState("web", status.StateCompliant)
+	h.settle()
+	h.fake.OnCall(nil)
+	if d, _ := findDomain(h.agent.Snapshot(), "web"); d.Problem != "" {
+		t.Errorf("problem = %q", d.Problem)
+	}
+	if f := intentFiles(t, h); len(f) != 0 {
+		t.Errorf("intents left: %v", f)
+	}
+}
+
 // jumpClock is a wall clock that can be set off by any amount, as NTP
 // or an operator's date(1) does.
 type jumpClock struct{ off atomic.Int64 }

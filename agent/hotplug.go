@@ -119,7 +119,7 @@ func (a *Agent) checkDefinitions(ctx context.Context, conn virt.Conn) error {
 	if err != nil {
 		return err
 	}
-	a.reader(conn).Forget() // a network's forward mode may have changed too
+	a.forgetFacts(conn) // a network's forward mode may have changed too
 	for _, d := range doms {
 		if !d.Persistent || a.retry.waiting(d) {
 			continue

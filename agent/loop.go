@@ -484,7 +484,7 @@ func (a *Agent) retryDue(ctx context.Context, conn virt.Conn) error {
 // schedules the guest step (and QMP check) for every running domain.
 func (a *Agent) resync(ctx context.Context, conn virt.Conn) error {
 	a.store.resetRedefines()
-	a.reader(conn).Forget() // a network's forward mode may have changed
+	a.forgetFacts(conn) // a network's forward mode may have changed
 	if err := a.finishIntents(ctx, conn); err != nil {
 		return fmt.Errorf("resync: %w", err)
 	}
@@ -547,10 +547,7 @@ func (a *Agent) updateStatus(s *session) {
 			fmt.Fprintf(&b, ", %d %s", c[st], st)
 		}
 	}
-	a.store.mu.Lock()
-	reloadErr := a.store.policy.LastReloadError
-	a.store.mu.Unlock()
-	if reloadErr != "" {
+	if a.store.reloadFailed() {
 		b.WriteString("; policy reload failed, previous policy in force")
 	}
 	a.sd.status(b.String())

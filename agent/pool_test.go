@@ -3,10 +3,14 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/virtmq/virtmq/internal/status"
 	"github.com/virtmq/virtmq/internal/virt"
 )
 
@@ -135,5 +139,37 @@ func TestForEachDomainSerial(t *testing.T) {
 	}
 	if fmt.Sprint(got) != "[c c a b]" {
 		t.Errorf("order = %v, want [c c a b] (a domain's entries together, in first-seen order)", got)
+	}
+}
+
+// The resync after a reload reconciles the domains at once: while one
+// domain's redefine is stuck in libvirt, the others are rewritten.
+func TestResyncReconcilesConcurrently(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.CallTimeout = time.Minute // the stuck redefine outlasts the wait below
+	must(t, os.WriteFile(h.cfg.PolicyPath, []byte(strings.Replace(testPolicy, "mode: apply", "mode: observe", 1)), 0o644))
+	for i := range 4 {
+		mustDefine(t, h.fake, domainXML(fmt.Sprintf("vm%d", i), 4, 0, mac(i)))
+	}
+	h.start()
+	for i := range 4 {
+		h.waitState(fmt.Sprintf("vm%d", i), status.StateWouldRedefine)
+	}
+	release := h.fake.StallDefine() // the first redefine hangs in libvirt
+	t.Cleanup(release)
+	must(t, os.WriteFile(h.cfg.PolicyPath, []byte(testPolicy), 0o644))
+	h.reload <- syscall.SIGHUP
+	h.waitFor("three rewritten while one redefine is stuck", func(s status.Snapshot) bool {
+		n := 0
+		for _, d := range s.Domains {
+			if d.State == status.StateRewritten {
+				n++
+			}
+		}
+		return n == 3
+	})
+	release()
+	for i := range 4 {
+		h.waitState(fmt.Sprintf("vm%d", i), status.StateRewritten)
 	}
 }

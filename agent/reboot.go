@@ -146,7 +146,8 @@ func (a *Agent) finishColdBoot(ctx context.Context, conn virt.Conn, p virt.Power
 				return ctx.Err()
 			}
 			_, err = call(ctx, a, func(ctx context.Context) (struct{}, error) { return struct{}{}, f(ctx, d) })
-			if err == nil || errors.Is(err, virt.ErrNotFound) || a.isLost(conn, err) || ctx.Err() != nil {
+			if err == nil || errors.Is(err, virt.ErrNotFound) || errors.Is(err, virt.ErrInvalidState) ||
+				a.isLost(conn, err) || ctx.Err() != nil {
 				return err
 			}
 		}
@@ -183,20 +184,30 @@ func (a *Agent) finishColdBoot(ctx context.Context, conn virt.Conn, p virt.Power
 				return nil
 			}
 		}
-		if err := do(p.DestroyDomain); err != nil {
+		// "Not running" (ErrInvalidState): it stopped meanwhile, e.g. the
+		// destroy a killed agent had sent landed after its death: start it.
+		if err := do(p.DestroyDomain); err != nil && !errors.Is(err, virt.ErrInvalidState) {
 			if a.isLost(conn, err) || ctx.Err() != nil {
 				return err
 			}
 			log.Warn("cannot stop the domain for its cold boot; resuming it", "err", err)
-			if rerr := do(p.ResumeDomain); rerr != nil && (a.isLost(conn, rerr) || ctx.Err() != nil) {
+			rerr := do(p.ResumeDomain)
+			if rerr != nil && (a.isLost(conn, rerr) || ctx.Err() != nil) {
 				return rerr
+			}
+			if rerr != nil {
+				// Neither: the intent stays for the next connect.
+				log.Error("cannot resume the domain either; trying again at the next connect", "err", rerr)
+				return nil
 			}
 			a.removeIntent(in.UUID)
 			return nil
 		}
 		a.failpoint(fpDestroyed)
 	}
-	if err := do(p.StartDomain); err != nil {
+	// "Already running" (ErrInvalidState): a start a killed agent had
+	// sent landed after its death; the domain runs its cold boot.
+	if err := do(p.StartDomain); err != nil && !errors.Is(err, virt.ErrInvalidState) {
 		if a.isLost(conn, err) || ctx.Err() != nil {
 			return err
 		}

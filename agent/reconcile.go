@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -154,7 +155,7 @@ func (a *Agent) retryLater(f *failure) {
 // each XML: lookup (unless the caller knows the domain), definition (read,
 // decide, redefine), live (read the running domain, merge its plan),
 // record (the view and the status). Each step either adds to the pass or
-// ends it (an *end). Loop goroutine only.
+// ends it (an *end). One pass per domain at once (see forEachDomain).
 type pass struct {
 	a    *Agent
 	ctx  context.Context
@@ -177,6 +178,16 @@ type pass struct {
 	would     string      // the changes a redefine would make, in mode observe
 	live      *policy.Domain
 	liveOnly  map[string]bool
+}
+
+// compliantDef is a definition a pass found compliant: its digest, the
+// policy that decided, and the plan. A later pass reading the same bytes
+// under the same policy takes the plan as it is (the networks it depends
+// on are cached as long: both are forgotten together, see forgetFacts).
+type compliantDef struct {
+	sum  [sha256.Size]byte
+	pol  *policy.Policy
+	plan policy.Plan
 }
 
 // end is how a pass ended: the view it made (nil when it recorded an
@@ -223,21 +234,37 @@ func (p *pass) definition() *end {
 	if !d.Persistent {
 		return nil
 	}
-	def, err := p.read.Definition(p.ctx, d)
+	doc, err := p.read.DefinitionXML(p.ctx, d)
 	var re *facts.ReadError
 	if errors.As(err, &re) {
 		return p.readFailed("read the "+re.What+" of", re.Err)
 	}
-	doc := def.Doc
-	var out []byte
-	if err == nil {
-		out, p.plan, err = domxml.ApplyTo(p.pol, doc, def.Facts)
-	}
-	if err != nil {
-		a.metrics.rewriteFailures.Inc()
-		log.Warn("cannot rewrite the domain definition", "err", err)
-		a.fail(d, "rewrite failed", fmt.Sprintf("cannot rewrite the definition: %v", err))
-		return &end{}
+	out := doc
+	sum := sha256.Sum256(doc)
+	if k, ok := a.knownCompliant(p.conn, d.UUID); ok && k.pol == p.pol && k.sum == sum {
+		// The bytes this policy found compliant last time (the redefine's
+		// own DEFINED, a start, a periodic check): the same plan, without
+		// parsing and deciding again.
+		p.plan = k.plan
+	} else {
+		a.setCompliant(p.conn, d.UUID, nil)
+		var dom *policy.Domain
+		dom, err = p.read.Parse(p.ctx, doc)
+		if errors.As(err, &re) {
+			return p.readFailed("read the "+re.What+" of", re.Err)
+		}
+		if err == nil {
+			out, p.plan, err = domxml.ApplyTo(p.pol, doc, dom)
+		}
+		if err != nil {
+			a.metrics.rewriteFailures.Inc()
+			log.Warn("cannot rewrite the domain definition", "err", err)
+			a.fail(d, "rewrite failed", fmt.Sprintf("cannot rewrite the definition: %v", err))
+			return &end{}
+		}
+		if bytes.Equal(out, doc) {
+			a.setCompliant(p.conn, d.UUID, &compliantDef{sum: sum, pol: p.pol, plan: p.plan})
+		}
 	}
 	p.observe = p.observe || !p.plan.Mode.Acts()
 	if sent, what := a.retry.pending(d); sent != nil && bytes.Equal(out, doc) && bytes.Equal(doc, sent) {

@@ -137,6 +137,14 @@ func (s *store) setPolicy(f func(p *status.Policy)) {
 	s.mu.Unlock()
 }
 
+// reloadFailed reports whether the last policy reload failed (the
+// previous policy is in force).
+func (s *store) reloadFailed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.policy.LastReloadError != ""
+}
+
 // counts returns how many domains are in each state.
 func (s *store) counts() map[string]int {
 	s.mu.Lock()

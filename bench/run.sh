@@ -4,7 +4,8 @@
 # idle CPU against the fake libvirt and guests, bench/scale), then the Go
 # benchmarks (parser, policy, agent reaction and boot storm against the fake
 # libvirt), and as root the real stack (bench/realstack.sh: virsh start with
-# and without the hook, the agent on libvirtd, the network at queues=1 and N).
+# and without the hook, the agent on libvirtd, the network at queues=1 and N,
+# next-reboot, a backlog of rewrites at the agent's start).
 # Prints tables; writes JSON under bench/results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +34,7 @@ go test -run '^$' -bench . -benchmem -count 1 ./internal/... ./policy ./agent/..
 
 echo
 if [[ $(id -u) == 0 ]]; then
-  echo "== real stack: virsh start with/without the hook, agent reaction on libvirtd, network at queues=1 and N (bench/realstack.sh, ~9 min)"
+  echo "== real stack: virsh start with/without the hook, agent reaction on libvirtd, network at queues=1 and N, next-reboot, a backlog of rewrites (bench/realstack.sh, ~11 min)"
   bench/realstack.sh
 else
   echo "*** SKIPPING the real-stack bench (bench/realstack.sh): it needs root to run libvirtd, QEMU and a bridge."

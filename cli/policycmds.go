@@ -287,6 +287,7 @@ does, 1 on any error.`)
 	path := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	format, wideFlag := addOutputFlags(fs, "wide", "json")
+	fs.check(func() error { return outputConflict(format, *wideFlag, *asJSON) })
 	detailed := fs.Bool("detailed-exitcode", false, detailedUsage)
 	pos, code, done := parseFlags(env, fs, args, 1, -1, `DOMAIN.xml (one or more domain XML files; "-" reads stdin)`)
 	if done {

@@ -37,6 +37,7 @@ to its socket), and, after printing the status, when the agent is not
 connected to libvirt or its last policy reload failed; 0 otherwise.`)
 	asJSON := fs.Bool("json", false, "print the agent's JSON snapshot instead of a table")
 	format, wideFlag := addOutputFlags(fs, "wide", "json")
+	fs.check(func() error { return outputConflict(format, *wideFlag, *asJSON) })
 	sock := fs.String("status-socket", status.DefaultSocket, "virtmq-agent status `socket`")
 	_, code, done := parseFlags(env, fs, args, 0, 0, "")
 	if done {

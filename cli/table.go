@@ -168,6 +168,17 @@ func addOutputFlags(fs *flagSet, formats ...string) (format *cmdline.Enum, wide 
 	return format, wide
 }
 
+// outputConflict is the usage error of a table and JSON asked at once
+// (--json -o wide, -o json --wide).
+func outputConflict(format *cmdline.Enum, wide, asJSON bool) error {
+	wide = wide || format.Value == "wide"
+	asJSON = asJSON || format.Value == "json"
+	if wide && asJSON {
+		return fmt.Errorf("give --json (-o json) or -o wide (--wide), not both")
+	}
+	return nil
+}
+
 // outputFormat reads -o: it returns wide and json.
 func outputFormat(format *cmdline.Enum, wide, asJSON bool) (bool, bool) {
 	switch format.Value {

@@ -33,6 +33,8 @@ func TestUsageErrorsSayWhy(t *testing.T) {
 		{[]string{"apply", "--frob"}, "virtmq apply: unknown option --frob"},
 		{[]string{"plan", "--policy"}, "virtmq plan: missing value of option --policy"},
 		{[]string{"plan", "-o", "yaml", "x.xml"}, `virtmq plan: invalid value "yaml" for -o: want wide or json`},
+		{[]string{"plan", "--json", "-o", "wide", "x.xml"}, "virtmq plan: give --json (-o json) or -o wide (--wide), not both"},
+		{[]string{"status", "-o", "json", "--wide"}, "virtmq status: give --json (-o json) or -o wide (--wide), not both"},
 		{[]string{"status", "--color=sometimes"}, `virtmq status: invalid value "sometimes" for --color: want auto, always or never`},
 		{[]string{"apply", "--cold-boot"}, "virtmq apply --cold-boot: give --all or domain names or globs"},
 		{[]string{"apply", "--cold-boot", "--all", "web"}, "virtmq apply --cold-boot: give --all or domain names or globs, not both"},
@@ -113,6 +115,11 @@ func TestHelpHelp(t *testing.T) {
 		t.Errorf("help help: exit %d", code)
 	}
 	wantLines(t, "help help", r.stdout.String(), "Usage: virtmq help [COMMAND]")
+	r = newTestRun(t, nil, nil)
+	if code := Main(context.Background(), r.env, []string{"-c", "qemu:///system", "help", "apply"}); code != ExitOK {
+		t.Errorf("-c URI help apply: exit %d: %s", code, r.stderr)
+	}
+	wantLines(t, "-c URI help apply", r.stdout.String(), "Usage: virtmq apply")
 	r = newTestRun(t, nil, nil)
 	if code := Main(context.Background(), r.env, []string{"help", "plan", "apply"}); code != ExitUsage {
 		t.Errorf("help plan apply: exit %d", code)

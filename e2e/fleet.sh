@@ -2,8 +2,10 @@
 # The fleet scenarios of the e2e suite, sourced by run.sh: a domain that
 # OpenStack Nova defines is left to Nova (no redefine, no cold boot at its
 # reboot, no guest agent or QMP command, an enforce hook lets it start)
-# until the policy opts Nova in; and the metrics endpoint served with TLS,
-# client certificates and basic auth (--web.config.file).
+# until the policy opts Nova in; the metrics endpoint served with TLS,
+# client certificates and basic auth (--web.config.file); and one
+# Prometheus view of two hosts (the dashboard's fleet panels, the policy
+# digests, an agent down).
 
 # What nova's libvirt driver writes into <metadata> (nova/1.1, shortened).
 NOVA_METADATA="<nova:instance xmlns:nova='http://openstack.org/xmlns/libvirt/nova/1.1'>\
@@ -167,4 +169,54 @@ metrics_tls() {
 		--state-dir "$dir/state" --metrics-listen "$addr" --web.config.file "$dir/bad.yml" 2>&1) || rc=$?
 	check "an agent with a web config that does not load: exit" "$rc" 1
 	check_match "its error" "$out" "metrics web config $dir/bad.yml"
+}
+
+# dash_query TITLE: the PromQL of the first query of the dashboard's panel
+# TITLE, for every host ($instance = .*).
+dash_query() {
+	jq -r --arg t "$1" '[.. | objects | select(.title? == $t) | .targets[0].expr][0] | gsub("\\$instance"; ".*")' \
+		"$REPO/packaging/monitoring/virtmq-dashboard.json"
+}
+prom_value() { prom_query "$1" '.data.result[0].value[1]'; }
+
+# (c) one view of two hosts: a real Prometheus scrapes the agents of both
+# libvirt hosts (migration.sh's second host) with the shipped rules, and
+# the dashboard's fleet panels and the recording rules follow the hosts:
+# one policy on both (the same digest) is one policy in force; host 2's
+# policy changed makes two, with the hosts of each digest; host 2's agent
+# stopped is one agent down, and none once it is back.
+fleet_view() {
+	local m1 m2 d1 d2
+	trap 'prometheus_stop; pid_alive "$(on2 agent_pid)" || on2 agent_start' EXIT
+	host2_start
+	m1=$METRICS_LISTEN m2=$(cat "$H2_RUN/metrics.listen")
+	prometheus_start "$m1,$m2" "$REPO/packaging/monitoring/virtmq-rules.yml"
+	eventually 30 "Prometheus: agents up (job:virtmq_agents_up:sum)" 2 prom_value 'job:virtmq_agents_up:sum'
+	d1=$(policy_digest) d2=$(on2 policy_digest)
+	check "the same policy on both hosts: the same digest" "$d2" "$d1"
+	eventually 30 "dashboard 'Policies in force'" 1 prom_value "$(dash_query 'Policies in force')"
+	eventually 30 "Prometheus: the digest of each host" "$(words_sorted "$m1=$d1" "$m2=$d1")" \
+		prom_query virtmq_policy_info '[.data.result[] | "\(.metric.instance)=\(.metric.digest)"] | sort | join(" ")'
+
+	cat >>"$POLICY2" <<-YAML
+		  - name: only-here
+		    match: {domain: ${P}nothing-*}
+		    set: {queues: 2}
+	YAML
+	on2 agent_reload
+	d2=$(on2 policy_digest)
+	[[ $d2 != "$d1" ]] || fail "host 2's digest did not change with its policy"
+	eventually 30 "Prometheus: policies in force (job:virtmq_policy_digests:count)" 2 prom_value 'job:virtmq_policy_digests:count'
+	check "dashboard 'Policies in force'" "$(prom_value "$(dash_query 'Policies in force')")" 2
+	check "Prometheus: hosts per digest (job_digest:virtmq_policy_hosts:count)" \
+		"$(prom_query job_digest:virtmq_policy_hosts:count '[.data.result[] | "\(.metric.digest)=\(.value[1])"] | sort | join(" ")')" \
+		"$(words_sorted "$d1=1" "$d2=1")"
+
+	on2 agent_stop
+	eventually 30 "Prometheus: agents down (job:virtmq_agents_down:sum)" 1 prom_value 'job:virtmq_agents_down:sum'
+	check "dashboard 'Agents down'" "$(prom_value "$(dash_query 'Agents down')")" 1
+	cp "$POLICY" "$POLICY2"
+	on2 agent_start
+	eventually 30 "Prometheus: agents down once host 2's agent is back" 0 prom_value 'job:virtmq_agents_down:sum'
+	eventually 30 "dashboard 'Policies in force' with host 2 back on the fleet's policy" 1 prom_value "$(dash_query 'Policies in force')"
 }

@@ -131,7 +131,7 @@ agent_events() {
 recorded_events() { awk -v s="$1" '$1 == s { print $2 }' "$REPO/internal/virt/virttest/testdata/migration-events.txt" | paste -sd' '; }
 
 # guest_state DOMAIN: what the migration must keep (on the current host):
-# running XML queues, QMP num-vqs, guest Combined max/current, guest-ping.
+# running XML queues, QMP num-vqs, the guest's Combined max/current.
 guest_state() {
 	echo "queues=$(live_queues "$1") vqs=$(qmp_vqs "$1") combined=$(ethtool_combined "$1" | tr ' ' /)"
 }
@@ -149,7 +149,7 @@ metric() { curl -fsS "http://$1/metrics" | grep -E "^$2" || true; }
 # both agents and sees the domain move.
 migrate_live() {
 	local d=${P}mig before after l1 l2 tap m1 m2 e
-	trap prometheus_stop EXIT
+	trap 'prometheus_stop; events_stop src; events_stop dst' EXIT
 	host2_start
 	boot_rewritten "$d"
 	eventually 90 "$d guest Combined current before the migration" 2 guest_current "$d"

@@ -802,7 +802,7 @@ source "$E2E_DIR/fleet.sh"
 ALL=(libvirt_adapter zero_touch reboot save_restore restarts enforce_audit observe_mode race degraded_guests kill9_redefine libvirtd_outage passwords slow_libvirt
 	prometheus_view cold_boot_rolling hotplug_nic hotplug_vcpu remote_ssh next_reboot_guest next_reboot_virsh next_reboot_poweroff next_reboot_kill9
 	next_reboot_failpoints host_faults chaos
-	hostdev_network vhostuser_nobody hand_set_kept duplicate_mac exclude_include migrate_live migrate_pending migrate_other_policy orchestrator_nova metrics_tls doc_commands)
+	hostdev_network vhostuser_nobody hand_set_kept duplicate_mac exclude_include migrate_live migrate_pending migrate_other_policy fleet_view orchestrator_nova metrics_tls doc_commands)
 
 main() {
 	local s rc

@@ -111,7 +111,11 @@ func (c slowConn) LookupDomain(ctx context.Context, s string) (virt.Domain, erro
 
 // DomainXML: DomainGetXMLDesc (the domain is referred to by its UUID).
 func (c slowConn) DomainXML(ctx context.Context, d virt.Domain, flags virt.XMLFlags) (out []byte, err error) {
-	if rerr := c.d.rpc(ctx, c.reqs, "DomainGetXMLDesc", func() error {
+	proc := "DomainGetXMLDesc(live)"
+	if flags&virt.XMLInactive != 0 {
+		proc = "DomainGetXMLDesc(inactive)"
+	}
+	if rerr := c.d.rpc(ctx, c.reqs, proc, func() error {
 		out, err = c.Conn.DomainXML(ctx, d, flags)
 		return nil
 	}); rerr != nil {

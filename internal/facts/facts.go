@@ -75,18 +75,37 @@ func (r *Reader) Forget() {
 // console passwords) and parses it. A failed libvirt call is a *ReadError;
 // any other error is the document's (it does not parse).
 func (r *Reader) Definition(ctx context.Context, d virt.Domain) (Definition, error) {
-	doc, err := r.conn.DomainXML(ctx, d, virt.XMLInactive|virt.XMLSecure)
-	if err != nil {
-		return Definition{}, &ReadError{What: "definition", Err: err}
-	}
-	dom, err := domxml.Parse(doc)
+	doc, err := r.DefinitionXML(ctx, d)
 	if err != nil {
 		return Definition{}, err
 	}
-	if err := r.resolve(ctx, dom); err != nil {
+	dom, err := r.Parse(ctx, doc)
+	if err != nil {
 		return Definition{}, err
 	}
 	return Definition{Doc: doc, Facts: dom}, nil
+}
+
+// DefinitionXML is the read of Definition without the parse, for a caller
+// that knows what it decided on the same bytes before.
+func (r *Reader) DefinitionXML(ctx context.Context, d virt.Domain) ([]byte, error) {
+	doc, err := r.conn.DomainXML(ctx, d, virt.XMLInactive|virt.XMLSecure)
+	if err != nil {
+		return nil, &ReadError{What: "definition", Err: err}
+	}
+	return doc, nil
+}
+
+// Parse is the parse of Definition: doc's facts, networks resolved.
+func (r *Reader) Parse(ctx context.Context, doc []byte) (*policy.Domain, error) {
+	dom, err := domxml.Parse(doc)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.resolve(ctx, dom); err != nil {
+		return nil, err
+	}
+	return dom, nil
 }
 
 // Live reads the running domain d's live XML, without secrets (nothing is

@@ -7,11 +7,14 @@
 #      its definition is untouched;
 #   2. rollout.yml -e virtmq_mode=apply: the handler reloads the agent,
 #      which redefines the domain;
+#   2b. with virtmq_policy_d_exclusive, a drop-in put there by hand is removed;
 #   3. the same again: changed=0;
 #   4. a broken drop-in is refused with lint's file:line:col message and
 #      never lands; the agent keeps its policy;
-#   5. cold_boot.yml with nothing pending: ok, changed=0;
-#   6. ansible-lint of packaging/ansible: clean.
+#   5. cold_boot.yml with nothing pending: ok, changed=0; of a domain that
+#      does not exist: virtmq's exit code 1 is the task's failure;
+#   6. with the agent stopped, the status check fails the play first;
+#   7. ansible-lint of packaging/ansible: clean.
 # The agent runs without systemd (tests/agent-ctl.sh, the role's
 # virtmq_service_manager: command). Run as root; it refuses when virtmq is
 # already installed, and purges the package, stops the agent and the
@@ -128,6 +131,13 @@ e2e_wait 10 queues_are 4 || true
 check "$D definition (apply)" "$(defined_queues)" 4
 check "$D state (apply)" "$(state_of)" rewritten
 
+step "2b. virtmq_policy_d_exclusive: a drop-in nobody named is removed"
+printf '# placed by hand\nrules:\n  - name: stray\n    match: {domain: [stray-*]}\n    exclude: true\n' >/etc/virtmq/policy.d/40-stray.yaml
+if play exclusive rollout.yml -e virtmq_mode=apply -e virtmq_policy_d_exclusive=true; then ok "rollout.yml with virtmq_policy_d_exclusive"; else cat "$work/exclusive.out"; bad "rollout.yml with virtmq_policy_d_exclusive"; fi
+check "the stray drop-in" "$(ls /etc/virtmq/policy.d/40-stray.yaml 2>/dev/null || echo removed)" removed
+check "the drop-ins left" "$(cd /etc/virtmq/policy.d && echo *)" "50-scratch.yaml 99-rollout-mode.yaml"
+check "exclusive run: changed (the removal, the reload)" "$(recap exclusive changed)" changed=2
+
 step "3. apply again: nothing changes"
 if play again rollout.yml -e virtmq_mode=apply -e virtmq_batch=1; then ok "rollout.yml -e virtmq_mode=apply, again"; else cat "$work/again.out"; bad "the second apply run"; fi
 check "second run: changed" "$(recap again changed)" changed=0
@@ -151,7 +161,23 @@ step "5. cold_boot.yml with nothing pending"
 if play coldboot cold_boot.yml; then ok "cold_boot.yml"; else cat "$work/coldboot.out"; bad "cold_boot.yml"; fi
 check "cold boot with nothing pending: changed" "$(recap coldboot changed)" changed=0
 
-step "6. ansible-lint"
+if play coldboot-fail cold_boot.yml -e '{"virtmq_cold_boot_targets": ["'"$D"'-nosuch"]}'; then
+	bad "cold_boot.yml of a domain that does not exist succeeded"
+else
+	ok "cold_boot.yml of a domain that does not exist failed"
+fi
+msg=$(grep -oE 'virtmq apply --cold-boot on localhost exited [0-9]+: [^.]*' "$work/coldboot-fail.out" | head -n1)
+check "its task result" "$msg" "virtmq apply --cold-boot on localhost exited 1: a domain failed (shutdown timeout, verification FAIL, refused, libvirt error)"
+
+step "6. a host with problems fails the play: the agent stopped"
+"$dir/tests/agent-ctl.sh" stop
+if play down cold_boot.yml -e virtmq_status_retries=2; then bad "a play on a host whose agent is down succeeded"; else ok "a play on a host whose agent is down failed"; fi
+msg=$(grep -oE 'virtmq on localhost: [^"]*' "$work/down.out" | head -n1)
+check_prefix() { if [[ $2 == "$3"* ]]; then ok "$1: $2"; else bad "$1: got '$2', want '$3...'"; fi; }
+check_prefix "the problem it names" "$msg" "virtmq on localhost: the agent does not answer on /run/virtmq/status.sock"
+check "cold boot not run with the agent down" "$(grep -c 'TASK \[virtmq : Cold boot the pending domains\]' "$work/down.out")" 0
+
+step "7. ansible-lint"
 # the files named: given ".", ansible-lint 6.13 lints 1 file of a git worktree
 if (cd "$dir" && ansible-lint --offline --nocolor rollout.yml cold_boot.yml roles/virtmq tests >"$work/lint.out" 2>&1); then
 	ok "ansible-lint packaging/ansible: $(grep -o 'Passed with.*' "$work/lint.out")"
