@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/virtmq/virtmq/internal/domxml"
+	"github.com/virtmq/virtmq/internal/guest"
 	"github.com/virtmq/virtmq/internal/verify/verifytest"
 	"github.com/virtmq/virtmq/internal/virt/virttest"
 )
@@ -98,4 +99,34 @@ func TestVerifySkipsHostdevPool(t *testing.T) {
 	}
 	wantLines(t, "stdout", r.stdout.String(), "SKIP "+vfMAC+" network/virtio not managed by the policy: network vf-pool is a hostdev pool")
 	wantNot(t, "stdout", r.stdout.String(), "running queues")
+}
+
+// TestColdBootGuestStepSkipsHostdevPool: a domain with a VF and a NAT NIC
+// restarts for the NAT NIC; the guest step run here sets only the NAT
+// NIC's channels (the VF has no interface with its MAC in this guest: a
+// step for it would wait for it until the boot timeout).
+func TestColdBootGuestStepSkipsHostdevPool(t *testing.T) {
+	fake := virttest.New()
+	vfDomain(t, fake, "vf-pool", "default")
+	if err := fake.Start("vf"); err != nil {
+		t.Fatal(err)
+	}
+	g := verifytest.LinuxGuest(natMAC, guest.Channels{Max: 4, Current: 1})
+	verifytest.SetGuest(fake, g)
+	code, r := runColdBootTest(t, fake, "--shutdown-timeout", "50ms", "--force", "--boot-timeout", "3s", "vf")
+	out := r.stdout.String()
+	wantLines(t, "stdout", out, "vf: shutting down", natMAC+" runs 1, wants 4", "started; guest step run here; verifying")
+	wantNot(t, "stdout", out, vfMAC+" runs")
+	if q := definedQueues(t, fake, "vf"); q[vfMAC] > 1 || q[natMAC] != 4 {
+		t.Errorf("queues after the cold boot = %v (exit %d)", q, code)
+	}
+	var set []string
+	for _, e := range g.Execs() {
+		if strings.Contains(e, "-L") {
+			set = append(set, e)
+		}
+	}
+	if len(set) != 1 || !strings.Contains(set[0], "combined 4") {
+		t.Errorf("ethtool -L runs = %q, want one, combined 4 on the NAT NIC", set)
+	}
 }
