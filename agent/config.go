@@ -19,7 +19,16 @@ import (
 
 // Defaults for Config fields left zero.
 const (
-	DefaultConcurrency     = 4
+	// LibvirtClientRequests is libvirtd's max_client_requests default: how
+	// many calls of one client connection it has in execution at once
+	// (virtqemud's too); it stops reading the connection beyond them.
+	LibvirtClientRequests = 5
+	// ReconcileRequests is how many of those the guest lanes leave to the
+	// reconciles (lookups, reads, redefines) whatever the guests do.
+	ReconcileRequests = 2
+	// DefaultConcurrency is the guest lanes' share of the connection: the
+	// guest agent commands and QMP checks in flight at once.
+	DefaultConcurrency     = LibvirtClientRequests - ReconcileRequests
 	DefaultGuestTimeout    = 3 * time.Minute
 	DefaultGuestAttempts   = 4
 	DefaultGuestRetryDelay = 2 * time.Second
@@ -88,10 +97,12 @@ type Config struct {
 	// Empty serves plain HTTP.
 	MetricsWebConfig string
 
-	// Concurrency is how many guest agent commands or QMP checks run at
-	// once in the fast lane (fast slots; up to 4 × Concurrency domains are
-	// in it), and how many of domains moved to the slow lane run at once
-	// (see GuestSlice and the scheduler).
+	// Concurrency is how many guest agent commands or QMP checks are in
+	// flight at once on the libvirt connection, both lanes together (up to
+	// 4 × Concurrency domains are in the fast lane; runs moved to the slow
+	// lane hold at most a third of the slots; see GuestSlice and the
+	// scheduler). Keep it below libvirtd's max_client_requests
+	// (LibvirtClientRequests) so that reconciles always find a free one.
 	Concurrency int
 	// GuestSlice is how long one domain's guest step and QMP check may stay
 	// in the fast lane; after it the rest of the run takes one slow slot per

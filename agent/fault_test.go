@@ -194,7 +194,7 @@ func TestGuestExecStatusStuck(t *testing.T) {
 			h.waitFor("slots released", func(status.Snapshot) bool {
 				h.agent.sched.mu.Lock()
 				defer h.agent.sched.mu.Unlock()
-				return len(h.agent.sched.sem) == 0 && len(h.agent.sched.slots) == 0
+				return len(h.agent.sched.conn) == 0 && len(h.agent.sched.slots) == 0
 			})
 			// And the domain is served again at its next boot.
 			sims.mu.Lock()

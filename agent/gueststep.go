@@ -181,9 +181,15 @@ type turnAgent struct {
 	l *lease
 }
 
+// A command the guest leaves without a reply moves the run to the slow
+// lane at once: a healthy qemu-ga answers every command the step sends
+// within milliseconds.
 func (t turnAgent) Command(ctx context.Context, cmd []byte, timeout time.Duration) (out []byte, err error) {
 	if terr := t.l.turn(ctx, func() { out, err = t.Agent.Command(ctx, cmd, timeout) }); terr != nil {
 		return nil, terr
+	}
+	if errors.Is(err, guest.ErrTimeout) {
+		t.l.demote()
 	}
 	return out, err
 }

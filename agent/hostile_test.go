@@ -14,6 +14,7 @@ import (
 	"github.com/virtmq/virtmq/internal/guest"
 	"github.com/virtmq/virtmq/internal/status"
 	"github.com/virtmq/virtmq/internal/virt"
+	"github.com/virtmq/virtmq/internal/virt/virttest"
 )
 
 // hostileHost serves the recorded guest to every domain, except that the
@@ -81,7 +82,7 @@ func TestHostileGuestsDoNotStallOthers(t *testing.T) {
 				n++
 			}
 		}
-		return n == 8 // all in the fast lane; four stall there holding the fast slots
+		return n == 8 // all started in the fast lane
 	})
 	must(t, h.fake.AgentConnect("good"))
 	s := h.waitFor("good done", func(s status.Snapshot) bool {
@@ -150,4 +151,119 @@ func TestReconnectStormKeepsBackoff(t *testing.T) {
 	must(t, h.fake.Start("hostile0"))
 	must(t, h.fake.AgentConnect("hostile0"))
 	h.waitFor("tried again after the boot", func(status.Snapshot) bool { return hh.guestInfos("hostile0") == 2 })
+}
+
+// requestSlots is a connection with libvirtd's per-client limit
+// (max_client_requests, 5 by default): at most that many of its calls are
+// in execution at once, the others wait. A guest agent command holds its
+// slot until the guest answers or libvirt's timeout ends it.
+type requestSlots struct {
+	virt.Conn
+	slots chan struct{}
+}
+
+func (c requestSlots) hold(ctx context.Context, f func()) error {
+	select {
+	case c.slots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-c.slots }()
+	f()
+	return nil
+}
+
+func (c requestSlots) LookupDomain(ctx context.Context, s string) (d virt.Domain, err error) {
+	if herr := c.hold(ctx, func() { d, err = c.Conn.LookupDomain(ctx, s) }); herr != nil {
+		return d, herr
+	}
+	return d, err
+}
+
+func (c requestSlots) DomainXML(ctx context.Context, d virt.Domain, flags virt.XMLFlags) (out []byte, err error) {
+	if herr := c.hold(ctx, func() { out, err = c.Conn.DomainXML(ctx, d, flags) }); herr != nil {
+		return nil, herr
+	}
+	return out, err
+}
+
+func (c requestSlots) DefineXML(ctx context.Context, doc []byte) (err error) {
+	if herr := c.hold(ctx, func() { err = c.Conn.DefineXML(ctx, doc) }); herr != nil {
+		return herr
+	}
+	return err
+}
+
+func (c requestSlots) AgentCommand(ctx context.Context, d virt.Domain, cmd []byte, timeout time.Duration) (out []byte, err error) {
+	if herr := c.hold(ctx, func() { out, err = c.Conn.AgentCommand(ctx, d, cmd, timeout) }); herr != nil {
+		return nil, herr
+	}
+	return out, err
+}
+
+func (c requestSlots) MonitorCommand(ctx context.Context, d virt.Domain, cmd []byte) (out []byte, err error) {
+	if herr := c.hold(ctx, func() { out, err = c.Conn.MonitorCommand(ctx, d, cmd) }); herr != nil {
+		return nil, herr
+	}
+	return out, err
+}
+
+// Guests that never answer guest-exec-status, on a connection with
+// libvirtd's five request slots, leave reconciles their slots: a domain
+// defined while they stall (after their first slice, when the runs moved
+// to the slow lane have commands in flight too) is rewritten at once, not
+// after the guests' command timeouts.
+func TestHostileGuestsLeaveReconcileSlots(t *testing.T) {
+	var names []string
+	for i := range 8 {
+		names = append(names, fmt.Sprintf("hostile%d", i))
+	}
+	h, hh := hostileHarnessWith(t, func(c *Config) {
+		c.Concurrency = DefaultConcurrency
+		c.GuestSlice = DefaultGuestSlice
+		c.GuestTimeout = time.Minute
+		c.Guest = guest.Options{} // the defaults: what libvirt waits for each command
+		dial := c.Dial
+		c.Dial = func(ctx context.Context, sockets []string) (virt.Conn, string, error) {
+			conn, sock, err := dial(ctx, sockets)
+			if err != nil {
+				return nil, "", err
+			}
+			return requestSlots{Conn: conn, slots: make(chan struct{}, LibvirtClientRequests)}, sock, nil
+		}
+	}, names...)
+	var mu sync.Mutex
+	var defined time.Time
+	h.fake.OnCall(func(method string, d virt.Domain, err error) {
+		if method == virttest.MethodDefineXML && d.Name == "late" && err == nil {
+			mu.Lock()
+			defined = time.Now()
+			mu.Unlock()
+		}
+	})
+	for _, n := range names {
+		must(t, h.fake.AgentConnect(n))
+	}
+	h.waitFor("hostile guests polling", func(status.Snapshot) bool {
+		for _, name := range names {
+			if hh.guestInfos(name) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	time.Sleep(DefaultGuestSlice + 500*time.Millisecond) // past the slice: runs in both lanes
+
+	start := time.Now()
+	mustDefine(t, h.fake, domainXML("late", 4, 0, mac(99)))
+	h.waitFor("late rewritten", func(s status.Snapshot) bool {
+		d, _ := findDomain(s, "late")
+		return d.State == status.StateRewritten
+	})
+	mu.Lock()
+	took := defined.Sub(start)
+	mu.Unlock()
+	if bound := time.Second; took > bound {
+		t.Errorf("the late domain's redefine returned %v after its definition, beside %d stalling guests; want at most %v", took, len(names), bound)
+	}
 }

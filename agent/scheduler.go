@@ -31,25 +31,30 @@ type runFunc func(ctx context.Context, v *domainView, j job, attempt int, l *lea
 //
 // Turns. What a run costs libvirt is its guest agent commands and QMP
 // checks in flight: each holds one of libvirtd's worker threads and one of
-// the connection's request slots until the guest (or QEMU) answers. So
-// the slots bound commands, not runs: a run waiting between two
-// guest-exec-status polls, or for its next turn, holds none.
+// the connection's request slots (max_client_requests) until the guest (or
+// QEMU) answers, and the reconciles share those slots. So the slots bound
+// commands, not runs: at most Concurrency (connection slots) are in flight
+// at once, whatever the lanes, the rest of libvirtd's per-connection limit
+// is left to the reconciles. A run waiting between two guest-exec-status
+// polls, or for its next turn, holds none; a guest that does not answer
+// holds one for a guest.Options.ReplyTimeout at a time.
 //
 // A run starts in the fast lane, where at most admitPerSlot × Concurrency
 // runs are at once; each of its guest agent commands and QMP checks waits
-// for one of Concurrency fast slots, held for that command. It stays in the
-// fast lane for at most slice: a healthy guest answers a whole guest step
-// within a fraction of that, with the other runs' commands in between. A
-// run still going after slice (a guest that stalls guest-exec-status, or
-// answers each command just before its timeout) leaves the fast lane and
-// goes on in the slow lane: each of its later commands waits for one of
-// Concurrency slow slots, held for that one command. A run of a domain
-// whose last attempt failed starts its guest step in the slow lane. So
-// hostile guests take turns among themselves, and a well-behaved domain
-// waits at most about slice × (runs queued ahead of it / (admitPerSlot ×
-// Concurrency)) to start. The command in flight when a run is moved gives
-// its fast slot back at once and holds no slot until it returns: at most
-// one per moved run, each bounded by its command timeout.
+// for a connection slot, held for that command. It stays in the fast lane
+// for at most slice: a healthy guest answers a whole guest step within a
+// fraction of that, with the other runs' commands in between. A run still
+// going after slice (a guest that stalls guest-exec-status, or answers each
+// command just before its timeout) leaves the fast lane and goes on in the
+// slow lane: each of its later commands first waits for one of the slow
+// slots (slowSlots: a third of Concurrency, at least one), then for a
+// connection slot. A run of a domain whose last attempt failed starts its
+// guest step in the slow lane. So hostile guests take turns among
+// themselves on at most a third of the connection slots, and a
+// well-behaved domain waits at most about slice × (runs queued ahead of it
+// / (admitPerSlot × Concurrency)) to start. The command in flight when a
+// run is moved keeps its connection slot until it returns (libvirtd holds
+// the request slot as long), bounded by its reply timeout.
 //
 // Backoff. A run that asks for a retry counts as a failure of the domain,
 // keyed by its UUID: its next run waits delay × 2^(failures-1) (at most
@@ -67,8 +72,8 @@ type runFunc func(ctx context.Context, v *domainView, j job, attempt int, l *lea
 type scheduler struct {
 	ctx      context.Context
 	admit    chan struct{} // runs in the fast lane
-	sem      chan struct{} // fast slots: commands of runs in the fast lane
-	slow     chan struct{} // slow lane: commands of the other runs
+	conn     chan struct{} // connection slots: every guest agent command and QMP check in flight
+	slow     chan struct{} // slow slots: commands of runs in the slow lane, before their connection slot
 	slice    time.Duration
 	attempts int
 	delay    time.Duration
@@ -109,6 +114,10 @@ type schedOptions struct {
 // guest-exec-status polls, for ethtool), so a few of them keep a slot busy.
 const admitPerSlot = 4
 
+// slowSlots is how many of the concurrency connection slots runs in the
+// slow lane may hold at once: a third, at least one.
+func slowSlots(concurrency int) int { return max(1, concurrency/3) }
+
 func newScheduler(ctx context.Context, o schedOptions, run runFunc) *scheduler {
 	if o.now == nil {
 		o.now = time.Now
@@ -116,8 +125,8 @@ func newScheduler(ctx context.Context, o schedOptions, run runFunc) *scheduler {
 	return &scheduler{
 		ctx:      ctx,
 		admit:    make(chan struct{}, admitPerSlot*o.concurrency),
-		sem:      make(chan struct{}, o.concurrency),
-		slow:     make(chan struct{}, o.concurrency),
+		conn:     make(chan struct{}, o.concurrency),
+		slow:     make(chan struct{}, slowSlots(o.concurrency)),
 		slice:    o.slice,
 		attempts: o.attempts,
 		delay:    o.delay,
@@ -274,38 +283,35 @@ func (s *scheduler) remove(key string) {
 // wait blocks until every worker has returned; call it after ctx ended.
 func (s *scheduler) wait() { s.wg.Wait() }
 
-// lease is one run's hold on the scheduler's lanes: in the fast lane until
-// demote (called by the slice's timer, or by the run), a fast slot per
-// turn; then a slow slot per turn.
+// lease is one run's hold on the scheduler's lanes: in the fast lane
+// until demote (when the run has held connection slots for slice in all,
+// or called by the run), then in the slow lane; a connection slot per turn
+// in both.
 type lease struct {
 	s     *scheduler
-	timer *time.Timer
+	moved chan struct{} // closed by demote
 
-	mu      sync.Mutex
-	fast    bool // in the fast lane (holds an admission)
-	holding bool // holds a fast slot for the turn in flight
+	mu    sync.Mutex
+	fast  bool          // in the fast lane (holds an admission)
+	used  time.Duration // connection slots held in the fast lane, turns ended
+	timer *time.Timer   // demotes the run at slice, while a fast turn holds a slot
 }
 
 // newLease wraps the admission to the fast lane the worker just took.
 func (s *scheduler) newLease() *lease {
-	l := &lease{s: s, fast: true}
-	l.timer = time.AfterFunc(s.slice, l.demote)
-	return l
+	return &lease{s: s, fast: true, moved: make(chan struct{})}
 }
 
-// demote moves the run to the slow lane: it gives back its admission and
-// the fast slot of the turn in flight, if any (that turn goes on holding
-// no slot); later turns take slow slots.
+// demote moves the run to the slow lane: it gives back its admission;
+// later turns take a slow slot first. The turn in flight, if any, keeps
+// its connection slot until it returns.
 func (l *lease) demote() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.fast {
 		l.fast = false
 		<-l.s.admit
-	}
-	if l.holding {
-		l.holding = false
-		<-l.s.sem
+		close(l.moved)
 	}
 }
 
@@ -317,31 +323,49 @@ func (l *lease) demoted() bool {
 
 // end releases whatever the run holds.
 func (l *lease) end() {
-	l.timer.Stop()
+	l.mu.Lock()
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+	l.mu.Unlock()
 	l.demote()
 }
 
-// turn runs f under a fast slot while the run is in the fast lane, else
-// under a slow slot, held for f alone. It returns ctx's error, without
-// running f, when ctx ends first.
+// fastTurn runs f as a turn of the fast lane, the slot already taken: its
+// time counts against slice, and the run is moved to the slow lane when
+// slice is used up, during f or after it.
+func (l *lease) fastTurn(f func()) {
+	start := time.Now()
+	l.mu.Lock()
+	l.timer = time.AfterFunc(l.s.slice-l.used, l.demote)
+	l.mu.Unlock()
+	f()
+	l.mu.Lock()
+	l.timer.Stop()
+	l.used += time.Since(start)
+	over := l.used >= l.s.slice
+	l.mu.Unlock()
+	if over {
+		l.demote()
+	}
+}
+
+// turn runs f under a connection slot, held for f alone; a run in the slow
+// lane takes a slow slot first. The time a run waits for its turn does not
+// count against its slice: only what it holds does. It returns ctx's
+// error, without running f, when ctx ends first.
 func (l *lease) turn(ctx context.Context, f func()) error {
 	if !l.demoted() {
 		select {
-		case l.s.sem <- struct{}{}:
+		case l.s.conn <- struct{}{}:
+			defer func() { <-l.s.conn }()
+			l.fastTurn(f)
+			return nil
+		case <-l.moved:
+			// Moved to the slow lane while waiting: wait there.
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		l.mu.Lock()
-		if l.fast {
-			l.holding = true
-			l.mu.Unlock()
-			defer l.release()
-			f()
-			return nil
-		}
-		// Moved to the slow lane while waiting.
-		l.mu.Unlock()
-		<-l.s.sem
 	}
 	select {
 	case l.s.slow <- struct{}{}:
@@ -349,17 +373,12 @@ func (l *lease) turn(ctx context.Context, f func()) error {
 		return ctx.Err()
 	}
 	defer func() { <-l.s.slow }()
+	select {
+	case l.s.conn <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-l.s.conn }()
 	f()
 	return nil
-}
-
-// release gives back the fast slot of the turn that ended, unless demote
-// already did.
-func (l *lease) release() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.holding {
-		l.holding = false
-		<-l.s.sem
-	}
 }

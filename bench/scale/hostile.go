@@ -79,8 +79,13 @@ func (g hostileGuest) Command(ctx context.Context, cmd []byte, timeout time.Dura
 	_ = json.Unmarshal(cmd, &c)
 	switch {
 	case c.Execute == "guest-exec-status" && g.kind != hostileMany:
-		<-ctx.Done() // never answered: libvirt's timeout ends it
-		return nil, fmt.Errorf("%w: guest agent did not answer within %v", virt.ErrTimeout, timeout)
+		// Never answered: libvirt's timeout (whole seconds, at least one)
+		// ends it.
+		secs := max((timeout+time.Second-1)/time.Second, 1)
+		if err := sleepCtx(ctx, secs*time.Second); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: guest agent did not answer within %v", virt.ErrTimeout, secs*time.Second)
 	case g.kind == hostileMany && c.Execute != "guest-info" && c.Execute != "guest-get-osinfo" && c.Execute != "guest-network-get-interfaces":
 		// Answered just before the timeout.
 		if err := sleepCtx(ctx, timeout-50*time.Millisecond); err != nil {

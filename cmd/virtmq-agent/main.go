@@ -67,7 +67,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		stateDir      = fs.String("state-dir", agent.DefaultStateDir, "`folder` for what must survive the agent (the restart intents of apply_at: next-reboot)")
 		metricsListen = fs.String("metrics-listen", "", "serve Prometheus metrics on `address` (e.g. 127.0.0.1:9465) at /metrics; off when empty")
 		webConfig     = fs.String("web.config.file", "", "Prometheus exporter-toolkit web config `file` for the metrics endpoint: TLS, client certificates, basic auth (as node_exporter's); plain HTTP when empty")
-		concurrency   = fs.Int("concurrency", agent.DefaultConcurrency, "how many guest agent commands or QMP checks run at once (per lane; up to 4× as many domains in guest steps)")
+		concurrency   = fs.Int("concurrency", agent.DefaultConcurrency, "how many guest agent commands or QMP checks are in flight at once on the libvirt connection (keep it below libvirtd's max_client_requests, 5, which reconciles share; up to 4× as many domains in guest steps)")
 		guestTimeout  = fs.Duration("guest-timeout", agent.DefaultGuestTimeout, "bound for one guest step attempt of one domain (all its NICs)")
 		logLevel      = cmdline.NewEnum("info", "debug", "info", "warn", "error")
 		version       = fs.Bool("version", false, "print the version and exit")

@@ -15,7 +15,7 @@ func TestHelp(t *testing.T) {
 	for _, want := range []string{
 		"Usage: virtmq-agent", "pending-cold-boot", "SIGHUP", "READY=1", "ethtool -L",
 		"      --policy FILE ", "      --socket SOCKETS ", "/run/libvirt/virtqemud-sock,/run/libvirt/libvirt-sock",
-		"      --status-socket SOCKET\n", "/run/virtmq/status.sock", "      --metrics-listen ADDRESS", "      --web.config.file FILE", "      --concurrency INT ", "(default 4)",
+		"      --status-socket SOCKET\n", "/run/virtmq/status.sock", "      --metrics-listen ADDRESS", "      --web.config.file FILE", "      --concurrency INT ", "(default 3)",
 		"      --guest-timeout DURATION", "      --log-level LEVEL ", "      --state-dir FOLDER ", "      --version ",
 	} {
 		if !strings.Contains(out.String(), want) {

@@ -18,6 +18,12 @@ type session struct {
 	o Options
 
 	sent int // commands sent, guest-exec-status polls not counted (maxCommands)
+	// changing is set while a guest-exec that changes the guest (ethtool
+	// -L) is sent: it is not sent again when its reply does not come.
+	changing bool
+	// statusLost is set when a guest-exec-status poll got no reply: qemu-ga
+	// may have answered it late, and forgotten the process.
+	statusLost bool
 
 	ethtool  string   // resolved ethtool path
 	readlink []string // resolved readlink argv prefix
@@ -64,11 +70,22 @@ var ErrBudget = errors.New("the guest step's command budget is used up")
 
 // call sends one agent command and decodes the "return" member into a T.
 // The command is bounded by CommandTimeout and by ctx's deadline, whichever
-// comes first; the same bound is passed to the Agent as its timeout.
-// Commands other than guest-exec-status count against maxCommands.
+// comes first. Each send waits at most ReplyTimeout for the reply (the
+// Agent gets that wait as its timeout), a command sent again twice that,
+// and so on within the bound (guest-exec-status: ReplyTimeout each time):
+// a guest that does not answer holds libvirt's request slot for a second
+// or a few at a time, not for the whole bound. Commands other than
+// guest-exec-status count against maxCommands, once however often they
+// are sent.
 func call[T any](ctx context.Context, s *session, execute string, args any) (T, error) {
 	return callCapped[T](ctx, s, execute, args, 0)
 }
+
+// replyGrace is how much longer than the command's bound it is waited for
+// on this side: the Agent's own timeout reply normally comes first, so
+// that what it holds (libvirt's request slot) is given back before the
+// next command is sent.
+const replyGrace = 250 * time.Millisecond
 
 // callCapped is call with a reply of at most limit bytes (0: no limit).
 func callCapped[T any](ctx context.Context, s *session, execute string, args any, limit int) (T, error) {
@@ -86,13 +103,13 @@ func callCapped[T any](ctx context.Context, s *session, execute string, args any
 	if err := ctx.Err(); err != nil {
 		return zero, err
 	}
-	timeout := s.o.CommandTimeout
+	bound := s.o.CommandTimeout
 	if dl, ok := ctx.Deadline(); ok {
-		if rem := time.Until(dl); rem < timeout {
-			timeout = rem
+		if rem := time.Until(dl); rem < bound {
+			bound = rem
 		}
 	}
-	if timeout <= 0 {
+	if bound <= 0 {
 		// The deadline has passed but ctx has not ended yet: its timer is
 		// about to fire. Wait for it, so that the caller finds ctx ended
 		// (run tells its own ExecTimeout from the caller's deadline by
@@ -106,19 +123,42 @@ func callCapped[T any](ctx context.Context, s *session, execute string, args any
 			return zero, context.DeadlineExceeded
 		}
 	}
-	cctx, cancel := context.WithTimeout(ctx, timeout)
+	// A guest-exec that changes the guest is sent once: it may have run
+	// without its reply coming back (the caller looks before it tries
+	// again). Every other command only reads and is sent again.
+	resend := execute != "guest-exec" || !s.changing
+	end := time.Now().Add(bound)
+	// bctx bounds the whole command on this side, the Agent's wait for
+	// its turn included; the Agent enforces each send's timeout (libvirt
+	// does, in whole seconds).
+	bctx, cancel := context.WithDeadline(ctx, end.Add(replyGrace))
 	defer cancel()
-	raw, err := s.a.Command(cctx, cmd, timeout)
-	if err != nil {
+	wait := s.o.ReplyTimeout
+	var raw []byte
+	for {
+		timeout := max(min(wait, time.Until(end)), time.Millisecond)
+		raw, err = s.a.Command(bctx, cmd, timeout)
+		if err == nil {
+			break
+		}
 		switch {
 		case ctx.Err() != nil:
 			// The caller's context ended: report that, not whatever the
 			// transport made of it.
 			return zero, fmt.Errorf("%w (%w)", ctx.Err(), err)
-		case cctx.Err() != nil:
-			return zero, fmt.Errorf("%w: no reply within %v: %w", ErrTimeout, timeout, err)
+		case bctx.Err() == nil && !errors.Is(err, ErrTimeout):
+			return zero, err
+		case !resend || time.Until(end) <= 0 || bctx.Err() != nil:
+			return zero, fmt.Errorf("%w: no reply within %v: %w", ErrTimeout, bound.Round(time.Millisecond), err)
 		}
-		return zero, err
+		if execute == "guest-exec-status" {
+			// qemu-ga answers a status at once, whatever the program
+			// does: a guest that does not is polled again with the same
+			// short wait, never holding more.
+			s.statusLost = true
+			continue
+		}
+		wait *= 2
 	}
 	if limit > 0 && len(raw) > limit {
 		return zero, fmt.Errorf("reply of %d bytes, more than the %d kept", len(raw), limit)

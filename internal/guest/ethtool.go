@@ -55,7 +55,10 @@ func (s *session) channels(ctx context.Context, name string) (Channels, error) {
 // setCombined runs ethtool -L name combined n.
 func (s *session) setCombined(ctx context.Context, name string, n int) error {
 	c := strconv.Itoa(n)
-	if _, err := s.runEthtool(ctx, "-L", name, "combined", c); err != nil {
+	s.changing = true
+	_, err := s.runEthtool(ctx, "-L", name, "combined", c)
+	s.changing = false
+	if err != nil {
 		return fmt.Errorf("guest-exec ethtool -L %s combined %s: %w", name, c, err)
 	}
 	return nil

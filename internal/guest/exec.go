@@ -64,8 +64,12 @@ func (e *spawnError) Unwrap() error { return e.err }
 // error comes back as a *spawnError. The caller checks the exit status.
 //
 // qemu-ga deletes a process's entry with its first exited:true reply, so a
-// status is asked once per poll and never again after it said exited; a
-// failed poll is not retried (the answer may have been consumed).
+// status is asked once per poll and never again after it said exited. A
+// poll without a reply is sent again for the same pid (call); if that
+// reply says the pid is unknown, the late reply to the lost poll took the
+// exit status with it: the outcome is not known, reported as ErrTimeout
+// (the program is never started again blindly). Other failed polls are
+// not retried.
 func (s *session) run(ctx context.Context, argv []string) (execResult, error) {
 	ectx, cancel := context.WithTimeout(ctx, s.o.ExecTimeout)
 	defer cancel()
@@ -90,8 +94,13 @@ func (s *session) run(ctx context.Context, argv []string) (execResult, error) {
 	t := time.NewTimer(s.o.PollInterval)
 	defer t.Stop()
 	var wait time.Duration
+	s.statusLost = false
 	for {
 		st, err := call[execStatus](ectx, s, "guest-exec-status", map[string]int64{"pid": pid})
+		var ce *CommandError
+		if err != nil && s.statusLost && errors.As(err, &ce) {
+			return execResult{}, fmt.Errorf("guest-exec-status pid %d: %w: the exit status went with a reply that came too late (%w)", pid, ErrTimeout, err)
+		}
 		if err != nil {
 			return execResult{}, fmt.Errorf("guest-exec-status pid %d: %w", pid, timedOut(err))
 		}

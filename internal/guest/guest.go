@@ -74,8 +74,19 @@ func (e *CommandError) Error() string {
 
 // Options bound the guest step. Zero values take the defaults.
 type Options struct {
-	// CommandTimeout bounds one agent command (default 10s).
+	// CommandTimeout bounds one agent command, its resends included
+	// (default 10s).
 	CommandTimeout time.Duration
+	// ReplyTimeout is how long one send of a command a healthy qemu-ga
+	// answers at once (all of them: guest-info, guest-get-osinfo,
+	// guest-network-get-interfaces, guest-exec, guest-exec-status) may wait
+	// for the reply (default 1s). libvirt holds one of the connection's
+	// request slots for as long as it waits, so a guest that does not
+	// answer must not keep it for CommandTimeout: a command without a reply
+	// is sent again with twice the wait, within CommandTimeout (a
+	// guest-exec-status poll asks for the same pid; a guest-exec that
+	// changes something is not sent again, see Configure).
+	ReplyTimeout time.Duration
 	// ExecTimeout bounds one guest-exec from start to exit (default 30s).
 	ExecTimeout time.Duration
 	// PollInterval is the longest wait between two guest-exec-status polls
@@ -93,6 +104,7 @@ type Options struct {
 // Defaults for Options.
 const (
 	DefaultCommandTimeout = 10 * time.Second
+	DefaultReplyTimeout   = time.Second
 	DefaultExecTimeout    = 30 * time.Second
 	DefaultPollInterval   = 100 * time.Millisecond
 	DefaultMaxOutput      = 64 << 10
@@ -109,6 +121,10 @@ func (o Options) withDefaults() Options {
 	if o.CommandTimeout <= 0 {
 		o.CommandTimeout = DefaultCommandTimeout
 	}
+	if o.ReplyTimeout <= 0 {
+		o.ReplyTimeout = DefaultReplyTimeout
+	}
+	o.ReplyTimeout = min(o.ReplyTimeout, o.CommandTimeout)
 	if o.ExecTimeout <= 0 {
 		o.ExecTimeout = DefaultExecTimeout
 	}
@@ -195,7 +211,18 @@ func Configure(ctx context.Context, a Agent, mac string, combined int, opt Optio
 		return res, nil
 	}
 	if err := s.setCombined(ctx, nic.name, combined); err != nil {
-		return res, err
+		if !errors.Is(err, ErrTimeout) || ctx.Err() != nil {
+			return res, err
+		}
+		// ethtool -L may have run all the same (its guest-exec or exit
+		// status got no reply in time): look before anything is tried
+		// again; the next attempt starts from what the guest has.
+		after, lerr := s.channels(ctx, nic.name)
+		if lerr != nil || after.Current != combined {
+			return res, err
+		}
+		res.Changed, res.After = true, after
+		return res, nil
 	}
 	res.Changed = true
 	after, err := s.channels(ctx, nic.name)
