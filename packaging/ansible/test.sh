@@ -122,6 +122,8 @@ e2e_wait 10 state_is would-redefine || true
 check "$D state (observe)" "$(state_of)" would-redefine
 check "$D definition untouched (observe)" "$(defined_queues)" ""
 check "the drop-in placed" "$(head -n1 /etc/virtmq/policy.d/50-scratch.yaml)" "rules:"
+check "what the play shows" "$(grep -A2 'TASK \[Show what the agent does or would do\]' "$work/observe.out" | grep -o '"msg": ".*"')" \
+	'"msg": "mode observe; would-redefine: 1"'
 
 step "2. apply: the handler reloads the agent"
 if play apply rollout.yml -e virtmq_mode=apply -e virtmq_batch=1; then ok "rollout.yml -e virtmq_mode=apply"; else cat "$work/apply.out"; bad "rollout.yml -e virtmq_mode=apply"; exit 1; fi
