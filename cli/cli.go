@@ -141,8 +141,8 @@ COMMAND the list of commands.
 
 // globalFlags are the options that may also come before the command, as
 // in "virtmq -c qemu+ssh://host/system apply --all": the commands that
-// take them read them (the others refuse them by name). The value says
-// whether the option takes a value.
+// take them read them (the others refuse them by name). Each takes a
+// value.
 var globalFlags = map[string]bool{"c": true, "connect": true, "connect-socket": true, "policy": true, "status-socket": true, "color": true}
 
 // moveGlobalFlags moves the global options given before the command to
@@ -161,15 +161,14 @@ func moveGlobalFlags(env *Env, args []string) ([]string, int, bool) {
 			return insertAfterCommand(args, global), 0, false
 		}
 		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		takesValue, ok := globalFlags[name]
-		if !ok {
+		if !globalFlags[name] {
 			fmt.Fprintf(env.Stderr, "virtmq: unknown option %s before the command (the options before it are %s; a command's own options follow it)\n",
 				a, "-c/--connect, --connect-socket, --policy, --status-socket and --color")
 			fmt.Fprintln(env.Stderr, `Run "virtmq --help" for the commands.`)
 			return nil, ExitUsage, true
 		}
 		n := 1
-		if takesValue && !hasValue {
+		if !hasValue {
 			n = 2
 			if len(args) < 2 {
 				fmt.Fprintf(env.Stderr, "virtmq: missing value of option %s\n", a)

@@ -730,10 +730,34 @@ hand_set_kept() {
 	eventually 30 "$d2 rewritten" 4 defined_queues "$d2"
 	check "$d2 record after libvirt's reformatting" \
 		"$(e2e_virsh dumpxml --inactive "$d2" | xmllint --xpath 'string(//*[local-name()="written"]/*[local-name()="nic"]/@queues)' -)" 4
+	check "$d2 record names the NIC by MAC and rank" \
+		"$(e2e_virsh dumpxml --inactive "$d2" | xmllint --xpath 'string(//*[local-name()="written"]/*[local-name()="nic"]/@nth)' -)" 1
 	eventually 30 "$d2 state" rewritten status_of "$d2" .state
 	check "$d2 NIC kept" "$(status_of "$d2" '.nics[0].kept // false')" false
 	for x in "$d" "$d2"; do e2e_virsh undefine "$x" >/dev/null; done
 }
+
+# j2. Two NICs with one MAC, which libvirt accepts in a definition: the
+# first set by hand, the second virtmq's. The record names the second by
+# its rank, so when the domain drops from 8 vCPUs to 4 (its definition
+# edited, record kept) the agent lowers the count it wrote and keeps the
+# person's.
+duplicate_mac() {
+	local d=${P}twin mac xml
+	mac=$(guest_mac "$d")
+	define_domain "$d" --vcpus 8 --queues 2 --no-agent --devices-xml \
+		"<interface type='bridge'><source bridge='$VIRTMQ_E2E_BRIDGE'/><mac address='$mac'/><model type='virtio'/></interface>"
+	eventually 30 "$d second NIC rewritten" 8 second_nic_queues "$d"
+	check "$d first NIC kept" "$(defined_queues "$d")" 2
+	check "$d record names the second NIC" \
+		"$(e2e_virsh dumpxml --inactive "$d" | xmllint --xpath 'string(//*[local-name()="written"]/*[local-name()="nic"][@nth="2"]/@queues)' -)" 8
+	xml=$(e2e_virsh dumpxml --inactive --security-info "$d" | sed "s|>8</vcpu>|>4</vcpu>|")
+	e2e_virsh define /dev/stdin <<<"$xml" >/dev/null
+	eventually 30 "$d second NIC lowered with the vCPUs" 4 second_nic_queues "$d"
+	check "$d first NIC still kept" "$(defined_queues "$d")" 2
+	e2e_virsh undefine "$d" >/dev/null
+}
+second_nic_queues() { e2e_virsh dumpxml --inactive "$1" | xmllint --xpath 'string(/domain/devices/interface[2]/driver/@queues)' -; }
 
 # k. virtmq exclude on a defined domain: the agent stops managing it (a
 # later define without queues stays so); virtmq include: managed again.
@@ -778,7 +802,7 @@ source "$E2E_DIR/fleet.sh"
 ALL=(libvirt_adapter zero_touch reboot save_restore restarts enforce_audit observe_mode race degraded_guests kill9_redefine libvirtd_outage passwords slow_libvirt
 	prometheus_view cold_boot_rolling hotplug_nic hotplug_vcpu remote_ssh next_reboot_guest next_reboot_virsh next_reboot_poweroff next_reboot_kill9
 	next_reboot_failpoints host_faults chaos
-	hostdev_network vhostuser_nobody hand_set_kept exclude_include migrate_live migrate_pending migrate_other_policy fleet_view orchestrator_nova metrics_tls doc_commands)
+	hostdev_network vhostuser_nobody hand_set_kept duplicate_mac exclude_include migrate_live migrate_pending migrate_other_policy fleet_view orchestrator_nova metrics_tls doc_commands)
 
 main() {
 	local s rc

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -250,8 +251,10 @@ func pending[T any](s status.Snapshot, names map[string]T) string {
 
 // startAgent runs an agent on h with cfg (its paths, clock and systemd
 // hooks set for a bench run: the built-in default policy, a status socket
-// in a temp dir, no systemd) and waits until it is connected. stop ends it
-// and removes the temp dir.
+// in a temp dir, no systemd) and waits until it is connected and its first
+// resync is done (its STATUS= then counts the domains), so that what the
+// caller does next comes to it as events. stop ends it and removes the
+// temp dir.
 func startAgent(h *host, connectWithin time.Duration, cfg agent.Config) (a *agent.Agent, stop func(), err error) {
 	dir, err := os.MkdirTemp("", "vmqbench")
 	if err != nil {
@@ -260,7 +263,14 @@ func startAgent(h *host, connectWithin time.Duration, cfg agent.Config) (a *agen
 	cfg.DefaultPolicyPath = filepath.Join(dir, "none.yaml") // the built-in default policy
 	cfg.Getenv = func(string) string { return "" }
 	cfg.StatusSocket = filepath.Join(dir, "status.sock")
-	cfg.Notify = func(string) error { return nil }
+	resynced := make(chan struct{})
+	var once sync.Once
+	cfg.Notify = func(state string) error {
+		if strings.Contains(state, "connected to libvirt at ") && strings.Contains(state, " domains") {
+			once.Do(func() { close(resynced) })
+		}
+		return nil
+	}
 	cfg.Watchdog = func() (time.Duration, error) { return 0, nil }
 	cfg.Dial = h.dial
 	if a, err = agent.New(cfg); err != nil {
@@ -275,11 +285,11 @@ func startAgent(h *host, connectWithin time.Duration, cfg agent.Config) (a *agen
 		<-runErr
 		os.RemoveAll(dir)
 	}
-	for start := time.Now(); !a.Snapshot().Libvirt.Connected; time.Sleep(time.Millisecond) {
-		if time.Since(start) > connectWithin {
-			stop()
-			return nil, nil, errors.New("the agent did not connect to the fake libvirt")
-		}
+	select {
+	case <-resynced:
+	case <-time.After(connectWithin):
+		stop()
+		return nil, nil, errors.New("the agent did not connect to the fake libvirt and resync")
 	}
 	return a, stop, nil
 }
