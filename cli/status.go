@@ -138,7 +138,12 @@ func printStatus(env *Env, s status.Snapshot, wide bool) error {
 	}
 	fmt.Fprintf(w, "agent:   %s, snapshot %s\n", orDash(s.Version), fmtTime(s.Generated))
 	fmt.Fprintf(w, "libvirt: %s\n", lv)
-	fmt.Fprintf(w, "policy:  %s (mode %s, loaded %s)\n", orDash(strings.Join(s.Policy.Sources, ", ")), orDash(s.Policy.Mode), fmtTime(s.Policy.LoadedAt))
+	digest := ""
+	if s.Policy.Digest != "" {
+		// What tells hosts apart that decide differently: compare it across a fleet.
+		digest = ", digest " + s.Policy.Digest
+	}
+	fmt.Fprintf(w, "policy:  %s (mode %s, loaded %s%s)\n", orDash(strings.Join(s.Policy.Sources, ", ")), orDash(s.Policy.Mode), fmtTime(s.Policy.LoadedAt), digest)
 	if s.Policy.Mode == string(policy.ModeObserve) {
 		fmt.Fprintln(w, "         mode observe: the agent changes nothing; \"would:\" is what it does in mode apply")
 	}

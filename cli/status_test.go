@@ -22,7 +22,7 @@ func testSnapshot() status.Snapshot {
 		Generated: at.Add(time.Minute),
 		Version:   "virtmq-agent 1.2.3",
 		Libvirt:   status.Libvirt{Connected: true, Socket: "/run/libvirt/virtqemud-sock", Since: at, Reconnects: 2},
-		Policy:    status.Policy{Sources: []string{"/etc/virtmq/policy.yaml"}, Mode: "observe", LoadedAt: at},
+		Policy:    status.Policy{Sources: []string{"/etc/virtmq/policy.yaml"}, Mode: "observe", LoadedAt: at, Digest: "0123456789abcdef"},
 		Domains: []status.Domain{
 			{
 				Name: "web", UUID: "0b6c2f6e-3d41-4d6a-9c0e-6f1b7a2e9d01", Persistent: true, Active: true,
@@ -89,6 +89,7 @@ func TestStatusTable(t *testing.T) {
 		"agent:   virtmq-agent 1.2.3",
 		"libvirt: connected via /run/libvirt/virtqemud-sock since "+fmtTime(snap.Libvirt.Since)+" (2 reconnects)",
 		"policy:  /etc/virtmq/policy.yaml (mode observe, loaded ",
+		", digest 0123456789abcdef)",
 		`mode observe: the agent changes nothing; "would:" is what it does in mode apply`,
 		"DOMAIN  MAC                WANTED  DEFINED  RUNNING  QMP VQS  GUEST IF  GUEST CUR/MAX",
 		"LAST ACTION  AT", "STATE / PROBLEM",

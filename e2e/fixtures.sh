@@ -40,7 +40,7 @@ install_hook() {
 	mkdir -p "$1/qemu.d"
 	cat >"$1/qemu.d/50-virtmq" <<-SH
 		#!/bin/sh
-		exec $BIN/virtmq-hook --policy $POLICY "\$@"
+		VIRTMQ_INCOMING_DIR=${RUN:?}/incoming exec $BIN/virtmq-hook --policy $POLICY "\$@"
 	SH
 	chmod 0755 "$1/qemu.d/50-virtmq"
 	# A test switch: with the file kill-agent-at-release.DOMAIN beside the agent's pidfile, the

@@ -7,7 +7,9 @@
 // XML there: at prepare it only decides and, by the policy's mode, logs
 // each non-compliant NIC (observe, apply) or refuses the start (enforce). At migrate and restore, where libvirt would
 // take a replacement XML, changing queues would break the incoming state, so
-// it prints nothing. It never calls libvirt (that deadlocks: libvirt holds
+// it prints nothing; it only leaves a marker that lets the prepare right
+// after it know the start is incoming, which enforce does not refuse (see
+// incoming.go). It never calls libvirt (that deadlocks: libvirt holds
 // the domain while the hook runs) nor the network, and it never blocks a
 // start because of its own failure unless the policy says enforce with
 // on_error: deny. A configured policy that is missing (see
@@ -55,6 +57,10 @@ type Config struct {
 	// decides as for any of its own failures: by the policy's mode and
 	// on_error when the policy was loaded by then, else it allows.
 	TimeLimit time.Duration
+	// IncomingDir holds the markers that tell prepare a QEMU starts for an
+	// incoming migration or a restore (DefaultIncomingDir); empty: none
+	// are kept, and prepare decides every start as a boot.
+	IncomingDir string
 }
 
 // Run handles one hook invocation; args are DOMAIN OP SUBOP EXTRA, taken
@@ -70,10 +76,28 @@ func Run(cfg Config, args []string) int {
 	}
 	domain, op, subop := args[0], args[1], args[2]
 	log = log.With("domain", domain, "op", op)
-	if op != "prepare" || subop != "begin" {
+	switch op {
+	case "migrate", "restore", "started", "stopped", "release":
 		// migrate/restore: queues must not change there (QEMU refuses the
-		// incoming state); reconnect: a failure kills the running QEMU;
-		// everything else: nothing to decide.
+		// incoming state), so nothing is printed; only the incoming
+		// marker is kept. Never a failure, even at the time limit.
+		if cfg.TimeLimit <= 0 {
+			return incoming(cfg, log, op)
+		}
+		done := make(chan int, 1)
+		go func() { done <- incoming(cfg, log, op) }()
+		timer := time.NewTimer(cfg.TimeLimit)
+		defer timer.Stop()
+		select {
+		case <-done:
+		case <-timer.C:
+			log.Error("the hook did not finish within the time limit; allowing", "limit", cfg.TimeLimit.String())
+		}
+		return ExitAllow
+	}
+	if op != "prepare" || subop != "begin" {
+		// reconnect: a failure kills the running QEMU; everything else:
+		// nothing to decide.
 		return ExitAllow
 	}
 	if cfg.TimeLimit <= 0 {
@@ -176,6 +200,14 @@ func prepare(cfg Config, log *slog.Logger, domain string, k *known) int {
 	if x.err != nil {
 		return internalError(cfg, log, domain, pol.Mode(), pol.OnError(), x.err)
 	}
+	// Taken at every prepare, whatever the mode: a marker excuses only the
+	// start right after its migrate or restore.
+	inc, err := "", error(nil)
+	if cfg.IncomingDir != "" {
+		if inc, err = takeIncoming(cfg.IncomingDir, x.dom.UUID, time.Now()); err != nil {
+			log.Warn("cannot read the incoming marker; deciding the start as a boot", "err", err)
+		}
+	}
 	plan := pol.Decide(x.dom)
 	if plan.Orchestrator != "" && plan.Skip != "" {
 		// Said once per start, so that whoever reads the log next to the
@@ -192,6 +224,14 @@ func prepare(cfg Config, log *slog.Logger, domain string, k *known) int {
 		lines = append(lines, refusal(domain, n))
 	}
 	if len(lines) == 0 || plan.Mode != policy.ModeEnforce {
+		return ExitAllow
+	}
+	if inc != "" {
+		// Its queues came with it and must not change (the migration
+		// stream, the saved state): nothing to enforce until its next
+		// cold boot here.
+		log.Warn("incoming domain runs non-compliant; not refused: its queues travel unchanged, enforced at its next cold boot",
+			"incoming", inc, "mode", string(plan.Mode))
 		return ExitAllow
 	}
 	fmt.Fprintf(cfg.Stderr, "%s\n", strings.Join(lines, "\n"))

@@ -27,8 +27,11 @@ count of each NIC and, when the domain does not comply:
   mode: enforce         prints one line per NIC on stderr and exits 1: libvirt refuses the start
 It never rewrites the XML: libvirt ignores hook output at prepare. virtmq-agent
 or "virtmq apply" rewrite the persistent definition instead. For migrate and
-restore it prints nothing (queues must not change there); every other
-operation exits 0 at once. Its own failures (bad policy, malformed XML, the
+restore it prints nothing (queues must not change there) and leaves a marker
+in /run/virtmq/incoming/ ($VIRTMQ_INCOMING_DIR): the prepare right after it
+is an incoming migration or restore, which enforce logs but does not refuse;
+the domain is enforced at its next cold boot here. Every other operation
+exits 0 at once. Its own failures (bad policy, malformed XML, the
 10 s time limit) never block a start unless the policy has mode: enforce and
 on_error: deny. A configured policy that is missing (--policy or
 $VIRTMQ_POLICY not there, or policy.yaml gone while policy.d/ holds drop-ins)
@@ -122,6 +125,10 @@ func main() {
 			return
 		}
 	}
+	incomingDir := hooks.DefaultIncomingDir
+	if dir := os.Getenv("VIRTMQ_INCOMING_DIR"); dir != "" {
+		incomingDir = dir // tests, and two libvirt hosts on one machine
+	}
 	code := hooks.Run(hooks.Config{
 		PolicyPath:        inv.policyPath,
 		DefaultPolicyPath: policy.DefaultPath,
@@ -130,6 +137,7 @@ func main() {
 		Stderr:            os.Stderr,
 		Logger:            logger,
 		TimeLimit:         hangLimit,
+		IncomingDir:       incomingDir,
 	}, inv.args)
 	os.Exit(code)
 }

@@ -45,6 +45,9 @@ func TestBinary(t *testing.T) {
 	if err := os.WriteFile(pol, []byte("version: 1\nmode: enforce\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Each run its own marker directory: a marker left at migrate or
+	// restore would excuse the next prepare, which here must refuse.
+	incoming := func() string { return "VIRTMQ_INCOMING_DIR=" + filepath.Join(t.TempDir(), "incoming") }
 	tests := []struct {
 		op       string
 		wantCode int
@@ -54,7 +57,7 @@ func TestBinary(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.op, func(t *testing.T) {
 			cmd := exec.Command(bin, "web1", tt.op, "begin", "-")
-			cmd.Env = []string{"LC_ALL=C", "PATH=/usr/bin:/bin", "HOME=/", "VIRTMQ_POLICY=" + pol}
+			cmd.Env = []string{"LC_ALL=C", "PATH=/usr/bin:/bin", "HOME=/", "VIRTMQ_POLICY=" + pol, incoming()}
 			cmd.Stdin = bytes.NewReader(xml)
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -72,6 +75,22 @@ func TestBinary(t *testing.T) {
 				t.Errorf("stdout = %q, want nothing", stdout.String())
 			}
 		})
+	}
+	// The destination of a live migration: migrate then prepare, one
+	// marker directory. Not refused, and still nothing on stdout.
+	env := []string{"LC_ALL=C", "PATH=/usr/bin:/bin", "HOME=/", "VIRTMQ_POLICY=" + pol, incoming()}
+	for _, op := range []string{"migrate", "prepare"} {
+		cmd := exec.Command(bin, "web1", op, "begin", "-")
+		cmd.Env = env
+		cmd.Stdin = bytes.NewReader(xml)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if code := exitCode(t, cmd.Run()); code != 0 || stdout.Len() != 0 {
+			t.Errorf("incoming %s: exit %d, stdout %q, stderr %q; want 0 and nothing", op, code, stdout.String(), stderr.String())
+		}
+		if op == "prepare" && !strings.Contains(stderr.String(), "incoming=migrate") {
+			t.Errorf("incoming prepare: stderr %q does not log the incoming migration", stderr.String())
+		}
 	}
 	for _, flag := range []string{"--help", "--version"} {
 		out, err := exec.Command(bin, flag).Output()
@@ -93,7 +112,7 @@ func TestBinary(t *testing.T) {
 			for _, opts := range [][]string{nil, {"--policy", pol}, {"--policy=" + pol, "--"}} {
 				argv := append(append(append([]string(nil), opts...), name), tt.op, "begin", "-")
 				cmd := exec.Command(bin, argv...)
-				cmd.Env = []string{"LC_ALL=C", "PATH=/usr/bin:/bin", "HOME=/"}
+				cmd.Env = []string{"LC_ALL=C", "PATH=/usr/bin:/bin", "HOME=/", incoming()}
 				if opts == nil {
 					cmd.Env = append(cmd.Env, "VIRTMQ_POLICY="+pol)
 				}
@@ -118,6 +137,7 @@ func TestBinary(t *testing.T) {
 	// said on stderr, and the hook still runs.
 	for _, op := range []string{"prepare", "migrate"} {
 		cmd := exec.Command(bin, "--policy", pol, "--help", "--version", "web1", op, "begin", "-")
+		cmd.Env = []string{"LC_ALL=C", "PATH=/usr/bin:/bin", "HOME=/", incoming()}
 		cmd.Stdin = bytes.NewReader(xml)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr

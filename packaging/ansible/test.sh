@@ -37,12 +37,13 @@ work=$(mktemp -d /tmp/virtmq-ansible-test.XXXXXX)
 export VIRTMQ_ANSIBLE_TEST_RUN=$work/run
 export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 ANSIBLE_RETRY_FILES_ENABLED=0 ANSIBLE_LOCAL_TEMP=$work/tmp ANSIBLE_REMOTE_TEMP=$work/tmp
 D=${VIRTMQ_E2E_PREFIX}ansible
-passed=0 failed=0 installed=
-ok() { passed=$((passed + 1)); echo "ok   $*"; }
-bad() { failed=$((failed + 1)); echo "FAIL $*"; }
-check() { # check DESC GOT WANT
-	if [[ $2 == "$3" ]]; then ok "$1 = $3"; else bad "$1: got '$2', want '$3'"; fi
-}
+installed=
+# Every check is reported and counted; the summary line reads the counts.
+CHECK_KEEP_GOING=1
+# shellcheck source=e2e/check.sh
+source "$root/e2e/check.sh"
+# shellcheck source=e2e/apt.sh
+source "$root/e2e/apt.sh"
 step() { echo; echo "== $*"; }
 
 cleanup() {
@@ -54,33 +55,23 @@ cleanup() {
 		dpkg --purge virtmq >/dev/null 2>&1 || echo "packaging/ansible/test.sh: WARNING: dpkg --purge virtmq failed; purge it by hand" >&2
 	fi
 	rm -rf /var/cache/virtmq-ansible
+	# What the role placed beside the package's files: purge leaves them.
+	rm -f /etc/virtmq/policy.d/50-scratch.yaml /etc/virtmq/policy.d/99-rollout-mode.yaml /etc/virtmq/policy.d/40-stray.yaml
+	rmdir /etc/virtmq/policy.d /etc/virtmq 2>/dev/null || true
 	daemons_stop started
 	rm -rf "$work"
 	echo
-	echo "ansible-test: $passed passed, $failed failed"
-	((rc == 0 && failed == 0)) || exit 1
+	echo "ansible-test: $CHECK_PASSED passed, $CHECK_FAILED failed"
+	((rc == 0 && CHECK_FAILED == 0)) || exit 1
 }
 
-apt_busy() { pgrep -x 'apt|apt-get|dpkg|aptitude|unattended-upgr' >/dev/null || fuser /var/lib/dpkg/lock-frontend >/dev/null 2>&1; }
-wait_for_apt() {
-	local waited=0
-	while apt_busy; do
-		((waited % 30 == 0)) && echo "   waiting for a running apt/dpkg (${waited}s)"
-		((waited < 1800)) || { echo "apt/dpkg still busy after 30 min" >&2; exit 1; }
-		sleep 2
-		waited=$((waited + 2))
-	done
-}
 need=()
 command -v ansible-playbook >/dev/null || need+=(ansible-core)
 command -v ansible-lint >/dev/null || need+=(ansible-lint)
 /usr/bin/python3 -c 'import apt' 2>/dev/null || need+=(python3-apt) # ansible's apt module
 if ((${#need[@]})); then
 	step "installing ${need[*]}"
-	wait_for_apt
-	apt-get -q -o DPkg::Lock::Timeout=600 update >/dev/null
-	wait_for_apt
-	DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=600 install --no-install-recommends "${need[@]}" >/dev/null
+	apt_install "${need[@]}"
 fi
 if dpkg-query -W -f='${db:Status-Status}' virtmq 2>/dev/null | grep -qv '^not-installed$'; then
 	echo "packaging/ansible/test.sh: virtmq is already installed (or its config is left): refusing to touch it; dpkg --purge virtmq first" >&2
@@ -115,17 +106,19 @@ recap() { grep -E '^localhost +:' "$work/$1.out" | grep -oE "$2=[0-9]+"; }
 
 step "1. observe: install, policy, agent"
 installed=1
-if play observe rollout.yml -e virtmq_mode=observe; then ok "rollout.yml -e virtmq_mode=observe"; else cat "$work/observe.out"; bad "rollout.yml -e virtmq_mode=observe"; exit 1; fi
+if play observe rollout.yml -e virtmq_mode=observe; then ok "rollout.yml -e virtmq_mode=observe"; else cat "$work/observe.out"; fail "rollout.yml -e virtmq_mode=observe"; exit 1; fi
 check "the package is installed" "$(dpkg-query -W -f='${Version}' virtmq)" "$(dpkg-deb -f "$DEB" Version)"
 check "the agent's mode" "$(/usr/sbin/virtmq status --json | jq -r .policy.mode)" observe
 e2e_wait 10 state_is would-redefine || true
 check "$D state (observe)" "$(state_of)" would-redefine
 check "$D definition untouched (observe)" "$(defined_queues)" ""
 check "the drop-in placed" "$(head -n1 /etc/virtmq/policy.d/50-scratch.yaml)" "rules:"
+check "what the play shows" "$(grep -A2 'TASK \[Show what the agent does or would do\]' "$work/observe.out" | grep -o '"msg": ".*"')" \
+	'"msg": "mode observe; would-redefine: 1"'
 
 step "2. apply: the handler reloads the agent"
-if play apply rollout.yml -e virtmq_mode=apply -e virtmq_batch=1; then ok "rollout.yml -e virtmq_mode=apply"; else cat "$work/apply.out"; bad "rollout.yml -e virtmq_mode=apply"; exit 1; fi
-if grep -q 'RUNNING HANDLER \[virtmq : Reload virtmq-agent (command)\]' "$work/apply.out"; then ok "the reload handler ran"; else bad "the reload handler did not run"; fi
+if play apply rollout.yml -e virtmq_mode=apply -e virtmq_batch=1; then ok "rollout.yml -e virtmq_mode=apply"; else cat "$work/apply.out"; fail "rollout.yml -e virtmq_mode=apply"; exit 1; fi
+if grep -q 'RUNNING HANDLER \[virtmq : Reload virtmq-agent (command)\]' "$work/apply.out"; then ok "the reload handler ran"; else fail "the reload handler did not run"; fi
 check "the agent's mode" "$(/usr/sbin/virtmq status --json | jq -r .policy.mode)" apply
 e2e_wait 10 queues_are 4 || true
 check "$D definition (apply)" "$(defined_queues)" 4
@@ -133,36 +126,36 @@ check "$D state (apply)" "$(state_of)" rewritten
 
 step "2b. virtmq_policy_d_exclusive: a drop-in nobody named is removed"
 printf '# placed by hand\nrules:\n  - name: stray\n    match: {domain: [stray-*]}\n    exclude: true\n' >/etc/virtmq/policy.d/40-stray.yaml
-if play exclusive rollout.yml -e virtmq_mode=apply -e virtmq_policy_d_exclusive=true; then ok "rollout.yml with virtmq_policy_d_exclusive"; else cat "$work/exclusive.out"; bad "rollout.yml with virtmq_policy_d_exclusive"; fi
+if play exclusive rollout.yml -e virtmq_mode=apply -e virtmq_policy_d_exclusive=true; then ok "rollout.yml with virtmq_policy_d_exclusive"; else cat "$work/exclusive.out"; fail "rollout.yml with virtmq_policy_d_exclusive"; fi
 check "the stray drop-in" "$(ls /etc/virtmq/policy.d/40-stray.yaml 2>/dev/null || echo removed)" removed
 check "the drop-ins left" "$(cd /etc/virtmq/policy.d && echo *)" "50-scratch.yaml 99-rollout-mode.yaml"
 check "exclusive run: changed (the removal, the reload)" "$(recap exclusive changed)" changed=2
 
 step "3. apply again: nothing changes"
-if play again rollout.yml -e virtmq_mode=apply -e virtmq_batch=1; then ok "rollout.yml -e virtmq_mode=apply, again"; else cat "$work/again.out"; bad "the second apply run"; fi
+if play again rollout.yml -e virtmq_mode=apply -e virtmq_batch=1; then ok "rollout.yml -e virtmq_mode=apply, again"; else cat "$work/again.out"; fail "the second apply run"; fi
 check "second run: changed" "$(recap again changed)" changed=0
 check "second run: failed" "$(recap again failed)" failed=0
-if grep -q 'RUNNING HANDLER' "$work/again.out"; then bad "a handler ran on the second run"; else ok "no handler ran on the second run"; fi
+if grep -q 'RUNNING HANDLER' "$work/again.out"; then fail "a handler ran on the second run"; else ok "no handler ran on the second run"; fi
 
 step "4. a broken drop-in is refused"
 if play broken rollout.yml -e virtmq_mode=apply -e "@$dir/tests/broken.yml"; then
-	bad "a play with a broken drop-in succeeded"
+	fail "a play with a broken drop-in succeeded"
 else
 	ok "the play with a broken drop-in failed"
 fi
 msg=$(grep -oE '[^ "]*:[0-9]+:[0-9]+: rules\[0\]\.sett: unknown key[^"\\]*' "$work/broken.out" | head -n1)
-if [[ -n $msg ]]; then ok "virtmq lint's message: $msg"; else cat "$work/broken.out"; bad "no file:line:col message from virtmq lint"; fi
+if [[ -n $msg ]]; then ok "virtmq lint's message: $msg"; else cat "$work/broken.out"; fail "no file:line:col message from virtmq lint"; fi
 check "the broken drop-in did not land" "$(ls /etc/virtmq/policy.d/60-typo.yaml 2>/dev/null || echo absent)" absent
 check "the broken run: failed" "$(recap broken failed)" failed=1
 check "the agent's policy after the refusal: mode, reload error" \
 	"$(/usr/sbin/virtmq status --json | jq -r '"\(.policy.mode) \(.policy.last_reload_error // "none")"')" "apply none"
 
 step "5. cold_boot.yml with nothing pending"
-if play coldboot cold_boot.yml; then ok "cold_boot.yml"; else cat "$work/coldboot.out"; bad "cold_boot.yml"; fi
+if play coldboot cold_boot.yml; then ok "cold_boot.yml"; else cat "$work/coldboot.out"; fail "cold_boot.yml"; fi
 check "cold boot with nothing pending: changed" "$(recap coldboot changed)" changed=0
 
 if play coldboot-fail cold_boot.yml -e '{"virtmq_cold_boot_targets": ["'"$D"'-nosuch"]}'; then
-	bad "cold_boot.yml of a domain that does not exist succeeded"
+	fail "cold_boot.yml of a domain that does not exist succeeded"
 else
 	ok "cold_boot.yml of a domain that does not exist failed"
 fi
@@ -171,10 +164,9 @@ check "its task result" "$msg" "virtmq apply --cold-boot on localhost exited 1: 
 
 step "6. a host with problems fails the play: the agent stopped"
 "$dir/tests/agent-ctl.sh" stop
-if play down cold_boot.yml -e virtmq_status_retries=2; then bad "a play on a host whose agent is down succeeded"; else ok "a play on a host whose agent is down failed"; fi
+if play down cold_boot.yml -e virtmq_status_retries=2; then fail "a play on a host whose agent is down succeeded"; else ok "a play on a host whose agent is down failed"; fi
 msg=$(grep -oE 'virtmq on localhost: [^"]*' "$work/down.out" | head -n1)
-check_prefix() { if [[ $2 == "$3"* ]]; then ok "$1: $2"; else bad "$1: got '$2', want '$3...'"; fi; }
-check_prefix "the problem it names" "$msg" "virtmq on localhost: the agent does not answer on /run/virtmq/status.sock"
+check_match "the problem it names" "$msg" "^virtmq on localhost: the agent does not answer on /run/virtmq/status\.sock"
 check "cold boot not run with the agent down" "$(grep -c 'TASK \[virtmq : Cold boot the pending domains\]' "$work/down.out")" 0
 
 step "7. ansible-lint"
@@ -183,5 +175,5 @@ if (cd "$dir" && ansible-lint --offline --nocolor rollout.yml cold_boot.yml role
 	ok "ansible-lint packaging/ansible: $(grep -o 'Passed with.*' "$work/lint.out")"
 else
 	cat "$work/lint.out"
-	bad "ansible-lint packaging/ansible"
+	fail "ansible-lint packaging/ansible"
 fi
