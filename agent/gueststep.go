@@ -173,9 +173,9 @@ func (a *Agent) verify(ctx context.Context, log *slog.Logger, conn virt.Conn, v 
 	}
 }
 
-// turnAgent sends each guest agent command in a turn of the run's lease:
-// under its fast slot, or a slow slot of its own once the run was moved to
-// the slow lane. The waits between guest-exec-status polls hold no slow slot.
+// turnAgent sends each guest agent command in a turn of the run's lease,
+// under a connection slot (and a slow slot first, once the run was moved
+// to the slow lane). The waits between guest-exec-status polls hold none.
 type turnAgent struct {
 	guest.Agent
 	l *lease

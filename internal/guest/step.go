@@ -1,8 +1,11 @@
 package guest
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"sync"
+	"time"
 
 	"github.com/virtmq/virtmq/policy"
 )
@@ -63,10 +66,13 @@ type ConfigureFunc func(ctx context.Context, a Agent, mac string, combined int, 
 // failure is worth another attempt (Class.Transient), and returns at once,
 // reporting nothing more, when ctx is cancelled (not when its deadline
 // passes: that is the guest's timeout, and reported).
+// The targets share one qemu-ga: guest-info and guest-get-osinfo are sent
+// once for all of them.
 func Step(ctx context.Context, a Agent, targets []Target, opt Options, configure ConfigureFunc, classify func(error) Class, report func(Outcome)) (retry bool) {
 	if classify == nil {
 		classify = Classify
 	}
+	a = &stepAgent{Agent: a}
 	for _, t := range targets {
 		if t.OneQueue {
 			report(Outcome{Target: t})
@@ -87,4 +93,48 @@ func Step(ctx context.Context, a Agent, targets []Target, opt Options, configure
 		}
 	}
 	return retry
+}
+
+// stepAgent is the Agent of one Step: the guest's qemu-ga facts
+// (guest-info, guest-get-osinfo) are asked once for all of the domain's
+// NICs, not once per NIC; each answer is kept for the step only (seconds:
+// the same qemu-ga). Only successful replies are kept.
+type stepAgent struct {
+	Agent
+
+	mu   sync.Mutex
+	kept map[string][]byte // by the command's bytes
+}
+
+// keptCommands are the ones whose reply does not change within a step.
+var keptCommands = [][]byte{
+	[]byte(`{"execute":"guest-info"}`),
+	[]byte(`{"execute":"guest-get-osinfo"}`),
+}
+
+func (s *stepAgent) Command(ctx context.Context, cmd []byte, timeout time.Duration) ([]byte, error) {
+	keep := false
+	for _, k := range keptCommands {
+		keep = keep || bytes.Equal(cmd, k)
+	}
+	if !keep {
+		return s.Agent.Command(ctx, cmd, timeout)
+	}
+	s.mu.Lock()
+	out, ok := s.kept[string(cmd)]
+	s.mu.Unlock()
+	if ok {
+		return out, nil
+	}
+	out, err := s.Agent.Command(ctx, cmd, timeout)
+	if err != nil || bytes.Contains(out, []byte(`"error"`)) {
+		return out, err
+	}
+	s.mu.Lock()
+	if s.kept == nil {
+		s.kept = map[string][]byte{}
+	}
+	s.kept[string(cmd)] = out
+	s.mu.Unlock()
+	return out, nil
 }

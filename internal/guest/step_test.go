@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/virtmq/virtmq/internal/guest"
+	"github.com/virtmq/virtmq/internal/guest/guesttest"
 	"github.com/virtmq/virtmq/policy"
 )
 
@@ -68,5 +70,27 @@ func TestStep(t *testing.T) {
 	_, outs, retry = stepWith(cctx, ts, map[string]error{"a": context.Canceled})
 	if len(outs) != 0 || retry {
 		t.Errorf("cancelled: %d outcomes, retry %v", len(outs), retry)
+	}
+}
+
+// A domain's NICs share one qemu-ga: its facts (guest-info,
+// guest-get-osinfo) are asked once per step, not once per NIC.
+func TestStepAsksAgentFactsOnce(t *testing.T) {
+	const mac2 = "52:54:00:12:34:57"
+	g, et := debian(1)
+	g.Interfaces = append(g.Interfaces, guesttest.Interface{Name: "eth1", MAC: mac2})
+	et.NICs["eth1"] = &guest.Channels{Max: 4, Current: 1}
+	var outs []guest.Outcome
+	guest.Step(context.Background(), g.Agent(), []guest.Target{{MAC: mac, Combined: 4}, {MAC: mac2, Combined: 2}}, fast, guest.Configure, nil,
+		func(o guest.Outcome) { outs = append(outs, o) })
+	if len(outs) != 2 || outs[0].Err != nil || outs[1].Err != nil || et.NICs["eth0"].Current != 4 || et.NICs["eth1"].Current != 2 {
+		t.Fatalf("outcomes %+v; guest %+v %+v", outs, et.NICs["eth0"], et.NICs["eth1"])
+	}
+	count := map[string]int{}
+	for _, c := range g.Calls() {
+		count[strings.Fields(c)[0]]++
+	}
+	if count["guest-info"] != 1 || count["guest-get-osinfo"] != 1 || count["guest-network-get-interfaces"] != 2 {
+		t.Errorf("commands sent: %v; want guest-info and guest-get-osinfo once, the interfaces per NIC", count)
 	}
 }
