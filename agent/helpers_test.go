@@ -523,6 +523,9 @@ func newFakeGuestStep(fn func(ctx context.Context, dom, mac string, combined int
 }
 
 func (f *fakeGuestStep) step(ctx context.Context, a guest.Agent, mac string, combined int, _ guest.Options) (guest.Result, error) {
+	if w, ok := a.(interface{ Unwrap() guest.Agent }); ok {
+		a = w.Unwrap() // guest.Step's
+	}
 	dom := a.(turnAgent).Agent.(virt.GuestAgent).Domain.Name
 	f.mu.Lock()
 	f.calls[dom]++

@@ -138,3 +138,6 @@ func (s *stepAgent) Command(ctx context.Context, cmd []byte, timeout time.Durati
 	s.mu.Unlock()
 	return out, nil
 }
+
+// Unwrap returns the Agent the step was given.
+func (s *stepAgent) Unwrap() Agent { return s.Agent }
