@@ -92,9 +92,26 @@ func globalValueFlags(sep string) string {
 	return strings.Join(names, sep)
 }
 
-// argsAreFiles reports whether a command's positional arguments are files.
-func argsAreFiles(cmd string) bool {
-	return cmd == "lint" || cmd == "plan" || cmd == "rewrite"
+// operand is what a command's positional arguments are, for completion.
+type operand int
+
+const (
+	operandNone operand = iota
+	operandShell
+	operandFile
+	operandDomain
+)
+
+func operandOf(cmd string) operand {
+	switch cmd {
+	case "completion":
+		return operandShell
+	case "lint", "plan", "rewrite":
+		return operandFile
+	case "apply", "verify", "exclude", "include":
+		return operandDomain
+	}
+	return operandNone
 }
 
 func runCompletion(_ context.Context, env *Env, args []string) int {
@@ -186,12 +203,12 @@ _virtmq() {
 		}
 		b.WriteString("        esac\n")
 		fmt.Fprintf(&b, "        if [[ $cur == -* ]]; then\n            COMPREPLY=($(compgen -W %q -- \"$cur\"))\n", strings.Join(flags, " "))
-		switch {
-		case c.name == "completion":
+		switch operandOf(c.name) {
+		case operandShell:
 			b.WriteString("        else\n            COMPREPLY=($(compgen -W \"bash zsh\" -- \"$cur\"))\n")
-		case argsAreFiles(c.name):
+		case operandFile:
 			b.WriteString("        else\n            COMPREPLY=($(compgen -f -- \"$cur\"))\n")
-		case c.name == "apply" || c.name == "verify" || c.name == "exclude" || c.name == "include":
+		case operandDomain:
 			b.WriteString("        else\n            COMPREPLY=($(compgen -W \"$(virsh list --all --name 2>/dev/null)\" -- \"$cur\"))\n")
 		}
 		b.WriteString("        fi\n        ;;\n")
@@ -278,12 +295,12 @@ _virtmq() {
 			fmt.Fprintf(&b, "      %s' \\\n", spec)
 		}
 		b.WriteString("      '--help[show the options]' \\\n")
-		switch {
-		case c.name == "completion":
+		switch operandOf(c.name) {
+		case operandShell:
 			b.WriteString("      '1:shell:(bash zsh)'\n")
-		case argsAreFiles(c.name):
+		case operandFile:
 			b.WriteString("      '*:file:_files'\n")
-		case c.name == "apply" || c.name == "verify" || c.name == "exclude" || c.name == "include":
+		case operandDomain:
 			b.WriteString("      '*:domain:_virtmq_domains'\n")
 		default:
 			b.WriteString("\n")
