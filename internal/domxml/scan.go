@@ -488,6 +488,9 @@ func (s *scanner) checkAttrs(t xml.StartElement, start int) error {
 // reference, and that can sit inside a password attribute.
 func (s *scanner) syntaxError(err error, offset int) error {
 	var se *xml.SyntaxError
+	// encoding/xml's messages quote the document's bytes (an invalid name,
+	// the <?xml?> declaration's values): keep them valid UTF-8 and short, as
+	// they end up in a terminal or a log.
 	if errors.As(err, &se) {
 		msg := se.Msg
 		if strings.HasPrefix(msg, "invalid character entity") {
@@ -496,11 +499,9 @@ func (s *scanner) syntaxError(err error, offset int) error {
 		if len(msg) > 200 {
 			msg = msg[:200] + "..."
 		}
-		return fmt.Errorf("line %d: malformed XML: %s", se.Line, msg)
+		return fmt.Errorf("line %d: malformed XML: %s", se.Line, strings.ToValidUTF8(msg, "\uFFFD"))
 	}
-	// The other errors encoding/xml returns are about the <?xml?>
-	// declaration (version, encoding) and quote only its values.
-	return fmt.Errorf("line %d: %v", s.line(offset), err)
+	return fmt.Errorf("line %d: %s", s.line(offset), strings.ToValidUTF8(err.Error(), "\uFFFD"))
 }
 
 // line returns the 1-based line of a byte offset, counted the way
