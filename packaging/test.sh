@@ -120,7 +120,7 @@ start_ns() {
 inns() {
 	if [ -n "$ns_pid" ]; then nsenter -t "$ns_pid" -m -- "$@"; else "$@"; fi
 }
-# libvirtd_in_ns: a libvirtd of our own in the namespace, with the harness's
+# start_libvirtd: a libvirtd of our own in the namespace, with the harness's
 # wait and stop (e2e/lib.sh); ready once it answers and handles SIGHUP (what
 # the postinst sends).
 libvirtd_ready() {
