@@ -66,7 +66,7 @@ never another host); 2 on a usage error; 0 otherwise. With
 --dry-run): 0 no definition changes, 2 some domain was (with --dry-run:
 would be) redefined, 1 on any error, usage errors included.`)
 	fs.Bool("cold-boot", false, "rolling cold boot of pending domains (see apply --cold-boot --help)")
-	path := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
+	path := addPolicyFlag(fs)
 	dryRun := fs.Bool("dry-run", false, "print the plan and the diff but redefine nothing")
 	all := fs.Bool("all", false, "apply to every domain libvirt knows")
 	format, wideFlag := addOutputFlags(fs, "wide")

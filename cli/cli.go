@@ -407,3 +407,9 @@ func readInput(ctx context.Context, env *Env, name string) ([]byte, error) {
 	}
 	return bounded.ReadFile(name, domxml.MaxSize, "a domain XML")
 }
+
+// addPolicyFlag adds --policy to a command that reads the policy; the
+// file it names goes to loadPolicy (or policy.Resolve).
+func addPolicyFlag(fs *flagSet) *string {
+	return fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
+}

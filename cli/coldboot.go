@@ -104,7 +104,7 @@ func runColdBoot(ctx context.Context, env *Env, args []string) int {
 func coldBootMain(ctx context.Context, env *Env, args []string, host verify.Host, poll time.Duration) int {
 	fs := newFlags(env, "apply --cold-boot", "[--dry-run] [--parallel K] [--shutdown-timeout DURATION] [--force] [--boot-timeout DURATION] [--policy FILE] [-c URI] [--status-socket PATH] (--all | DOMAIN|GLOB...)", coldBootUsage)
 	fs.Bool("cold-boot", true, "restart the selected pending domains (this mode)")
-	pol := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
+	pol := addPolicyFlag(fs)
 	dryRun := fs.Bool("dry-run", false, "list what would restart and why; change nothing")
 	all := fs.Bool("all", false, "every running domain pending a cold boot")
 	parallel := fs.Int("parallel", 1, "restart up to `K` domains at once")

@@ -34,7 +34,7 @@ Print one line saying which mode the policy puts in force, where it comes
 from and what virtmq-agent and the libvirt hook do in it (the packages'
 install scripts print it). Exits 1, with the first problem, when the
 policy does not load: then virtmq lint lists every problem.`)
-	path := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
+	path := addPolicyFlag(fs)
 	_, code, done := parseFlags(env, fs, args, 0, 0, "")
 	if done {
 		return code

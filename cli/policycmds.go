@@ -34,7 +34,7 @@ number written in hexadecimal, octal or binary, a limit no domain can
 reach; and a note ("note: ...") on rules that only libosinfo metadata can
 select. Warnings exit 0 unless --strict (notes never fail). With --json it
 prints one JSON document instead (see docs/json.md).`)
-	path := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
+	path := addPolicyFlag(fs)
 	asJSON := fs.Bool("json", false, "print one JSON document instead of lines")
 	strict := fs.Bool("strict", false, "exit 1 when there are warnings")
 	dropIn := fs.Bool("drop-in", false, "check each FILE as a policy.d/ drop-in, by itself, wherever it is")
@@ -284,7 +284,7 @@ document (see docs/json.md), with the files that failed in "errors".
 Exits 1 when a file cannot be read or parsed, 2 on a usage error, else 0.
 With --detailed-exitcode (terraform's): 0 no definition changes, 2 some
 does, 1 on any error.`)
-	path := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
+	path := addPolicyFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	format, wideFlag := addOutputFlags(fs, "wide", "json")
 	fs.check(func() error { return outputConflict(format, *wideFlag, *asJSON) })
@@ -420,7 +420,7 @@ changes (a <driver queues='N'/> is added where there is none), and virtmq's
 record of the counts it wrote, <virtmq:written> in <metadata>, is added or
 updated (so a later count that differs from it reads as set by hand); every
 other byte stays as it was. Exits 1 with a message on bad input.`)
-	path := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
+	path := addPolicyFlag(fs)
 	pos, code, done := parseFlags(env, fs, args, 0, 1, `DOMAIN.xml (a domain XML file; "-" or none reads stdin)`)
 	if done {
 		return code

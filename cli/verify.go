@@ -89,7 +89,7 @@ does not fail. QMP commands through libvirt taint the domain
 "custom-monitor" in libvirt's log; guest-agent commands "custom-ga-command".
 
 Exits 1 when any check FAILs or the domain is not running, 0 otherwise.`)
-	path := fs.String("policy", "", "policy `file` (default $VIRTMQ_POLICY, else /etc/virtmq/policy.yaml, else built-in)")
+	path := addPolicyFlag(fs)
 	asJSON := fs.Bool("json", false, "print the checks as JSON")
 	cf := addConnectFlags(fs)
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up after `DURATION` (connecting to libvirt gives up after "+cmdline.Duration(env.connectTimeout())+")")

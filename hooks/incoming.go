@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/virtmq/virtmq/internal/bounded"
 )
 
 // DefaultIncomingDir holds the markers of incoming migrations and restores.
@@ -18,6 +20,9 @@ const DefaultIncomingDir = "/run/virtmq/incoming"
 // right after migrate or restore, so an older marker is left over from an
 // operation that failed in between and must not excuse a later cold boot.
 const IncomingFresh = 10 * time.Minute
+
+// maxMarkerSize bounds a marker's read: it holds one operation's name.
+const maxMarkerSize = 64
 
 // At prepare libvirt does not say whether QEMU starts for an incoming
 // migration (or a restore) or for a boot: both come as `prepare begin -`.
@@ -95,15 +100,22 @@ func takeIncoming(dir, uuid string, now time.Time) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read the marker %s: %w", p, err)
 	}
-	b, rerr := os.ReadFile(p)
+	// Only a fresh regular file is read, and through bounded.ReadFile: a
+	// FIFO or a device there must not hold the start until the time limit.
+	age := now.Sub(fi.ModTime())
+	fresh := fi.Mode().IsRegular() && age <= IncomingFresh && age >= -IncomingFresh
+	var b []byte
+	var rerr error
+	if fresh {
+		b, rerr = bounded.ReadFile(p, maxMarkerSize, "an incoming marker")
+	}
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("remove the marker %s: %w", p, err)
 	}
 	if rerr != nil {
 		return "", fmt.Errorf("read the marker %s: %w", p, rerr)
 	}
-	age := now.Sub(fi.ModTime())
-	if !fi.Mode().IsRegular() || age > IncomingFresh || age < -IncomingFresh {
+	if !fresh {
 		return "", nil
 	}
 	switch op := strings.TrimSpace(string(b)); op {

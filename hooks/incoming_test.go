@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -145,5 +146,34 @@ func TestValidUUID(t *testing.T) {
 		if validUUID(s) != want {
 			t.Errorf("validUUID(%q) = %v, want %v", s, !want, want)
 		}
+	}
+}
+
+// A FIFO where the marker would be is not read (nobody writes to it, so a
+// read would wait until the hook's time limit) and counts as no marker.
+func TestTakeIncomingFIFO(t *testing.T) {
+	dir := t.TempDir()
+	if err := syscall.Mkfifo(filepath.Join(dir, web1UUID), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	type taken struct {
+		op  string
+		err error
+	}
+	done := make(chan taken, 1)
+	go func() {
+		op, err := takeIncoming(dir, web1UUID, time.Now())
+		done <- taken{op, err}
+	}()
+	select {
+	case got := <-done:
+		if got.op != "" || got.err != nil {
+			t.Errorf("takeIncoming = %q, %v; want no marker", got.op, got.err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("takeIncoming blocked on a FIFO")
+	}
+	if _, err := os.Lstat(filepath.Join(dir, web1UUID)); !os.IsNotExist(err) {
+		t.Errorf("the FIFO is still there: %v", err)
 	}
 }

@@ -30,23 +30,30 @@ const (
 // Detect returns Journal when preferNative is set and journald listens,
 // StderrJournal when stderr is connected to the journal, else Stderr.
 func Detect(preferNative bool) Target {
+	t, j := detect(preferNative)
+	if j != nil {
+		_ = syscall.Close(j.fd)
+	}
+	return t
+}
+
+// detect is Detect keeping the connection it proved journald with, so
+// that NewLazy (the hook, on every VM start) connects once, not twice.
+func detect(preferNative bool) (Target, *journalConn) {
 	if preferNative {
 		if j, err := dialJournal(JournalSocket); err == nil {
-			_ = syscall.Close(j.fd)
-			return Journal
+			return Journal, j
 		}
 	}
 	if stderrIsJournalStream() {
-		return StderrJournal
+		return StderrJournal, nil
 	}
-	return Stderr
+	return Stderr, nil
 }
 
 // New returns a logger for target writing to w (for Journal: only when
 // journald does not answer).
 func New(target Target, w io.Writer, level slog.Level, program string) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: level}
-	var h slog.Handler
 	var j *journalConn
 	if target == Journal {
 		var err error
@@ -54,16 +61,21 @@ func New(target Target, w io.Writer, level slog.Level, program string) *slog.Log
 			target = Stderr
 		}
 	}
+	return slog.New(newHandler(target, j, w, level, program))
+}
+
+// newHandler is New's handler; j is the journald connection for Journal.
+func newHandler(target Target, j *journalConn, w io.Writer, level slog.Level, program string) slog.Handler {
+	opts := &slog.HandlerOptions{Level: level}
 	switch target {
 	case Journal:
-		h = &journalHandler{conn: j, level: level, identifier: program}
+		return &journalHandler{conn: j, level: level, identifier: program}
 	case StderrJournal:
 		opts.ReplaceAttr = dropTime
-		h = slog.NewTextHandler(w, opts)
+		return slog.NewTextHandler(w, opts)
 	default:
-		h = slog.NewTextHandler(w, opts)
+		return slog.NewTextHandler(w, opts)
 	}
-	return slog.New(h)
 }
 
 func dropTime(groups []string, a slog.Attr) slog.Attr {
@@ -148,7 +160,8 @@ func journalKey(k string) string {
 // a socket dial on a path every VM start waits for.
 func NewLazy(preferNative bool, w io.Writer, level slog.Level, program string) *slog.Logger {
 	return slog.New(&lazyHandler{level: level, init: sync.OnceValue(func() slog.Handler {
-		return New(Detect(preferNative), w, level, program).Handler()
+		t, j := detect(preferNative)
+		return newHandler(t, j, w, level, program)
 	})})
 }
 
