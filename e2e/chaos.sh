@@ -15,8 +15,8 @@ FP_AGENT=$RUN/virtmq-agent-fp # the failpoints build (agent/failpoint_on.go)
 # in MODE (default its own, apply), in force.
 shipped_policy() {
 	sed "s/^mode: apply$/mode: ${1:-apply}/" "$REPO/policy/default.yaml" >"$POLICY"
-	kill -HUP "$(agent_pid)"
-	eventually 10 "policy mode" "${1:-apply}" bash -c "'$BIN/virtmq' status --json --status-socket '$STATUS_SOCK' | jq -r .policy.mode"
+	agent_reload
+	check "policy mode" "$(status_json | jq -r .policy.mode)" "${1:-apply}"
 }
 
 # fp_agent_build: the failpoints build of virtmq-agent, once per run.

@@ -80,6 +80,19 @@ agent_stop() {
 	rm -f "$AGENT_PIDFILE"
 }
 
+# reloaded_since LOADED_AT: the agent put a policy in force after LOADED_AT.
+reloaded_since() { [[ $(status_json | jq -r .policy.loaded_at) != "$1" ]]; }
+# agent_reload: SIGHUP, until the agent reports a reload after the signal.
+agent_reload() {
+	local before
+	before=$(status_json | jq -r .policy.loaded_at)
+	kill -HUP "$(agent_pid)"
+	e2e_wait 10 reloaded_since "$before" ||
+		e2e_die "the agent (pid $(agent_pid)) did not reload its policy"
+	[[ -z $(status_json | jq -r '.policy.last_reload_error // ""') ]] ||
+		e2e_die "the agent refused its policy: $(status_json | jq -r .policy.last_reload_error)"
+}
+
 # --- Prometheus -------------------------------------------------------------------
 # A real Prometheus server (Debian's prometheus package; its systemd service
 # is not used) on a free loopback port with a temporary storage folder,

@@ -80,18 +80,6 @@ host2_start() {
 	on2 agent_start
 }
 
-reloaded_since() { [[ $(status_json | jq -r .policy.loaded_at) != "$1" ]]; }
-# agent_reload: SIGHUP, until the agent reports a reload after the signal.
-agent_reload() {
-	local before
-	before=$(status_json | jq -r .policy.loaded_at)
-	kill -HUP "$(agent_pid)"
-	e2e_wait 10 reloaded_since "$before" ||
-		e2e_die "the agent (pid $(agent_pid)) did not reload its policy"
-	[[ -z $(status_json | jq -r '.policy.last_reload_error // ""') ]] ||
-		e2e_die "the agent refused its policy: $(status_json | jq -r .policy.last_reload_error)"
-}
-
 # host2_stop: its domains destroyed and undefined, its agent and libvirtd stopped.
 host2_stop() {
 	local pid

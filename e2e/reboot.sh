@@ -6,10 +6,8 @@
 # next_reboot_policy: the test policy with apply_at: next-reboot, in force.
 next_reboot_policy() {
 	write_policy apply next-reboot
-	kill -HUP "$(agent_pid)"
-	eventually 10 "policy reloaded" "" status_json_reload_error
+	agent_reload
 }
-status_json_reload_error() { status_json | jq -r '.policy.last_reload_error // ""'; }
 
 # pending_domain NAME: NAME runs with one queue while its definition (the
 # agent's rewrite) has 4: defined and started while no agent ran.
