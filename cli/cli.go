@@ -336,16 +336,7 @@ func parseAll(env *Env, fs *flagSet, args []string) (pos []string, code int, don
 		env.collectFlags(fs.FlagSet)
 		return nil, ExitOK, true
 	}
-	helpAsked := false
-	for _, a := range args {
-		if a == "--" {
-			break
-		}
-		if a == "-h" || a == "-help" || a == "--help" {
-			helpAsked = true
-		}
-	}
-	if helpAsked {
+	if cmdline.HelpAsked(args) {
 		fs.SetOutput(env.Stdout) // asked-for help goes to stdout
 	} else {
 		// A parse error is said by usageError, not by the flag package.

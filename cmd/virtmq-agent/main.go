@@ -77,13 +77,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(fs.Output(), "Usage: virtmq-agent [OPTIONS]\n\n%s\n\nOptions:\n", description)
 		cmdline.PrintOptions(fs.Output(), fs, cmdline.Options{})
 	}
-	help := false
-	for _, a := range args {
-		if a == "-h" || a == "-help" || a == "--help" {
-			help = true
-		}
-	}
-	if help {
+	if cmdline.HelpAsked(args) {
 		fs.SetOutput(stdout)
 	} else {
 		fs.SetOutput(io.Discard) // a parse error is said below, in one line

@@ -134,6 +134,21 @@ func wrap(text string, indent, width int) string {
 	return b.String()
 }
 
+// HelpAsked reports whether args ask for help (-h, -help or --help)
+// before a "--" ends the options: then the help a flag set prints goes
+// to stdout, not stderr.
+func HelpAsked(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--help":
+			return true
+		}
+	}
+	return false
+}
+
 // singleDash is an option the flag package names with one dash in its
 // errors: "flag provided but not defined: -policy".
 var singleDash = regexp.MustCompile(`(^|[ :])-([A-Za-z0-9][-A-Za-z0-9]+)\b`)

@@ -75,3 +75,22 @@ func TestDuration(t *testing.T) {
 		}
 	}
 }
+
+func TestHelpAsked(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want bool
+	}{
+		{nil, false},
+		{[]string{"--json", "dom.xml"}, false},
+		{[]string{"dom.xml", "-h"}, true},
+		{[]string{"-help"}, true},
+		{[]string{"--json", "--help"}, true},
+		{[]string{"--", "--help"}, false},
+		{[]string{"--helpful"}, false},
+	} {
+		if got := HelpAsked(tt.args); got != tt.want {
+			t.Errorf("HelpAsked(%q) = %v, want %v", tt.args, got, tt.want)
+		}
+	}
+}
