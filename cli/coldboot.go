@@ -316,19 +316,14 @@ func (cb *coldBoot) restart(ctx context.Context, t *coldBootTarget) coldBootResu
 	if err != nil {
 		return fail(ExitFailure, "waiting for the shutdown: %v", err)
 	}
-	if !off && wait == 0 {
-		if err := cb.conn.DestroyDomain(ctx, d); err != nil && !errors.Is(err, virt.ErrInvalidState) {
-			return fail(ExitFailure, "destroy: %v", err)
-		}
-		if off, err = cb.waitOff(ctx, d, 30*time.Second); err != nil || !off {
-			return fail(ExitFailure, "still running after destroy: %v", err)
-		}
-	}
 	if !off {
-		if !cb.force {
-			return fail(ExitFailure, "did not power off within %s; left running (--force destroys it after the timeout)", cb.shutdown)
+		// wait is 0 only for a paused domain under --force, said above.
+		if wait > 0 {
+			if !cb.force {
+				return fail(ExitFailure, "did not power off within %s; left running (--force destroys it after the timeout)", cb.shutdown)
+			}
+			cb.progress(name, "did not power off within %s: forcing it off", cb.shutdown)
 		}
-		cb.progress(name, "did not power off within %s: forcing it off", cb.shutdown)
 		if err := cb.conn.DestroyDomain(ctx, d); err != nil && !errors.Is(err, virt.ErrInvalidState) {
 			return fail(ExitFailure, "destroy: %v", err)
 		}

@@ -28,12 +28,11 @@ on2() {
 		METRICS_LISTEN=$(cat "$H2_RUN/metrics.listen" 2>/dev/null) "$@"
 }
 h2_pid() { cat "$H2/libvirtd.pid" 2>/dev/null; }
-h2_ok() { virsh -q -c "$H2_URI" version >/dev/null 2>&1; }
 
 # host2_start: the second libvirtd and its agent, with host 1's policy
 # (POLICY2, a copy of POLICY); a running one is reused, its policy reset.
 host2_start() {
-	if h2_ok && pid_alive "$(on2 agent_pid)"; then
+	if on2 libvirt_ok && pid_alive "$(on2 agent_pid)"; then
 		cp "${POLICY:?}" "$POLICY2"
 		on2 agent_reload
 		return 0
@@ -74,7 +73,7 @@ host2_start() {
 		hostname "$2"
 		exec libvirtd -d -p "$1/libvirtd.pid"' sh "$H2" "$H2_HOSTNAME" "$VIRTMQ_E2E_STATE/empty" ||
 		e2e_die "cannot start the second libvirtd"
-	e2e_wait 30 h2_ok || e2e_die "the second libvirtd does not answer on $H2_URI (log: $H2/log/libvirtd.log)"
+	e2e_wait 30 on2 libvirt_ok || e2e_die "the second libvirtd does not answer on $H2_URI (log: $H2/log/libvirtd.log)"
 	e2e_log "host 2: libvirtd pid $(h2_pid) on $H2_SOCK, hostname $H2_HOSTNAME"
 	free_port | sed 's/^/127.0.0.1:/' >"$H2_RUN/metrics.listen"
 	on2 agent_start
@@ -83,7 +82,7 @@ host2_start() {
 # host2_stop: its domains destroyed and undefined, its agent and libvirtd stopped.
 host2_stop() {
 	local pid
-	if h2_ok; then on2 cleanup_domains; fi
+	if on2 libvirt_ok; then on2 cleanup_domains; fi
 	on2 agent_stop
 	pid=$(h2_pid) && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == libvirtd ]] && stop_pid "$pid" 30
 	rm -f "$H2/libvirtd.pid"

@@ -81,16 +81,7 @@ func Run(cfg Config, args []string) int {
 		// migrate/restore: queues must not change there (QEMU refuses the
 		// incoming state), so nothing is printed; only the incoming
 		// marker is kept. Never a failure, even at the time limit.
-		if cfg.TimeLimit <= 0 {
-			return incoming(cfg, log, op)
-		}
-		done := make(chan int, 1)
-		go func() { done <- incoming(cfg, log, op) }()
-		timer := time.NewTimer(cfg.TimeLimit)
-		defer timer.Stop()
-		select {
-		case <-done:
-		case <-timer.C:
+		if _, ok := within(cfg.TimeLimit, func() int { return incoming(cfg, log, op) }); !ok {
 			log.Error("the hook did not finish within the time limit; allowing", "limit", cfg.TimeLimit.String())
 		}
 		return ExitAllow
@@ -103,25 +94,37 @@ func Run(cfg Config, args []string) int {
 	if cfg.TimeLimit <= 0 {
 		return prepare(cfg, log, domain, &known{})
 	}
-	// prepare runs on its own goroutine so that the limit holds whatever
-	// it blocks in. After the limit its output is dropped: the exit code
-	// returned here is the hook's answer, and the process exits with it.
+	// After the limit prepare's output is dropped: the exit code returned
+	// here is the hook's answer, and the process exits with it.
 	out := &gatedWriter{w: cfg.Stderr}
 	inner := cfg
 	inner.Stderr = out
 	k := &known{}
-	done := make(chan int, 1)
-	go func() { done <- prepare(inner, log, domain, k) }()
-	timer := time.NewTimer(cfg.TimeLimit)
-	defer timer.Stop()
-	select {
-	case code := <-done:
+	if code, ok := within(cfg.TimeLimit, func() int { return prepare(inner, log, domain, k) }); ok {
 		return code
-	case <-timer.C:
 	}
 	out.close()
 	mode, onErr := k.get()
 	return internalError(cfg, log, domain, mode, onErr, fmt.Errorf("the hook did not finish within %v", cfg.TimeLimit))
+}
+
+// within runs f on its own goroutine, so that the limit holds whatever
+// it blocks in, and returns its code; ok is false when f did not return
+// within limit (no limit when limit <= 0), and f is then left running.
+func within(limit time.Duration, f func() int) (code int, ok bool) {
+	if limit <= 0 {
+		return f(), true
+	}
+	done := make(chan int, 1)
+	go func() { done <- f() }()
+	timer := time.NewTimer(limit)
+	defer timer.Stop()
+	select {
+	case code := <-done:
+		return code, true
+	case <-timer.C:
+		return 0, false
+	}
 }
 
 // known is the policy's mode and on_error once prepare has loaded it, for

@@ -239,3 +239,34 @@ func TestBrokenPolicyModeFromDropIn(t *testing.T) {
 		t.Errorf("code %d stderr %q: want the drop-in's enforce/deny to refuse the start", code, stderr.String())
 	}
 }
+
+// TestTimeLimitMigrate: at migrate the marker's work is bounded too, and
+// the limit never fails the migration.
+func TestTimeLimitMigrate(t *testing.T) {
+	stdin := blockingReader{make(chan struct{})}
+	t.Cleanup(func() { close(stdin.release) })
+	var stderr, log syncBuffer
+	cfg := Config{
+		PolicyPath:        writePolicy(t, policyWith("enforce", "deny")),
+		DefaultPolicyPath: filepath.Join(t.TempDir(), "absent.yaml"),
+		Getenv:            func(string) string { return "" },
+		Stdin:             stdin,
+		Stderr:            &stderr,
+		Logger:            slog.New(slog.NewTextHandler(&log, nil)),
+		TimeLimit:         100 * time.Millisecond,
+		IncomingDir:       t.TempDir(),
+	}
+	done := make(chan int, 1)
+	go func() { done <- Run(cfg, []string{"web1", "migrate", "begin", "-"}) }()
+	select {
+	case code := <-done:
+		if code != ExitAllow || stderr.String() != "" {
+			t.Errorf("exit code = %d, stderr %q; want %d and nothing", code, stderr.String(), ExitAllow)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("migrate did not return within 5s with a 100ms limit")
+	}
+	if !strings.Contains(log.String(), "did not finish within the time limit") {
+		t.Errorf("log %q does not say the limit was hit", log.String())
+	}
+}

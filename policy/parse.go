@@ -179,19 +179,17 @@ func (p *parser) mode(n *yaml.Node, path string) (Mode, bool) {
 // observe | apply.
 func (p *parser) orchestrators(n *yaml.Node, path string) []orchestratorEntry {
 	var out []orchestratorEntry
-	names := orchestratorNames()
 	p.fields(n, path, func(key string, k, v *yaml.Node, kpath string) {
-		if !slices.Contains(names, key) {
-			p.errorf(k, kpath, "unknown orchestrator (known: %s)", strings.Join(names, ", "))
+		o := orchestrator(key)
+		if o == nil {
+			p.errorf(k, kpath, "unknown orchestrator (known: %s)", strings.Join(orchestratorNames(), ", "))
 			return
 		}
 		if s, ok := p.enum(v, kpath, string(OrchestratorLeave), string(OrchestratorObserve), string(OrchestratorApply)); ok {
 			out = append(out, orchestratorEntry{key, opt[OrchestratorMode]{OrchestratorMode(s), true, p.loc(resolve(v), kpath)}})
-			if o := orchestrator(key); s != string(OrchestratorLeave) {
-				r := resolve(v)
-				p.warns = append(p.warns, &Error{File: p.file, Line: r.Line, Column: r.Column, Path: kpath,
-					Msg: fmt.Sprintf("note: virtmq manages %s's domains (%s): %s rebuilds a definition without the queues virtmq writes "+
-						"at a hard reboot, a rebuild or a migration; its own setting, %s, lasts", o.Title, s, o.Title, o.Knob)})
+			if s != string(OrchestratorLeave) {
+				p.warns = append(p.warns, p.at(resolve(v), kpath, fmt.Sprintf("note: virtmq manages %s's domains (%s): %s rebuilds a definition without the queues virtmq writes "+
+					"at a hard reboot, a rebuild or a migration; its own setting, %s, lasts", o.Title, s, o.Title, o.Knob)))
 			}
 		}
 	})

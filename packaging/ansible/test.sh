@@ -33,6 +33,8 @@ DEB=$root/$DEB
 
 # shellcheck source=e2e/lib.sh
 source "$root/e2e/lib.sh"
+# shellcheck source=e2e/fixtures.sh
+source "$root/e2e/fixtures.sh" # its libvirt probes (defined_queues)
 work=$(mktemp -d /tmp/virtmq-ansible-test.XXXXXX)
 export VIRTMQ_ANSIBLE_TEST_RUN=$work/run
 export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 ANSIBLE_RETRY_FILES_ENABLED=0 ANSIBLE_LOCAL_TEMP=$work/tmp ANSIBLE_REMOTE_TEMP=$work/tmp
@@ -89,9 +91,7 @@ e2e_virsh define /dev/stdin >/dev/null <<-XML
 	<os><type arch='x86_64' machine='pc'>hvm</type></os>
 	<devices><interface type='bridge'><source bridge='$VIRTMQ_E2E_BRIDGE'/><mac address='52:54:00:7a:52:01'/><model type='virtio'/></interface></devices></domain>
 XML
-defined_queues() { e2e_virsh dumpxml --inactive "$D" | xmllint --xpath 'string(/domain/devices/interface[1]/driver/@queues)' -; }
 state_is() { [[ $(state_of) == "$1" ]]; }
-queues_are() { [[ $(defined_queues) == "$1" ]]; }
 state_of() { /usr/sbin/virtmq status --json | jq -r --arg d "$D" '.domains[] | select(.name == $d) | .state'; }
 
 # play NAME PLAYBOOK ARGS...: ansible-playbook, its output in $work/NAME.out.
@@ -111,7 +111,7 @@ check "the package is installed" "$(dpkg-query -W -f='${Version}' virtmq)" "$(dp
 check "the agent's mode" "$(/usr/sbin/virtmq status --json | jq -r .policy.mode)" observe
 e2e_wait 10 state_is would-redefine || true
 check "$D state (observe)" "$(state_of)" would-redefine
-check "$D definition untouched (observe)" "$(defined_queues)" ""
+check "$D definition untouched (observe)" "$(defined_queues "$D")" ""
 check "the drop-in placed" "$(head -n1 /etc/virtmq/policy.d/50-scratch.yaml)" "rules:"
 check "what the play shows" "$(grep -A2 'TASK \[Show what the agent does or would do\]' "$work/observe.out" | grep -o '"msg": ".*"')" \
 	'"msg": "mode observe; would-redefine: 1"'
@@ -120,8 +120,8 @@ step "2. apply: the handler reloads the agent"
 if play apply rollout.yml -e virtmq_mode=apply -e virtmq_batch=1; then ok "rollout.yml -e virtmq_mode=apply"; else cat "$work/apply.out"; fail "rollout.yml -e virtmq_mode=apply"; exit 1; fi
 if grep -q 'RUNNING HANDLER \[virtmq : Reload virtmq-agent (command)\]' "$work/apply.out"; then ok "the reload handler ran"; else fail "the reload handler did not run"; fi
 check "the agent's mode" "$(/usr/sbin/virtmq status --json | jq -r .policy.mode)" apply
-e2e_wait 10 queues_are 4 || true
-check "$D definition (apply)" "$(defined_queues)" 4
+e2e_wait 10 defined_queues_are "$D" 4 || true
+check "$D definition (apply)" "$(defined_queues "$D")" 4
 check "$D state (apply)" "$(state_of)" rewritten
 
 step "2b. virtmq_policy_d_exclusive: a drop-in nobody named is removed"
