@@ -84,15 +84,6 @@ func runningChanges(v *domainView) string {
 	return strings.Join(parts, ", ")
 }
 
-// power returns conn's Power when it can turn reboots into cold boots:
-// when its events include libvirt's REBOOT.
-func power(conn virt.Conn) (virt.Power, bool) {
-	if !conn.RebootEvents() {
-		return nil, false
-	}
-	return conn, true
-}
-
 // onReboot handles a REBOOT event of d (see above). It returns an error
 // only when the connection is unusable (the intent then stays and the
 // resync after the reconnect finishes it).
@@ -101,8 +92,8 @@ func (a *Agent) onReboot(ctx context.Context, conn virt.Conn, d virt.Domain) err
 	if !coldBootsAtReboot(v) {
 		return nil
 	}
-	p, ok := power(conn)
-	if !ok {
+	// Cold boots at reboot need libvirt's REBOOT events.
+	if !conn.RebootEvents() {
 		return nil
 	}
 	d = v.d
@@ -117,14 +108,14 @@ func (a *Agent) onReboot(ctx context.Context, conn virt.Conn, d virt.Domain) err
 	}
 	a.failpoint(fpIntentWritten)
 	log.Info("guest reboot: pausing the domain to cold boot it with the new queue counts", "changes", in.Changes)
-	if _, err := call(ctx, a, func(ctx context.Context) (struct{}, error) { return struct{}{}, p.SuspendDomain(ctx, d) }); err != nil {
+	if _, err := call(ctx, a, func(ctx context.Context) (struct{}, error) { return struct{}{}, conn.SuspendDomain(ctx, d) }); err != nil {
 		if a.isLost(conn, err) || ctx.Err() != nil {
 			return err
 		}
 		log.Warn("cannot pause the domain at its reboot", "err", err)
 	}
 	a.failpoint(fpPaused)
-	return a.finishColdBoot(ctx, conn, p, in, true)
+	return a.finishColdBoot(ctx, conn, in, true)
 }
 
 // finishColdBoot brings the domain of in back from its stop for the
@@ -132,7 +123,7 @@ func (a *Agent) onReboot(ctx context.Context, conn virt.Conn, d virt.Domain) err
 // started, a running one left alone; then the intent is removed. With
 // recheck, a paused domain whose definition no longer asks for a change is
 // resumed instead.
-func (a *Agent) finishColdBoot(ctx context.Context, conn virt.Conn, p virt.Power, in restartIntent, recheck bool) error {
+func (a *Agent) finishColdBoot(ctx context.Context, conn virt.Conn, in restartIntent, recheck bool) error {
 	d := virt.Domain{Name: in.Name, UUID: in.UUID}
 	log := a.log.With("domain", d.Name)
 	// do makes one call of the cold boot. A failure that is not a lost
@@ -153,7 +144,7 @@ func (a *Agent) finishColdBoot(ctx context.Context, conn virt.Conn, p virt.Power
 		}
 		return err
 	}
-	st, err := call(ctx, a, func(ctx context.Context) (virt.DomainState, error) { return p.DomainState(ctx, d) })
+	st, err := call(ctx, a, func(ctx context.Context) (virt.DomainState, error) { return conn.DomainState(ctx, d) })
 	switch {
 	case errors.Is(err, virt.ErrNotFound):
 		a.removeIntent(in.UUID)
@@ -177,7 +168,7 @@ func (a *Agent) finishColdBoot(ctx context.Context, conn virt.Conn, p virt.Power
 			}
 			if v != nil && !coldBootsAtReboot(v) {
 				log.Info("the definition no longer asks for a change: resuming the reboot as it was")
-				if err := do(p.ResumeDomain); err != nil && (a.isLost(conn, err) || ctx.Err() != nil) {
+				if err := do(conn.ResumeDomain); err != nil && (a.isLost(conn, err) || ctx.Err() != nil) {
 					return err
 				}
 				a.removeIntent(in.UUID)
@@ -186,12 +177,12 @@ func (a *Agent) finishColdBoot(ctx context.Context, conn virt.Conn, p virt.Power
 		}
 		// "Not running" (ErrInvalidState): it stopped meanwhile, e.g. the
 		// destroy a killed agent had sent landed after its death: start it.
-		if err := do(p.DestroyDomain); err != nil && !errors.Is(err, virt.ErrInvalidState) {
+		if err := do(conn.DestroyDomain); err != nil && !errors.Is(err, virt.ErrInvalidState) {
 			if a.isLost(conn, err) || ctx.Err() != nil {
 				return err
 			}
 			log.Warn("cannot stop the domain for its cold boot; resuming it", "err", err)
-			rerr := do(p.ResumeDomain)
+			rerr := do(conn.ResumeDomain)
 			if rerr != nil && (a.isLost(conn, rerr) || ctx.Err() != nil) {
 				return rerr
 			}
@@ -207,7 +198,7 @@ func (a *Agent) finishColdBoot(ctx context.Context, conn virt.Conn, p virt.Power
 	}
 	// "Already running" (ErrInvalidState): a start a killed agent had
 	// sent landed after its death; the domain runs its cold boot.
-	if err := do(p.StartDomain); err != nil && !errors.Is(err, virt.ErrInvalidState) {
+	if err := do(conn.StartDomain); err != nil && !errors.Is(err, virt.ErrInvalidState) {
 		if a.isLost(conn, err) || ctx.Err() != nil {
 			return err
 		}
@@ -237,10 +228,9 @@ func (a *Agent) finishIntents(ctx context.Context, conn virt.Conn) error {
 	if len(ins) == 0 {
 		return nil
 	}
-	var p virt.Power = conn
 	for _, in := range ins {
 		a.log.Info("finishing a cold boot at reboot left unfinished", "domain", in.Name, "since", in.At)
-		if err := a.finishColdBoot(ctx, conn, p, in, false); err != nil {
+		if err := a.finishColdBoot(ctx, conn, in, false); err != nil {
 			return err
 		}
 	}

@@ -362,7 +362,7 @@ func (p *pass) liveStep() *end {
 func (p *pass) record() end {
 	a, d := p.a, p.d
 	v := &domainView{d: d, plan: p.plan, live: p.live, observe: p.observe, liveOnly: p.liveOnly}
-	_, rebootOK := power(p.conn)
+	rebootOK := p.conn.RebootEvents()
 	now := a.cfg.Now()
 	var state string
 	a.store.update(d.UUID, func(r *record) {
