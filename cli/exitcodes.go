@@ -25,10 +25,10 @@ func wantsDetailed(args []string) bool { return boolArg(args, "detailed-exitcode
 func boolArg(args []string, name string) bool {
 	set := false
 	for _, a := range args {
-		if a == "--" || !strings.HasPrefix(a, "-") {
-			if a == "--" {
-				break
-			}
+		if a == "--" {
+			break
+		}
+		if !strings.HasPrefix(a, "-") {
 			continue
 		}
 		flag, value, hasValue := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-"), "=")

@@ -78,10 +78,7 @@ func (env *Env) connectTimeout() time.Duration {
 // $LIBVIRT_DEFAULT_URI is accepted only when both name the local system
 // driver (qemu:///system without socket=): it then picks the socket.
 func (cf *connectFlags) resolve(env *Env) (virt.URI, string, error) {
-	getenv := env.Getenv
-	if getenv == nil {
-		getenv = func(string) string { return "" }
-	}
+	getenv := env.getenv()
 	envURI, envSocket := getenv(URIEnvVar), getenv(SocketEnvVar)
 	switch {
 	case cf.uri != "" && cf.socket != "":

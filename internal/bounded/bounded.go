@@ -74,7 +74,7 @@ func ReadFile(path string, limit int64, of string) ([]byte, error) {
 		return nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w (%s)", ErrNotRegular, FileType(fi.Mode()))}
+		return nil, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w (%s)", ErrNotRegular, fileType(fi.Mode()))}
 	}
 	if fi.Size() > limit {
 		return nil, &fs.PathError{Op: "read", Path: path, Err: &tooLarge{"file", limit, of}}
@@ -129,8 +129,8 @@ func Read(ctx context.Context, r io.Reader, limit int64, of string) ([]byte, err
 	return res.b, nil
 }
 
-// FileType names the type of a file that is not regular, for errors.
-func FileType(m fs.FileMode) string {
+// fileType names the type of a file that is not regular, for errors.
+func fileType(m fs.FileMode) string {
 	switch {
 	case m.IsDir():
 		return "a directory"
