@@ -168,8 +168,14 @@ func (a *Agent) finishColdBoot(ctx context.Context, conn virt.Conn, in restartIn
 			}
 			if v != nil && !coldBootsAtReboot(v) {
 				log.Info("the definition no longer asks for a change: resuming the reboot as it was")
-				if err := do(conn.ResumeDomain); err != nil && (a.isLost(conn, err) || ctx.Err() != nil) {
-					return err
+				if err := do(conn.ResumeDomain); err != nil {
+					if a.isLost(conn, err) || ctx.Err() != nil {
+						return err
+					}
+					// Still paused: the intent stays, the next connect
+					// finishes the cold boot.
+					log.Error("cannot resume the domain; finishing its cold boot at the next connect", "err", err)
+					return nil
 				}
 				a.removeIntent(in.UUID)
 				return nil

@@ -282,3 +282,29 @@ func TestNextRebootResumesWhenNoLongerAsked(t *testing.T) {
 		t.Errorf("state = %s after the policy stopped asking", d.State)
 	}
 }
+
+// TestNextRebootResumeFailsKeepsIntent: as above, but libvirt refuses
+// every resume: the domain is still paused, so the intent must stay for
+// the next connect to finish its cold boot (without it nothing would
+// ever bring the domain back).
+func TestNextRebootResumeFailsKeepsIntent(t *testing.T) {
+	h, _ := pendingHarness(t, nextRebootPolicy, nil)
+	h.fake.FailNext(virttest.MethodResumeDomain, powerAttempts, virt.ErrCallTimeout)
+	h.fake.OnCall(func(method string, _ virt.Domain, err error) {
+		if method == virttest.MethodSuspendDomain && err == nil {
+			_, _ = h.fake.Define(domainXML("web", 1, 0, mac(1)))
+		}
+	})
+	must(t, h.fake.GuestReboot("web"))
+	h.waitFor("every resume tried", func(status.Snapshot) bool {
+		return h.fake.Calls(virttest.MethodResumeDomain) >= powerAttempts
+	})
+	h.settle()
+	h.fake.OnCall(nil)
+	if !h.fake.Paused("web") {
+		t.Fatal("web is not paused: the refused resumes did not happen")
+	}
+	if f := intentFiles(t, h); len(f) != 1 {
+		t.Errorf("intents = %v, want the one of web (still paused)", f)
+	}
+}
