@@ -51,32 +51,21 @@ func completionCommands() []cmdFlags {
 	return out
 }
 
-// flagName is how the flag is written: -o, --policy.
-func flagName(f *flag.Flag) string {
-	if len(f.Name) == 1 {
-		return "-" + f.Name
-	}
-	return "--" + f.Name
-}
-
 // isBool reports whether a flag takes no value.
 func isBool(f *flag.Flag) bool {
 	b, ok := f.Value.(interface{ IsBoolFlag() bool })
 	return ok && b.IsBoolFlag()
 }
 
-// flagArg says what a flag's value completes to: files, or a fixed list.
-func flagArg(cmd string, f *flag.Flag) (files bool, words []string) {
+// flagArg says what a flag's value completes to: files, or the fixed
+// list an Enum option (-o, --color) takes.
+func flagArg(f *flag.Flag) (files bool, words []string) {
 	switch f.Name {
 	case "policy", "connect-socket", "status-socket":
 		return true, nil
-	case "o":
-		if cmd == "apply" {
-			return false, []string{"wide"}
-		}
-		return false, []string{"wide", "json"}
-	case "color":
-		return false, []string{"auto", "always", "never"}
+	}
+	if e, ok := f.Value.(*cmdline.Enum); ok {
+		return false, e.Allowed
 	}
 	return false, nil
 }
@@ -182,15 +171,15 @@ _virtmq() {
 		var flags, fileFlags []string
 		var wordCases []string
 		for _, f := range c.flags {
-			flags = append(flags, flagName(f))
-			files, words := flagArg(c.name, f)
+			flags = append(flags, cmdline.Name(f.Name))
+			files, words := flagArg(f)
 			switch {
 			case files:
-				fileFlags = append(fileFlags, flagName(f))
+				fileFlags = append(fileFlags, cmdline.Name(f.Name))
 			case words != nil:
-				wordCases = append(wordCases, fmt.Sprintf("        %s) COMPREPLY=($(compgen -W %q -- \"$cur\")); return ;;\n", flagName(f), strings.Join(words, " ")))
+				wordCases = append(wordCases, fmt.Sprintf("        %s) COMPREPLY=($(compgen -W %q -- \"$cur\")); return ;;\n", cmdline.Name(f.Name), strings.Join(words, " ")))
 			case !isBool(f):
-				wordCases = append(wordCases, fmt.Sprintf("        %s) return ;;\n", flagName(f)))
+				wordCases = append(wordCases, fmt.Sprintf("        %s) return ;;\n", cmdline.Name(f.Name)))
 			}
 		}
 		flags = append(flags, "--help")
@@ -282,8 +271,8 @@ _virtmq() {
 		for _, f := range c.flags {
 			desc, _ := flag.UnquoteUsage(f)
 			desc = zshQuote(strings.ReplaceAll(desc, "\n", " "))
-			files, words := flagArg(c.name, f)
-			spec := fmt.Sprintf("'%s[%s]", flagName(f), desc)
+			files, words := flagArg(f)
+			spec := fmt.Sprintf("'%s[%s]", cmdline.Name(f.Name), desc)
 			switch {
 			case files:
 				spec += ":file:_files"
